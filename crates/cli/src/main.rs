@@ -1,0 +1,36 @@
+//! `medrec`: the MedRec command-line tool. Thin: parses arguments and hands over to
+//! one module per subcommand; results go to stdout, everything else to stderr.
+
+mod commands;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// MedRec: patient-controlled medical records on an Ethereum ledger.
+#[derive(Debug, Parser)]
+#[command(name = "medrec", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure MedRec (gas of every contract operation, ...).
+    Bench(commands::bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Bench(args) => commands::bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            output::error(&err);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Every custom error of the MedRec contracts as one typed Rust error.
+
+use crate::{Registrar::RegistrarErrors as RegE, Relationships::RelationshipsErrors as RelE};
+use alloy::{
+    primitives::{Address, B256, Bytes, U256},
+    sol_types::{Panic, Revert, SolError, SolInterface},
+};
+use medrec_primitives::{RelationshipId, Status};
+use std::fmt;
+
+/// Why a MedRec contract refused a call: its custom error, decoded from revert data.
+///
+/// `Display` gives a sentence a person understands; the fields keep the details for
+/// programs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContractError {
+    /// The caller is not a certified institution.
+    #[error(
+        "{caller} is not a certified institution: only certified institutions may register or remap identities and vote on governance"
+    )]
+    NotInstitution {
+        /// The caller.
+        caller: Address,
+    },
+    /// The caller is not a registered provider.
+    #[error(
+        "{caller} is not a registered provider: only providers registered by a certified institution may do this"
+    )]
+    NotProvider {
+        /// The caller.
+        caller: Address,
+    },
+    /// A zero address was given where a real one is needed.
+    #[error(
+        "an address is missing: the zero address cannot be a participant, institution, researcher, delegate or viewer"
+    )]
+    ZeroAddress,
+    /// A zero identity commitment.
+    #[error("the identity commitment is empty (zero)")]
+    ZeroIdentity,
+    /// The identity commitment is already registered.
+    #[error("identity {identity} is already registered; remap it to move it to another address")]
+    IdentityTaken {
+        /// The commitment.
+        identity: B256,
+    },
+    /// No participant has this identity commitment.
+    #[error("no participant is registered under identity {identity}")]
+    UnknownIdentity {
+        /// The commitment.
+        identity: B256,
+    },
+    /// The account already has a provider entry.
+    #[error("{account} is already registered as a provider")]
+    ProviderExists {
+        /// The account.
+        account: Address,
+    },
+    /// The gatekeeper endpoint is empty.
+    #[error("a provider needs a gatekeeper endpoint (URL); the one given is empty")]
+    EmptyEndpoint,
+    /// A remap to the account already mapped.
+    #[error("the identity is already mapped to {account}; nothing to remap")]
+    SameAccount {
+        /// The account.
+        account: Address,
+    },
+    /// A registrar deployed with no institution.
+    #[error("the registrar needs at least one certified institution")]
+    NoInstitutions,
+    /// The address is already an institution.
+    #[error("{account} is already a certified institution")]
+    AlreadyInstitution {
+        /// The account.
+        account: Address,
+    },
+    /// The address is not an institution.
+    #[error("{account} is not a certified institution, so it cannot be removed")]
+    NotAnInstitution {
+        /// The account.
+        account: Address,
+    },
+    /// Removing the last institution.
+    #[error("the last certified institution cannot be removed: nobody could govern the registrar")]
+    LastInstitution,
+    /// The address is already an admitted researcher.
+    #[error("{account} is already an admitted research entity")]
+    AlreadyResearcher {
+        /// The account.
+        account: Address,
+    },
+    /// The address is not an admitted researcher.
+    #[error("{account} is not an admitted research entity")]
+    NotResearcher {
+        /// The account.
+        account: Address,
+    },
+    /// No proposal with this id.
+    #[error("there is no proposal {id}")]
+    UnknownProposal {
+        /// The id.
+        id: U256,
+    },
+    /// The proposal already passed.
+    #[error("proposal {id} has already passed and been carried out")]
+    ProposalExecuted {
+        /// The id.
+        id: U256,
+    },
+    /// The institution set changed since the proposal.
+    #[error(
+        "proposal {id} is stale: the set of institutions changed since it was made; propose it again"
+    )]
+    ProposalStale {
+        /// The id.
+        id: U256,
+    },
+    /// The institution already voted.
+    #[error("{voter} has already voted for proposal {id}")]
+    AlreadyVoted {
+        /// The id.
+        id: U256,
+        /// The voter.
+        voter: Address,
+    },
+    /// A zero hash where a commitment or data hash is needed.
+    #[error("a query commitment, data hash or bounty commitment is missing (zero)")]
+    ZeroHash,
+    /// The relationship already exists.
+    #[error(
+        "relationship {rel_id} already exists: use a new delegate address for a new relationship"
+    )]
+    RelationshipExists {
+        /// The relationship.
+        rel_id: RelationshipId,
+    },
+    /// No such relationship for the caller.
+    #[error(
+        "relationship {rel_id} does not exist for this caller: check the patient, the delegate and the account that signs"
+    )]
+    UnknownRelationship {
+        /// The relationship id derived from the caller and the counterparty.
+        rel_id: RelationshipId,
+    },
+    /// The relationship was rejected or deleted.
+    #[error("relationship {rel_id} is {status} and takes no more changes")]
+    RelationshipClosed {
+        /// The relationship.
+        rel_id: RelationshipId,
+        /// Its status.
+        status: Status,
+    },
+    /// A status change the patient cannot make.
+    #[error("relationship {rel_id} cannot go from {from} to {to}")]
+    InvalidTransition {
+        /// The relationship.
+        rel_id: RelationshipId,
+        /// Current status.
+        from: Status,
+        /// Requested status.
+        to: Status,
+    },
+    /// The relationship is full.
+    #[error("relationship {rel_id} already holds the maximum of 128 data pointers")]
+    TooManyPointers {
+        /// The relationship.
+        rel_id: RelationshipId,
+    },
+    /// No such pointer.
+    #[error("relationship {rel_id} has no data pointer {pointer_id}")]
+    UnknownPointer {
+        /// The relationship.
+        rel_id: RelationshipId,
+        /// The pointer.
+        pointer_id: U256,
+    },
+    /// A grant with no pointers.
+    #[error("a grant must share at least one data pointer")]
+    EmptyPointerSet,
+    /// A grant window that is empty or already over.
+    #[error(
+        "the grant's window is invalid: it must end after it starts ({not_before}) and after now (it ends at {expires_at})"
+    )]
+    InvalidWindow {
+        /// Start of validity (unix seconds).
+        not_before: u64,
+        /// End of validity (unix seconds).
+        expires_at: u64,
+    },
+    /// Revoking a grant that does not exist.
+    #[error("{viewer} holds no grant on relationship {rel_id}")]
+    NoSuchGrant {
+        /// The relationship.
+        rel_id: RelationshipId,
+        /// The viewer.
+        viewer: Address,
+    },
+    /// A Solidity panic (a bug: arithmetic overflow, bad enum, ...).
+    #[error("the contract panicked with code {0:#x} (a bug in the contract)")]
+    Panic(U256),
+    /// A `require` message.
+    #[error("the contract refused: {0}")]
+    Message(String),
+    /// Revert data that is none of the above.
+    #[error("the contract refused without a known reason (revert data {0})")]
+    Unrecognized(Bytes),
+}
+
+impl ContractError {
+    /// Decodes revert data from either MedRec contract.
+    pub fn decode(data: &[u8]) -> Self {
+        if let Ok(e) = RelE::abi_decode(data) {
+            return Self::from_relationships(e).unwrap_or_else(|| Self::unrecognized(data));
+        }
+        if let Ok(e) = RegE::abi_decode(data) {
+            return Self::from_registrar(e);
+        }
+        if let Ok(p) = Panic::abi_decode(data) {
+            return Self::Panic(p.code);
+        }
+        if let Ok(r) = Revert::abi_decode(data) {
+            return Self::Message(r.reason);
+        }
+        Self::unrecognized(data)
+    }
+
+    fn unrecognized(data: &[u8]) -> Self {
+        Self::Unrecognized(Bytes::copy_from_slice(data))
+    }
+
+    fn from_registrar(e: RegE) -> Self {
+        match e {
+            RegE::NotInstitution(e) => Self::NotInstitution { caller: e.caller },
+            RegE::NotProvider(e) => Self::NotProvider { caller: e.caller },
+            RegE::ZeroAddress(_) => Self::ZeroAddress,
+            RegE::ZeroIdentity(_) => Self::ZeroIdentity,
+            RegE::IdentityTaken(e) => Self::IdentityTaken { identity: e.identity },
+            RegE::UnknownIdentity(e) => Self::UnknownIdentity { identity: e.identity },
+            RegE::ProviderExists(e) => Self::ProviderExists { account: e.account },
+            RegE::EmptyEndpoint(_) => Self::EmptyEndpoint,
+            RegE::SameAccount(e) => Self::SameAccount { account: e.account },
+            RegE::NoInstitutions(_) => Self::NoInstitutions,
+            RegE::AlreadyInstitution(e) => Self::AlreadyInstitution { account: e.account },
+            RegE::NotAnInstitution(e) => Self::NotAnInstitution { account: e.account },
+            RegE::LastInstitution(_) => Self::LastInstitution,
+            RegE::AlreadyResearcher(e) => Self::AlreadyResearcher { account: e.account },
+            RegE::NotResearcher(e) => Self::NotResearcher { account: e.account },
+            RegE::UnknownProposal(e) => Self::UnknownProposal { id: e.id },
+            RegE::ProposalExecuted(e) => Self::ProposalExecuted { id: e.id },
+            RegE::ProposalStale(e) => Self::ProposalStale { id: e.id },
+            RegE::AlreadyVoted(e) => Self::AlreadyVoted { id: e.id, voter: e.voter },
+        }
+    }
+
+    /// `None` when a status in the error is not a valid status (only a broken contract
+    /// could send that).
+    fn from_relationships(e: RelE) -> Option<Self> {
+        let status = |s: u8| Status::try_from(s).ok();
+        let id = RelationshipId;
+        Some(match e {
+            RelE::NotProvider(e) => Self::NotProvider { caller: e.caller },
+            RelE::ZeroAddress(_) => Self::ZeroAddress,
+            RelE::ZeroHash(_) => Self::ZeroHash,
+            RelE::RelationshipExists(e) => Self::RelationshipExists { rel_id: id(e.relId) },
+            RelE::UnknownRelationship(e) => Self::UnknownRelationship { rel_id: id(e.relId) },
+            RelE::RelationshipClosed(e) => {
+                Self::RelationshipClosed { rel_id: id(e.relId), status: status(e.status)? }
+            }
+            RelE::InvalidTransition(e) => Self::InvalidTransition {
+                rel_id: id(e.relId),
+                from: status(e.from)?,
+                to: status(e.to)?,
+            },
+            RelE::TooManyPointers(e) => Self::TooManyPointers { rel_id: id(e.relId) },
+            RelE::UnknownPointer(e) => {
+                Self::UnknownPointer { rel_id: id(e.relId), pointer_id: e.pointerId }
+            }
+            RelE::EmptyPointerSet(_) => Self::EmptyPointerSet,
+            RelE::InvalidWindow(e) => Self::InvalidWindow {
+                not_before: e.notBefore.to::<u64>(),
+                expires_at: e.expiresAt.to::<u64>(),
+            },
+            RelE::NoSuchGrant(e) => Self::NoSuchGrant { rel_id: id(e.relId), viewer: e.viewer },
+        })
+    }
+
+    /// The Solidity name of the error (`"NotInstitution"`, ...), for logs and tests.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::NotInstitution { .. } => "NotInstitution",
+            Self::NotProvider { .. } => "NotProvider",
+            Self::ZeroAddress => "ZeroAddress",
+            Self::ZeroIdentity => "ZeroIdentity",
+            Self::IdentityTaken { .. } => "IdentityTaken",
+            Self::UnknownIdentity { .. } => "UnknownIdentity",
+            Self::ProviderExists { .. } => "ProviderExists",
+            Self::EmptyEndpoint => "EmptyEndpoint",
+            Self::SameAccount { .. } => "SameAccount",
+            Self::NoInstitutions => "NoInstitutions",
+            Self::AlreadyInstitution { .. } => "AlreadyInstitution",
+            Self::NotAnInstitution { .. } => "NotAnInstitution",
+            Self::LastInstitution => "LastInstitution",
+            Self::AlreadyResearcher { .. } => "AlreadyResearcher",
+            Self::NotResearcher { .. } => "NotResearcher",
+            Self::UnknownProposal { .. } => "UnknownProposal",
+            Self::ProposalExecuted { .. } => "ProposalExecuted",
+            Self::ProposalStale { .. } => "ProposalStale",
+            Self::AlreadyVoted { .. } => "AlreadyVoted",
+            Self::ZeroHash => "ZeroHash",
+            Self::RelationshipExists { .. } => "RelationshipExists",
+            Self::UnknownRelationship { .. } => "UnknownRelationship",
+            Self::RelationshipClosed { .. } => "RelationshipClosed",
+            Self::InvalidTransition { .. } => "InvalidTransition",
+            Self::TooManyPointers { .. } => "TooManyPointers",
+            Self::UnknownPointer { .. } => "UnknownPointer",
+            Self::EmptyPointerSet => "EmptyPointerSet",
+            Self::InvalidWindow { .. } => "InvalidWindow",
+            Self::NoSuchGrant { .. } => "NoSuchGrant",
+            Self::Panic(_) => "Panic",
+            Self::Message(_) => "Error",
+            Self::Unrecognized(_) => "Unrecognized",
+        }
+    }
+}
+
+impl fmt::Display for RevertSummary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.0, self.0.name())
+    }
+}
+
+/// `Display` of an error followed by its Solidity name, e.g. for CLI output.
+#[derive(Debug)]
+pub struct RevertSummary<'a>(pub &'a ContractError);

@@ -1,0 +1,230 @@
+//! Gas used by every MedRec operation, measured on the in-process EVM.
+//!
+//! [`measure`] deploys the contracts on a fresh [`Evm`] and runs one realistic
+//! scenario (institution registers a provider and a patient, the provider creates a
+//! relationship, the patient accepts and shares, the provider updates a pointer with a
+//! bounty, and so on), recording the gas of each transaction as a receipt would report
+//! it. The result is deterministic: it is the committed gas snapshot
+//! (`contracts/gas-snapshot.json`) that CI compares against.
+
+use crate::{
+    deploy::{DeployError, deploy_medrec},
+    evm::{Evm, EvmError, Outcome},
+};
+use alloy::{
+    consensus::{SignableTransaction, TxEip1559},
+    eips::Encodable2718,
+    network::TxSignerSync,
+    primitives::{Address, B256, Bytes, TxKind, U256, address, aliases::U40, b256, keccak256},
+    signers::local::PrivateKeySigner,
+    sol_types::SolCall,
+};
+use medrec_contracts::{ContractError, Registrar, Relationships};
+use std::collections::BTreeMap;
+
+/// Chain id used when signing the measured transaction (anvil's and the devchain's default).
+pub const CHAIN_ID: u64 = 31337;
+
+/// Gas used per operation, keyed by operation name (sorted), plus
+/// `create_relationship_tx_bytes`, the size of a signed creation transaction.
+pub type GasReport = BTreeMap<&'static str, u64>;
+
+/// Why the measurement could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum GasError {
+    /// Deploying the contracts failed.
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    /// The EVM refused a transaction.
+    #[error(transparent)]
+    Evm(#[from] EvmError),
+    /// A step of the scenario reverted (the scenario and the contracts disagree).
+    #[error("{step} reverted: {reason}")]
+    Reverted {
+        /// The step.
+        step: &'static str,
+        /// The decoded reason.
+        reason: ContractError,
+    },
+    /// A step halted.
+    #[error("{step} failed: {outcome:?}")]
+    Failed {
+        /// The step.
+        step: &'static str,
+        /// What happened.
+        outcome: Outcome,
+    },
+    /// Signing the sample transaction failed.
+    #[error("signing failed: {0}")]
+    Sign(#[from] alloy::signers::Error),
+}
+
+// Fixed, well-known development identities (never use them on a real network).
+const INSTITUTION: Address = address!("0x1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d");
+const PATIENT: Address = address!("0x70997970c51812dc3a010c7d01b50e0d17dc79c8");
+const VIEWER: Address = address!("0x90f79bf6eb2c4f870365e785982e1f101e93b906");
+const DELEGATE: Address = address!("0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc");
+const DELEGATE_2: Address = address!("0x15d34aaf54267db7d7c367839aaf71a00a2c6a65");
+const MINER: Address = address!("0x9965507d1a55bcc2695c58ba16fb37d819b0a4dc");
+/// Private key of the measured provider: the second account of the standard test
+/// mnemonic `test test ... junk` (public knowledge, dev only).
+const PROVIDER_KEY: B256 =
+    b256!("0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d");
+
+/// Runs the scenario and returns the gas of each operation.
+pub fn measure() -> Result<GasReport, GasError> {
+    let provider_signer =
+        PrivateKeySigner::from_bytes(&PROVIDER_KEY).map_err(alloy::signers::Error::other)?;
+    let provider = provider_signer.address();
+    let mut evm = Evm::new(CHAIN_ID, 1_767_225_600);
+    evm.set_coinbase(MINER);
+    let (deployment, [registrar_gas, relationships_gas]) =
+        deploy_medrec(&mut evm, INSTITUTION, vec![INSTITUTION])?;
+    let mut report = GasReport::new();
+    report.insert("deploy_registrar", registrar_gas);
+    report.insert("deploy_relationships", relationships_gas);
+    let mut run = Runner { evm: &mut evm, report: &mut report };
+
+    let (reg, rel) = (deployment.registrar, deployment.relationships);
+    let h = |s: &str| keccak256(s.as_bytes());
+
+    run.step(
+        "register_provider",
+        INSTITUTION,
+        reg,
+        Registrar::registerProviderCall {
+            identity: h("provider:general-hospital"),
+            account: provider,
+            endpoint: "https://gatekeeper.general-hospital.example".into(),
+            encryptionKey: h("x25519:general-hospital"),
+        },
+    )?;
+    run.step(
+        "register_patient",
+        INSTITUTION,
+        reg,
+        Registrar::registerPatientCall { identity: h("patient:MRN-000123"), account: PATIENT },
+    )?;
+    let create = Relationships::createCall {
+        patient: PATIENT,
+        delegate: DELEGATE,
+        queryCommitment: h("Observation?category=laboratory"),
+        dataHash: h("data:v1"),
+    };
+    let create_data: Bytes = create.abi_encode().into();
+    let create_gas = run.step("create_relationship", provider, rel, create)?;
+    run.step("accept", PATIENT, rel, Relationships::acceptCall { delegate: DELEGATE })?;
+    run.step(
+        "grant",
+        PATIENT,
+        rel,
+        Relationships::grantCall {
+            delegate: DELEGATE,
+            viewer: VIEWER,
+            pointers: 0b1,
+            notBefore: U40::ZERO,
+            expiresAt: U40::from(1_798_761_600u64),
+        },
+    )?;
+    run.step(
+        "update_pointer",
+        DELEGATE,
+        rel,
+        Relationships::updatePointerCall {
+            patient: PATIENT,
+            pointerId: U256::ZERO,
+            dataHash: h("data:v2"),
+            bounty: h("mean(Observation.valueQuantity) code=http://loinc.org|2498-4 window=7d"),
+        },
+    )?;
+    run.step(
+        "add_pointer",
+        DELEGATE,
+        rel,
+        Relationships::addPointerCall {
+            patient: PATIENT,
+            queryCommitment: h("MedicationRequest?status=active"),
+            dataHash: h("meds:v1"),
+            bounty: h("count(MedicationRequest) window=7d"),
+        },
+    )?;
+    run.step("accept_update", PATIENT, rel, Relationships::acceptCall { delegate: DELEGATE })?;
+    run.step(
+        "research_opt_in",
+        PATIENT,
+        rel,
+        Relationships::setResearchConsentCall { delegate: DELEGATE, optIn: true },
+    )?;
+    run.step(
+        "revoke",
+        PATIENT,
+        rel,
+        Relationships::revokeCall { delegate: DELEGATE, viewer: VIEWER },
+    )?;
+    run.step("delete", PATIENT, rel, Relationships::removeCall { delegate: DELEGATE })?;
+    run.step(
+        "create_relationship_second",
+        provider,
+        rel,
+        Relationships::createCall {
+            patient: PATIENT,
+            delegate: DELEGATE_2,
+            queryCommitment: h("Immunization"),
+            dataHash: h("imm:v1"),
+        },
+    )?;
+    run.step("reject", PATIENT, rel, Relationships::rejectCall { delegate: DELEGATE_2 })?;
+    run.step(
+        "propose",
+        INSTITUTION,
+        reg,
+        Registrar::proposeCall {
+            action: 0, // AddInstitution
+            subject: address!("0x2546bcd3c84621e976d8185a91a922ae77ecec30"),
+        },
+    )?;
+
+    // The signed creation transaction, as a provider's wallet would send it.
+    let tx = TxEip1559 {
+        chain_id: CHAIN_ID,
+        nonce: 42,
+        gas_limit: create_gas * 6 / 5,
+        max_fee_per_gas: 30_000_000_000,
+        max_priority_fee_per_gas: 1_000_000_000,
+        to: TxKind::Call(rel),
+        value: U256::ZERO,
+        access_list: Default::default(),
+        input: create_data,
+    };
+    let mut tx = tx;
+    let signature = provider_signer.sign_transaction_sync(&mut tx)?;
+    let signed = tx.into_signed(signature);
+    report.insert("create_relationship_tx_bytes", signed.encode_2718_len() as u64);
+    Ok(report)
+}
+
+struct Runner<'a> {
+    evm: &'a mut Evm,
+    report: &'a mut GasReport,
+}
+
+impl Runner<'_> {
+    fn step(
+        &mut self,
+        step: &'static str,
+        from: Address,
+        to: Address,
+        call: impl SolCall,
+    ) -> Result<u64, GasError> {
+        match self.evm.transact(from, to, call.abi_encode().into())? {
+            Outcome::Success { gas_used, .. } => {
+                self.report.insert(step, gas_used);
+                Ok(gas_used)
+            }
+            Outcome::Revert { output, .. } => {
+                Err(GasError::Reverted { step, reason: ContractError::decode(&output) })
+            }
+            outcome @ Outcome::Halt { .. } => Err(GasError::Failed { step, outcome }),
+        }
+    }
+}
