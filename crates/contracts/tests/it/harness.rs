@@ -1,0 +1,277 @@
+//! A small world for contract tests: an [`Evm`] with the MedRec contracts deployed and
+//! helpers to send calls, expect custom errors and decode events.
+
+use alloy::{
+    primitives::{Address, B256, Bytes, Log, U256, aliases::U40, keccak256},
+    sol_types::{SolCall, SolEvent},
+};
+use medrec_contracts::{ContractError, Registrar, Relationships};
+use medrec_devchain::{
+    deploy::{Deployment, deploy_medrec},
+    evm::{Evm, Outcome},
+};
+
+/// Genesis time of every test chain (2026-01-01T00:00:00Z).
+pub const GENESIS: u64 = 1_767_225_600;
+
+/// A distinct, deterministic address for test actor `n`.
+pub fn addr(n: u64) -> Address {
+    Address::from_word(keccak256(n.to_be_bytes()))
+}
+
+/// A deterministic, non-zero 32-byte value named by `label`.
+pub fn h(label: &str) -> B256 {
+    keccak256(label.as_bytes())
+}
+
+/// A uint40 argument.
+pub fn u40(v: u64) -> U40 {
+    U40::from(v)
+}
+
+/// What a successful transaction left behind.
+#[derive(Debug)]
+pub struct Receipt {
+    /// Gas used.
+    #[allow(dead_code)]
+    pub gas_used: u64,
+    /// Logs, in order.
+    pub logs: Vec<Log>,
+    /// Return data.
+    pub output: Bytes,
+}
+
+impl Receipt {
+    /// All logs decoding as `E`, in order.
+    pub fn events<E: SolEvent>(&self) -> Vec<E> {
+        self.logs.iter().filter_map(|log| E::decode_log(log).ok().map(|l| l.data)).collect()
+    }
+
+    /// The one log decoding as `E` (panics unless there is exactly one).
+    pub fn event<E: SolEvent>(&self) -> E {
+        let mut all = self.events::<E>();
+        assert_eq!(all.len(), 1, "expected exactly one {} event, got {}", E::SIGNATURE, all.len());
+        all.remove(0)
+    }
+
+    /// Signatures of all the logs' events as emitted by `Registrar` or `Relationships`,
+    /// in order (topic 0 mapped to a name).
+    pub fn event_names(&self) -> Vec<&'static str> {
+        self.logs.iter().map(|log| event_name(log.topics()[0])).collect()
+    }
+}
+
+fn event_name(topic: B256) -> &'static str {
+    use Registrar as G;
+    use Relationships as R;
+    let known: &[(B256, &'static str)] = &[
+        (G::InstitutionAdded::SIGNATURE_HASH, "InstitutionAdded"),
+        (G::InstitutionRemoved::SIGNATURE_HASH, "InstitutionRemoved"),
+        (G::ResearcherAdmitted::SIGNATURE_HASH, "ResearcherAdmitted"),
+        (G::ResearcherRemoved::SIGNATURE_HASH, "ResearcherRemoved"),
+        (G::ProposalCreated::SIGNATURE_HASH, "ProposalCreated"),
+        (G::Voted::SIGNATURE_HASH, "Voted"),
+        (G::ProposalPassed::SIGNATURE_HASH, "ProposalPassed"),
+        (G::IdentityRegistered::SIGNATURE_HASH, "IdentityRegistered"),
+        (G::IdentityRemapped::SIGNATURE_HASH, "IdentityRemapped"),
+        (G::ProviderUpdated::SIGNATURE_HASH, "ProviderUpdated"),
+        (R::RelationshipCreated::SIGNATURE_HASH, "RelationshipCreated"),
+        (R::StatusChanged::SIGNATURE_HASH, "StatusChanged"),
+        (R::PointerAdded::SIGNATURE_HASH, "PointerAdded"),
+        (R::PointerUpdated::SIGNATURE_HASH, "PointerUpdated"),
+        (R::BountyPosted::SIGNATURE_HASH, "BountyPosted"),
+        (R::ViewerGranted::SIGNATURE_HASH, "ViewerGranted"),
+        (R::ViewerRevoked::SIGNATURE_HASH, "ViewerRevoked"),
+        (R::ResearchConsentChanged::SIGNATURE_HASH, "ResearchConsentChanged"),
+    ];
+    known.iter().find(|(t, _)| *t == topic).map_or("<unknown event>", |(_, n)| n)
+}
+
+/// A chain with the MedRec contracts deployed.
+#[derive(Debug)]
+pub struct World {
+    /// The EVM (for time travel, coinbase and raw access).
+    pub evm: Evm,
+    /// Contract addresses.
+    pub at: Deployment,
+}
+
+impl World {
+    /// Deploys with the given founding institutions.
+    pub fn with_institutions(institutions: &[Address]) -> Self {
+        let mut evm = Evm::new(31337, GENESIS);
+        let (at, _) = deploy_medrec(&mut evm, addr(9_999), institutions.to_vec())
+            .expect("deployment succeeds");
+        Self { evm, at }
+    }
+
+    /// Sends `call` to `to` from `from`; panics with the decoded reason if it reverts.
+    pub fn send<C: SolCall>(&mut self, from: Address, to: Address, call: C) -> Receipt {
+        match self.evm.transact(from, to, call.abi_encode().into()).expect("EVM accepts the tx") {
+            Outcome::Success { gas_used, logs, output } => {
+                for log in &logs {
+                    assert_eq!(log.address, to, "events come from the called contract");
+                }
+                Receipt { gas_used, logs, output }
+            }
+            Outcome::Revert { output, .. } => {
+                panic!("{} reverted: {}", C::SIGNATURE, ContractError::decode(&output))
+            }
+            Outcome::Halt { reason, .. } => panic!("{} halted: {reason}", C::SIGNATURE),
+        }
+    }
+
+    /// Sends `call` expecting a revert; returns the decoded custom error and checks
+    /// that nothing was committed (no logs, unchanged state is checked by callers).
+    pub fn fail<C: SolCall>(&mut self, from: Address, to: Address, call: C) -> ContractError {
+        match self.evm.transact(from, to, call.abi_encode().into()).expect("EVM accepts the tx") {
+            Outcome::Revert { output, .. } => {
+                let err = ContractError::decode(&output);
+                assert!(
+                    !matches!(err, ContractError::Unrecognized(_) | ContractError::Panic(_)),
+                    "{} must revert with a custom error, got {err:?}",
+                    C::SIGNATURE
+                );
+                err
+            }
+            other => panic!("{} was expected to revert, got {other:?}", C::SIGNATURE),
+        }
+    }
+
+    /// Runs a view call and decodes its return value.
+    pub fn view<C: SolCall>(&mut self, to: Address, call: C) -> C::Return {
+        match self.evm.call(addr(0), to, call.abi_encode().into()).expect("EVM accepts the call") {
+            Outcome::Success { output, .. } => C::abi_decode_returns(&output).expect("decodes"),
+            other => panic!("view {} failed: {other:?}", C::SIGNATURE),
+        }
+    }
+
+    /// Like [`World::view`] but expects a revert; returns the decoded error.
+    pub fn view_fails<C: SolCall>(&mut self, to: Address, call: C) -> ContractError {
+        match self.evm.call(addr(0), to, call.abi_encode().into()).expect("EVM accepts the call") {
+            Outcome::Revert { output, .. } => ContractError::decode(&output),
+            other => panic!("view {} was expected to revert, got {other:?}", C::SIGNATURE),
+        }
+    }
+
+    /// The registrar's address.
+    pub const fn reg(&self) -> Address {
+        self.at.registrar
+    }
+
+    /// The relationships contract's address.
+    pub const fn rel(&self) -> Address {
+        self.at.relationships
+    }
+}
+
+/// The cast of a relationship scenario, with a registered provider and patient.
+#[derive(Debug)]
+pub struct Cast {
+    /// The world.
+    pub w: World,
+    /// The certified institution.
+    pub institution: Address,
+    /// A registered provider.
+    pub provider: Address,
+    /// The provider's delegate for the relationship with `patient`.
+    pub delegate: Address,
+    /// A registered patient.
+    pub patient: Address,
+    /// A would-be viewer (a pharmacist).
+    pub viewer: Address,
+    /// Someone with no role at all.
+    pub stranger: Address,
+}
+
+impl Cast {
+    /// Deploys, registers a provider and a patient; no relationship yet.
+    pub fn new() -> Self {
+        let institution = addr(1);
+        let mut w = World::with_institutions(&[institution]);
+        let (provider, patient) = (addr(10), addr(20));
+        w.send(
+            institution,
+            w.reg(),
+            Registrar::registerProviderCall {
+                identity: h("provider"),
+                account: provider,
+                endpoint: "https://gk.hospital.example".into(),
+                encryptionKey: h("provider key"),
+            },
+        );
+        w.send(
+            institution,
+            w.reg(),
+            Registrar::registerPatientCall { identity: h("patient"), account: patient },
+        );
+        Self {
+            w,
+            institution,
+            provider,
+            delegate: addr(11),
+            patient,
+            viewer: addr(30),
+            stranger: addr(40),
+        }
+    }
+
+    /// The id of the patient's relationship with `delegate`.
+    pub fn rel_id(&self) -> B256 {
+        medrec_primitives::RelationshipId::derive(self.patient, self.delegate).0
+    }
+
+    /// Creates the relationship (pointer 0) from the provider; returns the receipt.
+    pub fn create(&mut self) -> Receipt {
+        let rel = self.w.rel();
+        self.w.send(
+            self.provider,
+            rel,
+            Relationships::createCall {
+                patient: self.patient,
+                delegate: self.delegate,
+                queryCommitment: h("query 0"),
+                dataHash: h("data 0"),
+            },
+        )
+    }
+
+    /// Creates the relationship and has the patient accept it.
+    pub fn accepted(mut self) -> Self {
+        self.create();
+        let rel = self.w.rel();
+        self.w.send(self.patient, rel, Relationships::acceptCall { delegate: self.delegate });
+        self
+    }
+
+    /// The stored relationship.
+    pub fn stored(&mut self) -> Relationships::Relationship {
+        let (rel, id) = (self.w.rel(), self.rel_id());
+        self.w.view(rel, Relationships::relationshipCall { relId: id })
+    }
+
+    /// Grants `viewer` `pointers` from now for `secs` seconds.
+    pub fn grant(&mut self, viewer: Address, pointers: u128, secs: u64) -> Receipt {
+        let (rel, until) = (self.w.rel(), self.w.evm.timestamp() + secs);
+        self.w.send(
+            self.patient,
+            rel,
+            Relationships::grantCall {
+                delegate: self.delegate,
+                viewer,
+                pointers,
+                notBefore: u40(0),
+                expiresAt: u40(until),
+            },
+        )
+    }
+
+    /// `canView` for `viewer` and `pointer` at the next block.
+    pub fn can_view(&mut self, viewer: Address, pointer: u64) -> bool {
+        let (rel, id) = (self.w.rel(), self.rel_id());
+        self.w.view(
+            rel,
+            Relationships::canViewCall { relId: id, viewer, pointerId: U256::from(pointer) },
+        )
+    }
+}
