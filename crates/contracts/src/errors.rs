@@ -333,3 +333,70 @@ impl fmt::Display for RevertSummary<'_> {
 /// `Display` of an error followed by its Solidity name, e.g. for CLI output.
 #[derive(Debug)]
 pub struct RevertSummary<'a>(pub &'a ContractError);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::address;
+
+    /// Every custom error of both ABIs decodes to its own typed variant (not
+    /// `Unrecognized`), so no refusal reaches a person as raw bytes.
+    #[test]
+    fn every_custom_error_of_both_contracts_is_mapped() {
+        let all = RegE::SELECTORS
+            .iter()
+            .zip(RegE::VARIANT_NAMES)
+            .chain(RelE::SELECTORS.iter().zip(RelE::VARIANT_NAMES));
+        let mut checked = 0;
+        for (selector, name) in all {
+            // Four words of value 1 are a valid encoding of every MedRec error's fields
+            // (addresses, hashes, integers, and status 1 = New).
+            let mut data = selector.to_vec();
+            for _ in 0..4 {
+                data.extend_from_slice(&U256::from(1).to_be_bytes::<32>());
+            }
+            let err = ContractError::decode(&data);
+            assert_eq!(err.name(), *name, "selector {selector:?} decoded as {err:?}");
+            assert!(!err.to_string().is_empty());
+            checked += 1;
+        }
+        assert_eq!(checked, RegE::SELECTORS.len() + RelE::SELECTORS.len());
+        assert!(checked >= 30, "both contracts define many errors, found {checked}");
+    }
+
+    #[test]
+    fn errors_read_as_sentences_with_their_details() {
+        let caller = address!("0x00000000000000000000000000000000000000aa");
+        let data = crate::Registrar::NotInstitution { caller }.abi_encode();
+        let err = ContractError::decode(&data);
+        assert_eq!(err, ContractError::NotInstitution { caller });
+        assert_eq!(
+            err.to_string(),
+            "0x00000000000000000000000000000000000000AA is not a certified institution: only \
+             certified institutions may register or remap identities and vote on governance"
+        );
+        assert_eq!(RevertSummary(&err).to_string(), format!("{err} (NotInstitution)"));
+    }
+
+    #[test]
+    fn solidity_panics_messages_and_junk_are_kept_apart() {
+        let panic = Panic { code: U256::from(0x11) }.abi_encode();
+        assert_eq!(ContractError::decode(&panic), ContractError::Panic(U256::from(0x11)));
+        let message = Revert { reason: "nope".into() }.abi_encode();
+        assert_eq!(ContractError::decode(&message), ContractError::Message("nope".into()));
+        assert!(matches!(ContractError::decode(&[1, 2, 3]), ContractError::Unrecognized(b) if b.len() == 3));
+        assert!(matches!(ContractError::decode(&[]), ContractError::Unrecognized(_)));
+    }
+
+    #[test]
+    fn an_invalid_status_in_revert_data_is_not_misreported() {
+        // InvalidTransition with from = 9: only a broken contract sends that.
+        let data = crate::Relationships::InvalidTransition {
+            relId: B256::repeat_byte(7),
+            from: 9,
+            to: 3,
+        }
+        .abi_encode();
+        assert!(matches!(ContractError::decode(&data), ContractError::Unrecognized(_)));
+    }
+}

@@ -1,0 +1,58 @@
+use medrec_devchain::gas::measure;
+
+/// The targets of issue 2. Gas is deterministic, so this is a check of the contracts'
+/// cost, not a timing test.
+#[test]
+fn every_operation_meets_its_gas_target() {
+    let report = measure().expect("the gas scenario runs");
+    let targets = [
+        ("create_relationship", 70_000),
+        ("grant", 48_000),
+        ("revoke", 25_000),
+        ("update_pointer", 45_000),
+        ("register_patient", 60_000),
+        ("create_relationship_tx_bytes", 256),
+    ];
+    for (op, limit) in targets {
+        let measured = report[op];
+        assert!(measured <= limit, "{op}: {measured} exceeds the target {limit}");
+        assert!(measured > 0, "{op} was not measured");
+    }
+}
+
+#[test]
+fn the_measurement_is_deterministic_and_covers_every_operation() {
+    let a = measure().unwrap();
+    let b = measure().unwrap();
+    assert_eq!(a, b);
+    for op in [
+        "register_patient",
+        "register_provider",
+        "create_relationship",
+        "accept",
+        "grant",
+        "revoke",
+        "update_pointer",
+        "add_pointer",
+        "reject",
+        "delete",
+        "research_opt_in",
+        "propose",
+        "deploy_registrar",
+        "deploy_relationships",
+    ] {
+        assert!(a.contains_key(op), "{op} missing from the gas report");
+    }
+    // Intrinsic cost of any transaction is 21,000: every op is above it.
+    assert!(a.iter().filter(|(k, _)| !k.ends_with("_bytes")).all(|(_, g)| *g > 21_000));
+}
+
+#[test]
+fn the_committed_snapshot_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../contracts/gas-snapshot.json");
+    let committed: std::collections::BTreeMap<String, u64> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let measured: std::collections::BTreeMap<String, u64> =
+        measure().unwrap().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    assert_eq!(committed, measured, "run scripts/gas-snapshot and commit the result");
+}

@@ -1,0 +1,4 @@
+//! Tests of the in-process EVM and of the gas measurement.
+
+mod evm;
+mod gas;
