@@ -6,7 +6,7 @@
 //! It executes transactions from a named sender without signatures; the JSON-RPC node
 //! built on it (issue 3) verifies signatures before handing transactions here.
 
-use alloy::primitives::{Address, B256, Bytes, Log, U256};
+use alloy::primitives::{Address, Bytes, Log, U256};
 use revm::{
     Context, ExecuteCommitEvm, ExecuteEvm, MainBuilder, MainContext,
     context::{
@@ -203,10 +203,8 @@ impl Evm {
             .data(data)
             .build()
             .map_err(|e| EvmError::Rejected(format!("{e:?}")))?;
-        let (number, timestamp) = (self.number + 1, self.timestamp + BLOCK_TIME);
-        let mut evm = self.evm_at(number, timestamp);
-        let result = evm.transact(tx).map_err(|e| EvmError::Rejected(e.to_string()))?;
-        Ok(outcome(result.result))
+        let block = self.next_block();
+        self.run(&block, tx, Mode::Simulate).map(outcome)
     }
 
     fn tx(&self, from: Address, nonce: u64) -> revm::context::tx::TxEnvBuilder {
@@ -223,42 +221,91 @@ impl Evm {
         tx: revm::context::tx::TxEnvBuilder,
     ) -> Result<ExecutionResult, EvmError> {
         let tx = tx.build().map_err(|e| EvmError::Rejected(format!("{e:?}")))?;
-        let (number, timestamp) = (self.number + 1, self.timestamp + BLOCK_TIME);
-        let result = {
-            let mut evm = self.evm_at(number, timestamp);
-            evm.transact_commit(tx).map_err(|e| EvmError::Rejected(e.to_string()))?
-        };
-        self.number = number;
-        self.timestamp = timestamp;
+        let block = self.next_block();
+        let result = self.run(&block, tx, Mode::Commit)?;
+        self.number = block.number;
+        self.timestamp = block.timestamp;
         Ok(result)
     }
 
-    fn evm_at(
+    fn next_block(&self) -> BlockCtx {
+        BlockCtx {
+            number: self.number + 1,
+            timestamp: self.timestamp + BLOCK_TIME,
+            coinbase: self.coinbase,
+            base_fee: 0,
+            gas_limit: BLOCK_GAS_LIMIT,
+            difficulty: U256::from(1u64),
+        }
+    }
+
+    /// Executes `tx` in the context of `block`. In [`Mode::Commit`] its effects are
+    /// applied to the state (even when it reverts: nonce and gas are spent); in
+    /// [`Mode::Simulate`] nothing is kept, and the nonce and base-fee checks are off
+    /// (what `eth_call` and `eth_estimateGas` need).
+    pub fn run(
         &mut self,
-        number: u64,
-        timestamp: u64,
-    ) -> revm::MainnetEvm<revm::handler::MainnetContext<&mut InMemoryDB>> {
-        let (chain_id, coinbase) = (self.chain_id, self.coinbase);
-        Context::mainnet()
+        block: &BlockCtx,
+        tx: TxEnv,
+        mode: Mode,
+    ) -> Result<ExecutionResult, EvmError> {
+        let chain_id = self.chain_id;
+        let simulate = mode == Mode::Simulate;
+        let mut evm = Context::mainnet()
             .with_db(&mut self.db)
             .modify_cfg_chained(|c| {
                 c.chain_id = chain_id;
                 c.spec = SPEC;
+                c.disable_nonce_check = simulate;
+                c.disable_base_fee = simulate;
             })
             .modify_block_chained(|b| {
-                b.number = U256::from(number);
-                b.timestamp = U256::from(timestamp);
-                b.beneficiary = coinbase;
-                b.gas_limit = BLOCK_GAS_LIMIT;
-                b.basefee = 0;
-                b.difficulty = U256::from(1u64);
-                b.prevrandao = Some(B256::ZERO);
+                b.number = U256::from(block.number);
+                b.timestamp = U256::from(block.timestamp);
+                b.beneficiary = block.coinbase;
+                b.gas_limit = block.gas_limit;
+                b.basefee = block.base_fee;
+                b.difficulty = block.difficulty;
+                b.prevrandao = None;
             })
-            .build_mainnet()
+            .build_mainnet();
+        match mode {
+            Mode::Commit => evm.transact_commit(tx).map_err(|e| EvmError::Rejected(e.to_string())),
+            Mode::Simulate => {
+                evm.transact(tx).map(|r| r.result).map_err(|e| EvmError::Rejected(e.to_string()))
+            }
+        }
     }
 }
 
-fn outcome(result: ExecutionResult) -> Outcome {
+/// Whether [`Evm::run`] keeps the effects of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Apply the effects (a transaction in a block).
+    Commit,
+    /// Discard them (a call or a gas estimate).
+    Simulate,
+}
+
+/// The block a transaction executes in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockCtx {
+    /// Block number.
+    pub number: u64,
+    /// Unix timestamp, seconds.
+    pub timestamp: u64,
+    /// The miner, who receives priority fees (and owns the block's bounties).
+    pub coinbase: Address,
+    /// EIP-1559 base fee, wei.
+    pub base_fee: u64,
+    /// Gas limit of the block.
+    pub gas_limit: u64,
+    /// Proof-of-Work difficulty.
+    pub difficulty: U256,
+}
+
+/// Converts revm's result into an [`Outcome`].
+pub fn outcome(result: ExecutionResult) -> Outcome {
     match result {
         ExecutionResult::Success { gas, logs, output, .. } => {
             Outcome::Success { gas_used: gas.tx_gas_used(), logs, output: output.into_data() }

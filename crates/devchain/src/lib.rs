@@ -1,10 +1,21 @@
-//! The embedded MedRec chain.
+//! The embedded MedRec chain: an Ethereum node on revm, in process.
 //!
-//! Today this crate holds the execution core, [`evm::Evm`]: a revm world state at the
-//! `london` spec with a block context; [`deploy::deploy_medrec`], which puts the MedRec
-//! contracts on it; and [`gas::measure`], the gas snapshot of every MedRec operation.
-//! The JSON-RPC node, sealing modes and persistence are built on it in issue 3.
+//! - [`evm::Evm`]: the world state at the `london` spec and transaction execution.
+//! - [`chain::Chain`]: blocks, receipts, the transaction pool and sealing.
+//! - [`genesis`]: the funded development accounts of the standard test mnemonic.
+//! - [`deploy::deploy_medrec`]: the MedRec contracts on an [`evm::Evm`].
+//! - [`gas::measure`]: the gas snapshot of every MedRec operation.
+//! - [`node::Node`]: a running chain with its sealing mode; [`rpc`] answers standard
+//!   Ethereum JSON-RPC over it, [`server`] over HTTP and [`transport`] in process as
+//!   an alloy transport.
 
+pub mod chain;
 pub mod deploy;
 pub mod evm;
 pub mod gas;
+pub mod genesis;
+pub mod node;
+pub mod rpc;
+pub mod server;
+pub mod sign;
+pub mod transport;

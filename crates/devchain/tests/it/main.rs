@@ -2,3 +2,4 @@
 
 mod evm;
 mod gas;
+mod node;

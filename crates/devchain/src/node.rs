@@ -1,0 +1,142 @@
+//! A running devchain: the [`Chain`] behind a lock, its sealing mode and clock.
+//!
+//! [`Node`] is cheap to clone and shared by the JSON-RPC server, the in-process alloy
+//! transport and the sealing task.
+
+use crate::chain::{Chain, ChainError, Selection, TxError};
+use alloy::primitives::{Address, B256};
+use std::{
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+use tokio::sync::watch;
+
+/// When blocks are sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealMode {
+    /// A block as soon as a transaction can execute (one per `eth_sendRawTransaction`).
+    Instant,
+    /// A block every interval, with whatever is pending (possibly empty).
+    Interval(Duration),
+    /// Only when a miner submits a valid Proof-of-Work solution.
+    Pow,
+}
+
+#[derive(Debug)]
+struct Inner {
+    chain: Mutex<Chain>,
+    seal: SealMode,
+    time_offset: AtomicU64,
+    head: watch::Sender<u64>,
+}
+
+/// A shared handle to a running chain.
+#[derive(Debug, Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl Node {
+    /// Wraps `chain`, sealed according to `seal`. For [`SealMode::Interval`], also call
+    /// [`Node::run_interval_sealer`] on a runtime.
+    pub fn new(chain: Chain, seal: SealMode) -> Self {
+        let head = watch::Sender::new(chain.latest().header.number);
+        Self {
+            inner: Arc::new(Inner {
+                chain: Mutex::new(chain),
+                seal,
+                time_offset: AtomicU64::new(0),
+                head,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Chain> {
+        // A panic while holding the lock cannot leave the chain half-written: every
+        // mutation completes or returns before touching shared state.
+        self.inner.chain.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the chain.
+    pub fn with<R>(&self, f: impl FnOnce(&Chain) -> R) -> R {
+        f(&self.lock())
+    }
+
+    /// Runs `f` on the chain, mutably.
+    pub fn with_mut<R>(&self, f: impl FnOnce(&mut Chain) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    /// The sealing mode.
+    pub fn seal_mode(&self) -> SealMode {
+        self.inner.seal
+    }
+
+    /// Whether the node seals blocks by itself.
+    pub fn is_mining(&self) -> bool {
+        self.inner.seal != SealMode::Pow
+    }
+
+    /// The chain's clock: wall time plus any `evm_increaseTime` offset.
+    pub fn now(&self) -> u64 {
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        wall + self.inner.time_offset.load(Ordering::Relaxed)
+    }
+
+    /// Moves the clock forward; returns the total offset in seconds.
+    pub fn increase_time(&self, seconds: u64) -> u64 {
+        self.inner.time_offset.fetch_add(seconds, Ordering::Relaxed) + seconds
+    }
+
+    /// Receives the number of every new head block.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.head.subscribe()
+    }
+
+    /// Queues a signed transaction; in instant mode also seals it into a block before
+    /// returning.
+    pub fn submit_raw(&self, raw: &[u8]) -> Result<B256, TxError> {
+        let now = self.now();
+        let (hash, sealed) = {
+            let mut chain = self.lock();
+            let hash = chain.submit(raw)?;
+            let sealed = if self.inner.seal == SealMode::Instant {
+                chain.seal(Address::ZERO, now, &Selection::All).ok()
+            } else {
+                None
+            };
+            (hash, sealed)
+        };
+        if let Some(number) = sealed {
+            self.inner.head.send_replace(number);
+        }
+        Ok(hash)
+    }
+
+    /// Seals a block now with everything pending (`evm_mine`).
+    pub fn mine_now(&self) -> Result<u64, ChainError> {
+        let now = self.now();
+        let number = self.with_mut(|c| c.seal(Address::ZERO, now, &Selection::All))?;
+        self.inner.head.send_replace(number);
+        Ok(number)
+    }
+
+    /// Seals a block every `interval` until the node is dropped by every other holder.
+    pub async fn run_interval_sealer(self, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            if Arc::strong_count(&self.inner) == 1 {
+                return;
+            }
+            if let Err(err) = self.mine_now() {
+                tracing::error!(target: "medrec::devchain", %err, "sealing failed");
+            }
+        }
+    }
+}
