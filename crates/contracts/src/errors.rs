@@ -384,19 +384,18 @@ mod tests {
         assert_eq!(ContractError::decode(&panic), ContractError::Panic(U256::from(0x11)));
         let message = Revert { reason: "nope".into() }.abi_encode();
         assert_eq!(ContractError::decode(&message), ContractError::Message("nope".into()));
-        assert!(matches!(ContractError::decode(&[1, 2, 3]), ContractError::Unrecognized(b) if b.len() == 3));
+        assert!(
+            matches!(ContractError::decode(&[1, 2, 3]), ContractError::Unrecognized(b) if b.len() == 3)
+        );
         assert!(matches!(ContractError::decode(&[]), ContractError::Unrecognized(_)));
     }
 
     #[test]
     fn an_invalid_status_in_revert_data_is_not_misreported() {
         // InvalidTransition with from = 9: only a broken contract sends that.
-        let data = crate::Relationships::InvalidTransition {
-            relId: B256::repeat_byte(7),
-            from: 9,
-            to: 3,
-        }
-        .abi_encode();
+        let data =
+            crate::Relationships::InvalidTransition { relId: B256::repeat_byte(7), from: 9, to: 3 }
+                .abi_encode();
         assert!(matches!(ContractError::decode(&data), ContractError::Unrecognized(_)));
     }
 }

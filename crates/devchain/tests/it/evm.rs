@@ -59,17 +59,22 @@ fn nonces_count_transactions_and_reverts_commit_nothing_but_the_nonce() {
     // OTHER is not an institution: reverts with the custom error.
     match evm.transact(OTHER, reg, register(OTHER)).unwrap() {
         Outcome::Revert { output, gas_used } => {
-            assert_eq!(ContractError::decode(&output), ContractError::NotInstitution { caller: OTHER });
+            assert_eq!(
+                ContractError::decode(&output),
+                ContractError::NotInstitution { caller: OTHER }
+            );
             assert!(gas_used > 21_000);
         }
         other => panic!("expected a revert, got {other:?}"),
     }
     let resolve = Registrar::resolveCall { identity: [7u8; 32].into() }.abi_encode();
-    let Outcome::Success { output, .. } = evm.call(OTHER, reg, resolve.clone().into()).unwrap() else {
+    let Outcome::Success { output, .. } = evm.call(OTHER, reg, resolve.clone().into()).unwrap()
+    else {
         panic!("resolve fails")
     };
     assert_eq!(Registrar::resolveCall::abi_decode_returns(&output).unwrap().account, Address::ZERO);
-    let Outcome::Success { logs, .. } = evm.transact(INSTITUTION, reg, register(OTHER)).unwrap() else {
+    let Outcome::Success { logs, .. } = evm.transact(INSTITUTION, reg, register(OTHER)).unwrap()
+    else {
         panic!("registration fails")
     };
     assert_eq!(logs.len(), 1);
@@ -111,7 +116,10 @@ fn a_failed_constructor_is_reported_with_its_reason() {
     let mut evm = Evm::new(1, 0);
     let err = deploy_medrec(&mut evm, OTHER, vec![]).unwrap_err();
     match err {
-        medrec_devchain::deploy::DeployError::Failed { contract, outcome: Outcome::Revert { output, .. } } => {
+        medrec_devchain::deploy::DeployError::Failed {
+            contract,
+            outcome: Outcome::Revert { output, .. },
+        } => {
             assert_eq!(contract, "Registrar");
             assert_eq!(ContractError::decode(&output), ContractError::NoInstitutions);
         }
