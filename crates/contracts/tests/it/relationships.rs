@@ -6,7 +6,7 @@
 
 use crate::harness::*;
 use alloy::{
-    primitives::{Address, B256, U256, keccak256},
+    primitives::{Address, B256, U256, aliases::U24, keccak256},
     sol_types::{SolCall, SolEvent},
 };
 use medrec_contracts::{ContractError, Registrar, Relationships as R};
@@ -37,6 +37,11 @@ fn data(n: u64) -> B256 {
 
 fn bounty(n: u64) -> B256 {
     h(&format!("bounty {n}"))
+}
+
+/// A uint24 value (the width of the stored update count).
+fn u24(v: u64) -> U24 {
+    U24::from(v)
 }
 
 fn id(c: &Cast) -> RelationshipId {
@@ -138,6 +143,12 @@ fn can_view_at(c: &mut Cast, rel_id: B256, viewer: Address, pointer: U256) -> bo
 
 fn status(c: &mut Cast) -> u8 {
     c.stored().status
+}
+
+/// The stored status, pointer count and accepted count.
+fn counts(c: &mut Cast) -> (u8, u8, u8) {
+    let s = c.stored();
+    (s.status, s.pointerCount, s.acceptedCount)
 }
 
 fn no_grant() -> R::Grant {
@@ -278,9 +289,10 @@ fn create_returns_the_derived_id_and_stores_a_new_relationship() {
             provider,
             status: NEW,
             pointerCount: 1,
+            acceptedCount: 0,
             researchOptIn: false,
             updatedAt: u40(created_at),
-            updates: 0,
+            updates: u24(0),
         }
     );
 }
@@ -369,6 +381,40 @@ fn create_refuses_zero_addresses() {
             .view(rel, R::relationshipCall { relId: RelationshipId::derive(patient, delegate).0 });
         assert_eq!(stored.status, NONE, "{label}");
     }
+}
+
+#[test]
+fn create_refuses_the_patient_as_its_own_delegate() {
+    let mut c = Cast::new();
+    let (rel, provider, patient, stranger) = (c.w.rel(), c.provider, c.patient, c.stranger);
+    let self_call = |q: B256, d: B256| R::createCall {
+        patient,
+        delegate: patient,
+        queryCommitment: q,
+        dataHash: d,
+    };
+
+    assert_eq!(
+        c.w.fail(provider, rel, self_call(query(0), data(0))),
+        ContractError::DelegateIsPatient
+    );
+    // Checked after the caller's role, before the hashes.
+    assert_eq!(
+        c.w.fail(stranger, rel, self_call(query(0), data(0))),
+        ContractError::NotProvider { caller: stranger }
+    );
+    assert_eq!(
+        c.w.fail(provider, rel, self_call(B256::ZERO, B256::ZERO)),
+        ContractError::DelegateIsPatient,
+        "before the zero hashes"
+    );
+    let self_id = RelationshipId::derive(patient, patient).0;
+    assert_eq!(c.w.view(rel, R::relationshipCall { relId: self_id }).status, NONE);
+    assert_eq!(c.w.evm.storage(rel, relationship_slot(self_id)), U256::ZERO, "nothing stored");
+
+    // With a delegate address of the provider's own, the same creation goes through.
+    c.create();
+    assert_eq!(status(&mut c), NEW);
 }
 
 #[test]
@@ -476,9 +522,10 @@ fn constant_views_and_unknown_ids_read_as_empty() {
             provider: Address::ZERO,
             status: NONE,
             pointerCount: 0,
+            acceptedCount: 0,
             researchOptIn: false,
             updatedAt: u40(0),
-            updates: 0,
+            updates: u24(0),
         }
     );
     assert_eq!(grant_of(&mut c, unknown, viewer), no_grant());
@@ -514,7 +561,13 @@ fn add_pointer_on_a_new_relationship_keeps_it_new() {
     );
     assert_eq!(
         c.stored(),
-        R::Relationship { status: NEW, pointerCount: 2, updatedAt: u40(at), updates: 1, ..before }
+        R::Relationship {
+            status: NEW,
+            pointerCount: 2,
+            updatedAt: u40(at),
+            updates: u24(1),
+            ..before
+        }
     );
 }
 
@@ -538,7 +591,7 @@ fn add_pointer_on_an_accepted_relationship_makes_it_update_pending_once() {
     let r = update(&mut c, 0, 3);
     assert_eq!(r.event_names(), ["BountyPosted", "PointerUpdated"]);
     let stored = c.stored();
-    assert_eq!((stored.status, stored.pointerCount, stored.updates), (UPDATE_PENDING, 3, 3));
+    assert_eq!((stored.status, stored.pointerCount, stored.updates), (UPDATE_PENDING, 3, u24(3)));
 }
 
 #[test]
@@ -560,7 +613,7 @@ fn update_pointer_records_new_data_and_counts_the_change() {
     assert_eq!(r.event::<R::BountyPosted>().commitment, bounty(7));
     assert_eq!(
         c.stored(),
-        R::Relationship { updatedAt: u40(at), updates: 2, ..before },
+        R::Relationship { updatedAt: u40(at), updates: u24(2), ..before },
         "pointer count and status unchanged"
     );
     assert!(at > before.updatedAt.to::<u64>());
@@ -581,7 +634,7 @@ fn update_pointer_on_an_accepted_relationship_makes_it_update_pending() {
         R::StatusChanged { relId: rel_id, status: UPDATE_PENDING }
     );
     let stored = c.stored();
-    assert_eq!((stored.status, stored.pointerCount, stored.updates), (UPDATE_PENDING, 1, 1));
+    assert_eq!((stored.status, stored.pointerCount, stored.updates), (UPDATE_PENDING, 1, u24(1)));
 }
 
 #[test]
@@ -615,7 +668,7 @@ fn bounties_belong_to_the_miner_of_each_block_and_are_numbered_across_changes() 
         assert_eq!(log.expect("bounty log").topics()[2], miner.into_word(), "change {seq}");
     }
     let stored = c.stored();
-    assert_eq!((stored.updates, stored.pointerCount), (3, 3));
+    assert_eq!((stored.updates, stored.pointerCount), (u24(3), 3));
 }
 
 #[test]
@@ -770,7 +823,7 @@ fn a_relationship_holds_at_most_128_pointers_at_a_flat_gas_cost() {
         gas.push(r.gas_used);
     }
     let stored = c.stored();
-    assert_eq!((stored.pointerCount, stored.updates, stored.status), (128, 127, NEW));
+    assert_eq!((stored.pointerCount, stored.updates, stored.status), (128, u24(127), NEW));
 
     let call = add_call(&c, 128);
     assert_eq!(c.w.fail(delegate, rel, call), ContractError::TooManyPointers { rel_id: id(&c) });
@@ -831,10 +884,16 @@ fn patient_decisions_follow_the_status_table() {
                 R::StatusChanged { relId: rel_id, status: to.as_u8() },
                 "{from:?} {decision:?}"
             );
+            // Accepting accepts every pointer so far; nothing else but the status changes
+            // (updatedAt tracks pointers).
+            let accepted_count = match decision {
+                Accept => before.pointerCount,
+                Reject | Remove => before.acceptedCount,
+            };
             assert_eq!(
                 c.stored(),
-                R::Relationship { status: to.as_u8(), ..before },
-                "{from:?} {decision:?}: only the status changes (updatedAt tracks pointers)"
+                R::Relationship { status: to.as_u8(), acceptedCount: accepted_count, ..before },
+                "{from:?} {decision:?}: only the status and the accepted count change"
             );
         } else {
             assert_eq!(
@@ -912,7 +971,53 @@ fn a_full_lifecycle_emits_each_status_in_order() {
         [NEW, ACCEPTED, UPDATE_PENDING, ACCEPTED, UPDATE_PENDING, REJECTED, DELETED]
     );
     let stored = c.stored();
-    assert_eq!((stored.status, stored.pointerCount, stored.updates), (DELETED, 2, 3));
+    assert_eq!((stored.status, stored.pointerCount, stored.updates), (DELETED, 2, u24(3)));
+    assert_eq!(stored.acceptedCount, 2);
+}
+
+#[test]
+fn accepting_accepts_every_pointer_so_far_and_nothing_else_moves_the_count() {
+    let mut c = Cast::new();
+    let patient = c.patient;
+    c.create();
+    assert_eq!(counts(&mut c), (NEW, 1, 0), "created: nothing accepted yet");
+
+    // Pointers added while New are accepted with the relationship.
+    add(&mut c, 1);
+    assert_eq!(counts(&mut c), (NEW, 2, 0), "added while new");
+    decide(&mut c, patient, Decision::Accept);
+    assert_eq!(counts(&mut c), (ACCEPTED, 2, 2), "first acceptance");
+
+    // Pointers added afterwards wait; updates of accepted pointers change no count.
+    add(&mut c, 2);
+    assert_eq!(counts(&mut c), (UPDATE_PENDING, 3, 2), "added after acceptance");
+    update(&mut c, 0, 3);
+    add(&mut c, 4);
+    update(&mut c, 3, 5);
+    assert_eq!(counts(&mut c), (UPDATE_PENDING, 4, 2), "more changes while pending");
+    decide(&mut c, patient, Decision::Accept);
+    assert_eq!(counts(&mut c), (ACCEPTED, 4, 4), "second acceptance");
+
+    // An update alone leaves the count where it is, through its acceptance.
+    update(&mut c, 1, 6);
+    assert_eq!(counts(&mut c), (UPDATE_PENDING, 4, 4), "update of an accepted pointer");
+    decide(&mut c, patient, Decision::Accept);
+    assert_eq!(counts(&mut c), (ACCEPTED, 4, 4));
+
+    // Rejecting or deleting accepts nothing.
+    add(&mut c, 7);
+    assert_eq!(counts(&mut c), (UPDATE_PENDING, 5, 4));
+    decide(&mut c, patient, Decision::Reject);
+    assert_eq!(counts(&mut c), (REJECTED, 5, 4), "rejected");
+    decide(&mut c, patient, Decision::Remove);
+    assert_eq!(counts(&mut c), (DELETED, 5, 4), "deleted");
+
+    // Deleting a pending update directly accepts nothing either.
+    let mut c = cast_in(Status::UpdatePending);
+    let patient = c.patient;
+    assert_eq!(counts(&mut c), (UPDATE_PENDING, 2, 1));
+    decide(&mut c, patient, Decision::Remove);
+    assert_eq!(counts(&mut c), (DELETED, 2, 1));
 }
 
 // ----- grant / revoke / canView / grantOf ---------------------------------------------
@@ -1034,7 +1139,7 @@ fn grants_written_by_anyone_but_the_patient_open_nothing() {
 }
 
 #[test]
-fn can_view_follows_the_pointer_bits_and_the_pointer_count() {
+fn can_view_follows_the_pointer_bits_and_the_accepted_count() {
     let mut c = cast_in(Status::Accepted);
     let (patient, viewer, other, rel_id) = (c.patient, c.viewer, c.stranger, c.rel_id());
     add(&mut c, 1);
@@ -1052,11 +1157,70 @@ fn can_view_follows_the_pointer_bits_and_the_pointer_count() {
         assert!(!can_view_at(&mut c, rel_id, viewer, pointer), "pointer {pointer}");
     }
 
-    // Once pointer 3 exists, the grant that named it covers it (the relationship is
-    // now UpdatePending, which still allows viewing).
+    // Once pointer 3 exists, the grant that named it covers it only after the patient
+    // accepts it; the accepted pointers stay viewable while the update is pending.
     add(&mut c, 3);
-    assert_eq!(status(&mut c), UPDATE_PENDING);
+    assert_eq!(counts(&mut c), (UPDATE_PENDING, 4, 3));
+    assert!(!c.can_view(viewer, 3), "added since the last acceptance");
+    assert!(c.can_view(viewer, 0) && c.can_view(viewer, 2));
+    decide(&mut c, patient, Decision::Accept);
     assert!(c.can_view(viewer, 3));
+    assert!(!c.can_view(viewer, 1));
+}
+
+#[test]
+fn a_pointer_added_after_acceptance_waits_for_the_next_acceptance() {
+    let mut c = cast_in(Status::Accepted);
+    let (patient, viewer, second) = (c.patient, c.viewer, addr(31));
+    c.grant(viewer, 0b11, DECADE); // pointers 0 and 1: only 0 exists, and it is accepted
+    c.grant(second, 0b10, DECADE); // pointer 1 only
+    assert_eq!(counts(&mut c), (ACCEPTED, 1, 1));
+    assert!(c.can_view(viewer, 0));
+    assert!(!c.can_view(viewer, 1), "pointer 1 does not exist yet");
+
+    let r = add(&mut c, 1);
+    assert_eq!(R::addPointerCall::abi_decode_returns(&r.output).expect("uint256"), U256::from(1));
+    assert_eq!(counts(&mut c), (UPDATE_PENDING, 2, 1));
+    assert!(!c.can_view(viewer, 1), "pointer 1 is not accepted yet, though granted");
+    assert!(!c.can_view(second, 1), "nor for a viewer granted pointer 1 alone");
+    assert!(c.can_view(viewer, 0), "the accepted pointer stays viewable while pending");
+
+    // Updating the accepted pointer keeps it viewable and opens nothing new; nor does
+    // time.
+    update(&mut c, 0, 2);
+    assert_eq!(counts(&mut c), (UPDATE_PENDING, 2, 1));
+    assert!(c.can_view(viewer, 0), "an updated, accepted pointer stays viewable");
+    assert!(!c.can_view(viewer, 1));
+    c.w.evm.advance_time(3600);
+    assert!(!c.can_view(viewer, 1), "waiting does not accept it");
+
+    decide(&mut c, patient, Decision::Accept);
+    assert_eq!(counts(&mut c), (ACCEPTED, 2, 2));
+    assert!(c.can_view(viewer, 0) && c.can_view(viewer, 1), "accepted: both viewable");
+    assert!(c.can_view(second, 1) && !c.can_view(second, 0), "the second grant names 1 only");
+}
+
+#[test]
+fn a_rejected_update_never_opens_its_new_pointer() {
+    let mut c = cast_in(Status::Accepted);
+    let (rel, patient, delegate, viewer) = (c.w.rel(), c.patient, c.delegate, c.viewer);
+    c.grant(viewer, 0b11, DECADE);
+    add(&mut c, 1);
+    assert!(c.can_view(viewer, 0) && !c.can_view(viewer, 1));
+
+    decide(&mut c, patient, Decision::Reject);
+    assert_eq!(counts(&mut c), (REJECTED, 2, 1));
+    assert!(!c.can_view(viewer, 0) && !c.can_view(viewer, 1), "closed: nothing viewable");
+    assert_eq!(
+        c.w.fail(patient, rel, R::acceptCall { delegate }),
+        ContractError::InvalidTransition {
+            rel_id: id(&c),
+            from: Status::Rejected,
+            to: Status::Accepted
+        },
+        "a rejected relationship cannot be accepted later"
+    );
+    assert_eq!(counts(&mut c), (REJECTED, 2, 1));
     assert!(!c.can_view(viewer, 1));
 }
 
@@ -1298,23 +1462,151 @@ fn only_the_patient_sets_research_consent() {
     assert_eq!(c.stored(), before);
 }
 
+#[test]
+fn research_consent_is_open_while_new_pending_or_accepted() {
+    for open in [Status::New, Status::UpdatePending, Status::Accepted] {
+        let mut c = cast_in(open);
+        let (patient, rel_id) = (c.patient, c.rel_id());
+        let before = c.stored();
+        for opt_in in [true, false] {
+            let r = consent(&mut c, patient, opt_in);
+            assert_eq!(
+                r.event::<R::ResearchConsentChanged>(),
+                R::ResearchConsentChanged { relId: rel_id, optedIn: opt_in },
+                "{open:?} {opt_in}"
+            );
+            assert_eq!(
+                c.stored(),
+                R::Relationship { researchOptIn: opt_in, ..before },
+                "{open:?} {opt_in}: only the flag changes"
+            );
+        }
+    }
+}
+
+#[test]
+fn research_consent_is_refused_once_the_relationship_is_closed() {
+    type Setup = fn() -> Cast;
+    // (label, setup, closed status, whether the patient had opted in before closing)
+    let cases: [(&str, Setup, Status, bool); 5] = [
+        ("rejected while new", || cast_in(Status::Rejected), Status::Rejected, false),
+        (
+            "rejected while update pending, opted in",
+            || {
+                let mut c = cast_in(Status::UpdatePending);
+                let patient = c.patient;
+                consent(&mut c, patient, true);
+                decide(&mut c, patient, Decision::Reject);
+                c
+            },
+            Status::Rejected,
+            true,
+        ),
+        ("deleted while new", || cast_in(Status::Deleted), Status::Deleted, false),
+        (
+            "deleted while accepted, opted in",
+            || {
+                let mut c = cast_in(Status::Accepted);
+                let patient = c.patient;
+                consent(&mut c, patient, true);
+                decide(&mut c, patient, Decision::Remove);
+                c
+            },
+            Status::Deleted,
+            true,
+        ),
+        (
+            "deleted after rejection",
+            || {
+                let mut c = cast_in(Status::Rejected);
+                let patient = c.patient;
+                decide(&mut c, patient, Decision::Remove);
+                c
+            },
+            Status::Deleted,
+            false,
+        ),
+    ];
+    for (label, setup, closed, opted_in) in cases {
+        let mut c = setup();
+        let (rel, patient, delegate, rel_id) = (c.w.rel(), c.patient, c.delegate, c.rel_id());
+        let before = c.stored();
+        let slot = c.w.evm.storage(rel, relationship_slot(rel_id));
+        assert_eq!((before.status, before.researchOptIn), (closed.as_u8(), opted_in), "{label}");
+        for opt_in in [true, false] {
+            let block = c.w.evm.block_number();
+            let call = R::setResearchConsentCall { delegate, optIn: opt_in };
+            assert_eq!(
+                c.w.fail(patient, rel, call),
+                ContractError::RelationshipClosed { rel_id: id(&c), status: closed },
+                "{label}: opt {}",
+                if opt_in { "in" } else { "out" }
+            );
+            assert_eq!(c.w.evm.block_number(), block + 1, "{label}: the transaction was mined");
+            assert_eq!(c.stored(), before, "{label}: {opt_in} changed the relationship");
+            assert_eq!(c.w.evm.storage(rel, relationship_slot(rel_id)), slot, "{label}");
+        }
+    }
+}
+
+#[test]
+fn research_consent_on_an_unknown_relationship_is_refused() {
+    let mut c = Cast::new();
+    let (rel, patient, delegate, rel_id) = (c.w.rel(), c.patient, c.delegate, c.rel_id());
+    for opt_in in [true, false] {
+        let call = R::setResearchConsentCall { delegate, optIn: opt_in };
+        assert_eq!(
+            c.w.fail(patient, rel, call),
+            ContractError::UnknownRelationship { rel_id: id(&c) },
+            "{opt_in}"
+        );
+    }
+    assert_eq!(c.w.evm.storage(rel, relationship_slot(rel_id)), U256::ZERO, "nothing stored");
+    assert!(!c.stored().researchOptIn);
+
+    // Once the relationship exists, the same call goes through.
+    c.create();
+    consent(&mut c, patient, true);
+    assert!(c.stored().researchOptIn);
+}
+
 // ----- storage, atomicity, messages ---------------------------------------------------
 
 #[test]
 fn a_relationship_and_a_grant_are_one_packed_slot_each() {
     let mut c = cast_in(Status::Accepted);
     let (rel, patient, viewer, rel_id) = (c.w.rel(), c.patient, c.viewer, c.rel_id());
+    // Every field distinct, so a field in the wrong place shows.
     add(&mut c, 1);
+    decide(&mut c, patient, Decision::Accept);
+    add(&mut c, 2);
+    update(&mut c, 0, 3);
     consent(&mut c, patient, true);
     let s = c.stored();
+    assert_eq!(
+        (s.status, s.pointerCount, s.acceptedCount, s.researchOptIn, s.updates),
+        (UPDATE_PENDING, 3, 2, true, u24(3))
+    );
+    // provider | status | pointerCount | acceptedCount | researchOptIn | updatedAt | updates
     let word = U256::from_be_slice(s.provider.as_slice())
         | (U256::from(s.status) << 160)
         | (U256::from(s.pointerCount) << 168)
-        | (U256::from(u8::from(s.researchOptIn)) << 176)
-        | (U256::from(s.updatedAt.to::<u64>()) << 184)
-        | (U256::from(s.updates) << 224);
-    assert_eq!((s.status, s.pointerCount, s.updates), (UPDATE_PENDING, 2, 1));
-    assert_eq!(c.w.evm.storage(rel, relationship_slot(rel_id)), word);
+        | (U256::from(s.acceptedCount) << 176)
+        | (U256::from(u8::from(s.researchOptIn)) << 184)
+        | (U256::from(s.updatedAt.to::<u64>()) << 192)
+        | (U256::from(s.updates.to::<u32>()) << 232);
+    let stored = c.w.evm.storage(rel, relationship_slot(rel_id));
+    assert_eq!(stored, word);
+    let bits = |shift: usize, width: usize| {
+        ((stored >> shift) & ((U256::from(1) << width) - U256::from(1))).to::<u64>()
+    };
+    assert_eq!(
+        (bits(160, 8), bits(168, 8), bits(176, 8), bits(184, 8)),
+        (2, 3, 2, 1),
+        "status, pointerCount, acceptedCount, researchOptIn"
+    );
+    assert_eq!(bits(192, 40), s.updatedAt.to::<u64>(), "updatedAt");
+    assert_eq!(stored >> 232, U256::from(3), "updates fills the top 24 bits");
 
     let now = c.w.evm.timestamp();
     grant_window(&mut c, viewer, 0b11, now + 50, now + 5000);
@@ -1365,6 +1657,17 @@ fn a_refused_call_changes_nothing() {
     let cases: Vec<(&str, Address, Vec<u8>)> = vec![
         ("RelationshipExists", provider, create_call(&c).abi_encode()),
         ("NotProvider", stranger, create_call(&c).abi_encode()),
+        (
+            "DelegateIsPatient",
+            provider,
+            R::createCall {
+                patient,
+                delegate: patient,
+                queryCommitment: query(0),
+                dataHash: data(0),
+            }
+            .abi_encode(),
+        ),
         ("ZeroHash", delegate, zero_bounty.abi_encode()),
         ("UnknownRelationship", stranger, add_call(&c, 1).abi_encode()),
         ("UnknownPointer", delegate, update_call(&c, 5, 1).abi_encode()),
@@ -1394,7 +1697,16 @@ fn a_refused_call_changes_nothing() {
 fn refusals_read_as_sentences_naming_the_relationship_and_viewer() {
     let mut c = cast_in(Status::Accepted);
     let (patient, delegate, stranger, viewer) = (c.patient, c.delegate, c.stranger, c.viewer);
+    let (rel, provider) = (c.w.rel(), c.provider);
     let rel_id = id(&c);
+
+    let call =
+        R::createCall { patient, delegate: patient, queryCommitment: query(0), dataHash: data(0) };
+    let err = c.w.fail(provider, rel, call);
+    assert_eq!(
+        err.to_string(),
+        "the delegate must be an address of the provider's, not the patient's own address"
+    );
 
     let err = decide_fails(&mut c, stranger, Decision::Accept);
     let theirs = RelationshipId::derive(stranger, delegate);
@@ -1417,8 +1729,13 @@ fn refusals_read_as_sentences_naming_the_relationship_and_viewer() {
     assert_eq!(err.to_string(), format!("{viewer} holds no grant on relationship {rel_id}"));
 
     decide(&mut c, patient, Decision::Remove);
-    let (rel, call) = (c.w.rel(), add_call(&c, 1));
+    let call = add_call(&c, 1);
     let err = c.w.fail(delegate, rel, call);
+    assert_eq!(
+        err.to_string(),
+        format!("relationship {rel_id} is deleted and takes no more changes")
+    );
+    let err = c.w.fail(patient, rel, R::setResearchConsentCall { delegate, optIn: false });
     assert_eq!(
         err.to_string(),
         format!("relationship {rel_id} is deleted and takes no more changes")
