@@ -37,12 +37,14 @@ contract Relationships {
         Status status;
         /// @dev Number of data pointers; ids run from 0 to pointerCount - 1.
         uint8 pointerCount;
+        /// @dev Number of pointers the patient has accepted; viewers see only these.
+        uint8 acceptedCount;
         /// @dev Whether the patient lets this relationship's data feed research bounties.
         bool researchOptIn;
         /// @dev Timestamp of the creation or of the last pointer change.
         uint40 updatedAt;
         /// @dev Number of pointer changes so far; the next bounty's sequence number.
-        uint32 updates;
+        uint24 updates;
     }
 
     /// @notice A viewer grant as stored: one slot.
@@ -70,6 +72,8 @@ contract Relationships {
     error NotProvider(address caller);
     /// @notice A patient, delegate or viewer address must not be zero.
     error ZeroAddress();
+    /// @notice The delegate must be an address of the provider's, not the patient's.
+    error DelegateIsPatient();
     /// @notice A query commitment, data hash or bounty commitment must not be zero.
     error ZeroHash();
     /// @notice A relationship with this patient and delegate already exists.
@@ -140,11 +144,12 @@ contract Relationships {
     {
         if (!registrar.isProvider(msg.sender)) revert NotProvider(msg.sender);
         if (patient == address(0) || delegate == address(0)) revert ZeroAddress();
+        if (delegate == patient) revert DelegateIsPatient();
         if (queryCommitment == bytes32(0) || dataHash == bytes32(0)) revert ZeroHash();
         relId = relationshipId(patient, delegate);
         Relationship storage r = _relationships[relId];
         if (r.status != Status.None) revert RelationshipExists(relId);
-        _relationships[relId] = Relationship(msg.sender, Status.New, 1, false, uint40(block.timestamp), 0);
+        _relationships[relId] = Relationship(msg.sender, Status.New, 1, 0, false, uint40(block.timestamp), 0);
         emit RelationshipCreated(relId, patient, msg.sender, delegate);
         emit StatusChanged(relId, Status.New);
         emit PointerAdded(relId, 0, queryCommitment, dataHash);
@@ -245,13 +250,15 @@ contract Relationships {
     }
 
     /// @notice Opts the relationship in to, or out of, research bounties.
-    /// @dev Only the patient. The default is out.
+    /// @dev Only the patient, on a relationship that is not closed. The default is out;
+    /// a closed relationship never contributes, whatever this flag says.
     /// @param delegate The relationship's delegate.
     /// @param optIn True to let this relationship's data feed aggregate bounties.
     function setResearchConsent(address delegate, bool optIn) external {
         bytes32 relId = relationshipId(msg.sender, delegate);
         Relationship storage r = _relationships[relId];
         if (r.status == Status.None) revert UnknownRelationship(relId);
+        if (r.status == Status.Rejected || r.status == Status.Deleted) revert RelationshipClosed(relId, r.status);
         r.researchOptIn = optIn;
         emit ResearchConsentChanged(relId, optIn);
     }
@@ -288,7 +295,8 @@ contract Relationships {
     }
 
     /// @notice Whether `viewer` may run pointer `pointerId` of a relationship right now:
-    /// the relationship is accepted (or has an update pending), the pointer exists, the
+    /// the relationship is accepted (or has an update pending), the patient has accepted
+    /// the pointer (pointers added since the last acceptance wait for the next one), the
     /// viewer's grant names it, and the current time is inside the grant's window.
     /// @param relId The relationship id.
     /// @param viewer The would-be viewer.
@@ -297,7 +305,7 @@ contract Relationships {
     function canView(bytes32 relId, address viewer, uint256 pointerId) external view returns (bool) {
         Relationship memory r = _relationships[relId];
         if (r.status != Status.Accepted && r.status != Status.UpdatePending) return false;
-        if (pointerId >= r.pointerCount) return false;
+        if (pointerId >= r.acceptedCount) return false;
         Grant memory g = _grants[relId][viewer];
         return (g.pointers >> pointerId) & 1 == 1 && block.timestamp >= g.notBefore
             && block.timestamp < g.expiresAt;
@@ -314,7 +322,7 @@ contract Relationships {
     /// @dev Stores a pointer change: bumps the update count, moves Accepted to
     /// UpdatePending and records the block's miner as the owner of the change's bounty.
     function _changed(bytes32 relId, Relationship memory r, bytes32 bounty) private {
-        uint32 seq = r.updates;
+        uint24 seq = r.updates;
         r.updates = seq + 1;
         r.updatedAt = uint40(block.timestamp);
         bool pending = r.status == Status.Accepted;
@@ -334,6 +342,7 @@ contract Relationships {
             : (from == Status.New || from == Status.UpdatePending);
         if (!allowed) revert InvalidTransition(relId, from, to);
         r.status = to;
+        if (to == Status.Accepted) r.acceptedCount = r.pointerCount;
         emit StatusChanged(relId, to);
     }
 }

@@ -124,6 +124,9 @@ pub enum ContractError {
         /// The voter.
         voter: Address,
     },
+    /// The delegate named at creation is the patient.
+    #[error("the delegate must be an address of the provider's, not the patient's own address")]
+    DelegateIsPatient,
     /// A zero hash where a commitment or data hash is needed.
     #[error("a query commitment, data hash or bounty commitment is missing (zero)")]
     ZeroHash,
@@ -262,6 +265,7 @@ impl ContractError {
             RelE::NotProvider(e) => Self::NotProvider { caller: e.caller },
             RelE::ZeroAddress(_) => Self::ZeroAddress,
             RelE::ZeroHash(_) => Self::ZeroHash,
+            RelE::DelegateIsPatient(_) => Self::DelegateIsPatient,
             RelE::RelationshipExists(e) => Self::RelationshipExists { rel_id: id(e.relId) },
             RelE::UnknownRelationship(e) => Self::UnknownRelationship { rel_id: id(e.relId) },
             RelE::RelationshipClosed(e) => {
@@ -308,6 +312,7 @@ impl ContractError {
             Self::ProposalStale { .. } => "ProposalStale",
             Self::AlreadyVoted { .. } => "AlreadyVoted",
             Self::ZeroHash => "ZeroHash",
+            Self::DelegateIsPatient => "DelegateIsPatient",
             Self::RelationshipExists { .. } => "RelationshipExists",
             Self::UnknownRelationship { .. } => "UnknownRelationship",
             Self::RelationshipClosed { .. } => "RelationshipClosed",

@@ -92,7 +92,7 @@ pub fn measure() -> Result<GasReport, GasError> {
         "register_provider",
         INSTITUTION,
         reg,
-        Registrar::registerProviderCall {
+        &Registrar::registerProviderCall {
             identity: h("provider:general-hospital"),
             account: provider,
             endpoint: "https://gatekeeper.general-hospital.example".into(),
@@ -103,7 +103,7 @@ pub fn measure() -> Result<GasReport, GasError> {
         "register_patient",
         INSTITUTION,
         reg,
-        Registrar::registerPatientCall { identity: h("patient:MRN-000123"), account: PATIENT },
+        &Registrar::registerPatientCall { identity: h("patient:MRN-000123"), account: PATIENT },
     )?;
     let create = Relationships::createCall {
         patient: PATIENT,
@@ -112,13 +112,13 @@ pub fn measure() -> Result<GasReport, GasError> {
         dataHash: h("data:v1"),
     };
     let create_data: Bytes = create.abi_encode().into();
-    let create_gas = run.step("create_relationship", provider, rel, create)?;
-    run.step("accept", PATIENT, rel, Relationships::acceptCall { delegate: DELEGATE })?;
+    let create_gas = run.step("create_relationship", provider, rel, &create)?;
+    run.step("accept", PATIENT, rel, &Relationships::acceptCall { delegate: DELEGATE })?;
     run.step(
         "grant",
         PATIENT,
         rel,
-        Relationships::grantCall {
+        &Relationships::grantCall {
             delegate: DELEGATE,
             viewer: VIEWER,
             pointers: 0b1,
@@ -130,7 +130,7 @@ pub fn measure() -> Result<GasReport, GasError> {
         "update_pointer",
         DELEGATE,
         rel,
-        Relationships::updatePointerCall {
+        &Relationships::updatePointerCall {
             patient: PATIENT,
             pointerId: U256::ZERO,
             dataHash: h("data:v2"),
@@ -141,44 +141,44 @@ pub fn measure() -> Result<GasReport, GasError> {
         "add_pointer",
         DELEGATE,
         rel,
-        Relationships::addPointerCall {
+        &Relationships::addPointerCall {
             patient: PATIENT,
             queryCommitment: h("MedicationRequest?status=active"),
             dataHash: h("meds:v1"),
             bounty: h("count(MedicationRequest) window=7d"),
         },
     )?;
-    run.step("accept_update", PATIENT, rel, Relationships::acceptCall { delegate: DELEGATE })?;
+    run.step("accept_update", PATIENT, rel, &Relationships::acceptCall { delegate: DELEGATE })?;
     run.step(
         "research_opt_in",
         PATIENT,
         rel,
-        Relationships::setResearchConsentCall { delegate: DELEGATE, optIn: true },
+        &Relationships::setResearchConsentCall { delegate: DELEGATE, optIn: true },
     )?;
     run.step(
         "revoke",
         PATIENT,
         rel,
-        Relationships::revokeCall { delegate: DELEGATE, viewer: VIEWER },
+        &Relationships::revokeCall { delegate: DELEGATE, viewer: VIEWER },
     )?;
-    run.step("delete", PATIENT, rel, Relationships::removeCall { delegate: DELEGATE })?;
+    run.step("delete", PATIENT, rel, &Relationships::removeCall { delegate: DELEGATE })?;
     run.step(
         "create_relationship_second",
         provider,
         rel,
-        Relationships::createCall {
+        &Relationships::createCall {
             patient: PATIENT,
             delegate: DELEGATE_2,
             queryCommitment: h("Immunization"),
             dataHash: h("imm:v1"),
         },
     )?;
-    run.step("reject", PATIENT, rel, Relationships::rejectCall { delegate: DELEGATE_2 })?;
+    run.step("reject", PATIENT, rel, &Relationships::rejectCall { delegate: DELEGATE_2 })?;
     run.step(
         "propose",
         INSTITUTION,
         reg,
-        Registrar::proposeCall {
+        &Registrar::proposeCall {
             action: 0, // AddInstitution
             subject: address!("0x2546bcd3c84621e976d8185a91a922ae77ecec30"),
         },
@@ -214,7 +214,7 @@ impl Runner<'_> {
         step: &'static str,
         from: Address,
         to: Address,
-        call: impl SolCall,
+        call: &impl SolCall,
     ) -> Result<u64, GasError> {
         match self.evm.transact(from, to, call.abi_encode().into())? {
             Outcome::Success { gas_used, .. } => {

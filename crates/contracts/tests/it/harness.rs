@@ -12,43 +12,43 @@ use medrec_devchain::{
 };
 
 /// Genesis time of every test chain (2026-01-01T00:00:00Z).
-pub const GENESIS: u64 = 1_767_225_600;
+pub(crate) const GENESIS: u64 = 1_767_225_600;
 
 /// A distinct, deterministic address for test actor `n`.
-pub fn addr(n: u64) -> Address {
+pub(crate) fn addr(n: u64) -> Address {
     Address::from_word(keccak256(n.to_be_bytes()))
 }
 
 /// A deterministic, non-zero 32-byte value named by `label`.
-pub fn h(label: &str) -> B256 {
+pub(crate) fn h(label: &str) -> B256 {
     keccak256(label.as_bytes())
 }
 
 /// A uint40 argument.
-pub fn u40(v: u64) -> U40 {
+pub(crate) fn u40(v: u64) -> U40 {
     U40::from(v)
 }
 
 /// What a successful transaction left behind.
 #[derive(Debug)]
-pub struct Receipt {
+pub(crate) struct Receipt {
     /// Gas used.
     #[allow(dead_code)]
-    pub gas_used: u64,
+    pub(crate) gas_used: u64,
     /// Logs, in order.
-    pub logs: Vec<Log>,
+    pub(crate) logs: Vec<Log>,
     /// Return data.
-    pub output: Bytes,
+    pub(crate) output: Bytes,
 }
 
 impl Receipt {
     /// All logs decoding as `E`, in order.
-    pub fn events<E: SolEvent>(&self) -> Vec<E> {
+    pub(crate) fn events<E: SolEvent>(&self) -> Vec<E> {
         self.logs.iter().filter_map(|log| E::decode_log(log).ok().map(|l| l.data)).collect()
     }
 
     /// The one log decoding as `E` (panics unless there is exactly one).
-    pub fn event<E: SolEvent>(&self) -> E {
+    pub(crate) fn event<E: SolEvent>(&self) -> E {
         let mut all = self.events::<E>();
         assert_eq!(all.len(), 1, "expected exactly one {} event, got {}", E::SIGNATURE, all.len());
         all.remove(0)
@@ -56,7 +56,7 @@ impl Receipt {
 
     /// Signatures of all the logs' events as emitted by `Registrar` or `Relationships`,
     /// in order (topic 0 mapped to a name).
-    pub fn event_names(&self) -> Vec<&'static str> {
+    pub(crate) fn event_names(&self) -> Vec<&'static str> {
         self.logs.iter().map(|log| event_name(log.topics()[0])).collect()
     }
 }
@@ -89,16 +89,16 @@ fn event_name(topic: B256) -> &'static str {
 
 /// A chain with the MedRec contracts deployed.
 #[derive(Debug)]
-pub struct World {
+pub(crate) struct World {
     /// The EVM (for time travel, coinbase and raw access).
-    pub evm: Evm,
+    pub(crate) evm: Evm,
     /// Contract addresses.
-    pub at: Deployment,
+    pub(crate) at: Deployment,
 }
 
 impl World {
     /// Deploys with the given founding institutions.
-    pub fn with_institutions(institutions: &[Address]) -> Self {
+    pub(crate) fn with_institutions(institutions: &[Address]) -> Self {
         let mut evm = Evm::new(31337, GENESIS);
         let (at, _) = deploy_medrec(&mut evm, addr(9_999), institutions.to_vec())
             .expect("deployment succeeds");
@@ -106,7 +106,7 @@ impl World {
     }
 
     /// Sends `call` to `to` from `from`; panics with the decoded reason if it reverts.
-    pub fn send<C: SolCall>(&mut self, from: Address, to: Address, call: C) -> Receipt {
+    pub(crate) fn send<C: SolCall>(&mut self, from: Address, to: Address, call: C) -> Receipt {
         match self.evm.transact(from, to, call.abi_encode().into()).expect("EVM accepts the tx") {
             Outcome::Success { gas_used, logs, output } => {
                 for log in &logs {
@@ -123,7 +123,12 @@ impl World {
 
     /// Sends `call` expecting a revert; returns the decoded custom error and checks
     /// that nothing was committed (no logs, unchanged state is checked by callers).
-    pub fn fail<C: SolCall>(&mut self, from: Address, to: Address, call: C) -> ContractError {
+    pub(crate) fn fail<C: SolCall>(
+        &mut self,
+        from: Address,
+        to: Address,
+        call: C,
+    ) -> ContractError {
         match self.evm.transact(from, to, call.abi_encode().into()).expect("EVM accepts the tx") {
             Outcome::Revert { output, .. } => {
                 let err = ContractError::decode(&output);
@@ -139,7 +144,7 @@ impl World {
     }
 
     /// Runs a view call and decodes its return value.
-    pub fn view<C: SolCall>(&mut self, to: Address, call: C) -> C::Return {
+    pub(crate) fn view<C: SolCall>(&mut self, to: Address, call: C) -> C::Return {
         match self.evm.call(addr(0), to, call.abi_encode().into()).expect("EVM accepts the call") {
             Outcome::Success { output, .. } => C::abi_decode_returns(&output).expect("decodes"),
             other => panic!("view {} failed: {other:?}", C::SIGNATURE),
@@ -147,7 +152,7 @@ impl World {
     }
 
     /// Like [`World::view`] but expects a revert; returns the decoded error.
-    pub fn view_fails<C: SolCall>(&mut self, to: Address, call: C) -> ContractError {
+    pub(crate) fn view_fails<C: SolCall>(&mut self, to: Address, call: C) -> ContractError {
         match self.evm.call(addr(0), to, call.abi_encode().into()).expect("EVM accepts the call") {
             Outcome::Revert { output, .. } => ContractError::decode(&output),
             other => panic!("view {} was expected to revert, got {other:?}", C::SIGNATURE),
@@ -155,38 +160,38 @@ impl World {
     }
 
     /// The registrar's address.
-    pub const fn reg(&self) -> Address {
+    pub(crate) const fn reg(&self) -> Address {
         self.at.registrar
     }
 
     /// The relationships contract's address.
-    pub const fn rel(&self) -> Address {
+    pub(crate) const fn rel(&self) -> Address {
         self.at.relationships
     }
 }
 
 /// The cast of a relationship scenario, with a registered provider and patient.
 #[derive(Debug)]
-pub struct Cast {
+pub(crate) struct Cast {
     /// The world.
-    pub w: World,
+    pub(crate) w: World,
     /// The certified institution.
-    pub institution: Address,
+    pub(crate) institution: Address,
     /// A registered provider.
-    pub provider: Address,
+    pub(crate) provider: Address,
     /// The provider's delegate for the relationship with `patient`.
-    pub delegate: Address,
+    pub(crate) delegate: Address,
     /// A registered patient.
-    pub patient: Address,
+    pub(crate) patient: Address,
     /// A would-be viewer (a pharmacist).
-    pub viewer: Address,
+    pub(crate) viewer: Address,
     /// Someone with no role at all.
-    pub stranger: Address,
+    pub(crate) stranger: Address,
 }
 
 impl Cast {
     /// Deploys, registers a provider and a patient; no relationship yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let institution = addr(1);
         let mut w = World::with_institutions(&[institution]);
         let (provider, patient) = (addr(10), addr(20));
@@ -217,12 +222,12 @@ impl Cast {
     }
 
     /// The id of the patient's relationship with `delegate`.
-    pub fn rel_id(&self) -> B256 {
+    pub(crate) fn rel_id(&self) -> B256 {
         medrec_primitives::RelationshipId::derive(self.patient, self.delegate).0
     }
 
     /// Creates the relationship (pointer 0) from the provider; returns the receipt.
-    pub fn create(&mut self) -> Receipt {
+    pub(crate) fn create(&mut self) -> Receipt {
         let rel = self.w.rel();
         self.w.send(
             self.provider,
@@ -237,7 +242,7 @@ impl Cast {
     }
 
     /// Creates the relationship and has the patient accept it.
-    pub fn accepted(mut self) -> Self {
+    pub(crate) fn accepted(mut self) -> Self {
         self.create();
         let rel = self.w.rel();
         self.w.send(self.patient, rel, Relationships::acceptCall { delegate: self.delegate });
@@ -245,13 +250,13 @@ impl Cast {
     }
 
     /// The stored relationship.
-    pub fn stored(&mut self) -> Relationships::Relationship {
+    pub(crate) fn stored(&mut self) -> Relationships::Relationship {
         let (rel, id) = (self.w.rel(), self.rel_id());
         self.w.view(rel, Relationships::relationshipCall { relId: id })
     }
 
     /// Grants `viewer` `pointers` from now for `secs` seconds.
-    pub fn grant(&mut self, viewer: Address, pointers: u128, secs: u64) -> Receipt {
+    pub(crate) fn grant(&mut self, viewer: Address, pointers: u128, secs: u64) -> Receipt {
         let (rel, until) = (self.w.rel(), self.w.evm.timestamp() + secs);
         self.w.send(
             self.patient,
@@ -267,7 +272,7 @@ impl Cast {
     }
 
     /// `canView` for `viewer` and `pointer` at the next block.
-    pub fn can_view(&mut self, viewer: Address, pointer: u64) -> bool {
+    pub(crate) fn can_view(&mut self, viewer: Address, pointer: u64) -> bool {
         let (rel, id) = (self.w.rel(), self.rel_id());
         self.w.view(
             rel,
