@@ -17,6 +17,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the embedded chain and serve Ethereum JSON-RPC.
+    Chain(commands::chain::ChainArgs),
     /// Measure MedRec (gas of every contract operation, ...).
     Bench(commands::bench::BenchArgs),
 }
@@ -24,6 +26,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Chain(args) => commands::chain::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };
     match result {

@@ -10,7 +10,9 @@ use crate::{
     deploy::Deployment,
     evm::{BlockCtx, Evm, EvmError, Mode},
     genesis::{DEV_BALANCE, DevAccount, dev_accounts},
+    persist::{Fields, Journal, PersistError, SNAPSHOT_EVERY},
 };
+use std::path::Path;
 use alloy::{
     consensus::{
         EMPTY_OMMER_ROOT_HASH, Header, Receipt, ReceiptEnvelope, ReceiptWithBloom, Transaction,
@@ -33,7 +35,7 @@ use std::{
 };
 
 /// How a chain starts.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChainConfig {
     /// EIP-155 chain id.
     pub chain_id: u64,
@@ -138,6 +140,9 @@ pub enum TxError {
         /// The next block's base fee.
         base_fee: u64,
     },
+    /// The chain stopped after its data directory failed.
+    #[error("the chain stopped after a data directory failure ({0}); restart it")]
+    Halted(String),
     /// Tip above fee cap.
     #[error("max priority fee per gas higher than max fee per gas")]
     TipAboveFeeCap,
@@ -270,6 +275,23 @@ pub enum ChainError {
     /// Deploying the MedRec contracts at genesis failed.
     #[error("deploying the MedRec contracts failed: {0}")]
     Deploy(String),
+    /// The data directory could not be read or written.
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    /// The data directory holds a different chain than the one asked for.
+    #[error("the data directory holds another chain ({stored:?}) than the one asked for ({requested:?}); use another directory or the stored settings")]
+    ConfigMismatch {
+        /// What the directory holds.
+        stored: Box<ChainConfig>,
+        /// What was asked for.
+        requested: Box<ChainConfig>,
+    },
+    /// Replaying the journal did not reproduce a block.
+    #[error("the data directory is inconsistent: replaying block {0} gives a different result")]
+    Diverged(u64),
+    /// A previous write to the data directory failed; the chain stopped taking blocks.
+    #[error("the chain stopped after a data directory failure ({0}); restart it")]
+    Halted(String),
 }
 
 /// The chain: state, blocks and pool.
@@ -285,12 +307,138 @@ pub struct Chain {
     arrivals: u64,
     accounts: Vec<DevAccount>,
     deployment: Option<Deployment>,
+    journal: Option<Journal>,
+    halted: Option<String>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredChain {
+    config: ChainConfig,
+    deployment: Option<Deployment>,
 }
 
 impl Chain {
     /// A new chain: genesis block with the funded development accounts and, if
     /// configured, the MedRec contracts deployed in blocks 1 and 2.
     pub fn new(config: ChainConfig) -> Result<Self, ChainError> {
+        let mut chain = Self::genesis(config);
+        if chain.config.deploy_medrec && !chain.accounts.is_empty() {
+            chain.deployment = Some(chain.deploy_contracts()?);
+        }
+        Ok(chain)
+    }
+
+    /// Opens the chain kept in `dir`, or starts one there from `config`. Blocks are
+    /// journaled before they are reported; a restart loads the last state snapshot and
+    /// re-executes the blocks after it.
+    pub fn open(config: ChainConfig, dir: &Path) -> Result<Self, ChainError> {
+        let (journal, blocks) = Journal::open(dir)?;
+        let meta_path = dir.join("chain.json");
+        let stored: Option<StoredChain> = match std::fs::read(&meta_path) {
+            Ok(bytes) => Some(
+                serde_json::from_slice(&bytes)
+                    .map_err(|e| PersistError::Corrupt(format!("chain.json: {e}")))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(PersistError::Io(e).into()),
+        };
+        let Some(stored) = stored else {
+            if !blocks.is_empty() {
+                return Err(PersistError::Corrupt("blocks.log without chain.json".into()).into());
+            }
+            let mut chain = Self::genesis(config);
+            chain.journal = Some(journal);
+            if chain.config.deploy_medrec && !chain.accounts.is_empty() {
+                chain.deployment = Some(chain.deploy_contracts()?);
+            }
+            let meta = StoredChain { config: chain.config.clone(), deployment: chain.deployment };
+            let text = serde_json::to_vec_pretty(&meta).expect("serializable");
+            write_atomically(&meta_path, &text)?;
+            return Ok(chain);
+        };
+        if stored.config != config {
+            return Err(ChainError::ConfigMismatch {
+                stored: Box::new(stored.config),
+                requested: Box::new(config),
+            });
+        }
+        let mut chain = Self::genesis(stored.config);
+        chain.deployment = stored.deployment;
+        chain.restore(&journal, blocks)?;
+        chain.journal = Some(journal);
+        Ok(chain)
+    }
+
+    fn restore(&mut self, journal: &Journal, blocks: Vec<Block>) -> Result<(), ChainError> {
+        let tip = blocks.last().map_or(0, |b| b.header.number);
+        let mut from = 1;
+        if let Some(bytes) = journal.read_snapshot()? {
+            let mut f = Fields(&bytes);
+            let number = f.u64()?;
+            let hash = B256::from_slice(f.take(32)?);
+            let matches = number >= 1
+                && number <= tip
+                && blocks.get((number - 1) as usize).is_some_and(|b| b.hash == hash);
+            if matches {
+                self.evm = Evm::decode_state(self.config.chain_id, &mut f)?;
+                from = number + 1;
+            } else {
+                tracing::warn!(target: "medrec::devchain", number, "ignoring a snapshot that does not match the journal");
+            }
+        }
+        for block in blocks {
+            let number = block.header.number;
+            if number != self.latest().header.number + 1 || block.header.parent_hash != self.latest().hash {
+                return Err(ChainError::Diverged(number));
+            }
+            if number >= from {
+                self.replay(&block)?;
+            }
+            for (i, tx) in block.txs.iter().enumerate() {
+                self.tx_index.insert(tx.hash, (number, i));
+            }
+            self.by_hash.insert(block.hash, number);
+            self.blocks.push(block);
+        }
+        Ok(())
+    }
+
+    /// Re-executes a journaled block on the current state and checks the result.
+    fn replay(&mut self, block: &Block) -> Result<(), ChainError> {
+        let h = &block.header;
+        let ctx = BlockCtx {
+            number: h.number,
+            timestamp: h.timestamp,
+            coinbase: h.beneficiary,
+            base_fee: h.base_fee_per_gas.unwrap_or(0),
+            gas_limit: h.gas_limit,
+            difficulty: h.difficulty,
+        };
+        let mut cumulative = 0;
+        for (tx, stored) in block.txs.iter().zip(&block.receipts) {
+            let result = self.evm.run(&ctx, tx_env(tx), Mode::Commit)?;
+            cumulative += result.tx_gas_used();
+            if result.is_success() != stored.success || cumulative != stored.cumulative_gas_used {
+                return Err(ChainError::Diverged(h.number));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a state snapshot now (at clean shutdown, and every
+    /// [`SNAPSHOT_EVERY`] blocks).
+    pub fn snapshot(&self) -> Result<(), ChainError> {
+        let Some(journal) = &self.journal else { return Ok(()) };
+        let latest = self.latest();
+        let mut out = Vec::with_capacity(1 << 20);
+        out.extend_from_slice(&latest.header.number.to_le_bytes());
+        out.extend_from_slice(latest.hash.as_slice());
+        self.evm.encode_state(&mut out);
+        journal.write_snapshot(&out)?;
+        Ok(())
+    }
+
+    fn genesis(config: ChainConfig) -> Self {
         let mut evm = Evm::new(config.chain_id, config.genesis_timestamp);
         let accounts = dev_accounts(config.dev_accounts);
         for a in &accounts {
@@ -316,7 +464,7 @@ impl Chain {
             ..Default::default()
         };
         let hash = genesis.hash_slow();
-        let mut chain = Self {
+        Self {
             evm,
             blocks: vec![Block { header: genesis, hash, txs: vec![], receipts: vec![] }],
             by_hash: HashMap::from([(hash, 0)]),
@@ -326,12 +474,10 @@ impl Chain {
             arrivals: 0,
             accounts,
             deployment: None,
+            journal: None,
+            halted: None,
             config,
-        };
-        if chain.config.deploy_medrec && !chain.accounts.is_empty() {
-            chain.deployment = Some(chain.deploy_contracts()?);
         }
-        Ok(chain)
     }
 
     /// Deploys `Registrar` (dev account 0 the founding institution) and `Relationships`
@@ -525,6 +671,9 @@ impl Chain {
 
     /// Checks a decoded signed transaction and queues it; returns its hash.
     pub fn submit_envelope(&mut self, envelope: TxEnvelope) -> Result<B256, TxError> {
+        if let Some(reason) = &self.halted {
+            return Err(TxError::Halted(reason.clone()));
+        }
         let tx_type = envelope.tx_type();
         if !matches!(tx_type, TxType::Legacy | TxType::Eip2930 | TxType::Eip1559) {
             return Err(TxError::UnsupportedType(tx_type as u8));
@@ -628,6 +777,9 @@ impl Chain {
         timestamp: u64,
         selection: &Selection,
     ) -> Result<u64, ChainError> {
+        if let Some(reason) = &self.halted {
+            return Err(ChainError::Halted(reason.clone()));
+        }
         let ctx = self.next_block_ctx(timestamp, coinbase);
         let chosen = self.choose(selection, ctx.gas_limit);
         let mut txs = Vec::with_capacity(chosen.len());
@@ -668,7 +820,20 @@ impl Chain {
             });
             txs.push(tx);
         }
-        Ok(self.append_block(&ctx, txs, receipts, cumulative))
+        let number = self.append_block(&ctx, txs, receipts, cumulative);
+        if let Some(journal) = &mut self.journal {
+            let result = journal.append(self.blocks.last().expect("just appended"));
+            if let Err(e) = result {
+                // The block is executed in memory but not durable: stop taking blocks
+                // rather than report one that a crash would lose.
+                self.halted = Some(e.to_string());
+                return Err(e.into());
+            }
+            if number % SNAPSHOT_EVERY == 0 {
+                self.snapshot()?;
+            }
+        }
+        Ok(number)
     }
 
     fn append_block(
@@ -804,4 +969,17 @@ pub fn intrinsic_gas(tx: &TxEnvelope) -> u64 {
 /// Encodes `tx` as the raw bytes `eth_sendRawTransaction` carries.
 pub fn encode_raw(tx: &TxEnvelope) -> Bytes {
     tx.encoded_2718().into()
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PersistError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@ use alloy::{
 use medrec_contracts::{Registrar, Relationships};
 
 /// Where the MedRec contracts live on a chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Deployment {
     /// The `Registrar` contract.
     pub registrar: Address,

@@ -318,3 +318,65 @@ pub fn outcome(result: ExecutionResult) -> Outcome {
         }
     }
 }
+
+impl Evm {
+    /// Encodes the world state (accounts, code, storage) for a snapshot.
+    pub fn encode_state(&self, out: &mut Vec<u8>) {
+        let accounts: Vec<_> = self
+            .db
+            .cache
+            .accounts
+            .iter()
+            .filter(|(_, a)| {
+                !(a.info.is_empty() && a.storage.is_empty())
+                    || a.account_state != revm::database::AccountState::NotExisting
+            })
+            .collect();
+        out.extend_from_slice(&(accounts.len() as u32).to_le_bytes());
+        for (address, account) in accounts {
+            out.extend_from_slice(address.as_slice());
+            out.extend_from_slice(&account.info.balance.to_le_bytes::<32>());
+            out.extend_from_slice(&account.info.nonce.to_le_bytes());
+            let code = self.code(*address);
+            out.extend_from_slice(&(code.len() as u32).to_le_bytes());
+            out.extend_from_slice(&code);
+            let slots: Vec<_> = account.storage.iter().filter(|(_, v)| !v.is_zero()).collect();
+            out.extend_from_slice(&(slots.len() as u32).to_le_bytes());
+            for (slot, value) in slots {
+                out.extend_from_slice(&slot.to_le_bytes::<32>());
+                out.extend_from_slice(&value.to_le_bytes::<32>());
+            }
+        }
+    }
+
+    /// Rebuilds a world state encoded by [`Evm::encode_state`].
+    pub(crate) fn decode_state(
+        chain_id: u64,
+        fields: &mut crate::persist::Fields<'_>,
+    ) -> Result<Self, crate::persist::PersistError> {
+        let mut evm = Self::new(chain_id, 0);
+        let count = fields.u32()?;
+        for _ in 0..count {
+            let address = Address::from_slice(fields.take(20)?);
+            let balance = U256::from_le_slice(fields.take(32)?);
+            let nonce = fields.u64()?;
+            let code = fields.field()?;
+            let mut info = AccountInfo { balance, nonce, ..Default::default() };
+            if !code.is_empty() {
+                let bytecode = revm::bytecode::Bytecode::new_raw(Bytes::copy_from_slice(code));
+                info.code_hash = bytecode.hash_slow();
+                info.code = Some(bytecode);
+            }
+            evm.db.insert_account_info(address, info);
+            let slots = fields.u32()?;
+            for _ in 0..slots {
+                let slot = U256::from_le_slice(fields.take(32)?);
+                let value = U256::from_le_slice(fields.take(32)?);
+                evm.db
+                    .insert_account_storage(address, slot, value)
+                    .map_err(|e| crate::persist::PersistError::Corrupt(e.to_string()))?;
+            }
+        }
+        Ok(evm)
+    }
+}

@@ -15,6 +15,7 @@ pub mod evm;
 pub mod gas;
 pub mod genesis;
 pub mod node;
+pub mod persist;
 pub mod rpc;
 pub mod server;
 pub mod sign;

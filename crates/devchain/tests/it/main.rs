@@ -3,3 +3,5 @@
 mod evm;
 mod gas;
 mod node;
+mod parity;
+mod persist;

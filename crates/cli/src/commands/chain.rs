@@ -1,0 +1,150 @@
+//! `medrec chain`: run the embedded chain and serve Ethereum JSON-RPC.
+
+use crate::output;
+use anyhow::{Context, bail};
+use clap::Args;
+use medrec_devchain::{
+    chain::{Chain, ChainConfig},
+    node::{Node, SealMode},
+    server,
+};
+use serde_json::json;
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, str::FromStr, time::Duration};
+
+/// Arguments of `medrec chain`.
+#[derive(Debug, Args)]
+pub(crate) struct ChainArgs {
+    /// Address to serve JSON-RPC on (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8545")]
+    http: SocketAddr,
+    /// Keep the chain in memory only (the default when no --data-dir is given).
+    #[arg(long, conflicts_with = "data_dir")]
+    ephemeral: bool,
+    /// Keep the chain in DIR across restarts.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// When to seal blocks: `instant` (one per transaction), `interval:MS`, or `pow`
+    /// (external miners, e.g. `medrec research mine`).
+    #[arg(long, value_name = "MODE", default_value = "instant")]
+    seal: Seal,
+    /// EIP-155 chain id.
+    #[arg(long, default_value_t = 31337)]
+    chain_id: u64,
+    /// Number of funded development accounts (standard test mnemonic).
+    #[arg(long, default_value_t = 10)]
+    accounts: u32,
+    /// Print one JSON object (RPC URL, chain id, accounts, contracts) once serving.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seal(SealMode);
+
+impl FromStr for Seal {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "instant" => Ok(Self(SealMode::Instant)),
+            "pow" => Ok(Self(SealMode::Pow)),
+            other => {
+                let ms = other.strip_prefix("interval:").ok_or_else(|| {
+                    format!("unknown sealing mode '{other}': use instant, interval:MS or pow")
+                })?;
+                let ms: u64 = ms
+                    .parse()
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .ok_or_else(|| format!("'{ms}' is not a positive number of milliseconds"))?;
+                Ok(Self(SealMode::Interval(Duration::from_millis(ms))))
+            }
+        }
+    }
+}
+
+/// Runs `medrec chain` until Ctrl-C (or SIGTERM).
+pub(crate) fn run(args: ChainArgs) -> anyhow::Result<ExitCode> {
+    let config = ChainConfig {
+        chain_id: args.chain_id,
+        dev_accounts: args.accounts,
+        ..ChainConfig::default()
+    };
+    let chain = match &args.data_dir {
+        Some(dir) => Chain::open(config, dir)
+            .with_context(|| format!("cannot open the chain in {}", dir.display()))?,
+        None => Chain::new(config).context("cannot start the chain")?,
+    };
+    if args.ephemeral && args.data_dir.is_some() {
+        bail!("--ephemeral and --data-dir exclude each other");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(chain, &args))
+}
+
+async fn serve(chain: Chain, args: &ChainArgs) -> anyhow::Result<ExitCode> {
+    let node = Node::new(chain, args.seal.0);
+    if let SealMode::Interval(every) = args.seal.0 {
+        tokio::spawn(node.clone().run_interval_sealer(every));
+    }
+    let handle = server::serve(node.clone(), args.http)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.http))?;
+    let (accounts, deployment, chain_id, head) = node.with(|c| {
+        (c.dev_accounts().to_vec(), c.deployment(), c.chain_id(), c.latest().header.number)
+    });
+    if args.json {
+        let value = json!({
+            "rpc_url": handle.url(),
+            "chain_id": chain_id,
+            "block_number": head,
+            "seal": seal_name(args.seal.0),
+            "data_dir": args.data_dir,
+            "accounts": accounts.iter().map(|a| json!({"address": a.address, "private_key": a.private_key})).collect::<Vec<_>>(),
+            "contracts": deployment,
+        });
+        output::result(&value.to_string());
+    } else {
+        output::result(&format!("RPC URL      {}", handle.url()));
+        output::result(&format!("chain id     {chain_id}"));
+        output::result(&format!("head block   {head}"));
+        output::result(&format!("sealing      {}", seal_name(args.seal.0)));
+        if let Some(d) = deployment {
+            output::result(&format!("Registrar     {}", d.registrar));
+            output::result(&format!("Relationships {}", d.relationships));
+        }
+        output::result("development accounts (test mnemonic; never use on a real network):");
+        for (i, a) in accounts.iter().enumerate() {
+            output::result(&format!("  ({i}) {}  key {}", a.address, a.private_key));
+        }
+        output::note("serving; press Ctrl-C to stop");
+    }
+    shutdown_signal().await;
+    output::note("stopping: finishing requests in flight");
+    handle.shutdown().await.context("the RPC server failed while stopping")?;
+    node.with(Chain::snapshot).context("writing the final state snapshot failed")?;
+    output::note("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn seal_name(mode: SealMode) -> String {
+    match mode {
+        SealMode::Instant => "instant".into(),
+        SealMode::Interval(d) => format!("interval:{}", d.as_millis()),
+        SealMode::Pow => "pow".into(),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
