@@ -255,7 +255,8 @@ impl Evm {
             .with_db(&mut self.db)
             .modify_cfg_chained(|c| {
                 c.chain_id = chain_id;
-                c.spec = SPEC;
+                // Not `c.spec = SPEC`: the gas schedule must follow the spec too.
+                c.set_spec_and_mainnet_gas_params(SPEC);
                 c.disable_nonce_check = simulate;
                 c.disable_base_fee = simulate;
             })
