@@ -26,7 +26,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Chain(args) => commands::chain::run(args),
+        Command::Chain(args) => commands::chain::run(&args),
         Command::Bench(args) => commands::bench::run(args),
     };
     match result {

@@ -12,7 +12,6 @@ use crate::{
     genesis::{DEV_BALANCE, DevAccount, dev_accounts},
     persist::{Fields, Journal, PersistError, SNAPSHOT_EVERY},
 };
-use std::path::Path;
 use alloy::{
     consensus::{
         EMPTY_OMMER_ROOT_HASH, Header, Receipt, ReceiptEnvelope, ReceiptWithBloom, Transaction,
@@ -29,6 +28,7 @@ use revm::context::{
     TxEnv,
     result::{ExecutionResult, Output},
 };
+use std::path::Path;
 use std::{
     cmp::Reverse,
     collections::{BTreeMap, BinaryHeap, HashMap},
@@ -279,7 +279,9 @@ pub enum ChainError {
     #[error(transparent)]
     Persist(#[from] PersistError),
     /// The data directory holds a different chain than the one asked for.
-    #[error("the data directory holds another chain ({stored:?}) than the one asked for ({requested:?}); use another directory or the stored settings")]
+    #[error(
+        "the data directory holds another chain ({stored:?}) than the one asked for ({requested:?}); use another directory or the stored settings"
+    )]
     ConfigMismatch {
         /// What the directory holds.
         stored: Box<ChainConfig>,
@@ -388,7 +390,9 @@ impl Chain {
         }
         for block in blocks {
             let number = block.header.number;
-            if number != self.latest().header.number + 1 || block.header.parent_hash != self.latest().hash {
+            if number != self.latest().header.number + 1
+                || block.header.parent_hash != self.latest().hash
+            {
                 return Err(ChainError::Diverged(number));
             }
             if number >= from {
@@ -829,7 +833,7 @@ impl Chain {
                 self.halted = Some(e.to_string());
                 return Err(e.into());
             }
-            if number % SNAPSHOT_EVERY == 0 {
+            if number.is_multiple_of(SNAPSHOT_EVERY) {
                 self.snapshot()?;
             }
         }

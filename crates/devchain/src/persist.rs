@@ -182,7 +182,8 @@ fn encode_block(block: &Block) -> Vec<u8> {
 }
 
 fn decode_block(payload: &[u8]) -> Result<Block, PersistError> {
-    let corrupt = |what: &str, e: &dyn std::fmt::Display| PersistError::Corrupt(format!("{what}: {e}"));
+    let corrupt =
+        |what: &str, e: &dyn std::fmt::Display| PersistError::Corrupt(format!("{what}: {e}"));
     let mut f = Fields(payload);
     let mut header_bytes = f.field()?;
     let header = Header::decode(&mut header_bytes).map_err(|e| corrupt("header", &e))?;

@@ -1,7 +1,7 @@
 //! `medrec chain`: run the embedded chain and serve Ethereum JSON-RPC.
 
 use crate::output;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use medrec_devchain::{
     chain::{Chain, ChainConfig},
@@ -52,11 +52,10 @@ impl FromStr for Seal {
                 let ms = other.strip_prefix("interval:").ok_or_else(|| {
                     format!("unknown sealing mode '{other}': use instant, interval:MS or pow")
                 })?;
-                let ms: u64 = ms
-                    .parse()
-                    .ok()
-                    .filter(|ms| *ms > 0)
-                    .ok_or_else(|| format!("'{ms}' is not a positive number of milliseconds"))?;
+                let ms: u64 =
+                    ms.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| {
+                        format!("'{ms}' is not a positive number of milliseconds")
+                    })?;
                 Ok(Self(SealMode::Interval(Duration::from_millis(ms))))
             }
         }
@@ -64,7 +63,7 @@ impl FromStr for Seal {
 }
 
 /// Runs `medrec chain` until Ctrl-C (or SIGTERM).
-pub(crate) fn run(args: ChainArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &ChainArgs) -> anyhow::Result<ExitCode> {
     let config = ChainConfig {
         chain_id: args.chain_id,
         dev_accounts: args.accounts,
@@ -75,11 +74,8 @@ pub(crate) fn run(args: ChainArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot open the chain in {}", dir.display()))?,
         None => Chain::new(config).context("cannot start the chain")?,
     };
-    if args.ephemeral && args.data_dir.is_some() {
-        bail!("--ephemeral and --data-dir exclude each other");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(serve(chain, &args))
+    runtime.block_on(serve(chain, args))
 }
 
 async fn serve(chain: Chain, args: &ChainArgs) -> anyhow::Result<ExitCode> {

@@ -153,21 +153,29 @@ async fn scenario(url: &str) -> Observations {
 
     let call = |c: &dyn Fn() -> Vec<u8>| c();
     txs.push(
-        send(institution, "register provider", Some(registrar), call(&|| {
-            Registrar::registerProviderCall {
-                identity: keccak256("provider"),
-                account: provider.address,
-                endpoint: "https://gk.example".into(),
-                encryptionKey: keccak256("key"),
-            }
-            .abi_encode()
-        }))
+        send(
+            institution,
+            "register provider",
+            Some(registrar),
+            call(&|| {
+                Registrar::registerProviderCall {
+                    identity: keccak256("provider"),
+                    account: provider.address,
+                    endpoint: "https://gk.example".into(),
+                    encryptionKey: keccak256("key"),
+                }
+                .abi_encode()
+            }),
+        )
         .await,
     );
     txs.push(
         send(institution, "register patient", Some(registrar), {
-            Registrar::registerPatientCall { identity: keccak256("patient"), account: patient.address }
-                .abi_encode()
+            Registrar::registerPatientCall {
+                identity: keccak256("patient"),
+                account: patient.address,
+            }
+            .abi_encode()
         })
         .await,
     );
@@ -216,14 +224,16 @@ async fn scenario(url: &str) -> Observations {
     );
     txs.push(
         send(patient, "revoke", Some(relationships), {
-            Relationships::revokeCall { delegate: delegate.address, viewer: viewer.address }.abi_encode()
+            Relationships::revokeCall { delegate: delegate.address, viewer: viewer.address }
+                .abi_encode()
         })
         .await,
     );
     // A transaction that reverts on chain (sent with a fixed gas limit, so it is mined).
     txs.push(
         send(viewer, "revoke without a grant (reverts)", Some(relationships), {
-            Relationships::revokeCall { delegate: delegate.address, viewer: viewer.address }.abi_encode()
+            Relationships::revokeCall { delegate: delegate.address, viewer: viewer.address }
+                .abi_encode()
         })
         .await,
     );
@@ -232,27 +242,96 @@ async fn scenario(url: &str) -> Observations {
     let p = rpc(viewer);
     let mut reverts = Vec::new();
     let refusals: [(&'static str, Address, Vec<u8>); 3] = [
-        ("stranger registers", registrar, Registrar::registerPatientCall { identity: B256::ZERO, account: viewer.address }.abi_encode()),
-        ("stranger creates", relationships, Relationships::createCall { patient: patient.address, delegate: viewer.address, queryCommitment: B256::ZERO, dataHash: B256::ZERO }.abi_encode()),
-        ("grant with empty set", relationships, Relationships::grantCall { delegate: delegate.address, viewer: viewer.address, pointers: 0, notBefore: U40::ZERO, expiresAt: U40::from(1u64) }.abi_encode()),
+        (
+            "stranger registers",
+            registrar,
+            Registrar::registerPatientCall { identity: B256::ZERO, account: viewer.address }
+                .abi_encode(),
+        ),
+        (
+            "stranger creates",
+            relationships,
+            Relationships::createCall {
+                patient: patient.address,
+                delegate: viewer.address,
+                queryCommitment: B256::ZERO,
+                dataHash: B256::ZERO,
+            }
+            .abi_encode(),
+        ),
+        (
+            "grant with empty set",
+            relationships,
+            Relationships::grantCall {
+                delegate: delegate.address,
+                viewer: viewer.address,
+                pointers: 0,
+                notBefore: U40::ZERO,
+                expiresAt: U40::from(1u64),
+            }
+            .abi_encode(),
+        ),
     ];
     for (step, to, data) in refusals {
-        let tx = TransactionRequest::default().with_from(viewer.address).with_to(to).with_input(data);
+        let tx =
+            TransactionRequest::default().with_from(viewer.address).with_to(to).with_input(data);
         let err = p.call(tx).await.unwrap_err();
         let revert = err.as_error_resp().and_then(|e| e.as_revert_data()).expect("revert data");
         reverts.push((step, ContractError::decode(&revert)));
     }
 
+    // Views, with the timestamps they hold checked against the node's own blocks
+    // (the two nodes run at different wall-clock moments) and then set aside.
     let mut views = Vec::new();
     let rel_id = medrec_primitives::RelationshipId::derive(patient.address, delegate.address).0;
-    for (step, to, data) in [
-        ("relationship", relationships, Relationships::relationshipCall { relId: rel_id }.abi_encode()),
-        ("canView", relationships, Relationships::canViewCall { relId: rel_id, viewer: viewer.address, pointerId: U256::ZERO }.abi_encode()),
-        ("resolve", registrar, Registrar::resolveCall { identity: keccak256("patient") }.abi_encode()),
-    ] {
-        let tx = TransactionRequest::default().with_to(to).with_input(data);
-        views.push((step, p.call(tx).await.unwrap()));
-    }
+    let block_time = async |n: Option<u64>| {
+        p.get_block_by_number(n.unwrap().into()).await.unwrap().unwrap().header.timestamp
+    };
+    let out = p
+        .call(
+            TransactionRequest::default()
+                .with_to(relationships)
+                .with_input(Relationships::relationshipCall { relId: rel_id }.abi_encode()),
+        )
+        .await
+        .unwrap();
+    let mut rel = Relationships::relationshipCall::abi_decode_returns(&out).unwrap();
+    assert_eq!(
+        rel.updatedAt.to::<u64>(),
+        block_time(txs[7].block).await,
+        "updatedAt is the update's block time"
+    );
+    rel.updatedAt = U40::ZERO;
+    views.push((
+        "relationship",
+        Bytes::from(Relationships::relationshipCall::abi_encode_returns(&rel)),
+    ));
+    let out = p
+        .call(
+            TransactionRequest::default()
+                .with_to(registrar)
+                .with_input(Registrar::resolveCall { identity: keccak256("patient") }.abi_encode()),
+        )
+        .await
+        .unwrap();
+    let mut resolved = Registrar::resolveCall::abi_decode_returns(&out).unwrap();
+    assert_eq!(resolved.registeredAt.to::<u64>(), block_time(txs[3].block).await);
+    resolved.registeredAt = U40::ZERO;
+    views.push(("resolve", Bytes::from(Registrar::resolveCall::abi_encode_returns(&resolved))));
+    let out = p
+        .call(
+            TransactionRequest::default().with_to(relationships).with_input(
+                Relationships::canViewCall {
+                    relId: rel_id,
+                    viewer: viewer.address,
+                    pointerId: U256::ZERO,
+                }
+                .abi_encode(),
+            ),
+        )
+        .await
+        .unwrap();
+    views.push(("canView", out));
 
     let mut balances = Vec::new();
     for a in [institution, provider, patient, delegate, viewer] {
@@ -276,7 +355,10 @@ async fn a_client_sees_the_same_on_the_devchain_and_on_anvil() {
     assert_eq!(reference.txs.len(), 10);
     assert!(reference.txs[..9].iter().all(|t| t.status), "{:#?}", reference.txs);
     assert!(!reference.txs[9].status);
-    assert_eq!(reference.reverts[0].1, ContractError::NotInstitution { caller: dev_accounts(10)[9].address });
+    assert_eq!(
+        reference.reverts[0].1,
+        ContractError::NotInstitution { caller: dev_accounts(10)[9].address }
+    );
 
     for (a, b) in reference.txs.iter().zip(&ours.txs) {
         assert_eq!(a, b, "step '{}' differs between anvil (left) and the devchain (right)", a.step);

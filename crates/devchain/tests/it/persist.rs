@@ -70,14 +70,18 @@ fn a_snapshot_plus_the_blocks_after_it_restore_the_same_state() {
         transfers(&mut chain, 4);
     }
     assert!(dir.join("state.snap").exists());
-    let mut chain = Chain::open(config.clone(), &dir).unwrap();
+    let mut chain = Chain::open(config, &dir).unwrap();
     assert_eq!(chain.balance(Address::repeat_byte(0x42)), U256::from(7_000u64));
     assert_eq!(chain.nonce(dev_accounts(2)[1].address), 7);
     // The restored chain keeps going, and the contracts' code and storage came back.
     transfers(&mut chain, 1);
     let d = chain.deployment().unwrap();
     assert!(!chain.code(d.registrar).is_empty());
-    assert_eq!(chain.storage(d.registrar, U256::from(4)), U256::from(1), "institutionCount (slot 4)");
+    assert_eq!(
+        chain.storage(d.registrar, U256::from(4)),
+        U256::from(1),
+        "institutionCount (slot 4)"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
