@@ -5,3 +5,4 @@ mod gas;
 mod node;
 mod parity;
 mod persist;
+mod rpc;

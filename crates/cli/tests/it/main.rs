@@ -1,0 +1,3 @@
+//! The `medrec` binary in separate processes, over loopback.
+
+mod chain;
