@@ -442,6 +442,22 @@ impl Chain {
         Ok(())
     }
 
+    /// For bulk loading only: do not wait for the disk after each block (a crash may
+    /// then lose recent blocks). Call [`Chain::flush`] at the end.
+    pub fn set_sync_each_block(&mut self, on: bool) {
+        if let Some(j) = &mut self.journal {
+            j.set_sync_each(on);
+        }
+    }
+
+    /// Waits until every sealed block is on disk.
+    pub fn flush(&mut self) -> Result<(), ChainError> {
+        if let Some(j) = &mut self.journal {
+            j.flush()?;
+        }
+        Ok(())
+    }
+
     fn genesis(config: ChainConfig) -> Self {
         let mut evm = Evm::new(config.chain_id, config.genesis_timestamp);
         let accounts = dev_accounts(config.dev_accounts);

@@ -9,6 +9,7 @@
 //!   Ethereum JSON-RPC over it, [`server`] over HTTP and [`transport`] in process as
 //!   an alloy transport.
 
+pub mod bench;
 pub mod chain;
 pub mod deploy;
 pub mod evm;

@@ -31,6 +31,7 @@ pub const SNAPSHOT_EVERY: u64 = 10_000;
 pub struct Journal {
     file: File,
     dir: PathBuf,
+    sync_each: bool,
 }
 
 /// Errors reading or writing a data directory.
@@ -70,7 +71,7 @@ impl Journal {
             file.sync_all()?;
         }
         file.seek(SeekFrom::End(0))?;
-        Ok((Self { file, dir: dir.to_path_buf() }, blocks))
+        Ok((Self { file, dir: dir.to_path_buf(), sync_each: true }, blocks))
     }
 
     /// Appends `block` and waits until it is on disk.
@@ -81,6 +82,20 @@ impl Journal {
         record.extend_from_slice(&payload);
         record.extend_from_slice(&keccak256(&payload)[..4]);
         self.file.write_all(&record)?;
+        if self.sync_each {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Whether each append waits for the disk (the default). Turning it off is only
+    /// for bulk loading, followed by [`Journal::flush`].
+    pub const fn set_sync_each(&mut self, on: bool) {
+        self.sync_each = on;
+    }
+
+    /// Waits until everything appended is on disk.
+    pub fn flush(&mut self) -> Result<(), PersistError> {
         self.file.sync_data()?;
         Ok(())
     }

@@ -3,7 +3,10 @@
 use crate::output;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use medrec_devchain::gas::{self, GasReport};
+use medrec_devchain::{
+    bench,
+    gas::{self, GasReport},
+};
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 
 /// Arguments of `medrec bench`.
@@ -15,6 +18,27 @@ pub(crate) struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum Bench {
+    /// Throughput of MedRec grants through JSON-RPC, devchain beside anvil, and the
+    /// restart time and memory of a chain holding many transactions. Run with
+    /// `--release`.
+    Chain {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Grants sent to each node.
+        #[arg(long, default_value_t = 2_000)]
+        txs: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+        /// Transactions in the chain that is restarted (0 skips the restart measure).
+        #[arg(long, default_value_t = 100_000)]
+        restart_txs: u64,
+        /// The anvil binary to compare with (default: the one `npm ci --prefix
+        /// contracts` installs in this checkout).
+        #[arg(long, value_name = "PATH")]
+        anvil: Option<PathBuf>,
+    },
     /// Gas used by every MedRec contract operation on the in-process EVM, and the size
     /// of a signed relationship-creation transaction.
     Gas {
@@ -30,6 +54,46 @@ enum Bench {
 /// Runs `medrec bench`.
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.what {
+        Bench::Chain { json, txs, in_flight, restart_txs, anvil } => {
+            let exe = std::env::current_exe().context("cannot find the medrec executable")?;
+            let anvil = anvil.unwrap_or_else(|| {
+                bench::default_anvil_path(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
+            });
+            if !anvil.exists() {
+                bail!(
+                    "anvil is not at {}: run `npm ci --prefix contracts` or pass --anvil PATH",
+                    anvil.display()
+                );
+            }
+            output::note(&format!(
+                "throughput: {txs} grants, {in_flight} in flight, medrec chain then anvil"
+            ));
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let throughput = runtime.block_on(bench::throughput(&exe, &anvil, txs, in_flight))?;
+            let restart = if restart_txs > 0 {
+                output::note(&format!(
+                    "restart: loading {restart_txs} transactions into a data directory"
+                ));
+                let dir = std::env::temp_dir()
+                    .join(format!("medrec-bench-restart-{}", std::process::id()));
+                let report = bench::restart(&exe, &dir, restart_txs);
+                let _ = std::fs::remove_dir_all(&dir);
+                Some(report?)
+            } else {
+                None
+            };
+            let value = serde_json::json!({
+                "throughput": throughput,
+                "restart": restart,
+                "machine": machine(),
+            });
+            if json {
+                output::result(&value.to_string());
+            } else {
+                output::result(&serde_json::to_string_pretty(&value)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Bench::Gas { json, check } => {
             let report = gas::measure().context("measuring gas on the in-process EVM failed")?;
             if let Some(path) = check {
@@ -76,4 +140,18 @@ fn check_snapshot(report: &GasReport, path: &PathBuf) -> anyhow::Result<ExitCode
         "the gas snapshot {} is out of date; regenerate it with `scripts/gas-snapshot` and commit it",
         path.display()
     )
+}
+
+/// What the numbers were measured on.
+fn machine() -> serde_json::Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+    });
+    serde_json::json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "cpu": cpu,
+        "release_build": !cfg!(debug_assertions),
+    })
 }
