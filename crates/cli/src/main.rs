@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the embedded chain and serve Ethereum JSON-RPC.
     Chain(commands::chain::ChainArgs),
+    /// Research: mine the chain for bounties.
+    Research(commands::research::ResearchArgs),
     /// Measure MedRec (gas of every contract operation, ...).
     Bench(commands::bench::BenchArgs),
 }
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Chain(args) => commands::chain::run(&args),
+        Command::Research(args) => commands::research::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };
     match result {

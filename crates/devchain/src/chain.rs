@@ -50,6 +50,20 @@ pub struct ChainConfig {
     /// Whether to deploy the MedRec contracts in the first blocks, from dev account 0,
     /// with dev account 0 as the founding certified institution.
     pub deploy_medrec: bool,
+    /// Difficulty of the first Proof-of-Work block.
+    #[serde(default = "default_pow_difficulty")]
+    pub pow_initial_difficulty: u64,
+    /// Block time that Proof-of-Work difficulty steers towards, seconds.
+    #[serde(default = "default_pow_block_secs")]
+    pub pow_target_block_secs: u64,
+}
+
+const fn default_pow_difficulty() -> u64 {
+    1 << 20
+}
+
+const fn default_pow_block_secs() -> u64 {
+    4
 }
 
 impl Default for ChainConfig {
@@ -61,6 +75,8 @@ impl Default for ChainConfig {
             initial_base_fee: 1_000_000_000,
             dev_accounts: 10,
             deploy_medrec: true,
+            pow_initial_difficulty: default_pow_difficulty(),
+            pow_target_block_secs: default_pow_block_secs(),
         }
     }
 }
@@ -227,6 +243,25 @@ pub struct Block {
     pub receipts: Vec<TxReceipt>,
 }
 
+/// Work handed to a Proof-of-Work miner: the block it commits to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkTemplate {
+    /// What the nonce must be found for.
+    pub seal_hash: B256,
+    /// The block's parent.
+    pub parent_hash: B256,
+    /// The block's number.
+    pub number: u64,
+    /// The miner, who becomes the block's coinbase (and owns its bounties).
+    pub coinbase: Address,
+    /// The block's timestamp.
+    pub timestamp: u64,
+    /// The block's difficulty.
+    pub difficulty: U256,
+    /// The transactions the block will hold, in order.
+    pub txs: Vec<B256>,
+}
+
 /// Which pending transactions a new block includes.
 #[derive(Debug, Clone)]
 pub enum Selection {
@@ -291,6 +326,17 @@ pub enum ChainError {
     /// Replaying the journal did not reproduce a block.
     #[error("the data directory is inconsistent: replaying block {0} gives a different result")]
     Diverged(u64),
+    /// The work was for an older head, or its transactions left the pool.
+    #[error(
+        "stale work: the chain moved on since it was handed out (head is block {head}); ask for new work"
+    )]
+    StaleWork {
+        /// The current head.
+        head: u64,
+    },
+    /// The nonce does not meet the work's target.
+    #[error("the nonce does not meet the target of this work")]
+    InvalidWork,
     /// A previous write to the data directory failed; the chain stopped taking blocks.
     #[error("the chain stopped after a data directory failure ({0}); restart it")]
     Halted(String),
@@ -802,6 +848,101 @@ impl Chain {
         }
         let ctx = self.next_block_ctx(timestamp, coinbase);
         let chosen = self.choose(selection, ctx.gas_limit);
+        self.execute_block(&ctx, chosen, None)
+    }
+
+    /// Work for a Proof-of-Work block mined by `coinbase`: the selected transactions
+    /// that can surely execute (each sender's balance covers all of its selected
+    /// transactions at their full gas limit and fee cap).
+    pub fn prepare_work(
+        &self,
+        coinbase: Address,
+        timestamp: u64,
+        selection: &Selection,
+    ) -> WorkTemplate {
+        let mut ctx = self.next_block_ctx(timestamp, coinbase);
+        let parent = &self.latest().header;
+        let grandparent =
+            parent.number.checked_sub(1).and_then(|n| self.block(n)).map(|b| &b.header);
+        ctx.difficulty = crate::pow::next_difficulty(
+            parent,
+            grandparent,
+            self.config.pow_initial_difficulty,
+            self.config.pow_target_block_secs,
+        );
+        let mut spend: HashMap<Address, U256> = HashMap::new();
+        let mut blocked = std::collections::HashSet::new();
+        let chosen: Vec<SignedTx> = self
+            .choose(selection, ctx.gas_limit)
+            .into_iter()
+            .filter(|t| {
+                if blocked.contains(&t.sender) {
+                    return false;
+                }
+                let cost = U256::from(t.envelope.gas_limit())
+                    * U256::from(t.envelope.max_fee_per_gas())
+                    + t.envelope.value();
+                let total = spend.entry(t.sender).or_default();
+                *total += cost;
+                if *total > self.evm.balance(t.sender) {
+                    blocked.insert(t.sender);
+                    return false;
+                }
+                true
+            })
+            .collect();
+        let root = proofs::calculate_transaction_root(
+            &chosen.iter().map(|t| t.envelope.clone()).collect::<Vec<_>>(),
+        );
+        WorkTemplate {
+            seal_hash: crate::pow::seal_hash(
+                self.latest().hash,
+                ctx.number,
+                coinbase,
+                ctx.timestamp,
+                ctx.difficulty,
+                root,
+            ),
+            parent_hash: self.latest().hash,
+            number: ctx.number,
+            coinbase,
+            timestamp: ctx.timestamp,
+            difficulty: ctx.difficulty,
+            txs: chosen.iter().map(|t| t.hash).collect(),
+        }
+    }
+
+    /// Seals the block of `work` with a nonce that solves it.
+    pub fn seal_work(&mut self, work: &WorkTemplate, nonce: u64) -> Result<u64, ChainError> {
+        if let Some(reason) = &self.halted {
+            return Err(ChainError::Halted(reason.clone()));
+        }
+        let head = self.latest().header.number;
+        if work.parent_hash != self.latest().hash {
+            return Err(ChainError::StaleWork { head });
+        }
+        if !crate::pow::meets(work.seal_hash, nonce, work.difficulty) {
+            return Err(ChainError::InvalidWork);
+        }
+        let mut chosen = Vec::with_capacity(work.txs.len());
+        for hash in &work.txs {
+            let Some((sender, n)) = self.pool_hashes.get(hash) else {
+                return Err(ChainError::StaleWork { head });
+            };
+            chosen.push(self.pool[sender][n].tx.clone());
+        }
+        let mut ctx = self.next_block_ctx(work.timestamp, work.coinbase);
+        ctx.difficulty = work.difficulty;
+        self.execute_block(&ctx, chosen, Some((work.seal_hash, crate::pow::nonce_field(nonce))))
+    }
+
+    fn execute_block(
+        &mut self,
+        ctx: &BlockCtx,
+        chosen: Vec<SignedTx>,
+        pow: Option<(B256, B64)>,
+    ) -> Result<u64, ChainError> {
+        let ctx = ctx.clone();
         let mut txs = Vec::with_capacity(chosen.len());
         let mut receipts = Vec::with_capacity(chosen.len());
         let mut cumulative = 0u64;
@@ -840,7 +981,7 @@ impl Chain {
             });
             txs.push(tx);
         }
-        let number = self.append_block(&ctx, txs, receipts, cumulative);
+        let number = self.append_block(&ctx, txs, receipts, cumulative, pow);
         if let Some(journal) = &mut self.journal {
             let result = journal.append(self.blocks.last().expect("just appended"));
             if let Err(e) = result {
@@ -862,6 +1003,7 @@ impl Chain {
         txs: Vec<SignedTx>,
         receipts: Vec<TxReceipt>,
         gas_used: u64,
+        pow: Option<(B256, B64)>,
     ) -> u64 {
         let parent = &self.latest().header;
         let parent_hash = self.latest().hash;
@@ -894,8 +1036,8 @@ impl Chain {
             gas_used,
             timestamp: ctx.timestamp,
             extra_data: Bytes::new(),
-            mix_hash: B256::ZERO,
-            nonce: B64::ZERO,
+            mix_hash: pow.map_or(B256::ZERO, |p| p.0),
+            nonce: pow.map_or(B64::ZERO, |p| p.1),
             base_fee_per_gas: Some(ctx.base_fee),
             ..Default::default()
         };

@@ -3,8 +3,9 @@
 //! [`Node`] is cheap to clone and shared by the JSON-RPC server, the in-process alloy
 //! transport and the sealing task.
 
-use crate::chain::{Chain, ChainError, Selection, TxError};
+use crate::chain::{Chain, ChainError, Selection, TxError, WorkTemplate};
 use alloy::primitives::{Address, B256};
+use std::collections::HashMap;
 use std::{
     sync::{
         Arc, Mutex, MutexGuard,
@@ -31,7 +32,11 @@ struct Inner {
     seal: SealMode,
     time_offset: AtomicU64,
     head: watch::Sender<u64>,
+    works: Mutex<HashMap<B256, WorkTemplate>>,
 }
+
+/// Most work packages kept at once (older ones are forgotten).
+const MAX_WORKS: usize = 256;
 
 /// A shared handle to a running chain.
 #[derive(Debug, Clone)]
@@ -50,6 +55,7 @@ impl Node {
                 seal,
                 time_offset: AtomicU64::new(0),
                 head,
+                works: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -116,8 +122,38 @@ impl Node {
         Ok(hash)
     }
 
+    /// Work for a Proof-of-Work miner whose coinbase is `coinbase`, with the selected
+    /// pending transactions.
+    pub fn get_work(&self, coinbase: Address, selection: &Selection) -> WorkTemplate {
+        let now = self.now();
+        let work = self.with(|c| c.prepare_work(coinbase, now, selection));
+        let mut works = self.inner.works.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if works.len() >= MAX_WORKS {
+            works.clear();
+        }
+        works.insert(work.seal_hash, work.clone());
+        work
+    }
+
+    /// Seals the block of the work `seal_hash` with `nonce`; the first valid solution
+    /// wins, later ones are stale.
+    pub fn submit_work(&self, seal_hash: B256, nonce: u64) -> Result<u64, WorkError> {
+        let work = {
+            let works = self.inner.works.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            works.get(&seal_hash).cloned().ok_or(WorkError::Unknown)?
+        };
+        let number = self.with_mut(|c| c.seal_work(&work, nonce))?;
+        self.inner.head.send_replace(number);
+        Ok(number)
+    }
+
     /// Seals a block now with everything pending (`evm_mine`).
     pub fn mine_now(&self) -> Result<u64, ChainError> {
+        if self.inner.seal == SealMode::Pow {
+            return Err(ChainError::Halted(
+                "this chain seals by Proof of Work only: run a miner (medrec research mine)".into(),
+            ));
+        }
         let now = self.now();
         let number = self.with_mut(|c| c.seal(Address::ZERO, now, &Selection::All))?;
         self.inner.head.send_replace(number);
@@ -139,4 +175,15 @@ impl Node {
             }
         }
     }
+}
+
+/// Why a Proof-of-Work solution was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    /// The seal hash was never handed out (or was forgotten).
+    #[error("unknown work: ask for work with medrec_getWork first")]
+    Unknown,
+    /// Stale, invalid, or the chain failed.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
 }

@@ -299,6 +299,30 @@ fn dispatch(node: &Node, method: &str, p: &[Value]) -> RpcResult {
             let filter: Filter = param(p, 0, "filter")?;
             node.with(|c| get_logs(c, &filter)).and_then(|logs| to_json(&logs))
         }
+        "medrec_getWork" => {
+            let coinbase: Address = param(p, 0, "coinbase")?;
+            let only: Option<Vec<B256>> = opt_param(p, 1, "transaction hashes")?;
+            let selection =
+                only.map_or(crate::chain::Selection::All, crate::chain::Selection::Only);
+            let w = node.get_work(coinbase, &selection);
+            Ok(json!({
+                "sealHash": w.seal_hash,
+                "parentHash": w.parent_hash,
+                "number": hex(w.number),
+                "coinbase": w.coinbase,
+                "timestamp": hex(w.timestamp),
+                "difficulty": w.difficulty,
+                "target": crate::pow::target(w.difficulty),
+                "transactions": w.txs,
+            }))
+        }
+        "medrec_submitWork" => {
+            let seal: B256 = param(p, 0, "seal hash")?;
+            let nonce: U64 = param(p, 1, "nonce")?;
+            node.submit_work(seal, nonce.to::<u64>())
+                .map(hex)
+                .map_err(|e| RpcError::server(e.to_string()))
+        }
         "evm_mine" => {
             node.mine_now().map_err(|e| RpcError::server(e.to_string()))?;
             Ok(json!("0x0"))

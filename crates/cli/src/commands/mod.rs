@@ -2,3 +2,4 @@
 
 pub(crate) mod bench;
 pub(crate) mod chain;
+pub(crate) mod research;

@@ -5,4 +5,5 @@ mod gas;
 mod node;
 mod parity;
 mod persist;
+mod pow;
 mod rpc;
