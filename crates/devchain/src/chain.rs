@@ -7,10 +7,11 @@
 //! Queries answer what the JSON-RPC layer needs.
 
 use crate::{
+    blocks::BlockStore,
     deploy::Deployment,
     evm::{BlockCtx, Evm, EvmError, Mode},
     genesis::{DEV_BALANCE, DevAccount, dev_accounts},
-    persist::{Fields, Journal, PersistError, SNAPSHOT_EVERY},
+    persist::{Fields, Journal, Loaded, PersistError, SNAPSHOT_EVERY, decode_block},
 };
 use alloy::{
     consensus::{
@@ -29,6 +30,7 @@ use revm::context::{
     result::{ExecutionResult, Output},
 };
 use std::path::Path;
+use std::sync::Arc;
 use std::{
     cmp::Reverse,
     collections::{BTreeMap, BinaryHeap, HashMap},
@@ -273,6 +275,9 @@ pub enum Selection {
     Only(Vec<B256>),
 }
 
+/// The block holding a mined transaction, and the transaction's index in it.
+pub type MinedAt = (Arc<Block>, usize);
+
 /// A log with where it sits in the chain.
 #[derive(Debug, Clone)]
 pub struct LocatedLog {
@@ -347,7 +352,7 @@ pub enum ChainError {
 pub struct Chain {
     config: ChainConfig,
     evm: Evm,
-    blocks: Vec<Block>,
+    blocks: BlockStore,
     by_hash: HashMap<B256, u64>,
     tx_index: HashMap<B256, (u64, usize)>,
     pool: BTreeMap<Address, BTreeMap<u64, PoolTx>>,
@@ -380,7 +385,7 @@ impl Chain {
     /// journaled before they are reported; a restart loads the last state snapshot and
     /// re-executes the blocks after it.
     pub fn open(config: ChainConfig, dir: &Path) -> Result<Self, ChainError> {
-        let (journal, blocks) = Journal::open(dir)?;
+        let (journal, loaded) = Journal::open(dir)?;
         let meta_path = dir.join("chain.json");
         let stored: Option<StoredChain> = match std::fs::read(&meta_path) {
             Ok(bytes) => Some(
@@ -391,10 +396,11 @@ impl Chain {
             Err(e) => return Err(PersistError::Io(e).into()),
         };
         let Some(stored) = stored else {
-            if !blocks.is_empty() {
+            if !loaded.records.is_empty() {
                 return Err(PersistError::Corrupt("blocks.log without chain.json".into()).into());
             }
             let mut chain = Self::genesis(config);
+            chain.blocks.use_disk(journal.reader()?);
             chain.journal = Some(journal);
             if chain.config.deploy_medrec && !chain.accounts.is_empty() {
                 chain.deployment = Some(chain.deploy_contracts()?);
@@ -412,13 +418,15 @@ impl Chain {
         }
         let mut chain = Self::genesis(stored.config);
         chain.deployment = stored.deployment;
-        chain.restore(&journal, blocks)?;
+        chain.blocks.use_disk(journal.reader()?);
+        chain.restore(&journal, &loaded)?;
+        drop(loaded);
         chain.journal = Some(journal);
         Ok(chain)
     }
 
-    fn restore(&mut self, journal: &Journal, blocks: Vec<Block>) -> Result<(), ChainError> {
-        let tip = blocks.last().map_or(0, |b| b.header.number);
+    fn restore(&mut self, journal: &Journal, loaded: &Loaded) -> Result<(), ChainError> {
+        let tip = loaded.records.len() as u64;
         let mut from = 1;
         if let Some(bytes) = journal.read_snapshot()? {
             let mut f = Fields(&bytes);
@@ -426,7 +434,7 @@ impl Chain {
             let hash = B256::from_slice(f.take(32)?);
             let matches = number >= 1
                 && number <= tip
-                && blocks.get((number - 1) as usize).is_some_and(|b| b.hash == hash);
+                && decode_block(loaded.payload((number - 1) as usize))?.hash == hash;
             if matches {
                 self.evm = Evm::decode_state(self.config.chain_id, &mut f)?;
                 from = number + 1;
@@ -434,7 +442,8 @@ impl Chain {
                 tracing::warn!(target: "medrec::devchain", number, "ignoring a snapshot that does not match the journal");
             }
         }
-        for block in blocks {
+        for (i, location) in loaded.records.iter().enumerate() {
+            let block = decode_block(loaded.payload(i))?;
             let number = block.header.number;
             if number != self.latest().header.number + 1
                 || block.header.parent_hash != self.latest().hash
@@ -448,7 +457,7 @@ impl Chain {
                 self.tx_index.insert(tx.hash, (number, i));
             }
             self.by_hash.insert(block.hash, number);
-            self.blocks.push(block);
+            self.blocks.push(block, Some(*location));
         }
         Ok(())
     }
@@ -532,7 +541,7 @@ impl Chain {
         let hash = genesis.hash_slow();
         Self {
             evm,
-            blocks: vec![Block { header: genesis, hash, txs: vec![], receipts: vec![] }],
+            blocks: BlockStore::new(Block { header: genesis, hash, txs: vec![], receipts: vec![] }),
             by_hash: HashMap::from([(hash, 0)]),
             tx_index: HashMap::new(),
             pool: BTreeMap::new(),
@@ -584,9 +593,9 @@ impl Chain {
         let hash = self.submit(&raw).map_err(|e| ChainError::Deploy(e.to_string()))?;
         self.seal(Address::ZERO, self.latest().header.timestamp + 1, &Selection::All)?;
         match self.receipt(&hash) {
-            Some((_, r, _)) if r.success => {
-                r.contract_address.ok_or_else(|| ChainError::Deploy("no contract address".into()))
-            }
+            Some((b, i)) if b.receipts[i].success => b.receipts[i]
+                .contract_address
+                .ok_or_else(|| ChainError::Deploy("no contract address".into())),
             other => Err(ChainError::Deploy(format!("deployment failed: {other:?}"))),
         }
     }
@@ -615,16 +624,16 @@ impl Chain {
 
     /// The latest sealed block.
     pub fn latest(&self) -> &Block {
-        self.blocks.last().expect("there is always a genesis block")
+        self.blocks.latest()
     }
 
-    /// Block by number.
-    pub fn block(&self, number: u64) -> Option<&Block> {
-        usize::try_from(number).ok().and_then(|n| self.blocks.get(n))
+    /// Block by number (read back from the data directory if it is not in memory).
+    pub fn block(&self, number: u64) -> Option<Arc<Block>> {
+        self.blocks.get(number)
     }
 
     /// Block by hash.
-    pub fn block_by_hash(&self, hash: &B256) -> Option<&Block> {
+    pub fn block_by_hash(&self, hash: &B256) -> Option<Arc<Block>> {
         self.by_hash.get(hash).and_then(|n| self.block(*n))
     }
 
@@ -671,20 +680,20 @@ impl Chain {
     }
 
     /// A transaction and, if mined, its block number and index.
-    pub fn transaction(&self, hash: &B256) -> Option<(&SignedTx, Option<(u64, usize)>)> {
+    pub fn transaction(&self, hash: &B256) -> Option<(SignedTx, Option<MinedAt>)> {
         if let Some(&(number, index)) = self.tx_index.get(hash) {
             let block = self.block(number)?;
-            return Some((&block.txs[index], Some((number, index))));
+            return Some((block.txs[index].clone(), Some((block, index))));
         }
         let (sender, nonce) = self.pool_hashes.get(hash)?;
-        Some((&self.pool.get(sender)?.get(nonce)?.tx, None))
+        Some((self.pool.get(sender)?.get(nonce)?.tx.clone(), None))
     }
 
-    /// The receipt of a mined transaction, with its block.
-    pub fn receipt(&self, hash: &B256) -> Option<(&Block, &TxReceipt, usize)> {
+    /// The block holding a mined transaction, and its index there (the receipt is
+    /// `block.receipts[index]`).
+    pub fn receipt(&self, hash: &B256) -> Option<(Arc<Block>, usize)> {
         let &(number, index) = self.tx_index.get(hash)?;
-        let block = self.block(number)?;
-        Some((block, &block.receipts[index], index))
+        Some((self.block(number)?, index))
     }
 
     /// Number of transactions waiting in the pool.
@@ -862,11 +871,10 @@ impl Chain {
     ) -> WorkTemplate {
         let mut ctx = self.next_block_ctx(timestamp, coinbase);
         let parent = &self.latest().header;
-        let grandparent =
-            parent.number.checked_sub(1).and_then(|n| self.block(n)).map(|b| &b.header);
+        let grandparent = parent.number.checked_sub(1).and_then(|n| self.block(n));
         ctx.difficulty = crate::pow::next_difficulty(
             parent,
-            grandparent,
+            grandparent.as_deref().map(|b| &b.header),
             self.config.pow_initial_difficulty,
             self.config.pow_target_block_secs,
         );
@@ -981,30 +989,39 @@ impl Chain {
             });
             txs.push(tx);
         }
-        let number = self.append_block(&ctx, txs, receipts, cumulative, pow);
+        let block = self.build_block(&ctx, txs, receipts, cumulative, pow);
+        let number = block.header.number;
+        let mut location = None;
         if let Some(journal) = &mut self.journal {
-            let result = journal.append(self.blocks.last().expect("just appended"));
-            if let Err(e) = result {
-                // The block is executed in memory but not durable: stop taking blocks
-                // rather than report one that a crash would lose.
-                self.halted = Some(e.to_string());
-                return Err(e.into());
+            match journal.append(&block) {
+                Ok(loc) => location = Some(loc),
+                Err(e) => {
+                    // The block is executed in memory but not durable: stop taking
+                    // blocks rather than report one that a crash would lose.
+                    self.halted = Some(e.to_string());
+                    return Err(e.into());
+                }
             }
-            if number.is_multiple_of(SNAPSHOT_EVERY) {
-                self.snapshot()?;
-            }
+        }
+        for (i, tx) in block.txs.iter().enumerate() {
+            self.tx_index.insert(tx.hash, (number, i));
+        }
+        self.by_hash.insert(block.hash, number);
+        self.blocks.push(block, location);
+        if self.journal.is_some() && number.is_multiple_of(SNAPSHOT_EVERY) {
+            self.snapshot()?;
         }
         Ok(number)
     }
 
-    fn append_block(
-        &mut self,
+    fn build_block(
+        &self,
         ctx: &BlockCtx,
         txs: Vec<SignedTx>,
         receipts: Vec<TxReceipt>,
         gas_used: u64,
         pow: Option<(B256, B64)>,
-    ) -> u64 {
+    ) -> Block {
         let parent = &self.latest().header;
         let parent_hash = self.latest().hash;
         let envelopes: Vec<ReceiptEnvelope<Log>> =
@@ -1042,12 +1059,7 @@ impl Chain {
             ..Default::default()
         };
         let hash = header.hash_slow();
-        for (i, tx) in txs.iter().enumerate() {
-            self.tx_index.insert(tx.hash, (ctx.number, i));
-        }
-        self.by_hash.insert(hash, ctx.number);
-        self.blocks.push(Block { header, hash, txs, receipts });
-        ctx.number
+        Block { header, hash, txs, receipts }
     }
 
     fn remove_from_pool(&mut self, tx: &SignedTx) {

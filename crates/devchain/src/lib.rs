@@ -12,6 +12,7 @@
 //!   an alloy transport.
 
 pub mod bench;
+mod blocks;
 pub mod chain;
 pub mod deploy;
 pub mod evm;

@@ -32,6 +32,25 @@ pub struct Journal {
     file: File,
     dir: PathBuf,
     sync_each: bool,
+    len: u64,
+}
+
+/// What a journal holds when it is opened: its bytes and where each block's payload
+/// sits in them (decode with [`decode_block`]).
+#[derive(Debug)]
+pub struct Loaded {
+    /// The journal's bytes.
+    pub bytes: Vec<u8>,
+    /// Offset and length of each block's payload, in order.
+    pub records: Vec<(u64, u32)>,
+}
+
+impl Loaded {
+    /// The payload of record `i`.
+    pub fn payload(&self, i: usize) -> &[u8] {
+        let (offset, len) = self.records[i];
+        &self.bytes[offset as usize..offset as usize + len as usize]
+    }
 }
 
 /// Errors reading or writing a data directory.
@@ -46,24 +65,24 @@ pub enum PersistError {
 }
 
 impl Journal {
-    /// Opens (or creates) the journal in `dir`; returns it and the blocks it holds.
+    /// Opens (or creates) the journal in `dir`; returns it and the records it holds.
     /// A torn record at the end is cut off.
-    pub fn open(dir: &Path) -> Result<(Self, Vec<Block>), PersistError> {
+    pub fn open(dir: &Path) -> Result<(Self, Loaded), PersistError> {
         fs::create_dir_all(dir)?;
         let path = dir.join("blocks.log");
         let mut file = OpenOptions::new().create(true).read(true).append(true).open(&path)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)?;
-        let mut blocks = Vec::new();
+        let mut records = Vec::new();
         let mut offset = 0usize;
         while let Some((payload, next)) = next_record(&bytes, offset) {
-            blocks.push(decode_block(payload)?);
+            records.push(((offset + 4) as u64, payload.len() as u32));
             offset = next;
         }
         if offset < bytes.len() {
             tracing::warn!(
                 target: "medrec::devchain",
-                kept = blocks.len(),
+                kept = records.len(),
                 dropped_bytes = bytes.len() - offset,
                 "cutting a torn record off the end of blocks.log"
             );
@@ -71,11 +90,13 @@ impl Journal {
             file.sync_all()?;
         }
         file.seek(SeekFrom::End(0))?;
-        Ok((Self { file, dir: dir.to_path_buf(), sync_each: true }, blocks))
+        bytes.truncate(offset);
+        let journal = Self { file, dir: dir.to_path_buf(), sync_each: true, len: offset as u64 };
+        Ok((journal, Loaded { bytes, records }))
     }
 
-    /// Appends `block` and waits until it is on disk.
-    pub fn append(&mut self, block: &Block) -> Result<(), PersistError> {
+    /// Appends `block` and waits until it is on disk; returns where its payload is.
+    pub fn append(&mut self, block: &Block) -> Result<(u64, u32), PersistError> {
         let payload = encode_block(block);
         let mut record = Vec::with_capacity(payload.len() + 8);
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
@@ -85,7 +106,14 @@ impl Journal {
         if self.sync_each {
             self.file.sync_data()?;
         }
-        Ok(())
+        let location = (self.len + 4, payload.len() as u32);
+        self.len += record.len() as u64;
+        Ok(location)
+    }
+
+    /// A read-only handle on the journal file, for reading blocks back.
+    pub fn reader(&self) -> Result<File, PersistError> {
+        Ok(File::open(self.dir.join("blocks.log"))?)
     }
 
     /// Whether each append waits for the disk (the default). Turning it off is only
@@ -196,7 +224,8 @@ fn encode_block(block: &Block) -> Vec<u8> {
     out
 }
 
-fn decode_block(payload: &[u8]) -> Result<Block, PersistError> {
+/// Decodes a block record's payload.
+pub fn decode_block(payload: &[u8]) -> Result<Block, PersistError> {
     let corrupt =
         |what: &str, e: &dyn std::fmt::Display| PersistError::Corrupt(format!("{what}: {e}"));
     let mut f = Fields(payload);
@@ -242,12 +271,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("medrec-journal-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         let chain = Chain::new(ChainConfig::default()).unwrap();
-        let blocks: Vec<Block> = (1..=2).map(|n| chain.block(n).unwrap().clone()).collect();
+        let blocks: Vec<Block> = (1..=2).map(|n| (*chain.block(n).unwrap()).clone()).collect();
         {
             let (mut journal, loaded) = Journal::open(&dir).unwrap();
-            assert!(loaded.is_empty());
+            assert!(loaded.records.is_empty());
             for b in &blocks {
-                journal.append(b).unwrap();
+                let (offset, len) = journal.append(b).unwrap();
+                let mut buf = vec![0u8; len as usize];
+                std::os::unix::fs::FileExt::read_exact_at(
+                    &journal.reader().unwrap(),
+                    &mut buf,
+                    offset,
+                )
+                .unwrap();
+                assert_eq!(decode_block(&buf).unwrap().hash, b.hash);
             }
         }
         // A crash in the middle of a third record.
@@ -255,7 +292,8 @@ mod tests {
         f.write_all(&[200, 0, 0, 0, 1, 2, 3]).unwrap();
         drop(f);
         let (_, loaded) = Journal::open(&dir).unwrap();
-        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded.records.len(), 2);
+        let loaded: Vec<Block> = (0..2).map(|i| decode_block(loaded.payload(i)).unwrap()).collect();
         for (a, b) in loaded.iter().zip(&blocks) {
             assert_eq!(a.hash, b.hash);
             assert_eq!(a.txs.len(), b.txs.len());
@@ -264,7 +302,7 @@ mod tests {
         }
         let len = fs::metadata(dir.join("blocks.log")).unwrap().len();
         let (_, again) = Journal::open(&dir).unwrap();
-        assert_eq!(again.len(), 2);
+        assert_eq!(again.records.len(), 2);
         assert_eq!(fs::metadata(dir.join("blocks.log")).unwrap().len(), len);
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -251,18 +251,17 @@ fn dispatch(node: &Node, method: &str, p: &[Value]) -> RpcResult {
         "eth_getTransactionByHash" => {
             let hash: B256 = param(p, 0, "hash")?;
             node.with(|c| match c.transaction(&hash) {
-                Some((tx, Some((number, index)))) => {
-                    let block = c.block(number).expect("indexed blocks exist");
-                    to_json(&rpc_tx(tx, Some((block, index))))
-                }
-                Some((tx, None)) => to_json(&rpc_tx(tx, None)),
+                Some((tx, Some((block, index)))) => to_json(&rpc_tx(&tx, Some((&block, index)))),
+                Some((tx, None)) => to_json(&rpc_tx(&tx, None)),
                 None => Ok(Value::Null),
             })
         }
         "eth_getTransactionReceipt" => {
             let hash: B256 = param(p, 0, "hash")?;
             node.with(|c| match c.receipt(&hash) {
-                Some((block, receipt, index)) => to_json(&rpc_receipt(block, receipt, index)),
+                Some((block, index)) => {
+                    to_json(&rpc_receipt(&block, &block.receipts[index], index))
+                }
                 None => Ok(Value::Null),
             })
         }
@@ -270,7 +269,7 @@ fn dispatch(node: &Node, method: &str, p: &[Value]) -> RpcResult {
             let tag: BlockNumberOrTag = param(p, 0, "block")?;
             let full = opt_param::<bool>(p, 1, "full transactions")?.unwrap_or(false);
             node.with(|c| match resolve_number(c, tag).and_then(|n| c.block(n)) {
-                Some(block) => to_json(&rpc_block(block, full)),
+                Some(block) => to_json(&rpc_block(&block, full)),
                 None => Ok(Value::Null),
             })
         }
@@ -278,7 +277,7 @@ fn dispatch(node: &Node, method: &str, p: &[Value]) -> RpcResult {
             let hash: B256 = param(p, 0, "hash")?;
             let full = opt_param::<bool>(p, 1, "full transactions")?.unwrap_or(false);
             node.with(|c| match c.block_by_hash(&hash) {
-                Some(block) => to_json(&rpc_block(block, full)),
+                Some(block) => to_json(&rpc_block(&block, full)),
                 None => Ok(Value::Null),
             })
         }
@@ -506,7 +505,7 @@ fn fee_history(node: &Node, p: &[Value]) -> RpcResult {
             base_fees.push(u128::from(base));
             ratios.push(block.header.gas_used as f64 / block.header.gas_limit as f64);
             if !percentiles.is_empty() {
-                rewards.push(block_rewards(block, base, &percentiles));
+                rewards.push(block_rewards(&block, base, &percentiles));
             }
         }
         base_fees.push(u128::from(if newest == c.latest().header.number {

@@ -54,7 +54,8 @@ fn a_reopened_chain_has_every_block_receipt_and_balance() {
     assert_eq!(chain.balance(Address::repeat_byte(0x42)), balance);
     assert_eq!(chain.nonce(dev_accounts(2)[1].address), 5);
     let last_tx = chain.latest().txs[0].hash;
-    assert!(chain.receipt(&last_tx).unwrap().1.success);
+    let (block, i) = chain.receipt(&last_tx).unwrap();
+    assert!(block.receipts[i].success);
     assert_eq!(chain.deployment(), Chain::new(ChainConfig::default()).unwrap().deployment());
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -93,5 +94,33 @@ fn a_data_dir_refuses_another_chain() {
     let err = Chain::open(other, &dir).unwrap_err();
     assert!(matches!(err, ChainError::ConfigMismatch { .. }), "{err}");
     assert!(err.to_string().contains("use another directory"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn old_blocks_are_read_back_from_the_data_directory() {
+    let dir = temp_dir("old-blocks");
+    let mut chain = Chain::open(ChainConfig::default(), &dir).unwrap();
+    chain.set_sync_each_block(false);
+    // More blocks than are kept decoded in memory.
+    transfers(&mut chain, 1_100);
+    chain.flush().unwrap();
+    let old = chain.block(5).unwrap();
+    assert_eq!(old.header.number, 5);
+    assert_eq!(chain.block_by_hash(&old.hash).unwrap().header.number, 5);
+    let tx = old.txs[0].hash;
+    let (block, index) = chain.receipt(&tx).unwrap();
+    assert_eq!((block.header.number, index), (5, 0));
+    assert!(block.receipts[0].success);
+    assert_eq!(chain.block(6).unwrap().header.parent_hash, old.hash);
+    let latest = chain.latest().header.number;
+    drop(chain);
+    let chain = Chain::open(ChainConfig::default(), &dir).unwrap();
+    assert_eq!(chain.latest().header.number, latest);
+    assert_eq!(chain.block(5).unwrap().hash, old.hash);
+    assert!(chain.receipt(&tx).is_some());
+    // Logs of old blocks: the deployment's InstitutionAdded in block 1.
+    let filter = alloy::rpc::types::Filter::new().address(chain.deployment().unwrap().registrar);
+    assert_eq!(chain.logs(&filter, 0, latest).len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
