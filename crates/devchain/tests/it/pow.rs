@@ -154,7 +154,7 @@ async fn competing_miners_own_the_bounties_of_their_blocks() {
     let (a, b) = tokio::join!(run(miners[0], 4), run(miners[1], 4));
     assert_eq!(a + b, 8);
     let blocks: Vec<_> =
-        node.with(|c| (start + 1..=start + 8).map(|n| c.block(n).unwrap().clone()).collect());
+        node.with(|c| (start + 1..=start + 8).map(|n| c.block(n).unwrap()).collect());
     let mut owned = [0usize; 2];
     for block in &blocks {
         assert!(pow::verify_header(&block.header), "block {} proves its work", block.header.number);
