@@ -140,13 +140,20 @@ impl Rpc {
         self.call("eth_sendRawTransaction", json!([raw])).await
     }
 
-    /// Sends and polls for the receipt; returns it.
+    /// Sends and polls for the receipt; returns it. Gives up after [`STALL`].
     async fn send_and_wait(&self, raw: &Bytes) -> Result<Value, BenchError> {
         let hash = self.send(raw).await?;
+        let deadline = Instant::now() + STALL;
         loop {
             let r = self.call("eth_getTransactionReceipt", json!([hash])).await?;
             if !r.is_null() {
                 return Ok(r);
+            }
+            if Instant::now() > deadline {
+                return Err(BenchError::Other(format!(
+                    "no receipt for {hash} within {} s: the node stalled",
+                    STALL.as_secs()
+                )));
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -174,6 +181,59 @@ impl Signer<'_> {
         self.nonce += 1;
         sign_eip1559(&self.account.signer(), tx)
     }
+}
+
+/// How long a transaction may wait for its receipt before the node counts as stalled.
+const STALL: Duration = Duration::from_secs(30);
+
+/// The `i`-th benchmark patient and its relationship's delegate (keys derived from
+/// fixed labels: benchmark identities only).
+fn bench_patient(i: usize) -> (DevAccount, Address) {
+    let key = keccak256(format!("medrec bench patient {i}"));
+    let signer = alloy::signers::local::PrivateKeySigner::from_bytes(&key).expect("valid key");
+    let delegate = Address::from_word(keccak256(format!("medrec bench delegate {i}")));
+    (DevAccount { address: signer.address(), private_key: key }, delegate)
+}
+
+/// Deploys the contracts from dev account 5, registers provider 6, and gives each of
+/// `patients` benchmark patients funds and an accepted relationship. Works on any node
+/// with the standard dev accounts. Returns the relationships contract.
+async fn setup_many(rpc: &Rpc, accounts: &[DevAccount], patients: usize) -> Result<Address, BenchError> {
+    let (_, relationships) = setup(rpc, accounts).await?;
+    let nonce_of = async |a: Address| -> Result<u64, BenchError> {
+        let v = rpc.call("eth_getTransactionCount", json!([a, "latest"])).await?;
+        u64::from_str_radix(v.as_str().unwrap_or("0x0").trim_start_matches("0x"), 16)
+            .map_err(|e| BenchError::Other(e.to_string()))
+    };
+    let mut funder = Signer { account: &accounts[4], nonce: nonce_of(accounts[4].address).await? };
+    let mut provider = Signer { account: &accounts[6], nonce: nonce_of(accounts[6].address).await? };
+    for i in 0..patients {
+        let (patient, delegate) = bench_patient(i);
+        let fund = TxEip1559 {
+            chain_id: 31337,
+            nonce: funder.nonce,
+            gas_limit: 21_000,
+            max_fee_per_gas: 50_000_000_000,
+            max_priority_fee_per_gas: 1_000_000_000,
+            to: TxKind::Call(patient.address),
+            value: U256::from(10u64).pow(U256::from(19u64)),
+            access_list: Default::default(),
+            input: Default::default(),
+        };
+        funder.nonce += 1;
+        expect_success(&rpc.send_and_wait(&sign_eip1559(&funder.account.signer(), fund)).await?)?;
+        let create = Relationships::createCall {
+            patient: patient.address,
+            delegate,
+            queryCommitment: keccak256("q"),
+            dataHash: keccak256("d"),
+        };
+        expect_success(&rpc.send_and_wait(&provider.tx(Some(relationships), create.abi_encode(), 200_000)).await?)?;
+        let mut p = Signer { account: &patient, nonce: 0 };
+        let accept = Relationships::acceptCall { delegate }.abi_encode();
+        expect_success(&rpc.send_and_wait(&p.tx(Some(relationships), accept, 100_000)).await?)?;
+    }
+    Ok(relationships)
 }
 
 /// Deploys the contracts from dev account 5 and makes one accepted relationship
@@ -289,29 +349,44 @@ pub struct ThroughputReport {
     pub anvil: NodeThroughput,
     /// `medrec.tx_per_sec / anvil.tx_per_sec` (goal ≥ 1.0).
     pub ratio: f64,
-    /// Requests in flight.
+    /// Concurrent senders (patients), each with one request in flight.
     pub in_flight: usize,
 }
 
-/// Sends the grant workload to the node at `url` with `in_flight` requests at once.
+/// Sends the grant workload to the node at `url`: `in_flight` patients, each sending
+/// its grants one after another (so no sender ever has a nonce gap), all at once.
 async fn drive(url: &str, txs: usize, in_flight: usize) -> Result<NodeThroughput, BenchError> {
     let rpc = Rpc::new(url);
     let accounts = dev_accounts(10);
-    let (nonce, relationships) = setup(&rpc, &accounts).await?;
-    let work = Arc::new(grants(&accounts, nonce, relationships, txs));
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let relationships = setup_many(&rpc, &accounts, in_flight).await?;
+    let per_worker = txs.div_ceil(in_flight);
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..in_flight {
-        let (rpc, work, next) = (rpc.clone(), work.clone(), next.clone());
+    for w in 0..in_flight {
+        let rpc = rpc.clone();
+        let (patient, delegate) = bench_patient(w);
+        let count = per_worker.min(txs.saturating_sub(w * per_worker));
+        // Nonce 0 accepted the relationship.
+        let mut signer_state = 1u64;
+        let work: Vec<Bytes> = (0..count)
+            .map(|i| {
+                let mut s = Signer { account: &patient, nonce: signer_state };
+                signer_state += 1;
+                let grant = Relationships::grantCall {
+                    delegate,
+                    viewer: Address::from_word(keccak256(((w * per_worker + i) as u64).to_be_bytes())),
+                    pointers: 1,
+                    notBefore: U40::ZERO,
+                    expiresAt: U40::from(4_000_000_000u64),
+                };
+                s.tx(Some(relationships), grant.abi_encode(), 80_000)
+            })
+            .collect();
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(raw) = work.get(i) else { break };
+            let mut latencies = Vec::with_capacity(work.len());
+            for raw in &work {
                 let t = Instant::now();
-                let receipt = rpc.send_and_wait(raw).await?;
-                expect_success(&receipt)?;
+                expect_success(&rpc.send_and_wait(raw).await?)?;
                 latencies.push(t.elapsed());
             }
             Ok::<_, BenchError>(latencies)
@@ -324,12 +399,7 @@ async fn drive(url: &str, txs: usize, in_flight: usize) -> Result<NodeThroughput
     let wall = started.elapsed();
     latencies.sort_unstable();
     let pct = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
-    Ok(NodeThroughput {
-        tx_per_sec: txs as f64 / wall.as_secs_f64(),
-        p50_ms: pct(0.5),
-        p99_ms: pct(0.99),
-        txs,
-    })
+    Ok(NodeThroughput { tx_per_sec: txs as f64 / wall.as_secs_f64(), p50_ms: pct(0.5), p99_ms: pct(0.99), txs })
 }
 
 /// Runs the grant workload against a fresh `medrec chain` process and a fresh anvil.
