@@ -198,7 +198,11 @@ fn bench_patient(i: usize) -> (DevAccount, Address) {
 /// Deploys the contracts from dev account 5, registers provider 6, and gives each of
 /// `patients` benchmark patients funds and an accepted relationship. Works on any node
 /// with the standard dev accounts. Returns the relationships contract.
-async fn setup_many(rpc: &Rpc, accounts: &[DevAccount], patients: usize) -> Result<Address, BenchError> {
+async fn setup_many(
+    rpc: &Rpc,
+    accounts: &[DevAccount],
+    patients: usize,
+) -> Result<Address, BenchError> {
     let (_, relationships) = setup(rpc, accounts).await?;
     let nonce_of = async |a: Address| -> Result<u64, BenchError> {
         let v = rpc.call("eth_getTransactionCount", json!([a, "latest"])).await?;
@@ -206,7 +210,8 @@ async fn setup_many(rpc: &Rpc, accounts: &[DevAccount], patients: usize) -> Resu
             .map_err(|e| BenchError::Other(e.to_string()))
     };
     let mut funder = Signer { account: &accounts[4], nonce: nonce_of(accounts[4].address).await? };
-    let mut provider = Signer { account: &accounts[6], nonce: nonce_of(accounts[6].address).await? };
+    let mut provider =
+        Signer { account: &accounts[6], nonce: nonce_of(accounts[6].address).await? };
     for i in 0..patients {
         let (patient, delegate) = bench_patient(i);
         let fund = TxEip1559 {
@@ -228,7 +233,10 @@ async fn setup_many(rpc: &Rpc, accounts: &[DevAccount], patients: usize) -> Resu
             queryCommitment: keccak256("q"),
             dataHash: keccak256("d"),
         };
-        expect_success(&rpc.send_and_wait(&provider.tx(Some(relationships), create.abi_encode(), 200_000)).await?)?;
+        expect_success(
+            &rpc.send_and_wait(&provider.tx(Some(relationships), create.abi_encode(), 200_000))
+                .await?,
+        )?;
         let mut p = Signer { account: &patient, nonce: 0 };
         let accept = Relationships::acceptCall { delegate }.abi_encode();
         expect_success(&rpc.send_and_wait(&p.tx(Some(relationships), accept, 100_000)).await?)?;
@@ -374,7 +382,9 @@ async fn drive(url: &str, txs: usize, in_flight: usize) -> Result<NodeThroughput
                 signer_state += 1;
                 let grant = Relationships::grantCall {
                     delegate,
-                    viewer: Address::from_word(keccak256(((w * per_worker + i) as u64).to_be_bytes())),
+                    viewer: Address::from_word(keccak256(
+                        ((w * per_worker + i) as u64).to_be_bytes(),
+                    )),
                     pointers: 1,
                     notBefore: U40::ZERO,
                     expiresAt: U40::from(4_000_000_000u64),
@@ -399,7 +409,12 @@ async fn drive(url: &str, txs: usize, in_flight: usize) -> Result<NodeThroughput
     let wall = started.elapsed();
     latencies.sort_unstable();
     let pct = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
-    Ok(NodeThroughput { tx_per_sec: txs as f64 / wall.as_secs_f64(), p50_ms: pct(0.5), p99_ms: pct(0.99), txs })
+    Ok(NodeThroughput {
+        tx_per_sec: txs as f64 / wall.as_secs_f64(),
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        txs,
+    })
 }
 
 /// Runs the grant workload against a fresh `medrec chain` process and a fresh anvil.
@@ -419,6 +434,40 @@ pub async fn throughput(
         drive(&url, txs, in_flight).await?
     };
     Ok(ThroughputReport { ratio: medrec.tx_per_sec / anvil.tx_per_sec, medrec, anvil, in_flight })
+}
+
+/// Memory of an ephemeral chain after a long run.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryReport {
+    /// Grant transactions sent through JSON-RPC (one block each).
+    pub txs: usize,
+    /// Resident memory of the `medrec chain --ephemeral` process afterwards, MiB.
+    pub rss_mib: f64,
+    /// Throughput over the whole run.
+    pub tx_per_sec: f64,
+}
+
+/// Sends `txs` grants to a `medrec chain --ephemeral` process, then reads its RSS.
+pub async fn memory(
+    medrec_exe: &Path,
+    txs: usize,
+    in_flight: usize,
+) -> Result<MemoryReport, BenchError> {
+    let (proc, info, _) = spawn_medrec(medrec_exe, &["--ephemeral"])?;
+    let url = info["rpc_url"].as_str().unwrap_or_default().to_owned();
+    let run = drive(&url, txs, in_flight).await?;
+    Ok(MemoryReport { txs, rss_mib: rss_kib(proc.0.id()) / 1024.0, tx_per_sec: run.tx_per_sec })
+}
+
+fn rss_kib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(f64::NAN)
 }
 
 /// The restart benchmark's result.
@@ -499,14 +548,7 @@ pub fn restart(medrec_exe: &Path, dir: &Path, txs: u64) -> Result<RestartReport,
     }
     let dir_arg = dir.to_str().ok_or_else(|| BenchError::Other("data dir is not UTF-8".into()))?;
     let (proc, _, elapsed) = spawn_medrec(medrec_exe, &["--data-dir", dir_arg])?;
-    let rss_kib = std::fs::read_to_string(format!("/proc/{}/status", proc.0.id()))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .unwrap_or(f64::NAN);
+    let rss_kib = rss_kib(proc.0.id());
     drop(proc);
     let size: u64 = std::fs::read_dir(dir)
         .map_err(|e| err(&e))?

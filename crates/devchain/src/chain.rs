@@ -381,6 +381,20 @@ impl Chain {
         Ok(chain)
     }
 
+    /// A new chain that keeps nothing across restarts but spills its older blocks to
+    /// an unnamed temporary file, so that its memory does not grow with its length
+    /// (what `medrec chain --ephemeral` runs).
+    pub fn new_spilled(config: ChainConfig) -> Result<Self, ChainError> {
+        let mut chain = Self::genesis(config);
+        let journal = Journal::anonymous()?;
+        chain.blocks.use_disk(journal.reader()?);
+        chain.journal = Some(journal);
+        if chain.config.deploy_medrec && !chain.accounts.is_empty() {
+            chain.deployment = Some(chain.deploy_contracts()?);
+        }
+        Ok(chain)
+    }
+
     /// Opens the chain kept in `dir`, or starts one there from `config`. Blocks are
     /// journaled before they are reported; a restart loads the last state snapshot and
     /// re-executes the blocks after it.

@@ -30,7 +30,8 @@ pub const SNAPSHOT_EVERY: u64 = 10_000;
 #[derive(Debug)]
 pub struct Journal {
     file: File,
-    dir: PathBuf,
+    /// `None` for an anonymous journal (an ephemeral chain's spill file).
+    dir: Option<PathBuf>,
     sync_each: bool,
     len: u64,
 }
@@ -91,7 +92,8 @@ impl Journal {
         }
         file.seek(SeekFrom::End(0))?;
         bytes.truncate(offset);
-        let journal = Self { file, dir: dir.to_path_buf(), sync_each: true, len: offset as u64 };
+        let journal =
+            Self { file, dir: Some(dir.to_path_buf()), sync_each: true, len: offset as u64 };
         Ok((journal, Loaded { bytes, records }))
     }
 
@@ -113,7 +115,7 @@ impl Journal {
 
     /// A read-only handle on the journal file, for reading blocks back.
     pub fn reader(&self) -> Result<File, PersistError> {
-        Ok(File::open(self.dir.join("blocks.log"))?)
+        Ok(self.file.try_clone()?)
     }
 
     /// Whether each append waits for the disk (the default). Turning it off is only
@@ -129,26 +131,42 @@ impl Journal {
     }
 
     /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// A journal in an unnamed temporary file (removed from the file system at once, so
+    /// nothing is left behind whatever happens): an ephemeral chain spills its blocks
+    /// there instead of keeping them all in memory. Nothing is synced or snapshotted.
+    pub fn anonymous() -> Result<Self, PersistError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path =
+            std::env::temp_dir().join(format!("medrec-chain-{}-{nanos}.log", std::process::id()));
+        let file = OpenOptions::new().create_new(true).read(true).append(true).open(&path)?;
+        fs::remove_file(&path)?;
+        Ok(Self { file, dir: None, sync_each: false, len: 0 })
     }
 
     /// Writes `state` (already encoded) as the snapshot atomically.
     pub fn write_snapshot(&self, state: &[u8]) -> Result<(), PersistError> {
-        let tmp = self.dir.join("state.snap.tmp");
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let tmp = dir.join("state.snap.tmp");
         {
             let mut f = BufWriter::new(File::create(&tmp)?);
             f.write_all(state)?;
             f.into_inner().map_err(io::IntoInnerError::into_error)?.sync_all()?;
         }
-        fs::rename(&tmp, self.dir.join("state.snap"))?;
-        File::open(&self.dir)?.sync_all()?;
+        fs::rename(&tmp, dir.join("state.snap"))?;
+        File::open(dir)?.sync_all()?;
         Ok(())
     }
 
     /// Reads the snapshot, if there is one.
     pub fn read_snapshot(&self) -> Result<Option<Vec<u8>>, PersistError> {
-        match File::open(self.dir.join("state.snap")) {
+        let Some(dir) = &self.dir else { return Ok(None) };
+        match File::open(dir.join("state.snap")) {
             Ok(f) => {
                 let mut bytes = Vec::new();
                 BufReader::new(f).read_to_end(&mut bytes)?;

@@ -34,6 +34,10 @@ enum Bench {
         /// Transactions in the chain that is restarted (0 skips the restart measure).
         #[arg(long, default_value_t = 100_000)]
         restart_txs: u64,
+        /// Transactions sent to an ephemeral chain before reading its memory (0 skips
+        /// the memory measure).
+        #[arg(long, default_value_t = 100_000)]
+        memory_txs: usize,
         /// The anvil binary to compare with (default: the one `npm ci --prefix
         /// contracts` installs in this checkout).
         #[arg(long, value_name = "PATH")]
@@ -54,7 +58,7 @@ enum Bench {
 /// Runs `medrec bench`.
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.what {
-        Bench::Chain { json, txs, in_flight, restart_txs, anvil } => {
+        Bench::Chain { json, txs, in_flight, restart_txs, memory_txs, anvil } => {
             let exe = std::env::current_exe().context("cannot find the medrec executable")?;
             let anvil = anvil.unwrap_or_else(|| {
                 bench::default_anvil_path(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
@@ -82,9 +86,16 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             } else {
                 None
             };
+            let memory = if memory_txs > 0 {
+                output::note(&format!("memory: {memory_txs} grants into medrec chain --ephemeral"));
+                Some(runtime.block_on(bench::memory(&exe, memory_txs, in_flight))?)
+            } else {
+                None
+            };
             let value = serde_json::json!({
                 "throughput": throughput,
                 "restart": restart,
+                "memory": memory,
                 "machine": machine(),
             });
             if json {

@@ -72,7 +72,7 @@ pub(crate) fn run(args: &ChainArgs) -> anyhow::Result<ExitCode> {
     let chain = match &args.data_dir {
         Some(dir) => Chain::open(config, dir)
             .with_context(|| format!("cannot open the chain in {}", dir.display()))?,
-        None => Chain::new(config).context("cannot start the chain")?,
+        None => Chain::new_spilled(config).context("cannot start the chain")?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(chain, args))

@@ -124,3 +124,33 @@ fn old_blocks_are_read_back_from_the_data_directory() {
     assert_eq!(chain.logs(&filter, 0, latest).len(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_ephemeral_chain_spills_old_blocks_and_leaves_no_file() {
+    let before: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("medrec-chain-{}-", std::process::id()))
+        })
+        .collect();
+    let mut chain = Chain::new_spilled(ChainConfig::default()).unwrap();
+    transfers(&mut chain, 1_050);
+    let old = chain.block(3).unwrap();
+    assert_eq!(old.header.number, 3);
+    assert!(chain.receipt(&old.txs[0].hash).is_some());
+    assert_eq!(chain.balance(Address::repeat_byte(0x42)), U256::from(1_050_000u64));
+    chain.snapshot().unwrap();
+    let after = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("medrec-chain-{}-", std::process::id()))
+        })
+        .count();
+    assert_eq!(after, before.len(), "the spill file is unlinked at once");
+}
