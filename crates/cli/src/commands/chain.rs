@@ -30,6 +30,12 @@ pub(crate) struct ChainArgs {
     /// EIP-155 chain id.
     #[arg(long, default_value_t = 31337)]
     chain_id: u64,
+    /// Difficulty of the first Proof-of-Work block (then it follows --pow-block-time).
+    #[arg(long, value_name = "N", default_value_t = 1 << 20)]
+    pow_difficulty: u64,
+    /// Block time, in seconds, that Proof-of-Work difficulty steers towards.
+    #[arg(long, value_name = "SECS", default_value_t = 4)]
+    pow_block_time: u64,
     /// Number of funded development accounts (standard test mnemonic).
     #[arg(long, default_value_t = 10)]
     accounts: u32,
@@ -67,6 +73,8 @@ pub(crate) fn run(args: &ChainArgs) -> anyhow::Result<ExitCode> {
     let config = ChainConfig {
         chain_id: args.chain_id,
         dev_accounts: args.accounts,
+        pow_initial_difficulty: args.pow_difficulty,
+        pow_target_block_secs: args.pow_block_time,
         ..ChainConfig::default()
     };
     let chain = match &args.data_dir {

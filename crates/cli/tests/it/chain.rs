@@ -138,3 +138,68 @@ fn bad_flags_are_explained() {
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
 }
+
+#[tokio::test]
+async fn research_mine_seals_pow_blocks_with_its_coinbase() {
+    let r = start(&["--ephemeral", "--seal", "pow", "--pow-difficulty", "5000"]);
+    assert_eq!(r.info["seal"], "pow");
+    let coinbase = "0x00000000000000000000000000000000000000c0";
+    let out = tokio::task::spawn_blocking({
+        let url = url(&r);
+        move || {
+            Command::new(env!("CARGO_BIN_EXE_medrec"))
+                .args([
+                    "research",
+                    "mine",
+                    "--rpc-url",
+                    &url,
+                    "--coinbase",
+                    coinbase,
+                    "--blocks",
+                    "2",
+                    "--json",
+                ])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "one JSON object per sealed block");
+    let p = ProviderBuilder::new().connect_http(url(&r).parse().unwrap());
+    for line in &lines {
+        let n = line["block"].as_u64().unwrap();
+        let block = p.get_block_by_number(n.into()).await.unwrap().unwrap();
+        assert_eq!(block.header.beneficiary.to_string().to_lowercase(), coinbase);
+        assert!(
+            medrec_devchain::pow::verify_header(&block.header.inner),
+            "block {n} proves its work"
+        );
+    }
+}
+
+#[test]
+fn mining_a_node_that_is_not_there_fails_clearly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_medrec"))
+        .args([
+            "research",
+            "mine",
+            "--rpc-url",
+            "http://127.0.0.1:9",
+            "--coinbase",
+            "0x00000000000000000000000000000000000000c0",
+            "--blocks",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the node at http://127.0.0.1:9 failed"), "{err}");
+}

@@ -7,3 +7,4 @@ mod parity;
 mod persist;
 mod pow;
 mod rpc;
+mod tools;
