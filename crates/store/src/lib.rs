@@ -1,5 +1,182 @@
-//! Record stores for MedRec (issue 4).
+//! Record stores for MedRec: where a provider's FHIR R4 resources live.
 //!
-//! Will hold the `RecordStore` trait with its SQLite, PostgreSQL and MySQL/MariaDB
-//! backends, FHIR R4 search, and the read-only mapping of a provider's existing
-//! relational schema. Nothing lives here yet.
+//! [`RecordStore`] is the one interface the gatekeeper uses; backends implement it over
+//! SQLite (the embedded default), PostgreSQL and MySQL/MariaDB. Resources are kept as
+//! FHIR JSON with every version, plus indexed search columns (patient compartment,
+//! date, category and code tokens, last update) extracted by [`fhir::Resource::parse`],
+//! so every backend indexes exactly the same way. Searches are parsed at the edge into
+//! a [`search::SearchQuery`]; no requester ever sends SQL, and backends bind every value
+//! as a parameter.
+//!
+//! [`conformance`] is the suite every backend must pass (behind the `test-utils`
+//! feature).
+
+pub mod fhir;
+pub mod search;
+pub mod sql;
+pub mod sqlite;
+
+#[cfg(feature = "test-utils")]
+pub mod conformance;
+
+use fhir::{FhirError, Resource, ResourceId, ResourceType};
+use search::SearchQuery;
+use serde_json::Value;
+
+/// A stored version of a resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stored {
+    /// Its type.
+    pub resource_type: ResourceType,
+    /// Its id.
+    pub id: ResourceId,
+    /// Its version, from 1.
+    pub version: u64,
+    /// When this version was stored, unix milliseconds.
+    pub last_updated: i64,
+    /// The resource, with `id`, `meta.versionId` and `meta.lastUpdated` set.
+    pub json: Value,
+}
+
+/// One page of search results.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// How many resources match in all.
+    pub total: u64,
+    /// The resources of this page, in order.
+    pub entries: Vec<Stored>,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Create of an id that exists.
+    #[error("{resource_type}/{id} already exists")]
+    Exists {
+        /// Its type.
+        resource_type: ResourceType,
+        /// Its id.
+        id: ResourceId,
+    },
+    /// An update needs an id.
+    #[error("an update needs the resource's id")]
+    MissingId,
+    /// The resource or search is not valid FHIR for MedRec.
+    #[error(transparent)]
+    Invalid(#[from] FhirError),
+    /// The database failed or is unreachable (details are for the logs, not for
+    /// requesters).
+    #[error("the record database failed: {0}")]
+    Database(String),
+}
+
+/// The result of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A provider's record store.
+#[async_trait::async_trait]
+pub trait RecordStore: Send + Sync + std::fmt::Debug {
+    /// Stores a new resource; assigns a random id when it has none. Fails with
+    /// [`StoreError::Exists`] when the id is taken.
+    async fn create(&self, resource: Resource) -> Result<Stored>;
+
+    /// Stores a new version of a resource with an id (version 1 when it is new).
+    async fn update(&self, resource: Resource) -> Result<Stored>;
+
+    /// Stores new versions of all `resources` atomically: all or none.
+    async fn update_all(&self, resources: Vec<Resource>) -> Result<Vec<Stored>>;
+
+    /// The current version of a resource.
+    async fn read(&self, resource_type: ResourceType, id: &ResourceId) -> Result<Option<Stored>>;
+
+    /// A given version of a resource.
+    async fn read_version(
+        &self,
+        resource_type: ResourceType,
+        id: &ResourceId,
+        version: u64,
+    ) -> Result<Option<Stored>>;
+
+    /// Current versions matching `query`, one page.
+    async fn search(&self, query: &SearchQuery) -> Result<Page>;
+}
+
+/// A fresh random id (32 hex characters).
+pub fn new_id() -> ResourceId {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the OS has randomness");
+    bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().parse().expect("hex is a valid id")
+}
+
+/// The JSON to store for version `version` of `resource` at `last_updated` (unix ms):
+/// `id`, `meta.versionId` and `meta.lastUpdated` are set, the rest untouched.
+pub fn stamp(resource: &Resource, id: &ResourceId, version: u64, last_updated: i64) -> Value {
+    let mut json = resource.json.clone();
+    let obj = json.as_object_mut().expect("a parsed resource is an object");
+    obj.insert("id".into(), Value::String(id.to_string()));
+    let meta = obj.entry("meta").or_insert_with(|| Value::Object(Default::default()));
+    if !meta.is_object() {
+        *meta = Value::Object(Default::default());
+    }
+    let meta = meta.as_object_mut().expect("just made an object");
+    meta.insert("versionId".into(), Value::String(version.to_string()));
+    meta.insert("lastUpdated".into(), Value::String(format_instant(last_updated)));
+    json
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A FHIR instant (`YYYY-MM-DDThh:mm:ss.fffZ`) for unix milliseconds.
+pub fn format_instant(ms: i64) -> String {
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Civil from days, after H. Hinnant's algorithm.
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (h, min, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_round_trip_through_the_date_parser() {
+        for ms in [0, 1_000, 86_399_999, 951_782_400_123, 1_767_225_600_000, -86_400_000] {
+            let text = format_instant(ms);
+            assert_eq!(fhir::date_range(&text).unwrap().0, ms - ms.rem_euclid(1000), "{text}");
+        }
+        assert_eq!(format_instant(951_782_400_123), "2000-02-29T00:00:00.123Z");
+    }
+
+    #[test]
+    fn ids_are_random_and_valid() {
+        let (a, b) = (new_id(), new_id());
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().len(), 32);
+    }
+
+    #[test]
+    fn stamping_sets_id_and_meta_and_keeps_the_rest() {
+        let r = Resource::parse(serde_json::json!({"resourceType": "Patient", "meta": {"source": "x"}, "gender": "female"})).unwrap();
+        let id: ResourceId = "p1".parse().unwrap();
+        let v = stamp(&r, &id, 3, 0);
+        assert_eq!(v["id"], "p1");
+        assert_eq!(v["meta"]["versionId"], "3");
+        assert_eq!(v["meta"]["lastUpdated"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(v["meta"]["source"], "x");
+        assert_eq!(v["gender"], "female");
+    }
+}

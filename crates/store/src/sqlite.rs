@@ -1,0 +1,1 @@
+//! The SQLite backend (rusqlite): the embedded default, one file.
