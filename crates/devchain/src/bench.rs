@@ -118,22 +118,9 @@ impl Rpc {
     }
 
     async fn call(&self, method: &str, params: Value) -> Result<Value, BenchError> {
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let err = |detail: String| BenchError::Rpc { method: method.into(), detail };
-        let resp: Value = self
-            .http
-            .post(&*self.url)
-            .json(&body)
-            .send()
+        crate::client::call(&self.http, &self.url, method, params)
             .await
-            .map_err(|e| err(e.to_string()))?
-            .json()
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        if let Some(e) = resp.get("error") {
-            return Err(err(e.to_string()));
-        }
-        Ok(resp["result"].clone())
+            .map_err(|detail| BenchError::Rpc { method: method.into(), detail })
     }
 
     async fn send(&self, raw: &Bytes) -> Result<Value, BenchError> {

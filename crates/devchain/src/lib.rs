@@ -14,6 +14,7 @@
 pub mod bench;
 mod blocks;
 pub mod chain;
+mod client;
 pub mod deploy;
 pub mod evm;
 pub mod gas;

@@ -58,21 +58,9 @@ async fn rpc(
     method: &str,
     params: Value,
 ) -> Result<Value, MinerError> {
-    let err = |detail: String| MinerError::Rpc { url: url.to_owned(), detail };
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let resp: Value = http
-        .post(url)
-        .json(&body)
-        .send()
+    crate::client::call(http, url, method, params)
         .await
-        .map_err(|e| err(e.to_string()))?
-        .json()
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    match resp.get("error") {
-        Some(e) => Err(err(e["message"].as_str().unwrap_or("unknown error").to_owned())),
-        None => Ok(resp["result"].clone()),
-    }
+        .map_err(|detail| MinerError::Rpc { url: url.to_owned(), detail })
 }
 
 /// Mines until `config.blocks` are sealed, calling `on_block` for each.

@@ -127,15 +127,7 @@ fn old_blocks_are_read_back_from_the_data_directory() {
 
 #[test]
 fn an_ephemeral_chain_spills_old_blocks_and_leaves_no_file() {
-    let before: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("medrec-chain-{}-", std::process::id()))
-        })
-        .collect();
+    let before = spill_files();
     let mut chain = Chain::new_spilled(ChainConfig::default()).unwrap();
     transfers(&mut chain, 1_050);
     let old = chain.block(3).unwrap();
@@ -143,14 +135,15 @@ fn an_ephemeral_chain_spills_old_blocks_and_leaves_no_file() {
     assert!(chain.receipt(&old.txs[0].hash).is_some());
     assert_eq!(chain.balance(Address::repeat_byte(0x42)), U256::from(1_050_000u64));
     chain.snapshot().unwrap();
-    let after = std::fs::read_dir(std::env::temp_dir())
+    assert_eq!(spill_files(), before, "the spill file is unlinked at once");
+}
+
+/// Spill files of this process in the temp directory.
+fn spill_files() -> usize {
+    let prefix = format!("medrec-chain-{}-", std::process::id());
+    std::fs::read_dir(std::env::temp_dir())
         .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(&format!("medrec-chain-{}-", std::process::id()))
-        })
-        .count();
-    assert_eq!(after, before.len(), "the spill file is unlinked at once");
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .count()
 }
