@@ -1,6 +1,10 @@
-//! Chain client for MedRec (issue 3 onward).
+//! Chain client for MedRec.
 //!
-//! Will hold the alloy `Provider` setup used by every party, sending with
-//! confirmation, the event follower and the consent index that the gatekeeper
-//! decides requests against. Nothing lives here yet: the contract bindings it will
-//! use are in `medrec-contracts`.
+//! - [`consent::ConsentIndex`]: who may see what, built from the `Relationships`
+//!   contract's events and decided in memory before any record is read.
+//!
+//! To come (issue 4): the alloy provider setup every party uses, sending with
+//! confirmation, and the event follower that keeps the index at the chain's head.
+
+pub mod bench;
+pub mod consent;

@@ -22,8 +22,8 @@ macro_rules! conformance_tests {
             update_needs_an_id, update_all_stores_every_resource, search_by_type_and_id,
             search_by_patient_compartment, search_by_category_and_code, search_by_date,
             search_by_last_updated, paging_is_stable_and_complete, sorting,
-            sql_metacharacters_are_data, json_round_trips_exactly, concurrent_updates_get_distinct_versions,
-            reads_of_unknown_resources_are_empty);
+                        sql_metacharacters_are_data, json_round_trips_exactly, concurrent_updates_get_distinct_versions,
+            reads_of_unknown_resources_are_empty, undated_resources_sort_last_and_match_no_date);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -91,6 +91,10 @@ pub async fn create_then_read(store: &dyn RecordStore) {
     assert_eq!(read, stored);
     let named = store.create(r(json!({"resourceType": "Patient", "id": "given"}))).await.unwrap();
     assert_eq!(named.id.as_str(), "given");
+    // A Patient created without an id is its own compartment under the assigned id.
+    let query =
+        SearchQuery::parse(ResourceType::Patient, [("patient", stored.id.as_str())]).unwrap();
+    assert_eq!(ids(store, &query).await, [stored.id.to_string()]);
 }
 
 pub async fn create_refuses_an_existing_id(store: &dyn RecordStore) {
@@ -346,4 +350,17 @@ pub async fn reads_of_unknown_resources_are_empty(store: &dyn RecordStore) {
     assert!(store.read_version(ResourceType::Patient, &id("nobody"), 1).await.unwrap().is_none());
     let page = store.search(&SearchQuery::all(ResourceType::Encounter)).await.unwrap();
     assert_eq!((page.total, page.entries.len()), (0, 0));
+}
+
+pub async fn undated_resources_sort_last_and_match_no_date(store: &dyn RecordStore) {
+    seed(store).await;
+    store.update(r(json!({"resourceType": "Observation", "id": "o-undated", "subject": {"reference": "Patient/p1"}}))).await.unwrap();
+    let asc = ids(store, &q(ResourceType::Observation, &[("_sort", "date")])).await;
+    let desc = ids(store, &q(ResourceType::Observation, &[("_sort", "-date")])).await;
+    assert_eq!(asc.last().map(String::as_str), Some("o-undated"));
+    assert_eq!(desc.last().map(String::as_str), Some("o-undated"));
+    for bound in ["ge1900", "lt3000"] {
+        let query = SearchQuery::parse(ResourceType::Observation, [("date", bound)]).unwrap();
+        assert!(!ids(store, &query).await.contains(&"o-undated".to_owned()), "{bound}");
+    }
 }

@@ -221,6 +221,20 @@ impl Resource {
         let index = index(resource_type, id.as_ref(), &json)?;
         Ok(Self { resource_type, id, index, json })
     }
+
+    /// The same resource under `id` (a store assigning an id on create): a Patient
+    /// becomes its own compartment's patient.
+    #[must_use]
+    pub fn with_id(mut self, id: ResourceId) -> Self {
+        if self.resource_type == ResourceType::Patient {
+            self.index.patient = Some(id.as_str().to_owned());
+        }
+        if let Some(obj) = self.json.as_object_mut() {
+            obj.insert("id".into(), Value::String(id.to_string()));
+        }
+        self.id = Some(id);
+        self
+    }
 }
 
 fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {

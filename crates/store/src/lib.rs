@@ -8,8 +8,8 @@
 //! a [`search::SearchQuery`]; no requester ever sends SQL, and backends bind every value
 //! as a parameter.
 //!
-//! [`conformance`] is the suite every backend must pass (behind the `test-utils`
-//! feature).
+//! The conformance suite every backend must pass is the `conformance` module (behind
+//! the `test-utils` feature).
 
 pub mod fhir;
 pub mod search;

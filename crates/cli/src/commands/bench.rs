@@ -18,6 +18,18 @@ pub(crate) struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum Bench {
+    /// The consent index: decision latency and memory per grant. Run with `--release`.
+    Consent {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Grants in the index.
+        #[arg(long, default_value_t = 1_000_000)]
+        grants: usize,
+        /// Decisions timed.
+        #[arg(long, default_value_t = 1_000_000)]
+        samples: usize,
+    },
     /// Throughput of MedRec grants through JSON-RPC, devchain beside anvil, and the
     /// restart time and memory of a chain holding many transactions. Run with
     /// `--release`.
@@ -58,6 +70,19 @@ enum Bench {
 /// Runs `medrec bench`.
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.what {
+        Bench::Consent { json, grants, samples } => {
+            if grants == 0 || samples == 0 {
+                bail!("--grants and --samples must be at least 1");
+            }
+            let report = medrec_chain::bench::consent(grants, samples, rss_kib);
+            let value = serde_json::json!({ "consent": report, "machine": machine() });
+            output::result(&if json {
+                value.to_string()
+            } else {
+                serde_json::to_string_pretty(&value)?
+            });
+            Ok(ExitCode::SUCCESS)
+        }
         Bench::Chain { json, txs, in_flight, restart_txs, memory_txs, anvil } => {
             let exe = std::env::current_exe().context("cannot find the medrec executable")?;
             let anvil = anvil.unwrap_or_else(|| {
@@ -165,4 +190,16 @@ fn machine() -> serde_json::Value {
         "cpu": cpu,
         "release_build": !cfg!(debug_assertions),
     })
+}
+
+/// Resident memory of this process, KiB.
+fn rss_kib() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }

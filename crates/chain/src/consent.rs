@@ -1,0 +1,410 @@
+//! The consent index: who may see what, as the chain says, in memory.
+//!
+//! Built by applying the `Relationships` contract's events in chain order
+//! ([`ConsentIndex::apply_log`]); answers [`ConsentIndex::decide`] in well under a
+//! microsecond without touching the chain or any database, so a gatekeeper decides a
+//! request *before* it reads a row. The rules mirror the contract's `canView` exactly:
+//!
+//! - the relationship's patient may read everything in it while it is not deleted;
+//! - a viewer may run pointer `p` when the relationship is accepted (or has an update
+//!   pending), `p` is below the count the patient last accepted, the viewer's grant
+//!   names `p`, and `not_before ≤ now < expires_at`;
+//! - anyone else, and anything unknown, is denied.
+//!
+//! Each block's changes are recorded so that the last blocks can be undone when a real
+//! chain reorganises ([`ConsentIndex::revert_to`]).
+
+use alloy::{primitives::Address, primitives::B256, sol_types::SolEvent};
+use medrec_contracts::Relationships as R;
+use medrec_primitives::{PointerSet, RelationshipId, Status};
+use std::collections::{BTreeMap, HashMap};
+
+/// A relationship as the index keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relationship {
+    /// The patient.
+    pub patient: Address,
+    /// The provider that created it.
+    pub provider: Address,
+    /// The provider's delegate for it.
+    pub delegate: Address,
+    /// Its status in the patient's summary.
+    pub status: Status,
+    /// Pointers it holds.
+    pub pointer_count: u8,
+    /// Pointers the patient has accepted (viewers see only these).
+    pub accepted_count: u8,
+    /// Whether the patient lets it feed research bounties.
+    pub research_opt_in: bool,
+}
+
+/// A viewer's grant on one relationship.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// The pointers it names.
+    pub pointers: PointerSet,
+    /// Valid from (unix seconds, inclusive).
+    pub not_before: u64,
+    /// Valid until (unix seconds, exclusive).
+    pub expires_at: u64,
+}
+
+/// The latest data of a pointer, as published on chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PointerState {
+    /// Hash of the pointer's query text.
+    pub query_commitment: B256,
+    /// Hash of the data the query returns.
+    pub data_hash: B256,
+    /// Block of the last change.
+    pub updated_block: u64,
+}
+
+/// The answer to "may this requester run this pointer now?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The requester is the relationship's patient.
+    AllowPatient,
+    /// The requester holds a valid grant for the pointer.
+    AllowViewer,
+    /// Denied; the reason is for logs, never for the requester (a denial must look the
+    /// same whether or not anything exists).
+    Deny(DenyReason),
+}
+
+impl Decision {
+    /// Whether access is allowed.
+    pub const fn is_allowed(self) -> bool {
+        !matches!(self, Self::Deny(_))
+    }
+}
+
+/// Why a request was denied (for the access log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    /// No such relationship.
+    UnknownRelationship,
+    /// The relationship is not accepted, or closed.
+    NotAccepted,
+    /// The pointer does not exist or the patient has not accepted it yet.
+    UnknownPointer,
+    /// The requester holds no grant naming the pointer.
+    NoGrant,
+    /// The grant is not valid yet.
+    NotYetValid,
+    /// The grant expired.
+    Expired,
+}
+
+/// A grant as stored: 24 bytes. Times are unix seconds saturated to `u32` (the year
+/// 2106); a later expiry reads back as "no expiry".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Packed {
+    pointers: [u64; 2],
+    not_before: u32,
+    expires_at: u32,
+}
+
+impl Packed {
+    fn new(g: Grant) -> Self {
+        let bits = g.pointers.bits();
+        let sat = |t: u64| u32::try_from(t).unwrap_or(u32::MAX);
+        Self {
+            pointers: [bits as u64, (bits >> 64) as u64],
+            not_before: sat(g.not_before),
+            expires_at: sat(g.expires_at),
+        }
+    }
+
+    fn grant(self) -> Grant {
+        let bits = u128::from(self.pointers[0]) | (u128::from(self.pointers[1]) << 64);
+        Grant {
+            pointers: PointerSet::from_bits(bits),
+            not_before: u64::from(self.not_before),
+            expires_at: if self.expires_at == u32::MAX {
+                u64::MAX
+            } else {
+                u64::from(self.expires_at)
+            },
+        }
+    }
+}
+
+/// Grants are keyed by the relationship's slot (4 bytes) rather than its id (32).
+type GrantKey = (u32, Address);
+
+#[derive(Debug)]
+enum Undo {
+    /// `None`: the relationship was created (undoing pops it).
+    Relationship(u32, Option<Relationship>),
+    Grant(GrantKey, Option<Packed>),
+    Pointer((RelationshipId, u8), Option<PointerState>),
+}
+
+/// The consent index.
+#[derive(Debug, Default)]
+pub struct ConsentIndex {
+    slots: HashMap<RelationshipId, u32>,
+    relationships: Vec<(RelationshipId, Relationship)>,
+    grants: HashMap<GrantKey, Packed>,
+    pointers: HashMap<(RelationshipId, u8), PointerState>,
+    /// Undo records of recent blocks (block number → changes in order).
+    undo: BTreeMap<u64, Vec<Undo>>,
+    /// How many recent blocks can be undone.
+    undo_depth: u64,
+    height: u64,
+}
+
+impl ConsentIndex {
+    /// An empty index that can undo the last `undo_depth` blocks (0 for chains that
+    /// never reorganise, such as the devchain or a BFT network).
+    pub fn new(undo_depth: u64) -> Self {
+        Self { undo_depth, ..Self::default() }
+    }
+
+    /// The last block applied.
+    pub const fn height(&self) -> u64 {
+        self.height
+    }
+
+    /// Number of grants held.
+    pub fn grant_count(&self) -> usize {
+        self.grants.len()
+    }
+
+    fn slot(&self, id: B256) -> Option<u32> {
+        self.slots.get(&RelationshipId(id)).copied()
+    }
+
+    /// A relationship.
+    pub fn relationship(&self, id: &RelationshipId) -> Option<&Relationship> {
+        let slot = *self.slots.get(id)?;
+        Some(&self.relationships[slot as usize].1)
+    }
+
+    /// A viewer's grant on a relationship.
+    pub fn grant(&self, id: &RelationshipId, viewer: Address) -> Option<Grant> {
+        let slot = *self.slots.get(id)?;
+        self.grants.get(&(slot, viewer)).map(|p| p.grant())
+    }
+
+    /// A pointer's latest published state.
+    pub fn pointer(&self, id: &RelationshipId, pointer: u8) -> Option<&PointerState> {
+        self.pointers.get(&(*id, pointer))
+    }
+
+    /// Relationships created by `provider` (for a gatekeeper: its own).
+    pub fn relationships_of(
+        &self,
+        provider: Address,
+    ) -> impl Iterator<Item = (&RelationshipId, &Relationship)> {
+        self.relationships
+            .iter()
+            .filter(move |(_, r)| r.provider == provider)
+            .map(|(id, r)| (id, r))
+    }
+
+    /// May `requester` run `pointer` of relationship `id` at unix time `now`?
+    pub fn decide(
+        &self,
+        requester: Address,
+        id: &RelationshipId,
+        pointer: u8,
+        now: u64,
+    ) -> Decision {
+        let Some(&slot) = self.slots.get(id) else {
+            return Decision::Deny(DenyReason::UnknownRelationship);
+        };
+        let rel = &self.relationships[slot as usize].1;
+        if requester == rel.patient {
+            return if rel.status == Status::Deleted {
+                Decision::Deny(DenyReason::NotAccepted)
+            } else {
+                Decision::AllowPatient
+            };
+        }
+        if !rel.status.is_accepted() {
+            return Decision::Deny(DenyReason::NotAccepted);
+        }
+        if pointer >= rel.accepted_count {
+            return Decision::Deny(DenyReason::UnknownPointer);
+        }
+        let Some(grant) = self.grants.get(&(slot, requester)).map(|p| p.grant()) else {
+            return Decision::Deny(DenyReason::NoGrant);
+        };
+        if !grant.pointers.contains(pointer) {
+            Decision::Deny(DenyReason::NoGrant)
+        } else if now < grant.not_before {
+            Decision::Deny(DenyReason::NotYetValid)
+        } else if now >= grant.expires_at {
+            Decision::Deny(DenyReason::Expired)
+        } else {
+            Decision::AllowViewer
+        }
+    }
+
+    /// Applies one log of the `Relationships` contract, emitted in block `block`.
+    /// Logs of other contracts or events are ignored; logs must come in chain order.
+    pub fn apply_log(&mut self, block: u64, log: &alloy::primitives::Log) {
+        self.height = self.height.max(block);
+        let Some(topic) = log.topics().first() else { return };
+        let mut undo = Vec::new();
+        match *topic {
+            R::RelationshipCreated::SIGNATURE_HASH => {
+                if let Ok(e) = R::RelationshipCreated::decode_log(log)
+                    && self.slot(e.relId).is_none()
+                {
+                    let id = RelationshipId(e.relId);
+                    let slot =
+                        u32::try_from(self.relationships.len()).expect("under 2^32 relationships");
+                    undo.push(Undo::Relationship(slot, None));
+                    self.slots.insert(id, slot);
+                    self.relationships.push((
+                        id,
+                        Relationship {
+                            patient: e.patient,
+                            provider: e.provider,
+                            delegate: e.delegate,
+                            status: Status::New,
+                            pointer_count: 1,
+                            accepted_count: 0,
+                            research_opt_in: false,
+                        },
+                    ));
+                }
+            }
+            R::StatusChanged::SIGNATURE_HASH => {
+                if let Ok(e) = R::StatusChanged::decode_log(log)
+                    && let (Some(slot), Ok(status)) =
+                        (self.slot(e.relId), Status::try_from(e.status))
+                {
+                    let rel = &mut self.relationships[slot as usize].1;
+                    undo.push(Undo::Relationship(slot, Some(*rel)));
+                    rel.status = status;
+                    if status == Status::Accepted {
+                        rel.accepted_count = rel.pointer_count;
+                    }
+                }
+            }
+            R::PointerAdded::SIGNATURE_HASH => {
+                if let Ok(e) = R::PointerAdded::decode_log(log) {
+                    let id = RelationshipId(e.relId);
+                    let p = u8::try_from(e.pointerId).unwrap_or(u8::MAX);
+                    if let Some(slot) = self.slot(e.relId) {
+                        let rel = &mut self.relationships[slot as usize].1;
+                        undo.push(Undo::Relationship(slot, Some(*rel)));
+                        rel.pointer_count = rel.pointer_count.max(p.saturating_add(1));
+                    }
+                    let state = PointerState {
+                        query_commitment: e.queryCommitment,
+                        data_hash: e.dataHash,
+                        updated_block: block,
+                    };
+                    undo.push(Undo::Pointer((id, p), self.pointers.insert((id, p), state)));
+                }
+            }
+            R::PointerUpdated::SIGNATURE_HASH => {
+                if let Ok(e) = R::PointerUpdated::decode_log(log) {
+                    let key =
+                        (RelationshipId(e.relId), u8::try_from(e.pointerId).unwrap_or(u8::MAX));
+                    if let Some(p) = self.pointers.get_mut(&key) {
+                        undo.push(Undo::Pointer(key, Some(*p)));
+                        p.data_hash = e.dataHash;
+                        p.updated_block = block;
+                    }
+                }
+            }
+            R::ViewerGranted::SIGNATURE_HASH => {
+                // A grant under an id no relationship has (yet) is inert on chain; the
+                // index keeps only grants of known relationships.
+                if let Ok(e) = R::ViewerGranted::decode_log(log)
+                    && let Some(slot) = self.slot(e.relId)
+                {
+                    let key = (slot, e.viewer);
+                    let packed = Packed::new(Grant {
+                        pointers: PointerSet::from_bits(e.pointers),
+                        not_before: e.notBefore.to::<u64>(),
+                        expires_at: e.expiresAt.to::<u64>(),
+                    });
+                    undo.push(Undo::Grant(key, self.grants.insert(key, packed)));
+                }
+            }
+            R::ViewerRevoked::SIGNATURE_HASH => {
+                if let Ok(e) = R::ViewerRevoked::decode_log(log)
+                    && let Some(slot) = self.slot(e.relId)
+                {
+                    let key = (slot, e.viewer);
+                    undo.push(Undo::Grant(key, self.grants.remove(&key)));
+                }
+            }
+            R::ResearchConsentChanged::SIGNATURE_HASH => {
+                if let Ok(e) = R::ResearchConsentChanged::decode_log(log)
+                    && let Some(slot) = self.slot(e.relId)
+                {
+                    let rel = &mut self.relationships[slot as usize].1;
+                    undo.push(Undo::Relationship(slot, Some(*rel)));
+                    rel.research_opt_in = e.optedIn;
+                }
+            }
+            _ => {}
+        }
+        if self.undo_depth > 0 && !undo.is_empty() {
+            self.undo.entry(block).or_default().extend(undo);
+            let keep_from = self.height.saturating_sub(self.undo_depth);
+            self.undo = self.undo.split_off(&keep_from);
+        }
+    }
+
+    /// Marks blocks up to `block` as applied (even without MedRec logs).
+    pub fn advance_to(&mut self, block: u64) {
+        self.height = self.height.max(block);
+    }
+
+    /// Undoes every block after `block` (a reorganisation replaced them). Fails when
+    /// that is deeper than the undo depth: the index must then be rebuilt.
+    pub fn revert_to(&mut self, block: u64) -> Result<(), TooDeep> {
+        if block < self.height.saturating_sub(self.undo_depth) {
+            return Err(TooDeep { to: block, height: self.height, depth: self.undo_depth });
+        }
+        let undone = self.undo.split_off(&(block + 1));
+        for (_, changes) in undone.into_iter().rev() {
+            for change in changes.into_iter().rev() {
+                match change {
+                    Undo::Relationship(slot, Some(old)) => {
+                        self.relationships[slot as usize].1 = old
+                    }
+                    Undo::Relationship(_, None) => {
+                        if let Some((id, _)) = self.relationships.pop() {
+                            self.slots.remove(&id);
+                        }
+                    }
+                    Undo::Grant(key, old) => restore(&mut self.grants, key, old),
+                    Undo::Pointer(key, old) => restore(&mut self.pointers, key, old),
+                }
+            }
+        }
+        self.height = block;
+        Ok(())
+    }
+}
+
+fn restore<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, key: K, old: Option<V>) {
+    match old {
+        Some(v) => map.insert(key, v),
+        None => map.remove(&key),
+    };
+}
+
+/// A reorganisation deeper than the index can undo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "cannot undo back to block {to} from {height}: only the last {depth} blocks are kept; rebuild the index"
+)]
+pub struct TooDeep {
+    /// The block asked for.
+    pub to: u64,
+    /// The index's height.
+    pub height: u64,
+    /// The undo depth.
+    pub depth: u64,
+}

@@ -1,0 +1,3 @@
+//! The consent index against the real contracts on the in-process EVM.
+
+mod consent;
