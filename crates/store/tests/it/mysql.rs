@@ -37,35 +37,4 @@ async fn an_unreachable_server_is_a_database_error() {
     assert!(message.contains("invalid MySQL URL") && !message.contains("secret"), "{message}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connecting_again_keeps_the_schema_and_the_records() {
-    let store = fresh().await;
-    let json = serde_json::json!({"resourceType": "Patient", "id": "again"});
-    store.update(Resource::parse(json).unwrap()).await.unwrap();
-    let other = store.reconnect().await.unwrap();
-    let read = other.read(ResourceType::Patient, &"again".parse().unwrap()).await.unwrap();
-    assert_eq!(read.unwrap().version, 1);
-    assert_eq!(other.search(&SearchQuery::all(ResourceType::Patient)).await.unwrap().total, 1);
-}
-
-use crate::postgres::checks;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ids_codes_and_systems_compare_exactly() {
-    checks::ids_codes_and_systems_compare_exactly(&*fresh().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resources_without_a_date_sort_last() {
-    checks::resources_without_a_date_sort_last(&*fresh().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn racing_writes_serialise() {
-    checks::racing_writes_serialise(&*fresh().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn long_values_are_stored_and_found() {
-    checks::long_values_are_stored_and_found(&*fresh().await).await;
-}
+crate::postgres::sql_server_tests!(fresh());
