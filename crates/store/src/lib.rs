@@ -12,6 +12,7 @@
 //! the `test-utils` feature).
 
 pub mod fhir;
+pub mod hash;
 pub mod search;
 pub mod sql;
 pub mod sqlite;
