@@ -2,9 +2,12 @@
 //!
 //! - [`consent::ConsentIndex`]: who may see what, built from the `Relationships`
 //!   contract's events and decided in memory before any record is read.
+//! - [`follower::Follower`]: keeps the index at the chain's head through any alloy
+//!   provider (the devchain in process, or a real node), undoing reorganised blocks,
+//!   with the freshness a gatekeeper needs to fail closed.
 //!
-//! To come (issue 4): the alloy provider setup every party uses, sending with
-//! confirmation, and the event follower that keeps the index at the chain's head.
+//! To come: the provider setup every party uses and sending with confirmation.
 
 pub mod bench;
 pub mod consent;
+pub mod follower;

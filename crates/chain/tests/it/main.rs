@@ -1,3 +1,4 @@
 //! The consent index against the real contracts on the in-process EVM.
 
 mod consent;
+mod follower;

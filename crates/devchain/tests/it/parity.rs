@@ -16,55 +16,6 @@ use medrec_devchain::{
     node::{Node, SealMode},
     server,
 };
-use std::{
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Child, Command, Stdio},
-};
-
-/// anvil, killed when dropped.
-struct Anvil {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn anvil_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
-}
-
-fn spawn_anvil() -> Anvil {
-    let path = anvil_path();
-    assert!(
-        path.exists(),
-        "anvil is not installed at {}: run `npm ci --prefix contracts` (scripts/test does)",
-        path.display()
-    );
-    let mut child = Command::new(path)
-        .args(["--host", "127.0.0.1", "--port", "0", "--hardfork", "london", "--chain-id", "31337"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("anvil starts");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines.next().expect("anvil prints its address").unwrap();
-        if let Some(addr) = line.strip_prefix("Listening on ") {
-            break format!("http://{}", addr.trim());
-        }
-    };
-    // Keep draining anvil's output so that it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Anvil { child, url }
-}
 
 /// What a client observes of one transaction.
 #[derive(Debug, PartialEq)]
@@ -343,12 +294,12 @@ async fn scenario(url: &str) -> Observations {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_sees_the_same_on_the_devchain_and_on_anvil() {
-    let anvil = spawn_anvil();
+    let anvil = medrec_testkit::Anvil::spawn(&[]);
     let config = ChainConfig { deploy_medrec: false, ..ChainConfig::default() };
     let node = Node::new(Chain::new(config).unwrap(), SealMode::Instant);
     let server = server::serve(node, "127.0.0.1:0".parse().unwrap()).await.unwrap();
 
-    let reference = scenario(&anvil.url).await;
+    let reference = scenario(anvil.url()).await;
     let ours = scenario(&server.url()).await;
 
     // Sanity: the scenario did what it says on the reference node.

@@ -1,0 +1,200 @@
+//! The follower keeps the index at the head of a real JSON-RPC chain.
+
+use alloy::{
+    network::EthereumWallet,
+    primitives::{aliases::U40, keccak256},
+    providers::{Provider, ProviderBuilder},
+};
+use medrec_chain::{
+    consent::{ConsentIndex, Decision},
+    follower::{FollowConfig, Follower},
+};
+use medrec_contracts::{Registrar, Relationships};
+use medrec_devchain::{
+    chain::{Chain, ChainConfig},
+    genesis::{DevAccount, dev_accounts},
+    node::{Node, SealMode},
+};
+use medrec_primitives::RelationshipId;
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+fn wallet(node: &Node, who: &DevAccount) -> impl Provider + Clone {
+    ProviderBuilder::new()
+        .wallet(EthereumWallet::from(who.signer()))
+        .connect_client(node.rpc_client())
+}
+
+#[tokio::test]
+async fn grants_and_revocations_are_enforced_after_one_step() {
+    let node = Node::new(Chain::new(ChainConfig::default()).unwrap(), SealMode::Instant);
+    let at = node.with(|c| c.deployment()).unwrap();
+    let a = dev_accounts(6);
+    let (institution, provider, patient, delegate, viewer) = (&a[0], &a[1], &a[2], &a[3], &a[4]);
+    let index = Arc::new(RwLock::new(ConsentIndex::new(64)));
+    let reader = ProviderBuilder::new().connect_client(node.rpc_client());
+    let mut follower = Follower::new(reader, FollowConfig::new(at.relationships, 0), index.clone());
+    follower.step().await.unwrap();
+    assert_eq!(follower.health().indexed, 2, "genesis and the two deployment blocks");
+
+    Registrar::new(at.registrar, wallet(&node, institution))
+        .registerProvider(keccak256("p"), provider.address, "https://gk".into(), keccak256("k"))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    // The delegate needs no funds here: the patient and provider act.
+    let rel = Relationships::new(at.relationships, wallet(&node, provider));
+    rel.create(patient.address, delegate.address, keccak256("q"), keccak256("d"))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let as_patient = Relationships::new(at.relationships, wallet(&node, patient));
+    as_patient.accept(delegate.address).send().await.unwrap().get_receipt().await.unwrap();
+    as_patient
+        .grant(delegate.address, viewer.address, 1, U40::ZERO, U40::from(4_000_000_000u64))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+
+    let id = RelationshipId::derive(patient.address, delegate.address);
+    let now = node.now();
+    assert!(
+        !index.read().unwrap().decide(viewer.address, &id, 0, now).is_allowed(),
+        "not followed yet"
+    );
+    let height = follower.step().await.unwrap();
+    assert_eq!(height, node.with(|c| c.latest().header.number));
+    assert_eq!(index.read().unwrap().decide(viewer.address, &id, 0, now), Decision::AllowViewer);
+    assert_eq!(index.read().unwrap().decide(patient.address, &id, 0, now), Decision::AllowPatient);
+
+    as_patient
+        .revoke(delegate.address, viewer.address)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    follower.step().await.unwrap();
+    assert!(
+        !index.read().unwrap().decide(viewer.address, &id, 0, now).is_allowed(),
+        "revoked at the next step"
+    );
+    let health = follower.health();
+    assert!(health.is_ready(0, Duration::from_secs(60)));
+    assert_eq!(index.read().unwrap().relationship(&id).map(|r| r.provider), Some(provider.address));
+}
+
+#[tokio::test]
+async fn an_index_that_falls_behind_or_loses_the_node_is_not_ready() {
+    let node = Node::new(Chain::new(ChainConfig::default()).unwrap(), SealMode::Instant);
+    let at = node.with(|c| c.deployment()).unwrap();
+    let reader = ProviderBuilder::new().connect_client(node.rpc_client());
+    let index = Arc::new(RwLock::new(ConsentIndex::new(0)));
+    let mut follower = Follower::new(
+        reader,
+        FollowConfig { reorg_depth: 0, ..FollowConfig::new(at.relationships, 0) },
+        index,
+    );
+    assert!(!follower.health().is_ready(5, Duration::from_secs(60)), "never synced");
+    follower.step().await.unwrap();
+    assert!(follower.health().is_ready(0, Duration::from_secs(60)));
+    for _ in 0..3 {
+        node.mine_now().unwrap();
+    }
+    // The follower has not looked yet: it still believes it is at the head...
+    assert!(follower.health().is_ready(0, Duration::from_secs(60)));
+    // ...but a stale last answer counts as not ready.
+    assert!(!follower.health().is_ready(0, Duration::ZERO));
+    follower.step().await.unwrap();
+    assert_eq!(follower.health().indexed, 5);
+    // A node that stops answering: the step fails and the index stays as it was.
+    let dead = ProviderBuilder::new().connect_http("http://127.0.0.1:9".parse().unwrap());
+    let mut orphan = Follower::new(
+        dead,
+        FollowConfig::new(at.relationships, 0),
+        Arc::new(RwLock::new(ConsentIndex::new(0))),
+    );
+    let err = orphan.step().await.unwrap_err();
+    assert!(err.to_string().starts_with("the chain node failed"), "{err}");
+    assert!(!orphan.health().is_ready(u64::MAX, Duration::from_secs(3600)));
+}
+
+/// anvil replaces the block holding a grant (anvil_reorg): the follower notices the
+/// block hash changed, undoes it, and the grant no longer opens anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reorganised_grant_is_undone() {
+    let anvil = medrec_testkit::Anvil::spawn(&[]);
+    let url: alloy::transports::http::reqwest::Url = anvil.url().parse().unwrap();
+    let a = dev_accounts(6);
+    let (institution, provider, patient, delegate, viewer) = (&a[0], &a[1], &a[2], &a[3], &a[4]);
+    let on = |who: &DevAccount| {
+        ProviderBuilder::new().wallet(EthereumWallet::from(who.signer())).connect_http(url.clone())
+    };
+    let inst = on(institution);
+    let registrar = Registrar::deploy(inst.clone(), vec![institution.address]).await.unwrap();
+    let relationships = Relationships::deploy(inst, *registrar.address()).await.unwrap();
+    registrar
+        .registerProvider(keccak256("p"), provider.address, "https://gk".into(), keccak256("k"))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let at = *relationships.address();
+    Relationships::new(at, on(provider))
+        .create(patient.address, delegate.address, keccak256("q"), keccak256("d"))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let as_patient = Relationships::new(at, on(patient));
+    as_patient.accept(delegate.address).send().await.unwrap().get_receipt().await.unwrap();
+
+    let index = Arc::new(RwLock::new(ConsentIndex::new(64)));
+    let reader = ProviderBuilder::new().connect_http(url.clone());
+    let mut follower = Follower::new(reader.clone(), FollowConfig::new(at, 0), index.clone());
+    follower.step().await.unwrap();
+    as_patient
+        .grant(delegate.address, viewer.address, 1, U40::ZERO, U40::from(4_000_000_000u64))
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    let granted_in = follower.step().await.unwrap();
+    let id = RelationshipId::derive(patient.address, delegate.address);
+    let now = 1_900_000_000;
+    assert_eq!(index.read().unwrap().decide(viewer.address, &id, 0, now), Decision::AllowViewer);
+
+    // Replace the last block (the grant) with an empty one at the same height.
+    reader
+        .raw_request::<_, serde_json::Value>(
+            "anvil_reorg".into(),
+            (1u64, Vec::<serde_json::Value>::new()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reader.get_block_number().await.unwrap(), granted_in);
+    follower.step().await.unwrap();
+    assert!(
+        !index.read().unwrap().decide(viewer.address, &id, 0, now).is_allowed(),
+        "the grant was reorganised away"
+    );
+    assert!(index.read().unwrap().relationship(&id).is_some(), "earlier blocks are kept");
+}
