@@ -18,6 +18,19 @@ pub(crate) struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum Bench {
+    /// How long after the block holding a grant or a revoke the consent index enforces
+    /// it (devchain in process, follower polling). Run with `--release`.
+    Enforce {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Grant/revoke pairs measured.
+        #[arg(long, default_value_t = 50)]
+        rounds: usize,
+        /// Follower poll interval, milliseconds.
+        #[arg(long, default_value_t = 20)]
+        poll_ms: u64,
+    },
     /// The consent index: decision latency and memory per grant. Run with `--release`.
     Consent {
         /// Print one JSON object instead of text.
@@ -70,6 +83,20 @@ enum Bench {
 /// Runs `medrec bench`.
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.what {
+        Bench::Enforce { json, rounds, poll_ms } => {
+            if rounds == 0 || poll_ms == 0 {
+                bail!("--rounds and --poll-ms must be at least 1");
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let report = runtime.block_on(super::enforce::measure(rounds, poll_ms))?;
+            let value = serde_json::json!({ "enforcement": report, "machine": machine() });
+            output::result(&if json {
+                value.to_string()
+            } else {
+                serde_json::to_string_pretty(&value)?
+            });
+            Ok(ExitCode::SUCCESS)
+        }
         Bench::Consent { json, grants, samples } => {
             if grants == 0 || samples == 0 {
                 bail!("--grants and --samples must be at least 1");

@@ -2,4 +2,5 @@
 
 pub(crate) mod bench;
 pub(crate) mod chain;
+mod enforce;
 pub(crate) mod research;
