@@ -2,5 +2,13 @@
 //!
 //! Will serve FHIR R4 over HTTP to requesters the chain authorizes: EIP-712 and
 //! Sign-In with Ethereum authentication, the consent pipeline decided before any
-//! row is read, the hash-chained access log and bounty redemption. Nothing lives
-//! here yet.
+//! row is read, the hash-chained access log and bounty redemption.
+//!
+//! What is here so far:
+//!
+//! - [`auth`]: who is asking. Per-request EIP-712 signatures with a replay cache,
+//!   Sign-In with Ethereum (EIP-4361) trading a signed message for a short-lived bearer
+//!   token, the `/auth/nonce` and `/auth/siwe` routes, and an extractor that yields the
+//!   requester's address from either kind of credential.
+
+pub mod auth;

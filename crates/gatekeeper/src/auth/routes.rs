@@ -1,0 +1,277 @@
+//! The HTTP side: `GET /auth/nonce`, `POST /auth/siwe`, and authenticating requests.
+//!
+//! [`router`] serves the two sign-in routes over an [`AuthState`]; the gatekeeper merges
+//! it into its own router. Its FHIR handlers learn who is asking from the
+//! [`Authenticated`] extractor (or [`AuthState::authenticate`]), which accepts either a
+//! bearer token or a per-request EIP-712 signature.
+//!
+//! Errors are answered as `{"error": <code>, "message": <text>}` with the status of
+//! [`AuthError::status`]; 401s carry `WWW-Authenticate: Bearer`.
+
+use super::{
+    AuthError, Clock,
+    request::{NONCE_HEADER, RequestVerifier, SIGNATURE_HEADER, TIME_HEADER},
+    siwe::SiweAuthenticator,
+};
+use alloy::primitives::Address;
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{DefaultBodyLimit, FromRef, FromRequest, Request, State, rejection::BytesRejection},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+/// The largest `POST /auth/siwe` body accepted, in bytes.
+pub const SIGN_IN_BODY_LIMIT: usize = 16 * 1024;
+
+/// Everything authentication needs, cheap to clone and share between handlers.
+#[derive(Debug, Clone)]
+pub struct AuthState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    requests: RequestVerifier,
+    siwe: SiweAuthenticator,
+    clock: Clock,
+}
+
+impl AuthState {
+    /// Shared state over a request verifier and a sign-in authenticator, on the system
+    /// clock.
+    pub fn new(requests: RequestVerifier, siwe: SiweAuthenticator) -> Self {
+        Self::with_clock(requests, siwe, Clock::system())
+    }
+
+    /// The same on the given clock (a manual one in tests).
+    pub fn with_clock(requests: RequestVerifier, siwe: SiweAuthenticator, clock: Clock) -> Self {
+        Self { inner: Arc::new(Inner { requests, siwe, clock }) }
+    }
+
+    /// The per-request signature verifier.
+    pub fn requests(&self) -> &RequestVerifier {
+        &self.inner.requests
+    }
+
+    /// The sign-in authenticator, with its nonces and tokens.
+    pub fn siwe(&self) -> &SiweAuthenticator {
+        &self.inner.siwe
+    }
+
+    /// The clock the HTTP handlers read.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// Who sent a request, at the clock's current time: see [`AuthState::authenticate_at`].
+    pub fn authenticate(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Address, AuthError> {
+        self.authenticate_at(method, uri, headers, body, self.inner.clock.now())
+    }
+
+    /// Who sent a request, at `now` (unix seconds): the address behind its
+    /// `Authorization: Bearer` token, or the signer of its EIP-712 headers over its method,
+    /// path and query, and body. Exactly one of the two must be present.
+    pub fn authenticate_at(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: u64,
+    ) -> Result<Address, AuthError> {
+        let result = match credential(headers)? {
+            Credential::Bearer(token) => {
+                self.inner.siwe.resolve(token, now).ok_or(AuthError::InvalidToken)
+            }
+            Credential::Signature => {
+                let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+                self.inner.requests.verify(method.as_str(), target, body, headers, now)
+            }
+        };
+        if let Err(e) = &result {
+            tracing::debug!(error = e.code(), "request not authenticated");
+        }
+        result
+    }
+}
+
+enum Credential<'a> {
+    Bearer(&'a str),
+    Signature,
+}
+
+fn credential(headers: &HeaderMap) -> Result<Credential<'_>, AuthError> {
+    let signed =
+        [SIGNATURE_HEADER, TIME_HEADER, NONCE_HEADER].iter().any(|h| headers.contains_key(h));
+    let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
+    match (authorization.next(), signed) {
+        (None, false) => Err(AuthError::MissingCredentials),
+        (None, true) => Ok(Credential::Signature),
+        (Some(_), true) => Err(AuthError::AmbiguousCredentials),
+        (Some(value), false) => {
+            if authorization.next().is_some() {
+                return Err(AuthError::MalformedAuthorization);
+            }
+            let value = value.to_str().map_err(|_| AuthError::MalformedAuthorization)?;
+            let (scheme, token) = value.split_once(' ').ok_or(AuthError::MalformedAuthorization)?;
+            let token = token.trim();
+            if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+                return Err(AuthError::MalformedAuthorization);
+            }
+            Ok(Credential::Bearer(token))
+        }
+    }
+}
+
+/// The sign-in routes, `GET /auth/nonce` and `POST /auth/siwe`, over `state`.
+pub fn router(state: AuthState) -> Router {
+    Router::new()
+        .route("/auth/nonce", get(nonce))
+        .route("/auth/siwe", post(sign_in).layer(DefaultBodyLimit::max(SIGN_IN_BODY_LIMIT)))
+        .with_state(state)
+}
+
+/// `{"nonce": "<32 hex digits>"}`
+async fn nonce(State(state): State<AuthState>) -> Response {
+    match state.siwe().issue_nonce(state.clock().now()) {
+        Ok(nonce) => no_store(StatusCode::OK, &json!({ "nonce": nonce })),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SignIn {
+    message: String,
+    signature: String,
+}
+
+/// `{"message", "signature"}` → `{"access_token", "token_type": "Bearer", "expires_in"}`
+async fn sign_in(State(state): State<AuthState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_error(&rejection, SIGN_IN_BODY_LIMIT).into_response(),
+    };
+    let request: SignIn = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return AuthError::MalformedBody(e.to_string()).into_response(),
+    };
+    let now = state.clock().now();
+    match state.siwe().sign_in(&request.message, &request.signature, now) {
+        Ok(token) => no_store(
+            StatusCode::OK,
+            &json!({
+                "access_token": token.access_token(),
+                "token_type": "Bearer",
+                "expires_in": token.expires_in(),
+            }),
+        ),
+        Err(e) => {
+            tracing::debug!(error = e.code(), "sign-in refused");
+            e.into_response()
+        }
+    }
+}
+
+fn body_error(rejection: &BytesRejection, limit: usize) -> AuthError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        AuthError::BodyTooLarge { limit }
+    } else {
+        AuthError::MalformedBody(rejection.body_text())
+    }
+}
+
+fn no_store(status: StatusCode, body: &serde_json::Value) -> Response {
+    (status, [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))], Json(body))
+        .into_response()
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = json!({ "error": self.code(), "message": self.to_string() });
+        let mut response = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"MedRec Gatekeeper\""),
+            );
+        }
+        response
+    }
+}
+
+/// An authenticated request: who sent it, and its body (already read, since a signed
+/// request's signature covers it).
+///
+/// As an extractor it must come last among a handler's arguments. It needs
+/// [`AuthState`] from the router's state (`AuthState: FromRef<S>`), and honours the
+/// router's `DefaultBodyLimit`.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The requester's address.
+    pub requester: Address,
+    /// The request body.
+    pub body: Bytes,
+}
+
+/// Why [`Authenticated`] refused a request.
+#[derive(Debug)]
+pub enum AuthRejection {
+    /// The credentials were refused.
+    Auth(AuthError),
+    /// The body could not be read (too large, or the connection failed).
+    Body(BytesRejection),
+}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Auth(e) => e.into_response(),
+            Self::Body(rejection) => {
+                let status = rejection.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "body_too_large"
+                } else {
+                    "malformed_body"
+                };
+                let body = json!({ "error": code, "message": rejection.body_text() });
+                (status, Json(body)).into_response()
+            }
+        }
+    }
+}
+
+impl<S> FromRequest<S> for Authenticated
+where
+    S: Send + Sync,
+    AuthState: FromRef<S>,
+{
+    type Rejection = AuthRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = AuthState::from_ref(state);
+        let (mut parts, body) = req.into_parts();
+        // Fail fast on missing or conflicting credentials before reading any body.
+        credential(&parts.headers).map_err(AuthRejection::Auth)?;
+        let headers = std::mem::take(&mut parts.headers);
+        let (method, uri) = (parts.method.clone(), parts.uri.clone());
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(AuthRejection::Body)?;
+        let requester =
+            auth.authenticate(&method, &uri, &headers, &body).map_err(AuthRejection::Auth)?;
+        Ok(Self { requester, body })
+    }
+}
