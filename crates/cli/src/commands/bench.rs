@@ -18,6 +18,16 @@ pub(crate) struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 enum Bench {
+    /// EIP-712 request-signature verifications per second on one thread (recovery,
+    /// time window and replay cache). Run with `--release`.
+    Auth {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Signed requests verified.
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+    },
     /// How long after the block holding a grant or a revoke the consent index enforces
     /// it (devchain in process, follower polling). Run with `--release`.
     Enforce {
@@ -83,6 +93,22 @@ enum Bench {
 /// Runs `medrec bench`.
 pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     match args.what {
+        Bench::Auth { json, requests } => {
+            if requests == 0 {
+                bail!("--requests must be at least 1");
+            }
+            let per_sec = medrec_gatekeeper::auth::bench::verify_signatures(requests);
+            let value = serde_json::json!({
+                "auth": { "requests": requests, "verifications_per_sec_one_thread": per_sec },
+                "machine": machine(),
+            });
+            output::result(&if json {
+                value.to_string()
+            } else {
+                serde_json::to_string_pretty(&value)?
+            });
+            Ok(ExitCode::SUCCESS)
+        }
         Bench::Enforce { json, rounds, poll_ms } => {
             if rounds == 0 || poll_ms == 0 {
                 bail!("--rounds and --poll-ms must be at least 1");
