@@ -10,5 +10,8 @@
 //!   Sign-In with Ethereum (EIP-4361) trading a signed message for a short-lived bearer
 //!   token, the `/auth/nonce` and `/auth/siwe` routes, and an extractor that yields the
 //!   requester's address from either kind of credential.
+//! - [`pointer`]: a data pointer's FHIR query, its on-chain commitment, and running it
+//!   for one patient with the data hash the chain holds.
 
 pub mod auth;
+pub mod pointer;

@@ -2,3 +2,4 @@
 //! routes over real sockets on 127.0.0.1.
 
 mod auth;
+mod pointer;
