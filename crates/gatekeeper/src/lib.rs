@@ -12,6 +12,9 @@
 //!   requester's address from either kind of credential.
 //! - [`pointer`]: a data pointer's FHIR query, its on-chain commitment, and running it
 //!   for one patient with the data hash the chain holds.
+//! - [`server`]: the HTTP pipeline — ready? who? may they? then data — with
+//!   `/healthz`, `/readyz`, the sign-in routes and `/pointers/{relationship}/{pointer}`.
 
 pub mod auth;
 pub mod pointer;
+pub mod server;

@@ -1,0 +1,238 @@
+//! The gatekeeper's HTTP server: authentication, the consent decision, then data.
+//!
+//! Every data request goes through the same pipeline, in this order:
+//!
+//! 1. **Ready?** When the consent index is behind the chain or the node stopped
+//!    answering, the request fails closed with 503 before anything else.
+//! 2. **Who?** The requester's address, from a bearer token or an EIP-712 signature
+//!    ([`crate::auth`]).
+//! 3. **May they?** The consent index decides in memory ([`ConsentIndex::decide`]).
+//!    A refusal is one and the same 403 whether the relationship or pointer exists or
+//!    not, so nothing can be learned by probing.
+//! 4. **Data.** Only then is the store read: the pointer's query runs for the
+//!    relationship's patient and the Bundle comes back with its data hash.
+//!
+//! Routes: `GET /healthz`, `GET /readyz`, `GET /auth/nonce`, `POST /auth/siwe`,
+//! `GET /pointers/{relationship id}/{pointer id}`.
+
+use crate::{
+    auth::{AuthState, Authenticated},
+    pointer::{PointerQuery, run},
+};
+use alloy::primitives::{B256, hex};
+use axum::{
+    Json, Router,
+    extract::{FromRef, Path, State},
+    http::{HeaderName, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use medrec_chain::{consent::ConsentIndex, follower::Health};
+use medrec_primitives::RelationshipId;
+use medrec_store::{RecordStore, fhir::ResourceId};
+use serde_json::{Value, json};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+use tokio::sync::watch;
+
+/// Header carrying the data hash of a pointer's result (`0x` + 64 hex digits).
+pub const DATA_HASH_HEADER: HeaderName = HeaderName::from_static("x-medrec-data-hash");
+
+/// What the gatekeeper knows of one relationship off chain: whose records it is about
+/// and the query text of each pointer (the chain holds only their commitments).
+#[derive(Debug, Clone)]
+pub struct Enrollment {
+    /// The patient's FHIR id in this provider's store.
+    pub patient: ResourceId,
+    /// Pointer `i`'s query.
+    pub pointers: Vec<PointerQuery>,
+}
+
+/// How fresh the consent index must be to decide requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Readiness {
+    /// Blocks the index may lag behind the head.
+    pub max_lag: u64,
+    /// Time since the chain node last answered.
+    pub max_silence: Duration,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self { max_lag: 2, max_silence: Duration::from_secs(10) }
+    }
+}
+
+#[derive(Debug)]
+struct App {
+    store: Arc<dyn RecordStore>,
+    index: Arc<RwLock<ConsentIndex>>,
+    health: watch::Receiver<Health>,
+    readiness: Readiness,
+    enrollments: RwLock<HashMap<RelationshipId, Enrollment>>,
+    auth: AuthState,
+}
+
+/// The gatekeeper's shared state.
+#[derive(Debug, Clone)]
+pub struct Gatekeeper {
+    app: Arc<App>,
+}
+
+impl FromRef<Gatekeeper> for AuthState {
+    fn from_ref(g: &Gatekeeper) -> Self {
+        g.app.auth.clone()
+    }
+}
+
+impl Gatekeeper {
+    /// A gatekeeper over `store`, deciding with `index` (kept current by a follower
+    /// whose health arrives on `health`), authenticating with `auth`.
+    pub fn new(
+        store: Arc<dyn RecordStore>,
+        index: Arc<RwLock<ConsentIndex>>,
+        health: watch::Receiver<Health>,
+        readiness: Readiness,
+        auth: AuthState,
+    ) -> Self {
+        let app = App { store, index, health, readiness, enrollments: RwLock::default(), auth };
+        Self { app: Arc::new(app) }
+    }
+
+    /// Records what the gatekeeper serves for a relationship (normally done when the
+    /// provider enrolls the patient).
+    pub fn enroll(&self, relationship: RelationshipId, enrollment: Enrollment) {
+        self.app
+            .enrollments
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(relationship, enrollment);
+    }
+
+    /// Whether the consent index is fresh enough to decide.
+    pub fn is_ready(&self) -> bool {
+        let r = self.app.readiness;
+        self.app.health.borrow().is_ready(r.max_lag, r.max_silence)
+    }
+
+    /// The HTTP routes.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+            .route("/readyz", get(readyz))
+            .route("/pointers/{relationship}/{pointer}", get(pointer))
+            .with_state(self.clone())
+            .merge(crate::auth::router(self.app.auth.clone()))
+    }
+}
+
+async fn readyz(State(g): State<Gatekeeper>) -> Response {
+    let h = *g.app.health.borrow();
+    let body = json!({"ready": g.is_ready(), "head": h.head, "indexed": h.indexed});
+    let status = if g.is_ready() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+/// A FHIR OperationOutcome with one issue.
+fn outcome(status: StatusCode, code: &str, diagnostics: &str) -> Response {
+    let body = json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}]
+    });
+    (status, [(axum::http::header::CONTENT_TYPE, "application/fhir+json")], body.to_string())
+        .into_response()
+}
+
+fn forbidden() -> Response {
+    outcome(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "you are not authorized to read this pointer: ask the patient for a grant",
+    )
+}
+
+async fn pointer(
+    State(g): State<Gatekeeper>,
+    Path((relationship, pointer)): Path<(String, String)>,
+    auth: Authenticated,
+) -> Response {
+    if !g.is_ready() {
+        return outcome(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "transient",
+            "the gatekeeper is catching up with the chain and cannot decide requests yet; try again shortly",
+        );
+    }
+    let (Ok(id), Ok(n)) = (relationship.parse::<B256>(), pointer.parse::<u8>()) else {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the path must be /pointers/<relationship id: 0x + 64 hex digits>/<pointer number 0-127>",
+        );
+    };
+    let id = RelationshipId(id);
+    let now = g.app.auth.clock().now();
+    let decision = g.app.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).decide(
+        auth.requester,
+        &id,
+        n,
+        now,
+    );
+    if !decision.is_allowed() {
+        tracing::info!(target: "medrec::gatekeeper", requester = %auth.requester, relationship = %id, pointer = n, ?decision, "denied");
+        return forbidden();
+    }
+    let enrollment = g
+        .app
+        .enrollments
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&id)
+        .cloned();
+    let Some((patient, query)) =
+        enrollment.and_then(|e| Some((e.patient, e.pointers.get(usize::from(n))?.clone())))
+    else {
+        tracing::error!(target: "medrec::gatekeeper", relationship = %id, pointer = n, "authorized, but this gatekeeper has no query for the pointer");
+        return outcome(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "this gatekeeper does not serve that pointer",
+        );
+    };
+    match run(g.app.store.as_ref(), &query, &patient).await {
+        Ok(data) => {
+            tracing::info!(target: "medrec::gatekeeper", requester = %auth.requester, relationship = %id, pointer = n, ?decision, entries = data.resources.len(), "served");
+            let bundle = json!({
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "total": data.resources.len(),
+                "entry": data.resources.into_iter().map(|r| json!({"resource": r, "search": {"mode": "match"}})).collect::<Vec<Value>>(),
+            });
+            let hash = HeaderValue::from_str(&hex::encode_prefixed(data.data_hash))
+                .expect("hex is a valid header");
+            (
+                StatusCode::OK,
+                [
+                    (
+                        axum::http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/fhir+json"),
+                    ),
+                    (DATA_HASH_HEADER, hash),
+                ],
+                bundle.to_string(),
+            )
+                .into_response()
+        }
+        Err(err) => {
+            tracing::error!(target: "medrec::gatekeeper", relationship = %id, pointer = n, %err, "reading the pointer failed");
+            outcome(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "exception",
+                "the records could not be read; the error is logged",
+            )
+        }
+    }
+}
