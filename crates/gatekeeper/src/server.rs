@@ -66,6 +66,94 @@ impl Default for Readiness {
     }
 }
 
+/// Enrollments kept in a JSON file, rewritten atomically on every change, so that a
+/// restarted gatekeeper serves what it served before.
+#[derive(Debug, Clone)]
+pub struct EnrollmentFile(std::path::PathBuf);
+
+/// Why the enrollment file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollmentError {
+    /// The file system failed.
+    #[error("the enrollment file {path} cannot be used: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not what this gatekeeper wrote.
+    #[error("the enrollment file {path} is corrupt: {reason}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl EnrollmentFile {
+    /// The file at `path` (created on the first enrollment).
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
+        Self(path.into())
+    }
+
+    fn io(&self, source: std::io::Error) -> EnrollmentError {
+        EnrollmentError::Io { path: self.0.display().to_string(), source }
+    }
+
+    fn corrupt(&self, reason: impl std::fmt::Display) -> EnrollmentError {
+        EnrollmentError::Corrupt { path: self.0.display().to_string(), reason: reason.to_string() }
+    }
+
+    /// Reads every enrollment (none when the file does not exist yet).
+    pub fn load(&self) -> Result<HashMap<RelationshipId, Enrollment>, EnrollmentError> {
+        let text = match std::fs::read_to_string(&self.0) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HashMap::new()),
+            Err(e) => return Err(self.io(e)),
+        };
+        let value: Value = serde_json::from_str(&text).map_err(|e| self.corrupt(e))?;
+        let mut out = HashMap::new();
+        for (rel, e) in value.as_object().ok_or_else(|| self.corrupt("not a JSON object"))? {
+            let id = RelationshipId(rel.parse::<B256>().map_err(|e| self.corrupt(e))?);
+            let patient = e["patient"]
+                .as_str()
+                .ok_or_else(|| self.corrupt("an enrollment has no patient"))?;
+            let patient = patient.parse().map_err(|e| self.corrupt(e))?;
+            let pointers = e["pointers"]
+                .as_array()
+                .ok_or_else(|| self.corrupt("an enrollment has no pointers"))?
+                .iter()
+                .map(|p| {
+                    let text =
+                        p.as_str().ok_or_else(|| self.corrupt("a pointer is not a string"))?;
+                    PointerQuery::parse(text).map_err(|e| self.corrupt(e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            out.insert(id, Enrollment { patient, pointers });
+        }
+        Ok(out)
+    }
+
+    /// Writes every enrollment: a temporary file, synced, then renamed over the old one.
+    pub fn save(&self, all: &HashMap<RelationshipId, Enrollment>) -> Result<(), EnrollmentError> {
+        use std::io::Write;
+        let value: serde_json::Map<String, Value> = all
+            .iter()
+            .map(|(id, e)| {
+                let pointers: Vec<&str> = e.pointers.iter().map(PointerQuery::text).collect();
+                (id.0.to_string(), json!({"patient": e.patient.as_str(), "pointers": pointers}))
+            })
+            .collect();
+        let tmp = self.0.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp).map_err(|e| self.io(e))?;
+        f.write_all(Value::Object(value).to_string().as_bytes()).map_err(|e| self.io(e))?;
+        f.sync_all().map_err(|e| self.io(e))?;
+        std::fs::rename(&tmp, &self.0).map_err(|e| self.io(e))
+    }
+}
+
 #[derive(Debug)]
 struct App {
     store: Arc<dyn RecordStore>,
@@ -73,6 +161,7 @@ struct App {
     health: watch::Receiver<Health>,
     readiness: Readiness,
     enrollments: RwLock<HashMap<RelationshipId, Enrollment>>,
+    enrollment_file: Option<EnrollmentFile>,
     auth: AuthState,
 }
 
@@ -98,18 +187,61 @@ impl Gatekeeper {
         readiness: Readiness,
         auth: AuthState,
     ) -> Self {
-        let app = App { store, index, health, readiness, enrollments: RwLock::default(), auth };
+        let app = App {
+            store,
+            index,
+            health,
+            readiness,
+            enrollments: RwLock::default(),
+            enrollment_file: None,
+            auth,
+        };
         Self { app: Arc::new(app) }
     }
 
+    /// The same, keeping enrollments in `file` (loaded now, rewritten on each change).
+    pub fn with_enrollment_file(
+        store: Arc<dyn RecordStore>,
+        index: Arc<RwLock<ConsentIndex>>,
+        health: watch::Receiver<Health>,
+        readiness: Readiness,
+        auth: AuthState,
+        file: EnrollmentFile,
+    ) -> Result<Self, EnrollmentError> {
+        let enrollments = RwLock::new(file.load()?);
+        let app =
+            App { store, index, health, readiness, enrollments, enrollment_file: Some(file), auth };
+        Ok(Self { app: Arc::new(app) })
+    }
+
     /// Records what the gatekeeper serves for a relationship (normally done when the
-    /// provider enrolls the patient).
-    pub fn enroll(&self, relationship: RelationshipId, enrollment: Enrollment) {
-        self.app
-            .enrollments
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(relationship, enrollment);
+    /// provider enrolls the patient); with an enrollment file, it is on disk when this
+    /// returns.
+    pub fn enroll(
+        &self,
+        relationship: RelationshipId,
+        enrollment: Enrollment,
+    ) -> Result<(), EnrollmentError> {
+        let mut all =
+            self.app.enrollments.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let previous = all.insert(relationship, enrollment);
+        if let Some(file) = &self.app.enrollment_file
+            && let Err(e) = file.save(&all)
+        {
+            // Keep memory and disk in agreement: undo the change.
+            match previous {
+                Some(p) => all.insert(relationship, p),
+                None => all.remove(&relationship),
+            };
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The enrollment of a relationship.
+    pub fn enrollment(&self, relationship: &RelationshipId) -> Option<Enrollment> {
+        let all = self.app.enrollments.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.get(relationship).cloned()
     }
 
     /// Whether the consent index is fresh enough to decide.

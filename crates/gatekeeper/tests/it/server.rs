@@ -150,7 +150,7 @@ async fn only_authorized_requesters_get_the_data_and_its_hash_matches_the_chain(
     );
     let gk = Gatekeeper::new(store.clone(), index.clone(), health_rx, Readiness::default(), auth);
     let rel = RelationshipId::derive(patient.address, delegate.address);
-    gk.enroll(rel, Enrollment { patient: "p1".parse().unwrap(), pointers: vec![query] });
+    gk.enroll(rel, Enrollment { patient: "p1".parse().unwrap(), pointers: vec![query] }).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(axum::serve(listener, gk.router()).into_future());
@@ -212,4 +212,51 @@ async fn only_authorized_requesters_get_the_data_and_its_hash_matches_the_chain(
     let (status, _, body) = client.get(&path, Some(&patient.signer())).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(client.get("/readyz", None).await.0, 503);
+}
+
+#[tokio::test]
+async fn enrollments_survive_a_restart_and_a_corrupt_file_is_refused() {
+    use medrec_gatekeeper::server::EnrollmentFile;
+    let dir = std::env::temp_dir().join(format!("medrec-enroll-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("enrollments.json");
+    let _ = std::fs::remove_file(&path);
+    let make = |file: EnrollmentFile| {
+        let (_tx, rx) =
+            tokio::sync::watch::channel(Health { head: 0, indexed: 0, since_ok: Duration::ZERO });
+        let auth = AuthState::new(
+            RequestVerifier::new(31337, GATEKEEPER),
+            SiweAuthenticator::new(SiweConfig::new("gk.example".parse().unwrap(), 31337)),
+        );
+        let store: Arc<dyn RecordStore> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        Gatekeeper::with_enrollment_file(
+            store,
+            Arc::new(RwLock::new(ConsentIndex::new(0))),
+            rx,
+            Readiness::default(),
+            auth,
+            file,
+        )
+    };
+    let rel = RelationshipId(keccak256("rel"));
+    {
+        let gk = make(EnrollmentFile::new(&path)).unwrap();
+        assert!(gk.enrollment(&rel).is_none());
+        let pointers = vec![
+            PointerQuery::parse("Observation?category=laboratory").unwrap(),
+            PointerQuery::parse("Immunization").unwrap(),
+        ];
+        gk.enroll(rel, Enrollment { patient: "p1".parse().unwrap(), pointers }).unwrap();
+    }
+    let again = make(EnrollmentFile::new(&path)).unwrap();
+    let e = again.enrollment(&rel).expect("kept across the restart");
+    assert_eq!(e.patient.as_str(), "p1");
+    assert_eq!(
+        e.pointers.iter().map(PointerQuery::text).collect::<Vec<_>>(),
+        ["Observation?category=laboratory", "Immunization"]
+    );
+    std::fs::write(&path, "{\"0xnot-a-hash\": {}}").unwrap();
+    let err = make(EnrollmentFile::new(&path)).unwrap_err();
+    assert!(err.to_string().contains("is corrupt"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
