@@ -2,9 +2,13 @@
 //!
 //! - [`Anvil`]: foundry's anvil (the reference Ethereum node) on a free loopback port,
 //!   from the npm package that `npm ci --prefix contracts` installs; killed on drop.
+//! - [`medrec::Medrec`]: a devchain in process with the MedRec contracts, a registered
+//!   provider, and helpers for the usual story (relate, grant, revoke).
 //!
 //! To come (issue 5): a devchain with gatekeepers on fresh databases and wallets, all
 //! in process on port 0.
+
+pub mod medrec;
 
 use std::{
     io::{BufRead, BufReader},

@@ -16,84 +16,46 @@ use medrec_devchain::{
     node::{Node, SealMode},
 };
 use medrec_primitives::RelationshipId;
+use medrec_testkit::medrec::{Medrec, PATIENT, PROVIDER, VIEWER};
 use std::{
     sync::{Arc, RwLock},
     time::Duration,
 };
 
-fn wallet(node: &Node, who: &DevAccount) -> impl Provider + Clone {
-    ProviderBuilder::new()
-        .wallet(EthereumWallet::from(who.signer()))
-        .connect_client(node.rpc_client())
-}
-
 #[tokio::test]
 async fn grants_and_revocations_are_enforced_after_one_step() {
-    let node = Node::new(Chain::new(ChainConfig::default()).unwrap(), SealMode::Instant);
-    let at = node.with(|c| c.deployment()).unwrap();
-    let a = dev_accounts(6);
-    let (institution, provider, patient, delegate, viewer) = (&a[0], &a[1], &a[2], &a[3], &a[4]);
+    let m = Medrec::new().await;
     let index = Arc::new(RwLock::new(ConsentIndex::new(64)));
-    let reader = ProviderBuilder::new().connect_client(node.rpc_client());
-    let mut follower = Follower::new(reader, FollowConfig::new(at.relationships, 0), index.clone());
+    let mut follower =
+        Follower::new(m.reader(), FollowConfig::new(m.at.relationships, 0), index.clone());
     follower.step().await.unwrap();
-    assert_eq!(follower.health().indexed, 2, "genesis and the two deployment blocks");
-
-    Registrar::new(at.registrar, wallet(&node, institution))
-        .registerProvider(keccak256("p"), provider.address, "https://gk".into(), keccak256("k"))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    // The delegate needs no funds here: the patient and provider act.
-    let rel = Relationships::new(at.relationships, wallet(&node, provider));
-    rel.create(patient.address, delegate.address, keccak256("q"), keccak256("d"))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    let as_patient = Relationships::new(at.relationships, wallet(&node, patient));
-    as_patient.accept(delegate.address).send().await.unwrap().get_receipt().await.unwrap();
-    as_patient
-        .grant(delegate.address, viewer.address, 1, U40::ZERO, U40::from(4_000_000_000u64))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-
-    let id = RelationshipId::derive(patient.address, delegate.address);
-    let now = node.now();
-    assert!(
-        !index.read().unwrap().decide(viewer.address, &id, 0, now).is_allowed(),
-        "not followed yet"
+    assert_eq!(
+        follower.health().indexed,
+        3,
+        "genesis, two deployments, the provider's registration"
     );
-    let height = follower.step().await.unwrap();
-    assert_eq!(height, node.with(|c| c.latest().header.number));
-    assert_eq!(index.read().unwrap().decide(viewer.address, &id, 0, now), Decision::AllowViewer);
-    assert_eq!(index.read().unwrap().decide(patient.address, &id, 0, now), Decision::AllowPatient);
 
-    as_patient
-        .revoke(delegate.address, viewer.address)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let id = m.relate(keccak256("q"), keccak256("d")).await;
+    m.grant(VIEWER).await;
+    let (viewer, now) = (m.address(VIEWER), m.node.now());
+    assert!(!index.read().unwrap().decide(viewer, &id, 0, now).is_allowed(), "not followed yet");
+    let height = follower.step().await.unwrap();
+    assert_eq!(height, m.node.with(|c| c.latest().header.number));
+    assert_eq!(index.read().unwrap().decide(viewer, &id, 0, now), Decision::AllowViewer);
+    assert_eq!(
+        index.read().unwrap().decide(m.address(PATIENT), &id, 0, now),
+        Decision::AllowPatient
+    );
+
+    m.revoke(VIEWER).await;
     follower.step().await.unwrap();
     assert!(
-        !index.read().unwrap().decide(viewer.address, &id, 0, now).is_allowed(),
+        !index.read().unwrap().decide(viewer, &id, 0, now).is_allowed(),
         "revoked at the next step"
     );
-    let health = follower.health();
-    assert!(health.is_ready(0, Duration::from_secs(60)));
-    assert_eq!(index.read().unwrap().relationship(&id).map(|r| r.provider), Some(provider.address));
+    assert!(follower.health().is_ready(0, Duration::from_secs(60)));
+    let provider = index.read().unwrap().relationship(&id).map(|r| r.provider);
+    assert_eq!(provider, Some(m.address(PROVIDER)));
 }
 
 #[tokio::test]

@@ -2,21 +2,13 @@
 //! gatekeeper on 127.0.0.1, requests signed with EIP-712.
 
 use alloy::{
-    network::EthereumWallet,
-    primitives::{Address, B256, aliases::U40, keccak256},
-    providers::ProviderBuilder,
+    primitives::{Address, B256, keccak256},
     signers::local::PrivateKeySigner,
     transports::http::reqwest,
 };
 use medrec_chain::{
     consent::ConsentIndex,
     follower::{FollowConfig, Follower, Health},
-};
-use medrec_contracts::{Registrar, Relationships};
-use medrec_devchain::{
-    chain::{Chain, ChainConfig},
-    genesis::dev_accounts,
-    node::{Node, SealMode},
 };
 use medrec_gatekeeper::{
     auth::{
@@ -28,6 +20,7 @@ use medrec_gatekeeper::{
 };
 use medrec_primitives::RelationshipId;
 use medrec_store::{RecordStore, fhir::Resource, sqlite::SqliteStore};
+use medrec_testkit::medrec::{DELEGATE, Medrec, PATIENT, STRANGER, VIEWER};
 use serde_json::{Value, json};
 use std::{
     sync::{Arc, RwLock},
@@ -98,45 +91,17 @@ async fn only_authorized_requesters_get_the_data_and_its_hash_matches_the_chain(
     let published = run(store.as_ref(), &query, &"p1".parse().unwrap()).await.unwrap();
 
     // The chain: the provider publishes the pointer, the patient accepts and shares.
-    let node = Node::new(Chain::new(ChainConfig::default()).unwrap(), SealMode::Instant);
-    let at = node.with(|c| c.deployment()).unwrap();
-    let a = dev_accounts(7);
-    let (provider, patient, delegate, viewer, stranger) = (&a[1], &a[2], &a[3], &a[4], &a[5]);
-    let on = |i: usize| {
-        ProviderBuilder::new()
-            .wallet(EthereumWallet::from(a[i].signer()))
-            .connect_client(node.rpc_client())
-    };
-    Registrar::new(at.registrar, on(0))
-        .registerProvider(keccak256("p"), provider.address, "https://gk".into(), keccak256("k"))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    Relationships::new(at.relationships, on(1))
-        .create(patient.address, delegate.address, query.commitment(), published.data_hash)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    let as_patient = Relationships::new(at.relationships, on(2));
-    as_patient.accept(delegate.address).send().await.unwrap().get_receipt().await.unwrap();
-    as_patient
-        .grant(delegate.address, viewer.address, 1, U40::ZERO, U40::from(4_000_000_000u64))
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let m = Medrec::new().await;
+    let at = m.at;
+    let rel = m.relate(query.commitment(), published.data_hash).await;
+    m.grant(VIEWER).await;
+    let (patient, viewer, stranger) =
+        (&m.accounts[PATIENT], &m.accounts[VIEWER], &m.accounts[STRANGER]);
+    let delegate = &m.accounts[DELEGATE];
 
     // The gatekeeper.
     let index = Arc::new(RwLock::new(ConsentIndex::new(0)));
-    let reader = ProviderBuilder::new().connect_client(node.rpc_client());
+    let reader = m.reader();
     let mut follower = Follower::new(
         reader,
         FollowConfig { reorg_depth: 0, ..FollowConfig::new(at.relationships, 0) },
@@ -149,7 +114,6 @@ async fn only_authorized_requesters_get_the_data_and_its_hash_matches_the_chain(
         SiweAuthenticator::new(SiweConfig::new("gk.example".parse().unwrap(), 31337)),
     );
     let gk = Gatekeeper::new(store.clone(), index.clone(), health_rx, Readiness::default(), auth);
-    let rel = RelationshipId::derive(patient.address, delegate.address);
     gk.enroll(rel, Enrollment { patient: "p1".parse().unwrap(), pointers: vec![query] }).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -195,14 +159,7 @@ async fn only_authorized_requesters_get_the_data_and_its_hash_matches_the_chain(
     assert_eq!(client.get("/pointers/nonsense/0", Some(&viewer.signer())).await.0, 400);
 
     // Revoked: refused as soon as the follower has seen the block.
-    as_patient
-        .revoke(delegate.address, viewer.address)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    m.revoke(VIEWER).await;
     follower.step().await.unwrap();
     health.send_replace(follower.health());
     assert_eq!(client.get(&path, Some(&viewer.signer())).await.0, 403);
