@@ -45,11 +45,19 @@ impl Medrec {
     /// # Panics
     /// When the chain cannot start or the registration fails (a test failure).
     pub async fn new() -> Self {
-        let node = Node::new(Chain::new(ChainConfig::default()).expect("devchain starts"), SealMode::Instant);
+        let node = Node::new(
+            Chain::new(ChainConfig::default()).expect("devchain starts"),
+            SealMode::Instant,
+        );
         let at = node.with(Chain::deployment).expect("contracts are predeployed");
         let m = Self { node, at, accounts: dev_accounts(10) };
         Registrar::new(m.at.registrar, m.wallet(INSTITUTION))
-            .registerProvider(keccak256("provider"), m.address(PROVIDER), "https://gk.example".into(), keccak256("key"))
+            .registerProvider(
+                keccak256("provider"),
+                m.address(PROVIDER),
+                "https://gk.example".into(),
+                keccak256("key"),
+            )
             .send()
             .await
             .expect("sent")
@@ -66,7 +74,9 @@ impl Medrec {
 
     /// A provider (alloy) signing as dev account `i`, in process.
     pub fn wallet(&self, i: usize) -> impl Provider + Clone + use<> {
-        ProviderBuilder::new().wallet(EthereumWallet::from(self.accounts[i].signer())).connect_client(self.node.rpc_client())
+        ProviderBuilder::new()
+            .wallet(EthereumWallet::from(self.accounts[i].signer()))
+            .connect_client(self.node.rpc_client())
     }
 
     /// A read-only provider, in process.
@@ -101,7 +111,8 @@ impl Medrec {
     pub async fn grant(&self, viewer: usize) {
         let v = self.address(viewer);
         self.patient_does(|r, delegate| {
-            r.grant(delegate, v, 1, U40::ZERO, U40::from(4_000_000_000u64)).into_transaction_request()
+            r.grant(delegate, v, 1, U40::ZERO, U40::from(4_000_000_000u64))
+                .into_transaction_request()
         })
         .await;
     }
@@ -122,7 +133,8 @@ impl Medrec {
         let provider = self.wallet(PATIENT).erased();
         let r = Relationships::new(self.at.relationships, provider.clone());
         let tx = call(&r, self.address(DELEGATE));
-        let receipt = provider.send_transaction(tx).await.expect("sent").get_receipt().await.expect("mined");
+        let receipt =
+            provider.send_transaction(tx).await.expect("sent").get_receipt().await.expect("mined");
         assert!(receipt.status(), "the patient's transaction failed");
     }
 }
