@@ -67,7 +67,7 @@ impl PointerQuery {
             params.push((name.into_owned(), value.into_owned()));
         }
         let q = Self { text: text.to_owned(), resource_type, params };
-        // Check it against a placeholder patient so that errors surface when the
+        // Check it against a stand-in patient so that errors surface when the
         // pointer is defined, not when it is run.
         q.search(&"check".parse().expect("valid id"), 0).map_err(|e| invalid(&e.to_string()))?;
         Ok(q)
