@@ -255,10 +255,72 @@ impl Gatekeeper {
         Router::new()
             .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
             .route("/readyz", get(readyz))
+            .route("/fhir/metadata", get(metadata))
             .route("/pointers/{relationship}/{pointer}", get(pointer))
             .with_state(self.clone())
             .merge(crate::auth::router(self.app.auth.clone()))
     }
+}
+
+/// The search parameters the store supports, with their FHIR types.
+const SEARCH_PARAMS: [(&str, &str); 10] = [
+    ("_id", "token"),
+    ("_lastUpdated", "date"),
+    ("_count", "number"),
+    ("_offset", "number"),
+    ("_sort", "special"),
+    ("patient", "reference"),
+    ("subject", "reference"),
+    ("category", "token"),
+    ("code", "token"),
+    ("date", "date"),
+];
+
+/// The FHIR CapabilityStatement: what this server reads and searches (public, as FHIR
+/// requires).
+async fn metadata() -> Response {
+    let search = [
+        "_id",
+        "_lastUpdated",
+        "_count",
+        "_offset",
+        "_sort",
+        "patient",
+        "subject",
+        "category",
+        "code",
+        "date",
+    ];
+    let resources: Vec<Value> = medrec_store::fhir::ResourceType::ALL
+        .iter()
+        .map(|t| {
+            json!({
+                "type": t.as_str(),
+                "interaction": [{"code": "read"}, {"code": "search-type"}],
+                "searchParam": SEARCH_PARAMS.iter().map(|(name, kind)| json!({"name": name, "type": kind})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let body = json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-24",
+        "kind": "instance",
+        "software": {"name": "MedRec Gatekeeper", "version": env!("CARGO_PKG_VERSION")},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json"],
+        "rest": [{
+            "mode": "server",
+            "security": {"description": "Every data request is signed (EIP-712) or carries a bearer token from Sign-In with Ethereum (EIP-4361, POST /auth/siwe), and is decided against the chain's consent before any record is read."},
+            "resource": resources
+        }]
+    });
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/fhir+json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn readyz(State(g): State<Gatekeeper>) -> Response {

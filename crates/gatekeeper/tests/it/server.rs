@@ -122,6 +122,12 @@ async fn only_authorized_requesters_get_the_data_and_its_hash_matches_the_chain(
 
     assert_eq!(client.get("/healthz", None).await.0, 200);
     assert_eq!(client.get("/readyz", None).await.0, 200);
+    let (status, _, capability) = client.get("/fhir/metadata", None).await;
+    assert_eq!(status, 200);
+    let capability: Value = serde_json::from_str(&capability).unwrap();
+    assert_eq!(capability["resourceType"], "CapabilityStatement");
+    assert_eq!(capability["fhirVersion"], "4.0.1");
+    assert_eq!(capability["rest"][0]["resource"].as_array().unwrap().len(), 10);
     let path = format!("/pointers/{}/0", rel.0);
 
     // The viewer gets the patient's laboratory results, with the hash on chain.
