@@ -279,18 +279,6 @@ const SEARCH_PARAMS: [(&str, &str); 10] = [
 /// The FHIR CapabilityStatement: what this server reads and searches (public, as FHIR
 /// requires).
 async fn metadata() -> Response {
-    let search = [
-        "_id",
-        "_lastUpdated",
-        "_count",
-        "_offset",
-        "_sort",
-        "patient",
-        "subject",
-        "category",
-        "code",
-        "date",
-    ];
     let resources: Vec<Value> = medrec_store::fhir::ResourceType::ALL
         .iter()
         .map(|t| {
