@@ -109,6 +109,15 @@ pub fn new_id() -> ResourceId {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().parse().expect("hex is a valid id")
 }
 
+/// The resource a create stores: as given when it has an id, otherwise under a fresh
+/// random one (a Patient then becomes its own compartment's patient).
+pub fn with_id_for_create(resource: &Resource) -> std::borrow::Cow<'_, Resource> {
+    match resource.id {
+        Some(_) => std::borrow::Cow::Borrowed(resource),
+        None => std::borrow::Cow::Owned(resource.clone().with_id(new_id())),
+    }
+}
+
 /// The JSON to store for version `version` of `resource` at `last_updated` (unix ms):
 /// `id`, `meta.versionId` and `meta.lastUpdated` are set, the rest untouched.
 pub fn stamp(resource: &Resource, id: &ResourceId, version: u64, last_updated: i64) -> Value {

@@ -21,9 +21,9 @@
 use crate::{
     Page, RecordStore, Result, StoreError, Stored,
     fhir::{Resource, ResourceId, ResourceType},
-    new_id, now_ms,
+    now_ms,
     search::{SearchQuery, SortField, TokenMatch},
-    stamp,
+    stamp, with_id_for_create,
 };
 use sqlx::{
     AssertSqlSafe, ConnectOptions, Connection, Database, Decode, Encode, Executor, MySql, Pool,
@@ -479,16 +479,9 @@ where
     }
 
     async fn create(&self, resource: &Resource) -> Result<Stored> {
-        let named;
-        let (resource, id) = match &resource.id {
-            Some(id) => (resource, id.clone()),
-            None => {
-                let id = new_id();
-                named = resource.clone().with_id(id.clone());
-                (&named, id)
-            }
-        };
-        let mut stored = self.write(&[(resource, &id)], true).await?;
+        let resource = with_id_for_create(resource);
+        let id = resource.id.clone().expect("named above");
+        let mut stored = self.write(&[(&*resource, &id)], true).await?;
         Ok(stored.pop().expect("one resource in, one stored"))
     }
 

@@ -18,9 +18,9 @@
 use crate::{
     RecordStore, Result, StoreError, Stored,
     fhir::{Resource, ResourceId, ResourceType},
-    new_id, now_ms,
+    now_ms,
     search::{DateBound, SearchQuery, SortField, TokenMatch},
-    stamp,
+    stamp, with_id_for_create,
 };
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter,
@@ -329,11 +329,11 @@ fn write(conn: &mut Connection, resources: &[Resource], mode: Mode) -> Result<Ve
 fn write_one(conn: &Connection, resource: &Resource, mode: Mode, now: i64) -> Result<Stored> {
     let resource_type = resource.resource_type;
     let ty = resource_type.as_str();
-    let id = match (&resource.id, mode) {
-        (Some(id), _) => id.clone(),
-        (None, Mode::Create) => new_id(),
-        (None, Mode::Update) => return Err(StoreError::MissingId),
-    };
+    if resource.id.is_none() && mode == Mode::Update {
+        return Err(StoreError::MissingId);
+    }
+    let resource = with_id_for_create(resource);
+    let id = resource.id.clone().expect("named above");
     let previous: Option<(i64, i64)> = conn
         .prepare_cached("SELECT version, last_updated FROM resources WHERE type = ?1 AND id = ?2")
         .and_then(|mut st| {
@@ -350,15 +350,10 @@ fn write_one(conn: &Connection, resource: &Resource, mode: Mode, now: i64) -> Re
     let version_u64 = u64::try_from(version).map_err(|_| {
         StoreError::Database(format!("SQLite: stored version {version} of {ty}/{id}"))
     })?;
-    let json = stamp(resource, &id, version_u64, last_updated);
+    let json = stamp(&resource, &id, version_u64, last_updated);
     let text = serde_json::to_string(&json)
         .map_err(|e| StoreError::Database(format!("cannot serialize {ty}/{id}: {e}")))?;
-    // A Patient is its own compartment; its index was taken before a created Patient
-    // got its id, so use the id it is stored under.
-    let patient = match resource_type {
-        ResourceType::Patient => Some(id.as_str()),
-        _ => resource.index.patient.as_deref(),
-    };
+    let patient = resource.index.patient.as_deref();
     let date_start = resource.index.date.map(|(start, _)| start);
 
     let run = || -> rusqlite::Result<()> {
