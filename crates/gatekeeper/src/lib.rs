@@ -15,6 +15,8 @@
 //! - [`server`]: the HTTP pipeline — ready? who? may they? then data — with
 //!   `/healthz`, `/readyz`, the sign-in routes and `/pointers/{relationship}/{pointer}`.
 
+mod access;
 pub mod auth;
 pub mod pointer;
+mod rest;
 pub mod server;

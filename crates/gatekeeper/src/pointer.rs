@@ -88,6 +88,11 @@ impl PointerQuery {
         keccak256(self.text.as_bytes())
     }
 
+    /// The search this pointer stands for in `patient`'s compartment.
+    pub(crate) fn scoped(&self, patient: &ResourceId) -> SearchQuery {
+        self.search(patient, 0).expect("the query was checked when it was parsed")
+    }
+
     /// The search for `patient`'s compartment, page starting at `offset`.
     fn search(&self, patient: &ResourceId, offset: u32) -> Result<SearchQuery, FhirError> {
         let scope = [("patient", patient.as_str())];

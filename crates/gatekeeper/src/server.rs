@@ -13,13 +13,16 @@
 //!    relationship's patient and the Bundle comes back with its data hash.
 //!
 //! Routes: `GET /healthz`, `GET /readyz`, `GET /auth/nonce`, `POST /auth/siwe`,
-//! `GET /pointers/{relationship id}/{pointer id}`.
+//! `GET /pointers/{relationship id}/{pointer id}`, and the FHIR API under `/fhir`
+//! ([`crate::rest`]).
 
 use crate::{
+    access::{Scope, ScopeCache},
     auth::{AuthState, Authenticated},
     pointer::{PointerQuery, run},
+    rest::ApiError,
 };
-use alloy::primitives::{B256, hex};
+use alloy::primitives::{Address, B256, hex};
 use axum::{
     Json, Router,
     extract::{FromRef, Path, State},
@@ -33,7 +36,10 @@ use medrec_store::{RecordStore, fhir::ResourceId};
 use serde_json::{Value, json};
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 use tokio::sync::watch;
@@ -156,6 +162,12 @@ impl EnrollmentFile {
 
 #[derive(Debug)]
 struct App {
+    /// Addresses that act as the provider (read and write everything).
+    providers: Vec<Address>,
+    /// Per-requester candidates of the FHIR API's scopes.
+    scopes: ScopeCache,
+    /// Bumped on every enrollment change (invalidates `scopes`).
+    generation: AtomicU64,
     store: Arc<dyn RecordStore>,
     index: Arc<RwLock<ConsentIndex>>,
     health: watch::Receiver<Health>,
@@ -188,6 +200,9 @@ impl Gatekeeper {
         auth: AuthState,
     ) -> Self {
         let app = App {
+            providers: Vec::new(),
+            scopes: ScopeCache::default(),
+            generation: AtomicU64::new(0),
             store,
             index,
             health,
@@ -209,8 +224,18 @@ impl Gatekeeper {
         file: EnrollmentFile,
     ) -> Result<Self, EnrollmentError> {
         let enrollments = RwLock::new(file.load()?);
-        let app =
-            App { store, index, health, readiness, enrollments, enrollment_file: Some(file), auth };
+        let app = App {
+            providers: Vec::new(),
+            scopes: ScopeCache::default(),
+            generation: AtomicU64::new(0),
+            store,
+            index,
+            health,
+            readiness,
+            enrollments,
+            enrollment_file: Some(file),
+            auth,
+        };
         Ok(Self { app: Arc::new(app) })
     }
 
@@ -235,7 +260,60 @@ impl Gatekeeper {
             };
             return Err(e);
         }
+        self.app.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Lets `provider` (the institution running this gatekeeper, and any staff
+    /// addresses it names) read and write every record through the FHIR API.
+    ///
+    /// # Panics
+    /// When called after the gatekeeper was cloned (configure it before serving).
+    #[must_use]
+    pub fn with_provider(mut self, provider: Address) -> Self {
+        Arc::get_mut(&mut self.app)
+            .expect("configure the gatekeeper before serving it")
+            .providers
+            .push(provider);
+        self
+    }
+
+    /// The record store.
+    pub(crate) fn store(&self) -> &dyn RecordStore {
+        self.app.store.as_ref()
+    }
+
+    /// What `requester` may see now; fails closed when the index is not fresh (the
+    /// provider's own access does not depend on the chain).
+    pub(crate) fn scope(&self, requester: Address) -> Result<Scope, ApiError> {
+        if self.app.providers.contains(&requester) {
+            return Ok(Scope::Provider);
+        }
+        if !self.is_ready() {
+            return Err(ApiError::NotReady);
+        }
+        let now = self.app.auth.clock().now();
+        let generation = self.app.generation.load(Ordering::Acquire);
+        let index = self.app.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let scope =
+            self.app.scopes.scope(&index, &self.app.enrollments, generation, requester, now);
+        if let Scope::Limited(c) = &scope
+            && c.is_empty()
+        {
+            return Err(ApiError::Forbidden(
+                "you may not read records here: the patient has not shared any with you",
+            ));
+        }
+        Ok(scope)
+    }
+
+    /// Refuses anyone but the provider.
+    pub(crate) fn provider_only(&self, requester: Address) -> Result<(), ApiError> {
+        if self.app.providers.contains(&requester) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("only the provider may do this"))
+        }
     }
 
     /// The enrollment of a relationship.
@@ -257,6 +335,7 @@ impl Gatekeeper {
             .route("/readyz", get(readyz))
             .route("/fhir/metadata", get(metadata))
             .route("/pointers/{relationship}/{pointer}", get(pointer))
+            .merge(crate::rest::routes())
             .with_state(self.clone())
             .merge(crate::auth::router(self.app.auth.clone()))
     }
@@ -284,7 +363,7 @@ async fn metadata() -> Response {
         .map(|t| {
             json!({
                 "type": t.as_str(),
-                "interaction": [{"code": "read"}, {"code": "search-type"}],
+                "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "search-type"}, {"code": "create"}, {"code": "update"}],
                 "searchParam": SEARCH_PARAMS.iter().map(|(name, kind)| json!({"name": name, "type": kind})).collect::<Vec<_>>(),
             })
         })
@@ -300,7 +379,8 @@ async fn metadata() -> Response {
         "rest": [{
             "mode": "server",
             "security": {"description": "Every data request is signed (EIP-712) or carries a bearer token from Sign-In with Ethereum (EIP-4361, POST /auth/siwe), and is decided against the chain's consent before any record is read."},
-            "resource": resources
+            "resource": resources,
+            "interaction": [{"code": "transaction"}, {"code": "batch"}]
         }]
     });
     (
@@ -319,7 +399,7 @@ async fn readyz(State(g): State<Gatekeeper>) -> Response {
 }
 
 /// A FHIR OperationOutcome with one issue.
-fn outcome(status: StatusCode, code: &str, diagnostics: &str) -> Response {
+pub(crate) fn outcome(status: StatusCode, code: &str, diagnostics: &str) -> Response {
     let body = json!({
         "resourceType": "OperationOutcome",
         "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}]

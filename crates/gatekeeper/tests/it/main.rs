@@ -2,5 +2,6 @@
 //! routes over real sockets on 127.0.0.1.
 
 mod auth;
+mod fhir;
 mod pointer;
 mod server;

@@ -1,0 +1,245 @@
+//! What a requester may see through the FHIR API, as the chain says.
+//!
+//! - The provider itself (the gatekeeper's own address) sees and writes everything.
+//! - A patient sees every resource of their own compartment, for each relationship
+//!   with this provider that is not deleted.
+//! - A viewer sees exactly the union of the pointers granted to it that are valid now.
+//! - Anyone else sees nothing.
+//!
+//! A requester's [`Scope`] is a set of searches; a read or search of theirs runs only
+//! as the intersection of their own search with each of them, so a resource outside
+//! the scope is never read from the store, and a read of something outside looks the
+//! same as a read of something that does not exist.
+//!
+//! Finding a requester's candidate relationships walks the gatekeeper's enrollments,
+//! so it is cached per requester until the consent index moves to another block or
+//! the enrollments change; every request still re-decides each candidate against the
+//! live index, so a revocation or an expiry takes effect at once.
+
+use crate::pointer::PointerQuery;
+use alloy::primitives::Address;
+use medrec_chain::consent::{ConsentIndex, Decision};
+use medrec_primitives::RelationshipId;
+use medrec_store::{
+    fhir::{ResourceId, ResourceType},
+    search::SearchQuery,
+};
+use std::{collections::HashMap, sync::Arc};
+
+use crate::server::Enrollment;
+
+/// Requesters whose candidates are cached at once; the cache is emptied when full.
+const CACHE_CAPACITY: usize = 100_000;
+
+/// Something a requester may be allowed to see.
+#[derive(Debug, Clone)]
+pub(crate) enum Candidate {
+    /// The requester is the relationship's patient: their whole compartment.
+    Compartment { relationship: RelationshipId, patient: ResourceId },
+    /// The requester holds a grant naming this pointer.
+    Pointer { relationship: RelationshipId, pointer: u8, patient: ResourceId, query: PointerQuery },
+}
+
+impl Candidate {
+    /// Whether the live index allows it at `now`.
+    fn allowed(&self, index: &ConsentIndex, requester: Address, now: u64) -> bool {
+        match self {
+            Self::Compartment { relationship, .. } => {
+                index.decide(requester, relationship, 0, now) == Decision::AllowPatient
+            }
+            Self::Pointer { relationship, pointer, .. } => {
+                index.decide(requester, relationship, *pointer, now) == Decision::AllowViewer
+            }
+        }
+    }
+
+    /// The search this candidate allows on `resource_type` (none when its pointer
+    /// searches another type).
+    fn search(&self, resource_type: ResourceType) -> Option<SearchQuery> {
+        match self {
+            Self::Compartment { patient, .. } => {
+                let mut q = SearchQuery::all(resource_type);
+                q.patient = Some(patient.clone());
+                Some(q)
+            }
+            Self::Pointer { patient, query, .. } => {
+                (query.resource_type() == resource_type).then(|| query.scoped(patient))
+            }
+        }
+    }
+}
+
+/// What a requester may see now.
+#[derive(Debug, Clone)]
+pub(crate) enum Scope {
+    /// The provider: everything, and writes.
+    Provider,
+    /// The union of these candidates (empty: nothing at all).
+    Limited(Vec<Candidate>),
+}
+
+impl Scope {
+    /// The searches a request on `resource_type` runs as: `user`'s search intersected
+    /// with each allowed search, duplicates and empty intersections dropped.
+    pub(crate) fn searches(&self, user: &SearchQuery) -> Option<Vec<SearchQuery>> {
+        let Self::Limited(candidates) = self else { return None };
+        let mut out: Vec<SearchQuery> = Vec::new();
+        for c in candidates {
+            if let Some(allowed) = c.search(user.resource_type)
+                && let Some(q) = intersect(&allowed, user)
+                && !out.contains(&q)
+            {
+                out.push(q);
+            }
+        }
+        Some(out)
+    }
+}
+
+/// `allowed ∧ user`, paged and sorted as `user`; `None` when nothing can match both.
+fn intersect(allowed: &SearchQuery, user: &SearchQuery) -> Option<SearchQuery> {
+    let mut q = allowed.clone();
+    match (&allowed.patient, &user.patient) {
+        (Some(a), Some(u)) if a != u => return None,
+        (None, Some(u)) => q.patient = Some(u.clone()),
+        _ => {}
+    }
+    q.ids = match (allowed.ids.is_empty(), user.ids.is_empty()) {
+        (_, true) => allowed.ids.clone(),
+        (true, false) => user.ids.clone(),
+        (false, false) => {
+            let both: Vec<ResourceId> =
+                user.ids.iter().filter(|id| allowed.ids.contains(id)).cloned().collect();
+            if both.is_empty() {
+                return None;
+            }
+            both
+        }
+    };
+    q.category.extend(user.category.iter().cloned());
+    q.code.extend(user.code.iter().cloned());
+    q.date.extend(user.date.iter().copied());
+    q.last_updated.extend(user.last_updated.iter().copied());
+    q.count = user.count;
+    q.offset = user.offset;
+    q.sort.clone_from(&user.sort);
+    Some(q)
+}
+
+#[derive(Debug)]
+struct Cached {
+    height: u64,
+    generation: u64,
+    candidates: Arc<Vec<Candidate>>,
+}
+
+/// Per-requester candidates, valid for one index height and enrollment generation.
+#[derive(Debug, Default)]
+pub(crate) struct ScopeCache {
+    entries: std::sync::RwLock<HashMap<Address, Cached>>,
+}
+
+impl ScopeCache {
+    /// `requester`'s scope at `now`, deciding each candidate against `index`.
+    pub(crate) fn scope(
+        &self,
+        index: &ConsentIndex,
+        enrollments: &std::sync::RwLock<HashMap<RelationshipId, Enrollment>>,
+        generation: u64,
+        requester: Address,
+        now: u64,
+    ) -> Scope {
+        let height = index.height();
+        let cached = {
+            let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            entries
+                .get(&requester)
+                .filter(|c| c.height == height && c.generation == generation)
+                .map(|c| Arc::clone(&c.candidates))
+        };
+        let candidates = cached.unwrap_or_else(|| {
+            let all = enrollments.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let found = Arc::new(candidates(index, &all, requester));
+            drop(all);
+            let mut entries =
+                self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if entries.len() >= CACHE_CAPACITY {
+                entries.clear();
+            }
+            entries
+                .insert(requester, Cached { height, generation, candidates: Arc::clone(&found) });
+            found
+        });
+        Scope::Limited(
+            candidates.iter().filter(|c| c.allowed(index, requester, now)).cloned().collect(),
+        )
+    }
+}
+
+/// Everything `requester` could be allowed, before time windows are checked.
+fn candidates(
+    index: &ConsentIndex,
+    enrollments: &HashMap<RelationshipId, Enrollment>,
+    requester: Address,
+) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for (id, e) in enrollments {
+        let Some(rel) = index.relationship(id) else { continue };
+        if rel.patient == requester {
+            out.push(Candidate::Compartment { relationship: *id, patient: e.patient.clone() });
+        } else if let Some(grant) = index.grant(id, requester) {
+            for (n, query) in e.pointers.iter().enumerate() {
+                let Ok(n) = u8::try_from(n) else { break };
+                if grant.pointers.contains(n) {
+                    out.push(Candidate::Pointer {
+                        relationship: *id,
+                        pointer: n,
+                        patient: e.patient.clone(),
+                        query: query.clone(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medrec_store::search::SearchQuery;
+
+    fn q(params: &[(&str, &str)]) -> SearchQuery {
+        SearchQuery::parse(ResourceType::Observation, params.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn intersection_keeps_both_conditions() {
+        let allowed = q(&[("patient", "p1"), ("category", "laboratory")]);
+        let user = q(&[("code", "http://loinc.org|2498-4"), ("_count", "5")]);
+        let both = intersect(&allowed, &user).unwrap();
+        assert_eq!(both.patient.unwrap().as_str(), "p1");
+        assert_eq!((both.category.len(), both.code.len(), both.count), (1, 1, 5));
+    }
+
+    #[test]
+    fn another_patient_or_disjoint_ids_match_nothing() {
+        let allowed = q(&[("patient", "p1"), ("_id", "a,b")]);
+        assert!(intersect(&allowed, &q(&[("patient", "p2")])).is_none());
+        assert!(intersect(&allowed, &q(&[("_id", "c")])).is_none());
+        assert_eq!(intersect(&allowed, &q(&[("_id", "b,c")])).unwrap().ids.len(), 1);
+    }
+
+    #[test]
+    fn a_pointer_of_another_type_allows_nothing_of_this_one() {
+        let c = Candidate::Pointer {
+            relationship: RelationshipId(alloy::primitives::B256::ZERO),
+            pointer: 0,
+            patient: "p1".parse().unwrap(),
+            query: PointerQuery::parse("Condition").unwrap(),
+        };
+        let scope = Scope::Limited(vec![c]);
+        assert!(scope.searches(&q(&[])).unwrap().is_empty());
+        assert!(Scope::Provider.searches(&q(&[])).is_none());
+    }
+}
