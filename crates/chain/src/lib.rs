@@ -5,9 +5,12 @@
 //! - [`follower::Follower`]: keeps the index at the chain's head through any alloy
 //!   provider (the devchain in process, or a real node), undoing reorganised blocks,
 //!   with the freshness a gatekeeper needs to fail closed.
+//! - [`anchors::check_anchor`]: whether a provider really anchored a given access-log
+//!   head in a given block (what a patient's client checks before trusting a proof).
 //!
 //! To come: the provider setup every party uses and sending with confirmation.
 
+pub mod anchors;
 pub mod bench;
 pub mod consent;
 pub mod follower;

@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the embedded chain and serve Ethereum JSON-RPC.
     Chain(commands::chain::ChainArgs),
+    /// Provider: serve the Database Gatekeeper.
+    Provider(commands::provider::ProviderArgs),
     /// Research: mine the chain for bounties.
     Research(commands::research::ResearchArgs),
     /// Measure MedRec (gas of every contract operation, ...).
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Chain(args) => commands::chain::run(&args),
+        Command::Provider(args) => commands::provider::run(args),
         Command::Research(args) => commands::research::run(args),
         Command::Bench(args) => commands::bench::run(args),
     };

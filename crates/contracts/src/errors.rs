@@ -1,6 +1,9 @@
 //! Every custom error of the MedRec contracts as one typed Rust error.
 
-use crate::{Registrar::RegistrarErrors as RegE, Relationships::RelationshipsErrors as RelE};
+use crate::{
+    AccessAnchors::AccessAnchorsErrors as AnchE, Registrar::RegistrarErrors as RegE,
+    Relationships::RelationshipsErrors as RelE,
+};
 use alloy::{
     primitives::{Address, B256, Bytes, U256},
     sol_types::{Panic, Revert, SolError, SolInterface},
@@ -199,6 +202,19 @@ pub enum ContractError {
         /// The viewer.
         viewer: Address,
     },
+    /// An access-log anchor that does not cover more entries than the last one.
+    #[error(
+        "the access log must have grown since its last anchor: it had {anchored_size} entries then and {size} now"
+    )]
+    SizeNotGrown {
+        /// Size (number of entries) of the provider's latest anchor.
+        anchored_size: u64,
+        /// Size given for the new anchor.
+        size: u64,
+    },
+    /// An access-log anchor with a zero head hash.
+    #[error("the access log's head hash is missing (zero): only an empty log has no head")]
+    EmptyHead,
     /// A Solidity panic (a bug: arithmetic overflow, bad enum, ...).
     #[error("the contract panicked with code {0:#x} (a bug in the contract)")]
     Panic(U256),
@@ -211,8 +227,11 @@ pub enum ContractError {
 }
 
 impl ContractError {
-    /// Decodes revert data from either MedRec contract.
+    /// Decodes revert data from any MedRec contract.
     pub fn decode(data: &[u8]) -> Self {
+        if let Ok(e) = AnchE::abi_decode(data) {
+            return Self::from_anchors(e);
+        }
         if let Ok(e) = RelE::abi_decode(data) {
             return Self::from_relationships(e).unwrap_or_else(|| Self::unrecognized(data));
         }
@@ -253,6 +272,16 @@ impl ContractError {
             RegE::ProposalExecuted(e) => Self::ProposalExecuted { id: e.id },
             RegE::ProposalStale(e) => Self::ProposalStale { id: e.id },
             RegE::AlreadyVoted(e) => Self::AlreadyVoted { id: e.id, voter: e.voter },
+        }
+    }
+
+    fn from_anchors(e: AnchE) -> Self {
+        match e {
+            AnchE::NotProvider(e) => Self::NotProvider { caller: e.caller },
+            AnchE::SizeNotGrown(e) => {
+                Self::SizeNotGrown { anchored_size: e.anchoredSize, size: e.size }
+            }
+            AnchE::EmptyHead(_) => Self::EmptyHead,
         }
     }
 
@@ -322,6 +351,8 @@ impl ContractError {
             Self::EmptyPointerSet => "EmptyPointerSet",
             Self::InvalidWindow { .. } => "InvalidWindow",
             Self::NoSuchGrant { .. } => "NoSuchGrant",
+            Self::SizeNotGrown { .. } => "SizeNotGrown",
+            Self::EmptyHead => "EmptyHead",
             Self::Panic(_) => "Panic",
             Self::Message(_) => "Error",
             Self::Unrecognized(_) => "Unrecognized",
@@ -344,14 +375,15 @@ mod tests {
     use super::*;
     use alloy::primitives::address;
 
-    /// Every custom error of both ABIs decodes to its own typed variant (not
+    /// Every custom error of every ABI decodes to its own typed variant (not
     /// `Unrecognized`), so no refusal reaches a person as raw bytes.
     #[test]
-    fn every_custom_error_of_both_contracts_is_mapped() {
+    fn every_custom_error_of_every_contract_is_mapped() {
         let all = RegE::SELECTORS
             .iter()
             .zip(RegE::VARIANT_NAMES)
-            .chain(RelE::SELECTORS.iter().zip(RelE::VARIANT_NAMES));
+            .chain(RelE::SELECTORS.iter().zip(RelE::VARIANT_NAMES))
+            .chain(AnchE::SELECTORS.iter().zip(AnchE::VARIANT_NAMES));
         let mut checked = 0;
         for (selector, name) in all {
             // Four words of value 1 are a valid encoding of every MedRec error's fields
@@ -365,8 +397,8 @@ mod tests {
             assert!(!err.to_string().is_empty());
             checked += 1;
         }
-        assert_eq!(checked, RegE::SELECTORS.len() + RelE::SELECTORS.len());
-        assert!(checked >= 30, "both contracts define many errors, found {checked}");
+        assert_eq!(checked, RegE::SELECTORS.len() + RelE::SELECTORS.len() + AnchE::SELECTORS.len());
+        assert!(checked >= 33, "the contracts define many errors, found {checked}");
     }
 
     #[test]
@@ -381,6 +413,21 @@ mod tests {
              certified institutions may register or remap identities and vote on governance"
         );
         assert_eq!(RevertSummary(&err).to_string(), format!("{err} (NotInstitution)"));
+    }
+
+    #[test]
+    fn an_anchor_refusal_names_both_sizes() {
+        let data = crate::AccessAnchors::SizeNotGrown { anchoredSize: 7, size: 5 }.abi_encode();
+        let err = ContractError::decode(&data);
+        assert_eq!(err, ContractError::SizeNotGrown { anchored_size: 7, size: 5 });
+        assert_eq!(
+            err.to_string(),
+            "the access log must have grown since its last anchor: it had 7 entries then and 5 now"
+        );
+        assert_eq!(
+            ContractError::decode(&crate::AccessAnchors::EmptyHead {}.abi_encode()),
+            ContractError::EmptyHead
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //!   institutions and admitted researchers, governed by strict-majority votes.
 //! - [`Relationships`]: every patient–provider relationship, its status in the
 //!   patient's summary, data pointers, viewer grants, research consent and bounties.
-//! - [`ContractError`]: every custom error of both contracts, decoded from revert data,
+//! - [`AccessAnchors`]: each provider's latest access-log anchor (head hash and size)
+//!   and the `Anchored` event that a patient's proof names.
+//! - [`ContractError`]: every custom error of the contracts, decoded from revert data,
 //!   with a message a person understands.
 //!
 //! This crate holds no logic: callers build calls with the generated `*Call` types
@@ -34,6 +36,12 @@ mod bindings {
         Relationships,
         "../../contracts/artifacts/Relationships.json"
     );
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        AccessAnchors,
+        "../../contracts/artifacts/AccessAnchors.json"
+    );
 }
 
-pub use bindings::{Registrar, Relationships};
+pub use bindings::{AccessAnchors, Registrar, Relationships};

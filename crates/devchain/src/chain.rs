@@ -372,7 +372,7 @@ struct StoredChain {
 
 impl Chain {
     /// A new chain: genesis block with the funded development accounts and, if
-    /// configured, the MedRec contracts deployed in blocks 1 and 2.
+    /// configured, the MedRec contracts deployed in blocks 1 to 3.
     pub fn new(config: ChainConfig) -> Result<Self, ChainError> {
         let mut chain = Self::genesis(config);
         if chain.config.deploy_medrec && !chain.accounts.is_empty() {
@@ -569,11 +569,12 @@ impl Chain {
         }
     }
 
-    /// Deploys `Registrar` (dev account 0 the founding institution) and `Relationships`
-    /// as ordinary signed transactions from dev account 0, one block each.
+    /// Deploys `Registrar` (dev account 0 the founding institution), `Relationships`
+    /// and `AccessAnchors`, in that order, as ordinary signed transactions from dev
+    /// account 0, one block each.
     fn deploy_contracts(&mut self) -> Result<Deployment, ChainError> {
         use alloy::sol_types::SolConstructor;
-        use medrec_contracts::{Registrar, Relationships};
+        use medrec_contracts::{AccessAnchors, Registrar, Relationships};
         let deployer = self.accounts[0].clone();
         let institutions = vec![deployer.address];
         let registrar_init = [
@@ -588,7 +589,13 @@ impl Chain {
         ]
         .concat();
         let relationships = self.deploy_one(&deployer, relationships_init)?;
-        Ok(Deployment { registrar, relationships })
+        let anchors_init = [
+            AccessAnchors::BYTECODE.as_ref(),
+            &AccessAnchors::constructorCall { registrar_: registrar }.abi_encode(),
+        ]
+        .concat();
+        let anchors = self.deploy_one(&deployer, anchors_init)?;
+        Ok(Deployment { registrar, relationships, anchors })
     }
 
     fn deploy_one(&mut self, deployer: &DevAccount, init: Vec<u8>) -> Result<Address, ChainError> {

@@ -5,7 +5,7 @@ use alloy::{
     primitives::{Address, Bytes},
     sol_types::SolConstructor,
 };
-use medrec_contracts::{Registrar, Relationships};
+use medrec_contracts::{AccessAnchors, Registrar, Relationships};
 
 /// Where the MedRec contracts live on a chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -14,6 +14,9 @@ pub struct Deployment {
     pub registrar: Address,
     /// The `Relationships` contract.
     pub relationships: Address,
+    /// The `AccessAnchors` contract (deployed after the other two, so that their
+    /// addresses do not depend on it).
+    pub anchors: Address,
 }
 
 /// Why a deployment failed.
@@ -32,20 +35,27 @@ pub enum DeployError {
     },
 }
 
-/// Deploys `Registrar` (with `institutions` certified) and `Relationships` from
-/// `deployer`; returns their addresses and the gas each deployment used.
+/// Deploys `Registrar` (with `institutions` certified), `Relationships` and
+/// `AccessAnchors`, in that order, from `deployer`; returns their addresses and the gas
+/// each deployment used (in the same order).
 pub fn deploy_medrec(
     evm: &mut Evm,
     deployer: Address,
     institutions: Vec<Address>,
-) -> Result<(Deployment, [u64; 2]), DeployError> {
+) -> Result<(Deployment, [u64; 3]), DeployError> {
     let args = Registrar::constructorCall { institutions }.abi_encode();
     let (registrar, registrar_gas) =
         deploy_one(evm, deployer, "Registrar", &Registrar::BYTECODE, &args)?;
     let args = Relationships::constructorCall { registrar_: registrar }.abi_encode();
     let (relationships, relationships_gas) =
         deploy_one(evm, deployer, "Relationships", &Relationships::BYTECODE, &args)?;
-    Ok((Deployment { registrar, relationships }, [registrar_gas, relationships_gas]))
+    let args = AccessAnchors::constructorCall { registrar_: registrar }.abi_encode();
+    let (anchors, anchors_gas) =
+        deploy_one(evm, deployer, "AccessAnchors", &AccessAnchors::BYTECODE, &args)?;
+    Ok((
+        Deployment { registrar, relationships, anchors },
+        [registrar_gas, relationships_gas, anchors_gas],
+    ))
 }
 
 fn deploy_one(

@@ -3,8 +3,8 @@
 //! [`measure`] deploys the contracts on a fresh [`Evm`] and runs one realistic
 //! scenario (institution registers a provider and a patient, the provider creates a
 //! relationship, the patient accepts and shares, the provider updates a pointer with a
-//! bounty, and so on), recording the gas of each transaction as a receipt would report
-//! it. The result is deterministic: it is the committed gas snapshot
+//! bounty, the provider anchors its access log twice, and so on), recording the gas of
+//! each transaction as a receipt would report it. The result is deterministic: it is the committed gas snapshot
 //! (`contracts/gas-snapshot.json`) that CI compares against.
 
 use crate::{
@@ -19,7 +19,7 @@ use alloy::{
     signers::local::PrivateKeySigner,
     sol_types::SolCall,
 };
-use medrec_contracts::{ContractError, Registrar, Relationships};
+use medrec_contracts::{AccessAnchors, ContractError, Registrar, Relationships};
 use std::collections::BTreeMap;
 
 /// Chain id used when signing the measured transaction (anvil's and the devchain's default).
@@ -78,11 +78,12 @@ pub fn measure() -> Result<GasReport, GasError> {
     let provider = provider_signer.address();
     let mut evm = Evm::new(CHAIN_ID, 1_767_225_600);
     evm.set_coinbase(MINER);
-    let (deployment, [registrar_gas, relationships_gas]) =
+    let (deployment, [registrar_gas, relationships_gas, anchors_gas]) =
         deploy_medrec(&mut evm, INSTITUTION, vec![INSTITUTION])?;
     let mut report = GasReport::new();
     report.insert("deploy_registrar", registrar_gas);
     report.insert("deploy_relationships", relationships_gas);
+    report.insert("deploy_access_anchors", anchors_gas);
     let mut run = Runner { evm: &mut evm, report: &mut report };
 
     let (reg, rel) = (deployment.registrar, deployment.relationships);
@@ -174,6 +175,20 @@ pub fn measure() -> Result<GasReport, GasError> {
         },
     )?;
     run.step("reject", PATIENT, rel, &Relationships::rejectCall { delegate: DELEGATE_2 })?;
+    // A gatekeeper anchors its access log once per period, whatever the number of
+    // requests: the first anchor creates the provider's slots, later ones overwrite them.
+    run.step(
+        "anchor_first",
+        provider,
+        deployment.anchors,
+        &AccessAnchors::anchorCall { head: h("access log entry 120"), size: 120 },
+    )?;
+    run.step(
+        "anchor",
+        provider,
+        deployment.anchors,
+        &AccessAnchors::anchorCall { head: h("access log entry 345"), size: 345 },
+    )?;
     run.step(
         "propose",
         INSTITUTION,

@@ -41,6 +41,38 @@ pub(crate) enum Candidate {
 }
 
 impl Candidate {
+    /// The relationship it comes from.
+    pub(crate) const fn relationship(&self) -> RelationshipId {
+        match self {
+            Self::Compartment { relationship, .. } | Self::Pointer { relationship, .. } => {
+                *relationship
+            }
+        }
+    }
+
+    /// The pointer, for a viewer's candidate.
+    pub(crate) const fn pointer(&self) -> Option<u8> {
+        match self {
+            Self::Compartment { .. } => None,
+            Self::Pointer { pointer, .. } => Some(*pointer),
+        }
+    }
+
+    /// The patient whose records it reaches.
+    pub(crate) const fn patient(&self) -> &ResourceId {
+        match self {
+            Self::Compartment { patient, .. } | Self::Pointer { patient, .. } => patient,
+        }
+    }
+
+    /// Whether it allows anything of `resource_type`.
+    pub(crate) fn applies_to(&self, resource_type: ResourceType) -> bool {
+        match self {
+            Self::Compartment { .. } => true,
+            Self::Pointer { query, .. } => query.resource_type() == resource_type,
+        }
+    }
+
     /// Whether the live index allows it at `now`.
     fn allowed(&self, index: &ConsentIndex, requester: Address, now: u64) -> bool {
         match self {

@@ -14,9 +14,19 @@
 //!   for one patient with the data hash the chain holds.
 //! - [`server`]: the HTTP pipeline — ready? who? may they? then data — with
 //!   `/healthz`, `/readyz`, the sign-in routes and `/pointers/{relationship}/{pointer}`.
+//! - [`limits`]: rate limits per authenticated requester and per IP address signing in
+//!   (429 with `Retry-After`), with bounded memory.
+//! - [`serve`]: running it for real — open the store from a URL (SQLite, PostgreSQL,
+//!   MySQL/MariaDB), follow the chain, serve HTTP or HTTPS (rustls) with a body limit
+//!   (413), rate limits, request logs without patient data, and graceful shutdown
+//!   (`medrec provider serve`).
 
 mod access;
+pub mod anchor;
+pub mod audit;
 pub mod auth;
+pub mod limits;
 pub mod pointer;
 mod rest;
+pub mod serve;
 pub mod server;

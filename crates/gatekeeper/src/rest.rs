@@ -18,9 +18,11 @@
 
 use crate::{
     access::Scope,
+    audit::{Touch, deny},
     auth::Authenticated,
     server::{Gatekeeper, outcome},
 };
+use alloy::primitives::Address;
 use axum::{
     Router,
     extract::{Path, RawQuery, State},
@@ -28,6 +30,11 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use axum::{
+    body::Bytes,
+    extract::{FromRequest, Request},
+};
+use medrec_store::audit::{Action, Decision, ResourceRef};
 use medrec_store::{
     Page, RecordStore, StoreError, Stored,
     fhir::{Resource, ResourceId, ResourceType},
@@ -51,6 +58,28 @@ pub(crate) fn routes() -> Router<Gatekeeper> {
         .route("/fhir/{resource_type}", get(search).post(create))
         .route("/fhir/{resource_type}/{id}", get(read).put(update))
         .route("/fhir/{resource_type}/{id}/_history/{version}", get(vread))
+}
+
+/// Who is asking, and the body: [`Authenticated`], or the zero address when
+/// authorization is switched off for a benchmark baseline.
+#[derive(Debug)]
+pub(crate) struct Requester {
+    requester: Address,
+    body: Bytes,
+}
+
+impl FromRequest<Gatekeeper> for Requester {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, g: &Gatekeeper) -> Result<Self, Response> {
+        if g.authorization_off() {
+            let body = Bytes::from_request(req, g).await.map_err(IntoResponse::into_response)?;
+            return Ok(Self { requester: Address::ZERO, body });
+        }
+        let auth =
+            Authenticated::from_request(req, g).await.map_err(IntoResponse::into_response)?;
+        Ok(Self { requester: auth.requester, body: auth.body })
+    }
 }
 
 /// Why a FHIR request failed; each becomes an OperationOutcome.
@@ -258,14 +287,157 @@ impl ReverseIf for Ordering {
     }
 }
 
+/// What a handler learned that the access log records.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The requester's scope, once decided.
+    scope: Option<Scope>,
+    /// The compartment of the resource read, when several relationships could cover it.
+    patient: Option<String>,
+}
+
+/// The resource a request names, for the log (`None` when the path is malformed).
+fn resource_ref(ty: &str, id: Option<&str>) -> Option<ResourceRef> {
+    let resource_type = ty.parse().ok()?;
+    let id = match id {
+        Some(id) => Some(id.parse().ok()?),
+        None => None,
+    };
+    Some(ResourceRef { resource_type, id })
+}
+
+/// The log's reason code for a refusal with `status`.
+fn refusal(status: StatusCode) -> Decision {
+    deny(match status.as_u16() {
+        400 => "invalid-request",
+        403 => "forbidden",
+        404 => "not-found",
+        409 => "conflict",
+        413 => "too-large",
+        429 => "throttled",
+        503 => "unavailable",
+        _ => "failed",
+    })
+}
+
+/// Answers with `result` after logging it: one entry per relationship of the scope
+/// that the request could reach.
+async fn logged(
+    g: &Gatekeeper,
+    requester: Address,
+    action: Action,
+    resource: Option<ResourceRef>,
+    seen: Seen,
+    result: ApiResult,
+) -> Response {
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    let ty = resource.as_ref().map(|r| r.resource_type);
+    let touches = match &seen.scope {
+        Some(Scope::Provider) => {
+            vec![Touch { relationship: None, pointer: None, decision: Decision::AllowProvider }]
+        }
+        Some(Scope::Limited(candidates)) => candidates
+            .iter()
+            .filter(|c| ty.is_none_or(|t| c.applies_to(t)))
+            .filter(|c| seen.patient.as_deref().is_none_or(|p| c.patient().as_str() == p))
+            .map(|c| Touch {
+                relationship: Some(c.relationship().0),
+                pointer: c.pointer(),
+                decision: if c.pointer().is_some() {
+                    Decision::AllowViewer
+                } else {
+                    Decision::AllowPatient
+                },
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let fallback = refusal(response.status());
+    g.record(requester, action, resource, touches, fallback, response).await
+}
+
 /// `GET /fhir/{type}/{id}`
-async fn read(
+async fn read(g: State<Gatekeeper>, path: Path<(String, String)>, auth: Requester) -> Response {
+    let requester = auth.requester;
+    let resource = resource_ref(&path.0.0, Some(&path.0.1));
+    let mut seen = Seen::default();
+    let result = read_inner(&mut seen, g.clone(), path, auth).await;
+    logged(&g, requester, Action::FhirRead, resource, seen, result).await
+}
+
+/// `GET /fhir/{type}/{id}/_history/{version}`
+async fn vread(
+    g: State<Gatekeeper>,
+    path: Path<(String, String, String)>,
+    auth: Requester,
+) -> Response {
+    let requester = auth.requester;
+    let resource = resource_ref(&path.0.0, Some(&path.0.1));
+    let mut seen = Seen::default();
+    let result = vread_inner(&mut seen, g.clone(), path, auth).await;
+    logged(&g, requester, Action::FhirRead, resource, seen, result).await
+}
+
+/// `GET /fhir/{type}?…`
+async fn search(
+    g: State<Gatekeeper>,
+    path: Path<String>,
+    raw: RawQuery,
+    headers: HeaderMap,
+    auth: Requester,
+) -> Response {
+    let requester = auth.requester;
+    let resource = resource_ref(&path.0, None);
+    let mut seen = Seen::default();
+    let result = search_inner(&mut seen, g.clone(), path, raw, headers, auth).await;
+    logged(&g, requester, Action::FhirSearch, resource, seen, result).await
+}
+
+/// `POST /fhir/{type}`
+async fn create(
+    g: State<Gatekeeper>,
+    path: Path<String>,
+    headers: HeaderMap,
+    auth: Requester,
+) -> Response {
+    let requester = auth.requester;
+    let resource = resource_ref(&path.0, None);
+    let mut seen = Seen::default();
+    let result = create_inner(&mut seen, g.clone(), path, headers, auth).await;
+    logged(&g, requester, Action::FhirWrite, resource, seen, result).await
+}
+
+/// `PUT /fhir/{type}/{id}`
+async fn update(
+    g: State<Gatekeeper>,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+    auth: Requester,
+) -> Response {
+    let requester = auth.requester;
+    let resource = resource_ref(&path.0.0, Some(&path.0.1));
+    let mut seen = Seen::default();
+    let result = update_inner(&mut seen, g.clone(), path, headers, auth).await;
+    logged(&g, requester, Action::FhirWrite, resource, seen, result).await
+}
+
+/// `POST /fhir`
+async fn bundle(g: State<Gatekeeper>, headers: HeaderMap, auth: Requester) -> Response {
+    let requester = auth.requester;
+    let mut seen = Seen::default();
+    let result = bundle_inner(&mut seen, g.clone(), headers, auth).await;
+    logged(&g, requester, Action::FhirWrite, None, seen, result).await
+}
+
+async fn read_inner(
+    seen: &mut Seen,
     State(g): State<Gatekeeper>,
     Path((ty, id)): Path<(String, String)>,
-    auth: Authenticated,
+    auth: Requester,
 ) -> ApiResult {
     let (ty, id) = (resource_type(&ty)?, resource_id(&id)?);
     let scope = g.scope(auth.requester)?;
+    seen.scope = Some(scope.clone());
     let found = if matches!(scope, Scope::Provider) {
         g.store().read(ty, &id).await?
     } else {
@@ -275,31 +447,36 @@ async fn read(
         scoped_search(g.store(), &scope, &user).await?.entries.into_iter().next()
     };
     let stored = found.ok_or(ApiError::NotFound)?;
+    if matches!(&scope, Scope::Limited(c) if c.len() > 1) {
+        seen.patient = Resource::parse(stored.json.clone()).ok().and_then(|r| r.index.patient);
+    }
     Ok(resource_response(StatusCode::OK, &stored, None))
 }
 
-/// `GET /fhir/{type}/{id}/_history/{version}`: the provider's own audit of versions.
-async fn vread(
+async fn vread_inner(
+    seen: &mut Seen,
     State(g): State<Gatekeeper>,
     Path((ty, id, version)): Path<(String, String, String)>,
-    auth: Authenticated,
+    auth: Requester,
 ) -> ApiResult {
     let (ty, id) = (resource_type(&ty)?, resource_id(&id)?);
     let version: u64 = version
         .parse()
         .map_err(|_| ApiError::Invalid("the version must be a whole number".into()))?;
     g.provider_only(auth.requester)?;
+    seen.scope = Some(Scope::Provider);
     let stored = g.store().read_version(ty, &id, version).await?.ok_or(ApiError::NotFound)?;
     Ok(resource_response(StatusCode::OK, &stored, None))
 }
 
-/// `GET /fhir/{type}?…`: a `searchset` Bundle.
-async fn search(
+/// A `searchset` Bundle.
+async fn search_inner(
+    seen: &mut Seen,
     State(g): State<Gatekeeper>,
     Path(ty): Path<String>,
     RawQuery(raw): RawQuery,
     headers: HeaderMap,
-    auth: Authenticated,
+    auth: Requester,
 ) -> ApiResult {
     let ty = resource_type(&ty)?;
     let raw = raw.unwrap_or_default();
@@ -308,6 +485,7 @@ async fn search(
     let user = SearchQuery::parse(ty, pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
     let scope = g.scope(auth.requester)?;
+    seen.scope = Some(scope.clone());
     let page = scoped_search(g.store(), &scope, &user).await?;
     let base = base_url(&headers);
     Ok(fhir_json(StatusCode::OK, &searchset(&base, ty, &pairs, &user, page)))
@@ -375,14 +553,16 @@ fn parse_resource(json: Value, expected: ResourceType) -> Result<Resource, ApiEr
 }
 
 /// `POST /fhir/{type}`: the provider creates a resource.
-async fn create(
+async fn create_inner(
+    seen: &mut Seen,
     State(g): State<Gatekeeper>,
     Path(ty): Path<String>,
     headers: HeaderMap,
-    auth: Authenticated,
+    auth: Requester,
 ) -> ApiResult {
     let ty = resource_type(&ty)?;
     g.provider_only(auth.requester)?;
+    seen.scope = Some(Scope::Provider);
     // As FHIR's create: the server chooses the id, whatever the body says.
     let resource = parse_resource(parse_body(&auth.body)?, ty)?.with_id(new_id());
     let stored = g.store().create(resource).await?;
@@ -391,14 +571,16 @@ async fn create(
 }
 
 /// `PUT /fhir/{type}/{id}`: the provider stores a new version (or the first).
-async fn update(
+async fn update_inner(
+    seen: &mut Seen,
     State(g): State<Gatekeeper>,
     Path((ty, id)): Path<(String, String)>,
     headers: HeaderMap,
-    auth: Authenticated,
+    auth: Requester,
 ) -> ApiResult {
     let (ty, id) = (resource_type(&ty)?, resource_id(&id)?);
     g.provider_only(auth.requester)?;
+    seen.scope = Some(Scope::Provider);
     let resource = parse_resource(parse_body(&auth.body)?, ty)?;
     if resource.id.as_ref() != Some(&id) {
         return Err(ApiError::Invalid(
@@ -423,8 +605,14 @@ struct Entry {
 /// `POST /fhir`: a `transaction` Bundle is stored all or none; a `batch` entry by
 /// entry. Entries are `POST {type}` (a new id is assigned; references to the entry's
 /// `urn:uuid:` fullUrl are rewritten to it) or `PUT {type}/{id}`.
-async fn bundle(State(g): State<Gatekeeper>, headers: HeaderMap, auth: Authenticated) -> ApiResult {
+async fn bundle_inner(
+    seen: &mut Seen,
+    State(g): State<Gatekeeper>,
+    headers: HeaderMap,
+    auth: Requester,
+) -> ApiResult {
     g.provider_only(auth.requester)?;
+    seen.scope = Some(Scope::Provider);
     let mut body = parse_body(&auth.body)?;
     if body.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(ApiError::Invalid(

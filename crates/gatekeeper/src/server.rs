@@ -18,6 +18,7 @@
 
 use crate::{
     access::{Scope, ScopeCache},
+    audit::{Touch, Trail, deny, entry_json, proof_json},
     auth::{AuthState, Authenticated},
     pointer::{PointerQuery, run},
     rest::ApiError,
@@ -30,9 +31,16 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use medrec_chain::{consent::ConsentIndex, follower::Health};
+use medrec_chain::{
+    consent::{ConsentIndex, Decision, DenyReason},
+    follower::Health,
+};
 use medrec_primitives::RelationshipId;
-use medrec_store::{RecordStore, fhir::ResourceId};
+use medrec_store::{
+    RecordStore,
+    audit::{AccessLog, Action, Decision as LogDecision, ResourceRef, WriterConfig, prove},
+    fhir::ResourceId,
+};
 use serde_json::{Value, json};
 use std::{
     collections::HashMap,
@@ -168,6 +176,10 @@ struct App {
     scopes: ScopeCache,
     /// Bumped on every enrollment change (invalidates `scopes`).
     generation: AtomicU64,
+    /// The access log, when one is configured.
+    trail: Option<Trail>,
+    /// Benchmark baseline only: the FHIR API serves everyone as the provider.
+    authorization_off: bool,
     store: Arc<dyn RecordStore>,
     index: Arc<RwLock<ConsentIndex>>,
     health: watch::Receiver<Health>,
@@ -203,6 +215,8 @@ impl Gatekeeper {
             providers: Vec::new(),
             scopes: ScopeCache::default(),
             generation: AtomicU64::new(0),
+            trail: None,
+            authorization_off: false,
             store,
             index,
             health,
@@ -228,6 +242,8 @@ impl Gatekeeper {
             providers: Vec::new(),
             scopes: ScopeCache::default(),
             generation: AtomicU64::new(0),
+            trail: None,
+            authorization_off: false,
             store,
             index,
             health,
@@ -278,6 +294,72 @@ impl Gatekeeper {
         self
     }
 
+    /// Appends every request this gatekeeper decides to `log` (through a batching
+    /// writer started now, on the current tokio runtime).
+    ///
+    /// # Panics
+    /// When called after the gatekeeper was cloned (configure it before serving).
+    #[must_use]
+    pub fn with_access_log(mut self, log: Arc<dyn AccessLog>, config: WriterConfig) -> Self {
+        Arc::get_mut(&mut self.app).expect("configure the gatekeeper before serving it").trail =
+            Some(Trail::new(log, config));
+        self
+    }
+
+    /// Waits until every request answered so far is in the access log.
+    pub async fn flush_access_log(&self) {
+        if let Some(trail) = &self.app.trail {
+            trail.flush().await;
+        }
+    }
+
+    /// Logs a request (see [`Trail::record`]); without an access log, `response` as is.
+    pub(crate) async fn record(
+        &self,
+        requester: Address,
+        action: Action,
+        resource: Option<ResourceRef>,
+        touches: Vec<Touch>,
+        fallback: LogDecision,
+        response: Response,
+    ) -> Response {
+        match &self.app.trail {
+            Some(trail) => {
+                trail.record(requester, action, resource, touches, fallback, response).await
+            }
+            None => response,
+        }
+    }
+
+    /// The relationships at this gatekeeper whose patient is `requester`.
+    pub(crate) fn patient_relationships(&self, requester: Address) -> Vec<RelationshipId> {
+        let index = self.app.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let all = self.app.enrollments.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        all.keys()
+            .filter(|id| index.relationship(id).is_some_and(|r| r.patient == requester))
+            .copied()
+            .collect()
+    }
+
+    /// **For benchmarks only**: the FHIR API skips authentication and consent and
+    /// serves every request as if the provider sent it, to measure what authorization
+    /// costs against the same server. Never serve real records this way.
+    ///
+    /// # Panics
+    /// When called after the gatekeeper was cloned.
+    #[must_use]
+    pub fn with_authorization_off_for_benchmarks(mut self) -> Self {
+        Arc::get_mut(&mut self.app)
+            .expect("configure the gatekeeper before serving it")
+            .authorization_off = true;
+        self
+    }
+
+    /// Whether authorization is switched off (benchmark baseline).
+    pub(crate) fn authorization_off(&self) -> bool {
+        self.app.authorization_off
+    }
+
     /// The record store.
     pub(crate) fn store(&self) -> &dyn RecordStore {
         self.app.store.as_ref()
@@ -286,7 +368,7 @@ impl Gatekeeper {
     /// What `requester` may see now; fails closed when the index is not fresh (the
     /// provider's own access does not depend on the chain).
     pub(crate) fn scope(&self, requester: Address) -> Result<Scope, ApiError> {
-        if self.app.providers.contains(&requester) {
+        if self.app.authorization_off || self.app.providers.contains(&requester) {
             return Ok(Scope::Provider);
         }
         if !self.is_ready() {
@@ -309,7 +391,7 @@ impl Gatekeeper {
 
     /// Refuses anyone but the provider.
     pub(crate) fn provider_only(&self, requester: Address) -> Result<(), ApiError> {
-        if self.app.providers.contains(&requester) {
+        if self.app.authorization_off || self.app.providers.contains(&requester) {
             Ok(())
         } else {
             Err(ApiError::Forbidden("only the provider may do this"))
@@ -335,6 +417,8 @@ impl Gatekeeper {
             .route("/readyz", get(readyz))
             .route("/fhir/metadata", get(metadata))
             .route("/pointers/{relationship}/{pointer}", get(pointer))
+            .route("/audit", get(audit_entries))
+            .route("/enrollments/{relationship}", axum::routing::put(put_enrollment))
             .merge(crate::rest::routes())
             .with_state(self.clone())
             .merge(crate::auth::router(self.app.auth.clone()))
@@ -416,36 +500,77 @@ fn forbidden() -> Response {
     )
 }
 
+/// `GET /pointers/{relationship}/{pointer}`, logged.
 async fn pointer(
     State(g): State<Gatekeeper>,
     Path((relationship, pointer)): Path<(String, String)>,
     auth: Authenticated,
 ) -> Response {
+    let (response, touch) = run_pointer(&g, &relationship, &pointer, auth.requester).await;
+    let fallback = match response.status() {
+        StatusCode::BAD_REQUEST => deny("invalid-request"),
+        StatusCode::SERVICE_UNAVAILABLE => deny("unavailable"),
+        _ => deny("failed"),
+    };
+    let touches = touch.into_iter().collect();
+    g.record(auth.requester, Action::PointerRead, None, touches, fallback, response).await
+}
+
+/// The log's form of a consent decision.
+fn log_decision(d: Decision) -> LogDecision {
+    match d {
+        Decision::AllowPatient => LogDecision::AllowPatient,
+        Decision::AllowViewer => LogDecision::AllowViewer,
+        Decision::Deny(reason) => deny(match reason {
+            DenyReason::UnknownRelationship => "unknown-relationship",
+            DenyReason::NotAccepted => "not-accepted",
+            DenyReason::UnknownPointer => "unknown-pointer",
+            DenyReason::NoGrant => "no-grant",
+            DenyReason::NotYetValid => "not-yet-valid",
+            DenyReason::Expired => "expired",
+        }),
+    }
+}
+
+/// The pointer pipeline: its response, and what the log records of the decision.
+async fn run_pointer(
+    g: &Gatekeeper,
+    relationship: &str,
+    pointer: &str,
+    requester: Address,
+) -> (Response, Option<Touch>) {
     if !g.is_ready() {
-        return outcome(
+        let response = outcome(
             StatusCode::SERVICE_UNAVAILABLE,
             "transient",
             "the gatekeeper is catching up with the chain and cannot decide requests yet; try again shortly",
         );
+        return (response, None);
     }
     let (Ok(id), Ok(n)) = (relationship.parse::<B256>(), pointer.parse::<u8>()) else {
-        return outcome(
+        let response = outcome(
             StatusCode::BAD_REQUEST,
             "invalid",
             "the path must be /pointers/<relationship id: 0x + 64 hex digits>/<pointer number 0-127>",
         );
+        return (response, None);
     };
     let id = RelationshipId(id);
     let now = g.app.auth.clock().now();
-    let decision = g.app.index.read().unwrap_or_else(std::sync::PoisonError::into_inner).decide(
-        auth.requester,
-        &id,
-        n,
-        now,
-    );
+    let decision = g
+        .app
+        .index
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .decide(requester, &id, n, now);
+    let touch = Some(Touch {
+        relationship: Some(id.0),
+        pointer: Some(n),
+        decision: log_decision(decision),
+    });
     if !decision.is_allowed() {
-        tracing::info!(target: "medrec::gatekeeper", requester = %auth.requester, relationship = %id, pointer = n, ?decision, "denied");
-        return forbidden();
+        tracing::info!(target: "medrec::gatekeeper", %requester, relationship = %id, pointer = n, ?decision, "denied");
+        return (forbidden(), touch);
     }
     let enrollment = g
         .app
@@ -458,15 +583,16 @@ async fn pointer(
         enrollment.and_then(|e| Some((e.patient, e.pointers.get(usize::from(n))?.clone())))
     else {
         tracing::error!(target: "medrec::gatekeeper", relationship = %id, pointer = n, "authorized, but this gatekeeper has no query for the pointer");
-        return outcome(
+        let response = outcome(
             StatusCode::NOT_FOUND,
             "not-found",
             "this gatekeeper does not serve that pointer",
         );
+        return (response, touch);
     };
-    match run(g.app.store.as_ref(), &query, &patient).await {
+    let response = match run(g.app.store.as_ref(), &query, &patient).await {
         Ok(data) => {
-            tracing::info!(target: "medrec::gatekeeper", requester = %auth.requester, relationship = %id, pointer = n, ?decision, entries = data.resources.len(), "served");
+            tracing::info!(target: "medrec::gatekeeper", %requester, relationship = %id, pointer = n, ?decision, entries = data.resources.len(), "served");
             let bundle = json!({
                 "resourceType": "Bundle",
                 "type": "searchset",
@@ -491,10 +617,218 @@ async fn pointer(
         Err(err) => {
             tracing::error!(target: "medrec::gatekeeper", relationship = %id, pointer = n, %err, "reading the pointer failed");
             outcome(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "exception",
-                "the records could not be read; the error is logged",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                "the records could not be read; the error is logged, try again shortly",
             )
+        }
+    };
+    (response, touch)
+}
+
+/// Most entries one `GET /audit` returns.
+const AUDIT_PAGE_LIMIT: u32 = 500;
+
+/// `GET /audit?after=<seq>&limit=<n>`: the access log entries about the requester's
+/// relationships as a patient at this provider, each with its proof of anchoring
+/// (`null` until the next anchor covers it), and the log's head.
+async fn audit_entries(
+    State(g): State<Gatekeeper>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    auth: Authenticated,
+) -> Response {
+    let requester = auth.requester;
+    let response = audit_page(&g, raw.as_deref().unwrap_or(""), requester).await;
+    let fallback = match response.status() {
+        StatusCode::BAD_REQUEST => deny("invalid-request"),
+        StatusCode::NOT_FOUND => deny("no-access-log"),
+        _ => deny("unavailable"),
+    };
+    let touches = if response.status().is_success() {
+        g.patient_relationships(requester)
+            .into_iter()
+            .map(|id| Touch {
+                relationship: Some(id.0),
+                pointer: None,
+                decision: LogDecision::AllowPatient,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    g.record(requester, Action::LogRead, None, touches, fallback, response).await
+}
+
+async fn audit_page(g: &Gatekeeper, raw: &str, requester: Address) -> Response {
+    let Some(trail) = &g.app.trail else {
+        return outcome(
+            StatusCode::NOT_FOUND,
+            "not-supported",
+            "this gatekeeper keeps no access log",
+        );
+    };
+    let (mut after, mut limit) = (0u64, 100u32);
+    for (name, value) in form_urlencoded::parse(raw.as_bytes()) {
+        let parsed = match &*name {
+            "after" => value.parse().map(|v| after = v).is_ok(),
+            "limit" => value.parse().map(|v: u32| limit = v.clamp(1, AUDIT_PAGE_LIMIT)).is_ok(),
+            _ => false,
+        };
+        if !parsed {
+            return outcome(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "the access log takes only after=<entry number> and limit=<1-500>",
+            );
+        }
+    }
+    if !g.is_ready() {
+        return outcome(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "transient",
+            "the gatekeeper is catching up with the chain and cannot decide requests yet; try again shortly",
+        );
+    }
+    let relationships: Vec<B256> =
+        g.patient_relationships(requester).into_iter().map(|id| id.0).collect();
+    let log = trail.log();
+    let result = async {
+        let entries = if relationships.is_empty() {
+            Vec::new()
+        } else {
+            log.entries_about(&relationships, after, limit).await?
+        };
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let proof = prove(log, e.seq).await?;
+            let mut v = entry_json(&e);
+            v["proof"] = proof.as_ref().map_or(Value::Null, proof_json);
+            out.push(v);
+        }
+        let head = log.head().await?;
+        Ok::<_, medrec_store::StoreError>(json!({
+            "entries": out,
+            "head": {"size": head.size, "head": head.head},
+        }))
+    }
+    .await;
+    match result {
+        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
+        Err(err) => {
+            tracing::error!(target: "medrec::gatekeeper", %err, "reading the access log failed");
+            outcome(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                "the access log could not be read; the error is logged, try again shortly",
+            )
+        }
+    }
+}
+
+/// `PUT /enrollments/{relationship}` with `{"patient": <FHIR Patient id>, "pointers":
+/// [<query text>, …]}`: the provider tells its gatekeeper what a relationship serves.
+/// Only the provider may; the relationship must be on chain as this provider's, and
+/// every pointer already published must carry the commitment of its query text.
+async fn put_enrollment(
+    State(g): State<Gatekeeper>,
+    Path(relationship): Path<String>,
+    auth: Authenticated,
+) -> Response {
+    let (response, touch) = enroll_from_request(&g, &relationship, &auth).await;
+    let fallback = match response.status() {
+        StatusCode::FORBIDDEN => deny("forbidden"),
+        StatusCode::CONFLICT => deny("conflict"),
+        StatusCode::SERVICE_UNAVAILABLE => deny("unavailable"),
+        _ => deny("invalid-request"),
+    };
+    let touches = touch.into_iter().collect();
+    g.record(auth.requester, Action::FhirWrite, None, touches, fallback, response).await
+}
+
+async fn enroll_from_request(
+    g: &Gatekeeper,
+    relationship: &str,
+    auth: &Authenticated,
+) -> (Response, Option<Touch>) {
+    let invalid = |why: &str| (outcome(StatusCode::BAD_REQUEST, "invalid", why), None);
+    if !g.app.providers.contains(&auth.requester) {
+        return (
+            outcome(StatusCode::FORBIDDEN, "forbidden", "only the provider may enroll patients"),
+            None,
+        );
+    }
+    let Ok(id) = relationship.parse::<B256>() else {
+        return invalid("the path must be /enrollments/<relationship id: 0x + 64 hex digits>");
+    };
+    let id = RelationshipId(id);
+    let touch = Some(Touch {
+        relationship: Some(id.0),
+        pointer: None,
+        decision: LogDecision::AllowProvider,
+    });
+    let body: Value = match serde_json::from_slice(&auth.body) {
+        Ok(v) => v,
+        Err(e) => return invalid(&format!("the body is not valid JSON: {e}")),
+    };
+    let Some(patient) = body["patient"].as_str().and_then(|p| p.parse::<ResourceId>().ok()) else {
+        return invalid(
+            "\"patient\" must be the FHIR id of the patient in this provider's records",
+        );
+    };
+    let Some(texts) = body["pointers"].as_array() else {
+        return invalid("\"pointers\" must be a list of FHIR search texts, pointer 0 first");
+    };
+    let mut pointers = Vec::with_capacity(texts.len());
+    for (i, t) in texts.iter().enumerate() {
+        match t.as_str().map(PointerQuery::parse) {
+            Some(Ok(q)) => pointers.push(q),
+            Some(Err(e)) => return invalid(&format!("pointer {i}: {e}")),
+            None => return invalid(&format!("pointer {i} is not a string")),
+        }
+    }
+    if pointers.len() > 128 {
+        return invalid("a relationship holds at most 128 pointers");
+    }
+    {
+        let index = g.app.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(rel) = index.relationship(&id) else {
+            let response = outcome(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the chain does not show this relationship yet: enroll after its block is indexed",
+            );
+            return (response, touch);
+        };
+        if !g.app.providers.contains(&rel.provider) {
+            let response = outcome(
+                StatusCode::CONFLICT,
+                "conflict",
+                "this relationship was created by another provider",
+            );
+            return (response, touch);
+        }
+        for (i, q) in pointers.iter().enumerate() {
+            let published = u8::try_from(i).ok().and_then(|n| index.pointer(&id, n));
+            if published.is_some_and(|p| p.query_commitment != q.commitment()) {
+                let response = outcome(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    &format!("pointer {i}'s query text does not match the commitment on chain"),
+                );
+                return (response, touch);
+            }
+        }
+    }
+    match g.enroll(id, Enrollment { patient, pointers }) {
+        Ok(()) => (StatusCode::NO_CONTENT.into_response(), touch),
+        Err(err) => {
+            tracing::error!(target: "medrec::gatekeeper", relationship = %id, %err, "saving an enrollment failed");
+            let response = outcome(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                "the enrollment could not be saved; the error is logged, try again",
+            );
+            (response, touch)
         }
     }
 }

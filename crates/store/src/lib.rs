@@ -11,8 +11,10 @@
 //! The conformance suite every backend must pass is the `conformance` module (behind
 //! the `test-utils` feature).
 
+pub mod audit;
 pub mod fhir;
 pub mod hash;
+pub mod legacy;
 pub mod search;
 pub mod sql;
 pub mod sqlite;
@@ -69,6 +71,10 @@ pub enum StoreError {
     /// requesters).
     #[error("the record database failed: {0}")]
     Database(String),
+    /// The store serves records but does not take them (a provider's own database,
+    /// mapped read-only).
+    #[error("this record store is read-only: records are changed in the provider's own system")]
+    ReadOnly,
 }
 
 /// The result of store operations.

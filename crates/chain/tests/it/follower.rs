@@ -31,8 +31,8 @@ async fn grants_and_revocations_are_enforced_after_one_step() {
     follower.step().await.unwrap();
     assert_eq!(
         follower.health().indexed,
-        3,
-        "genesis, two deployments, the provider's registration"
+        4,
+        "genesis, three deployments, the provider's registration"
     );
 
     let id = m.relate(keccak256("q"), keccak256("d")).await;
@@ -80,7 +80,7 @@ async fn an_index_that_falls_behind_or_loses_the_node_is_not_ready() {
     // ...but a stale last answer counts as not ready.
     assert!(!follower.health().is_ready(0, Duration::ZERO));
     follower.step().await.unwrap();
-    assert_eq!(follower.health().indexed, 5);
+    assert_eq!(follower.health().indexed, 6, "three deployments and three mined blocks");
     // A node that stops answering: the step fails and the index stays as it was.
     let dead = ProviderBuilder::new().connect_http("http://127.0.0.1:9".parse().unwrap());
     let mut orphan = Follower::new(

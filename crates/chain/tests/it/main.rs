@@ -1,4 +1,5 @@
 //! The consent index against the real contracts on the in-process EVM.
 
+mod anchors;
 mod consent;
 mod follower;

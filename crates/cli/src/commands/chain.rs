@@ -116,6 +116,7 @@ async fn serve(chain: Chain, args: &ChainArgs) -> anyhow::Result<ExitCode> {
         if let Some(d) = deployment {
             output::result(&format!("Registrar     {}", d.registrar));
             output::result(&format!("Relationships {}", d.relationships));
+            output::result(&format!("AccessAnchors {}", d.anchors));
         }
         output::result("development accounts (test mnemonic; never use on a real network):");
         for (i, a) in accounts.iter().enumerate() {

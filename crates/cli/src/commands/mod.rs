@@ -3,4 +3,5 @@
 pub(crate) mod bench;
 pub(crate) mod chain;
 mod enforce;
+pub(crate) mod provider;
 pub(crate) mod research;

@@ -74,13 +74,13 @@ async fn json_output_names_the_url_accounts_and_contracts() {
     assert_eq!(r.info["accounts"].as_array().unwrap().len(), 10);
     assert_eq!(r.info["accounts"][0]["address"], "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266");
     assert_eq!(r.info["contracts"]["registrar"], "0x5fbdb2315678afecb367f032d93f642f64180aa3");
+    assert_eq!(r.info["contracts"]["anchors"], "0x9fe46736679d2d9a65f0992f2272de9f3c7fa6e0");
     let p = ProviderBuilder::new().connect_http(url(&r).parse().unwrap());
     assert_eq!(p.get_chain_id().await.unwrap(), 31337);
-    let code = p
-        .get_code_at(r.info["contracts"]["relationships"].as_str().unwrap().parse().unwrap())
-        .await
-        .unwrap();
-    assert!(!code.is_empty());
+    for contract in ["relationships", "anchors"] {
+        let at = r.info["contracts"][contract].as_str().unwrap().parse().unwrap();
+        assert!(!p.get_code_at(at).await.unwrap().is_empty(), "{contract} has code");
+    }
 }
 
 #[tokio::test]

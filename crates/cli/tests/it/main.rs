@@ -1,3 +1,4 @@
 //! The `medrec` binary in separate processes, over loopback.
 
 mod chain;
+mod provider;

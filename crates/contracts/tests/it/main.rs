@@ -5,6 +5,7 @@
 // Calls are built inline and handed over by value: the tests read better that way.
 #![allow(clippy::needless_pass_by_value)]
 
+mod anchors;
 mod harness;
 mod registrar;
 mod relationships;

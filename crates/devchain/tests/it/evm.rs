@@ -21,14 +21,14 @@ fn chain() -> (Evm, Address) {
 #[test]
 fn every_transaction_is_a_new_block_with_a_later_timestamp() {
     let (mut evm, reg) = chain();
-    assert_eq!(evm.block_number(), 2, "two deployments, two blocks");
-    assert_eq!(evm.timestamp(), 1_000_000 + 2 * BLOCK_TIME);
+    assert_eq!(evm.block_number(), 3, "three deployments, three blocks");
+    assert_eq!(evm.timestamp(), 1_000_000 + 3 * BLOCK_TIME);
     let call = Registrar::isInstitutionCall(INSTITUTION).abi_encode();
     evm.transact(OTHER, reg, call.into()).unwrap();
-    assert_eq!(evm.block_number(), 3);
+    assert_eq!(evm.block_number(), 4);
     evm.advance_time(100);
     evm.transact(OTHER, reg, Bytes::new()).unwrap();
-    assert_eq!(evm.timestamp(), 1_000_000 + 4 * BLOCK_TIME + 100);
+    assert_eq!(evm.timestamp(), 1_000_000 + 5 * BLOCK_TIME + 100);
 }
 
 #[test]

@@ -40,6 +40,9 @@ fn the_measurement_is_deterministic_and_covers_every_operation() {
         "propose",
         "deploy_registrar",
         "deploy_relationships",
+        "deploy_access_anchors",
+        "anchor_first",
+        "anchor",
     ] {
         assert!(a.contains_key(op), "{op} missing from the gas report");
     }

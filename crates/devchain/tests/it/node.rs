@@ -25,7 +25,7 @@ async fn alloy_drives_medrec_through_the_in_process_transport() {
         .connect_client(node.rpc_client());
     assert_eq!(institution.get_chain_id().await.unwrap(), 31337);
     let block = institution.get_block_number().await.unwrap();
-    assert_eq!(block, 2, "genesis plus two deployment blocks");
+    assert_eq!(block, 3, "genesis plus three deployment blocks");
 
     let registrar = Registrar::new(deployment.registrar, &institution);
     let receipt = registrar
@@ -39,7 +39,7 @@ async fn alloy_drives_medrec_through_the_in_process_transport() {
     assert!(receipt.status());
     let event = receipt.decoded_log::<Registrar::IdentityRegistered>().unwrap();
     assert_eq!(event.account, accounts[1].address);
-    assert_eq!(receipt.block_number, Some(3));
+    assert_eq!(receipt.block_number, Some(4));
 
     // A refusal comes back with its revert data, decoded into the custom error.
     let stranger = ProviderBuilder::new()

@@ -96,9 +96,11 @@ async fn competing_miners_own_the_bounties_of_their_blocks() {
     let d = node.with(|c| c.deployment()).unwrap();
     let (provider, patient, delegate) = (&accounts[1], &accounts[2], &accounts[3]);
     // Set up a relationship, then queue pointer updates, each with a bounty.
+    // Dev account 0 deployed the contracts: its next nonce follows those deployments.
+    let institution_nonce = node.with(|c| c.nonce(accounts[0].address));
     node.submit_raw(&tx(
         0,
-        2,
+        institution_nonce,
         d.registrar,
         Registrar::registerProviderCall {
             identity: keccak256("p"),

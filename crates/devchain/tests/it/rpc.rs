@@ -107,7 +107,7 @@ async fn malformed_requests_get_standard_errors_and_the_node_keeps_serving() {
     assert_eq!(v[0]["result"], "0x7a69");
     assert_eq!(v[1]["error"]["code"], -32601);
     // Still serving.
-    assert_eq!(call(&url, "eth_blockNumber", json!([])).await["result"], "0x2");
+    assert_eq!(call(&url, "eth_blockNumber", json!([])).await["result"], "0x3");
     h.shutdown().await.unwrap();
 }
 

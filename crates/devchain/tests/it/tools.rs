@@ -93,7 +93,7 @@ async fn cast_works_against_the_devchain() {
     .await
     .unwrap();
     assert_eq!(out[0], "31337");
-    assert_eq!(out[1], "2");
+    assert_eq!(out[1], "3", "genesis and three deployment blocks");
     assert_eq!(out[2], "1");
     assert_eq!(out[3], "0x1");
     assert!(out[4].starts_with("0x70997970C51812dc3A010C7d01b50e0d17dc79C8\n1\n"), "{}", out[4]);
@@ -118,7 +118,7 @@ async fn viem_works_against_the_devchain() {
     .unwrap();
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["chainId"], 31337);
-    assert_eq!(v["blockNumber"], 2);
+    assert_eq!(v["blockNumber"], 3, "genesis and three deployment blocks");
     assert_eq!(v["status"], "success");
     assert_eq!(v["logs"], 1);
     assert_eq!(v["resolved"], "0x90F79bf6EB2c4f870365E785982E1f101E93b906");

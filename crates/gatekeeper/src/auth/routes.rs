@@ -7,24 +7,37 @@
 //!
 //! Errors are answered as `{"error": <code>, "message": <text>}` with the status of
 //! [`AuthError::status`]; 401s carry `WWW-Authenticate: Bearer`.
+//!
+//! Rate limits ([`crate::limits`]), when the state has them: [`Authenticated`] refuses a
+//! requester over their limit, and the sign-in routes refuse an IP address over its own;
+//! both answer 429 with `Retry-After` and an OperationOutcome (code `throttled`).
 
 use super::{
     AuthError, Clock,
     request::{NONCE_HEADER, RequestVerifier, SIGNATURE_HEADER, TIME_HEADER},
     siwe::SiweAuthenticator,
 };
+use crate::limits::{KeyedLimiter, RateLimits, Throttled};
 use alloy::primitives::Address;
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, FromRef, FromRequest, Request, State, rejection::BytesRejection},
+    extract::{
+        ConnectInfo, DefaultBodyLimit, FromRef, FromRequest, Request, State,
+        rejection::BytesRejection,
+    },
     http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
 use serde_json::json;
-use std::sync::Arc;
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Instant,
+};
 
 /// The largest `POST /auth/siwe` body accepted, in bytes.
 pub const SIGN_IN_BODY_LIMIT: usize = 16 * 1024;
@@ -40,18 +53,49 @@ struct Inner {
     requests: RequestVerifier,
     siwe: SiweAuthenticator,
     clock: Clock,
+    per_requester: Option<KeyedLimiter<Address>>,
+    per_ip: Option<KeyedLimiter<IpAddr>>,
 }
 
 impl AuthState {
     /// Shared state over a request verifier and a sign-in authenticator, on the system
-    /// clock.
+    /// clock, without rate limits.
     pub fn new(requests: RequestVerifier, siwe: SiweAuthenticator) -> Self {
         Self::with_clock(requests, siwe, Clock::system())
     }
 
-    /// The same on the given clock (a manual one in tests).
+    /// The same on the given clock (a manual one in tests), without rate limits.
     pub fn with_clock(requests: RequestVerifier, siwe: SiweAuthenticator, clock: Clock) -> Self {
-        Self { inner: Arc::new(Inner { requests, siwe, clock }) }
+        Self::with_rate_limits(requests, siwe, clock, RateLimits::off())
+    }
+
+    /// The same with rate limits: per requester on every [`Authenticated`] request, and
+    /// per IP address on the sign-in routes.
+    pub fn with_rate_limits(
+        requests: RequestVerifier,
+        siwe: SiweAuthenticator,
+        clock: Clock,
+        limits: RateLimits,
+    ) -> Self {
+        let inner = Inner {
+            requests,
+            siwe,
+            clock,
+            per_requester: limits.requester.map(KeyedLimiter::new),
+            per_ip: limits.sign_in.map(KeyedLimiter::new),
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// Counts one request of `requester` against its rate limit (always `Ok` without one).
+    pub fn check_requester(&self, requester: Address) -> Result<(), Throttled> {
+        self.inner.per_requester.as_ref().map_or(Ok(()), |l| l.check(&requester, Instant::now()))
+    }
+
+    /// Counts one sign-in request from `ip` against its rate limit (always `Ok` without
+    /// one).
+    pub fn check_sign_in(&self, ip: IpAddr) -> Result<(), Throttled> {
+        self.inner.per_ip.as_ref().map_or(Ok(()), |l| l.check(&ip, Instant::now()))
     }
 
     /// The per-request signature verifier.
@@ -135,12 +179,26 @@ fn credential(headers: &HeaderMap) -> Result<Credential<'_>, AuthError> {
     }
 }
 
-/// The sign-in routes, `GET /auth/nonce` and `POST /auth/siwe`, over `state`.
+/// The sign-in routes, `GET /auth/nonce` and `POST /auth/siwe`, over `state`, with its
+/// per-IP rate limit when the router is served with `ConnectInfo<SocketAddr>`.
 pub fn router(state: AuthState) -> Router {
     Router::new()
         .route("/auth/nonce", get(nonce))
         .route("/auth/siwe", post(sign_in).layer(DefaultBodyLimit::max(SIGN_IN_BODY_LIMIT)))
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_sign_in))
         .with_state(state)
+}
+
+/// Refuses a sign-in request from an IP address over its rate limit.
+async fn limit_sign_in(State(state): State<AuthState>, request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    if let Some(ip) = peer
+        && let Err(throttled) = state.check_sign_in(ip)
+    {
+        tracing::info!(target: "medrec::gatekeeper", %ip, "sign-in throttled");
+        return throttled.into_response();
+    }
+    next.run(request).await
 }
 
 /// `{"nonce": "<32 hex digits>"}`
@@ -233,12 +291,15 @@ pub enum AuthRejection {
     Auth(AuthError),
     /// The body could not be read (too large, or the connection failed).
     Body(BytesRejection),
+    /// The requester is over their rate limit.
+    Throttled(Throttled),
 }
 
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
         match self {
             Self::Auth(e) => e.into_response(),
+            Self::Throttled(t) => t.into_response(),
             Self::Body(rejection) => {
                 let status = rejection.status();
                 let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -272,6 +333,10 @@ where
             .map_err(AuthRejection::Body)?;
         let requester =
             auth.authenticate(&method, &uri, &headers, &body).map_err(AuthRejection::Auth)?;
+        if let Err(throttled) = auth.check_requester(requester) {
+            tracing::info!(target: "medrec::gatekeeper", %requester, "request throttled");
+            return Err(AuthRejection::Throttled(throttled));
+        }
         Ok(Self { requester, body })
     }
 }

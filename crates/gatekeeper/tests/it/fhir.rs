@@ -20,7 +20,12 @@ use medrec_gatekeeper::{
     server::{Enrollment, Gatekeeper, Readiness},
 };
 use medrec_primitives::RelationshipId;
-use medrec_store::{RecordStore, fhir::Resource, sqlite::SqliteStore};
+use medrec_store::{
+    RecordStore,
+    audit::{AccessLog, WriterConfig, sqlite::SqliteAccessLog, verify},
+    fhir::Resource,
+    sqlite::SqliteStore,
+};
 use medrec_testkit::medrec::{Medrec, PATIENT, PROVIDER, STRANGER, VIEWER};
 use serde_json::{Value, json};
 use std::sync::{Arc, RwLock};
@@ -59,6 +64,7 @@ fn now() -> u64 {
 struct Fixture {
     m: Medrec,
     gk: Gatekeeper,
+    log: Arc<dyn AccessLog>,
     rel: RelationshipId,
     follower: Follower<alloy::providers::RootProvider>,
     health: tokio::sync::watch::Sender<medrec_chain::follower::Health>,
@@ -110,15 +116,17 @@ impl Fixture {
             RequestVerifier::new(31337, GATEKEEPER),
             SiweAuthenticator::new(SiweConfig::new(DOMAIN.parse().unwrap(), 31337)),
         );
+        let log: Arc<dyn AccessLog> = Arc::new(SqliteAccessLog::open_in_memory().unwrap());
         let gk = Gatekeeper::new(store, index, health_rx, Readiness::default(), auth)
-            .with_provider(m.address(PROVIDER));
+            .with_provider(m.address(PROVIDER))
+            .with_access_log(log.clone(), WriterConfig::default());
         gk.enroll(rel, Enrollment { patient: "p1".parse().unwrap(), pointers: vec![query] })
             .unwrap();
         let router = gk.router();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(axum::serve(listener, router).into_future());
-        Self { m, gk, rel, follower, health, http: reqwest::Client::new(), base }
+        Self { m, gk, log, rel, follower, health, http: reqwest::Client::new(), base }
     }
 
     fn signer(&self, who: usize) -> PrivateKeySigner {
@@ -158,6 +166,42 @@ impl Fixture {
         let a = self.get(path, who).await;
         assert_eq!(a.status, 200, "{path}: {}", a.body);
         ids(&a.body)
+    }
+
+    /// Signs dev account `who` in with Sign-In with Ethereum: `Bearer <token>`.
+    async fn sign_in(&self, who: usize) -> String {
+        let nonce: Value = self
+            .http
+            .get(format!("{}/auth/nonce", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let signer = self.signer(who);
+        let mut msg = Msg::new(signer.address(), nonce["nonce"].as_str().unwrap());
+        (msg.domain, msg.chain_id, msg.issued_at) = (DOMAIN.to_owned(), 31337, now());
+        let text = msg.text();
+        let signature = signer.sign_message_sync(text.as_bytes()).unwrap();
+        let token: Value = self
+            .http
+            .post(format!("{}/auth/siwe", self.base))
+            .json(&json!({"message": text, "signature": signature.to_string()}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        format!("Bearer {}", token["access_token"].as_str().expect("a token"))
+    }
+
+    /// `GET path` with an `Authorization` header.
+    async fn with_token(&self, path: &str, authorization: &str) -> Answer {
+        let req =
+            self.http.get(format!("{}{path}", self.base)).header("authorization", authorization);
+        answer(req.send().await.unwrap()).await
     }
 
     /// Follows the chain to its head.
@@ -468,30 +512,131 @@ async fn bad_requests_get_an_operation_outcome_and_the_server_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ordinary_fhir_client_signs_in_once_and_uses_a_bearer_token() {
     let f = Fixture::new().await;
-    let nonce: Value =
-        f.http.get(format!("{}/auth/nonce", f.base)).send().await.unwrap().json().await.unwrap();
-    let patient = f.signer(PATIENT);
-    let mut msg = Msg::new(patient.address(), nonce["nonce"].as_str().unwrap());
-    (msg.domain, msg.chain_id, msg.issued_at) = (DOMAIN.to_owned(), 31337, now());
-    let text = msg.text();
-    let signature = patient.sign_message_sync(text.as_bytes()).unwrap();
-    let token: Value = f
-        .http
-        .post(format!("{}/auth/siwe", f.base))
-        .json(&json!({"message": text, "signature": signature.to_string()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
-    let get = |path: &str| {
-        f.http.get(format!("{}{path}", f.base)).header("authorization", &bearer).send()
-    };
-    let a = answer(get("/fhir/Observation?category=laboratory").await.unwrap()).await;
+    let bearer = f.sign_in(PATIENT).await;
+    let a = f.with_token("/fhir/Observation?category=laboratory", &bearer).await;
     assert_eq!(a.status, 200);
     assert_eq!(ids(&a.body), ["a1", "a3"]);
-    let a = answer(get("/fhir/Observation/b1").await.unwrap()).await;
-    assert_eq!(a.status, 404);
+    assert_eq!(f.with_token("/fhir/Observation/b1", &bearer).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_never_outlives_a_revocation() {
+    let mut f = Fixture::new().await;
+    let bearer = f.sign_in(VIEWER).await;
+    assert_eq!(f.with_token("/fhir/Observation/a1", &bearer).await.status, 200);
+    f.m.revoke(VIEWER).await;
+    f.catch_up().await;
+    let a = f.with_token("/fhir/Observation/a1", &bearer).await;
+    assert_eq!(a.status, 403, "the token still authenticates, but the grant is gone: {}", a.body);
+    assert!(is_outcome(&a, "forbidden"));
+    let path = format!("/pointers/{}/0", f.rel.0);
+    assert_eq!(f.with_token(&path, &bearer).await.status, 403);
+    // Forged and foreign tokens are refused outright.
+    assert_eq!(f.with_token("/fhir/Observation/a1", "Bearer not-a-token").await.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_is_logged_and_the_patient_verifies_the_entries_against_the_chain() {
+    use medrec_chain::anchors::{AnchorClaim, check_anchor};
+    use medrec_gatekeeper::{
+        anchor::{AnchorConfig, Anchorer},
+        audit::proof_from_json,
+    };
+    let f = Fixture::new().await;
+    // The viewer reads, a stranger is refused, the patient searches.
+    assert_eq!(f.get("/fhir/Observation/a1", VIEWER).await.status, 200);
+    assert_eq!(f.get(&format!("/pointers/{}/0", f.rel.0), VIEWER).await.status, 200);
+    assert_eq!(f.get("/fhir/Observation/a1", STRANGER).await.status, 403);
+    assert_eq!(f.get(&format!("/pointers/{}/0", f.rel.0), STRANGER).await.status, 403);
+    assert_eq!(f.get("/fhir/Observation", PATIENT).await.status, 200);
+    f.gk.flush_access_log().await;
+    let all = f.log.entries(0, 100).await.unwrap();
+    assert_eq!(all.len(), 5, "every request, allowed or denied, is one entry here");
+    let decisions: Vec<String> = all.iter().map(|e| e.entry.decision.to_string()).collect();
+    assert_eq!(
+        decisions,
+        ["allow-viewer", "allow-viewer", "deny:forbidden", "deny:no-grant", "allow-patient"]
+    );
+    assert!(all[0].entry.response_hash.is_some() && all[2].entry.response_hash.is_none());
+    assert_eq!(all[1].entry.pointer, Some(0));
+
+    // Before any anchor the patient sees the entries about their records, unproven.
+    let page = f.get("/audit", PATIENT).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let entries = page.body["entries"].as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        4,
+        "not the stranger's refusal of a resource it could not name: {}",
+        page.body
+    );
+    assert!(entries.iter().all(|e| e["proof"].is_null()));
+    assert_eq!(entries[0]["resource"], json!({"type": "Observation", "id": "a1"}));
+    assert_eq!(entries[0]["requester"], json!(f.m.address(VIEWER)));
+
+    // The provider anchors the head: one transaction.
+    let anchorer = Anchorer::new(
+        f.m.wallet(PROVIDER),
+        f.log.clone(),
+        AnchorConfig::new(
+            f.m.at.anchors,
+            f.m.address(PROVIDER),
+            std::time::Duration::from_secs(3600),
+        ),
+    );
+    anchorer.anchor_now().await.unwrap();
+    let page = f.get("/audit", PATIENT).await;
+    let entries = page.body["entries"].as_array().unwrap().clone();
+    assert!(entries.len() >= 4);
+    for e in &entries {
+        let proof = proof_from_json(&e["proof"]).expect("every entry now has a proof");
+        verify(&proof).expect("the proof holds");
+        let claim = AnchorClaim {
+            size: proof.anchor.size,
+            head: proof.anchor.head,
+            block: proof.anchor.block,
+        };
+        check_anchor(&f.m.reader(), f.m.at.anchors, f.m.address(PROVIDER), claim)
+            .await
+            .expect("the anchor is on chain");
+        // Any change to the entry breaks the proof.
+        let mut forged = proof.clone();
+        forged.entry.entry.requester = Address::repeat_byte(0xee);
+        assert!(verify(&forged).is_err());
+    }
+    // Someone else gets nothing about this patient's records.
+    let other = f.get("/audit", VIEWER).await;
+    assert_eq!((other.status, other.body["entries"].as_array().map(Vec::len)), (200, Some(0)));
+    assert_eq!(f.get("/audit?after=x", PATIENT).await.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_provider_enrolls_over_http_and_the_chain_must_agree() {
+    let f = Fixture::new().await;
+    let path = format!("/enrollments/{}", f.rel.0);
+    let good = json!({"patient": "p1", "pointers": ["Observation?category=laboratory"]});
+    assert_eq!(f.send("PUT", &path, Some(&good), PROVIDER).await.status, 204);
+    for who in [PATIENT, VIEWER, STRANGER] {
+        let a = f.send("PUT", &path, Some(&good), who).await;
+        assert_eq!(a.status, 403, "only the provider enrolls");
+    }
+    // A query whose commitment is not the one on chain is refused, and nothing changes.
+    let tampered = json!({"patient": "p2", "pointers": ["Observation?category=vital-signs"]});
+    let a = f.send("PUT", &path, Some(&tampered), PROVIDER).await;
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert!(is_outcome(&a, "conflict"));
+    assert_eq!(f.ids("/fhir/Observation", VIEWER).await, ["a1", "a3"]);
+    // A relationship the chain does not know, and malformed bodies.
+    let unknown = format!("/enrollments/{}", alloy::primitives::B256::repeat_byte(7));
+    assert_eq!(f.send("PUT", &unknown, Some(&good), PROVIDER).await.status, 409);
+    for bad in [
+        json!({"pointers": []}),
+        json!({"patient": "p1"}),
+        json!({"patient": "p1", "pointers": ["Observation?patient=p2"]}),
+        json!({"patient": "no spaces", "pointers": []}),
+    ] {
+        let a = f.send("PUT", &path, Some(&bad), PROVIDER).await;
+        assert_eq!(a.status, 400, "{bad}: {}", a.body);
+    }
+    assert_eq!(f.send("PUT", "/enrollments/xyz", Some(&good), PROVIDER).await.status, 400);
 }

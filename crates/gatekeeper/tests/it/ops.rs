@@ -1,0 +1,429 @@
+//! Operations: the gatekeeper as `serve::spawn` runs it — store from a URL, the chain
+//! over JSON-RPC, HTTPS, body and rate limits, and failing parts (a dead chain node, a
+//! dead database).
+
+use alloy::{primitives::Address, signers::local::PrivateKeySigner, transports::http::reqwest};
+use medrec_devchain::server::{ServerHandle, serve as serve_rpc};
+use medrec_gatekeeper::{
+    auth::{Request, random_nonce, sign_request},
+    limits::{RateLimit, RateLimits},
+    pointer::{PointerQuery, run},
+    serve::{RunningGatekeeper, ServeConfig, ServeError, StoreUrl, TlsFiles, spawn},
+    server::{Enrollment, Readiness},
+};
+use medrec_primitives::RelationshipId;
+use medrec_store::{
+    RecordStore,
+    fhir::Resource,
+    sql::{PostgresStore, testing::TestStore},
+    sqlite::SqliteStore,
+};
+use medrec_testkit::medrec::{Medrec, PATIENT, STRANGER, VIEWER};
+use serde_json::{Value, json};
+use std::{path::PathBuf, sync::Arc, time::Duration};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+};
+
+const GATEKEEPER: Address = Address::repeat_byte(0x6b);
+const CHAIN_ID: u64 = 31337;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("medrec-ops-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn observation() -> Resource {
+    Resource::parse(json!({
+        "resourceType": "Observation", "id": "o1", "status": "final",
+        "subject": {"reference": "Patient/p1"},
+        "category": [{"coding": [{"code": "laboratory"}]}],
+        "effectiveDateTime": "2025-01-02"
+    }))
+    .unwrap()
+}
+
+/// A chain served over JSON-RPC on which the patient shares one pointer of `store`'s
+/// records with the viewer.
+struct Chain {
+    m: Medrec,
+    rpc: Option<ServerHandle>,
+    relationship: RelationshipId,
+    query: PointerQuery,
+}
+
+impl Chain {
+    async fn new(store: &dyn RecordStore) -> Self {
+        store.update(observation()).await.unwrap();
+        let query = PointerQuery::parse("Observation?category=laboratory").unwrap();
+        let published = run(store, &query, &"p1".parse().unwrap()).await.unwrap();
+        let m = Medrec::new().await;
+        let relationship = m.relate(query.commitment(), published.data_hash).await;
+        m.grant(VIEWER).await;
+        let rpc = serve_rpc(m.node.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        Self { m, rpc: Some(rpc), relationship, query }
+    }
+
+    fn url(&self) -> String {
+        self.rpc.as_ref().unwrap().url()
+    }
+
+    fn config(&self, store: StoreUrl) -> ServeConfig {
+        let mut config = ServeConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            store,
+            self.url(),
+            self.m.at.relationships,
+            GATEKEEPER,
+            CHAIN_ID,
+        );
+        config.reorg_depth = 0;
+        config.poll = Duration::from_millis(50);
+        config.limits = RateLimits::off();
+        config
+    }
+
+    fn enroll(&self, running: &RunningGatekeeper) {
+        let enrollment =
+            Enrollment { patient: "p1".parse().unwrap(), pointers: vec![self.query.clone()] };
+        running.gatekeeper().enroll(self.relationship, enrollment).unwrap();
+    }
+
+    fn path(&self) -> String {
+        format!("/pointers/{}/0", self.relationship.0)
+    }
+
+    fn signer(&self, who: usize) -> PrivateKeySigner {
+        self.m.accounts[who].signer()
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+impl Client {
+    fn new(running: &RunningGatekeeper) -> Self {
+        Self { http: reqwest::Client::new(), base: running.url() }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        let text = resp.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Answer { status, retry_after, body }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    /// GET `path` signed by `who` (EIP-712).
+    async fn signed(&self, path: &str, who: &PrivateKeySigner) -> Answer {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let request = Request::new("GET", path, b"", now, random_nonce().unwrap(), GATEKEEPER);
+        let headers = sign_request(who, CHAIN_ID, &request).unwrap();
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        for (name, value) in &headers {
+            req = req.header(name.as_str(), value.to_str().unwrap());
+        }
+        self.send(req).await
+    }
+
+    /// Waits until `/readyz` answers `status` (the follower polls every 50 ms).
+    async fn wait_ready(&self, status: u16) {
+        for _ in 0..600 {
+            if self.get("/readyz").await.status == status {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("/readyz never answered {status}");
+    }
+}
+
+fn issue_code(body: &Value) -> &str {
+    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+    body["issue"][0]["code"].as_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_with_the_given_certificate_and_refuses_a_bad_key() {
+    let dir = temp_dir("tls");
+    let store = SqliteStore::open(dir.join("records.db")).unwrap();
+    let chain = Chain::new(&store).await;
+    drop(store);
+    // A self-signed certificate made for this test.
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+
+    let mut config = chain.config(StoreUrl::Sqlite(dir.join("records.db")));
+    config.tls = Some(TlsFiles { cert: cert.clone(), key: key.clone() });
+    let running = spawn(config.clone()).await.unwrap();
+    assert!(running.url().starts_with("https://"));
+
+    // A TLS client that trusts only this certificate.
+    use tokio_rustls::rustls::{self, pki_types::ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = TcpStream::connect(running.local_addr()).await.unwrap();
+    let mut tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tls.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(r#"{"status":"ok"}"#), "{response}");
+
+    // Plain HTTP to the HTTPS port gets no HTTP answer.
+    let mut plain = TcpStream::connect(running.local_addr()).await.unwrap();
+    plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer).await;
+    assert!(!String::from_utf8_lossy(&answer).contains("200 OK"));
+    running.shutdown().await.unwrap();
+
+    // A key that is not PEM is refused with a sentence naming the file.
+    std::fs::write(&key, "not a key").unwrap();
+    config.tls = Some(TlsFiles { cert, key: key.clone() });
+    let err = spawn(config).await.unwrap_err();
+    assert!(matches!(err, ServeError::Tls { what: "key", .. }), "{err:?}");
+    assert!(err.to_string().contains(&key.display().to_string()), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requester_over_the_limit_gets_429_then_recovers() {
+    let dir = temp_dir("rate");
+    let store = SqliteStore::open(dir.join("records.db")).unwrap();
+    let chain = Chain::new(&store).await;
+    drop(store);
+    let mut config = chain.config(StoreUrl::Sqlite(dir.join("records.db")));
+    let one_per_second = RateLimit::new(1, 2);
+    config.limits = RateLimits { requester: one_per_second, sign_in: one_per_second };
+    let running = spawn(config).await.unwrap();
+    chain.enroll(&running);
+    let client = Client::new(&running);
+    client.wait_ready(200).await;
+    let (viewer, stranger) = (chain.signer(VIEWER), chain.signer(STRANGER));
+
+    // A burst of two, then throttled (a slow machine may refill a token in between:
+    // keep going until the limit bites).
+    assert_eq!(client.signed(&chain.path(), &viewer).await.status, 200);
+    assert_eq!(client.signed(&chain.path(), &viewer).await.status, 200);
+    let mut throttled = None;
+    for _ in 0..50 {
+        let answer = client.signed(&chain.path(), &viewer).await;
+        if answer.status != 200 {
+            throttled = Some(answer);
+            break;
+        }
+    }
+    let throttled = throttled.expect("the limit never bit");
+    assert_eq!(throttled.status, 429, "{}", throttled.body);
+    assert_eq!(issue_code(&throttled.body), "throttled");
+    let retry: u64 = throttled.retry_after.expect("Retry-After").parse().unwrap();
+    assert_eq!(retry, 1);
+    // Others have buckets of their own.
+    assert_eq!(client.signed(&chain.path(), &stranger).await.status, 403);
+    // After Retry-After, the requester is served again.
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    assert_eq!(client.signed(&chain.path(), &viewer).await.status, 200);
+
+    // Sign-in is limited per IP address.
+    assert_eq!(client.get("/auth/nonce").await.status, 200);
+    let mut throttled = None;
+    for _ in 0..50 {
+        let answer = client.get("/auth/nonce").await;
+        if answer.status != 200 {
+            throttled = Some(answer);
+            break;
+        }
+    }
+    let throttled = throttled.expect("the sign-in limit never bit");
+    assert_eq!((throttled.status, issue_code(&throttled.body)), (429, "throttled"));
+    assert!(throttled.retry_after.is_some());
+    // Health checks are never limited.
+    for _ in 0..5 {
+        assert_eq!(client.get("/healthz").await.status, 200);
+    }
+    running.shutdown().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_gets_413_and_the_server_keeps_serving() {
+    let dir = temp_dir("body");
+    let store = SqliteStore::open(dir.join("records.db")).unwrap();
+    let chain = Chain::new(&store).await;
+    drop(store);
+    let mut config = chain.config(StoreUrl::Sqlite(dir.join("records.db")));
+    config.body_limit = 1024;
+    let running = spawn(config).await.unwrap();
+    chain.enroll(&running);
+    let client = Client::new(&running);
+    client.wait_ready(200).await;
+
+    let url = format!("{}{}", client.base, chain.path());
+    let big = vec![b'x'; 4096];
+    let req = client.http.get(&url).header("authorization", "Bearer t").body(big.clone());
+    let answer = client.send(req).await;
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    assert_eq!(issue_code(&answer.body), "too-long");
+    assert!(answer.body["issue"][0]["diagnostics"].as_str().unwrap().contains("1024 bytes"));
+    // The sign-in route has its own, larger limit; past it, the same answer.
+    let siwe = format!("{}/auth/siwe", client.base);
+    let answer = client.send(client.http.post(&siwe).body(vec![b'{'; 64 * 1024])).await;
+    assert_eq!((answer.status, issue_code(&answer.body)), (413, "too-long"));
+    let diagnostics = answer.body["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(diagnostics.contains("limit of 16384 bytes"), "{diagnostics}");
+    // The server is still there.
+    assert_eq!(client.get("/healthz").await.status, 200);
+    assert_eq!(client.signed(&chain.path(), &chain.signer(VIEWER)).await.status, 200);
+    running.shutdown().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_chain_node_fails_closed() {
+    let dir = temp_dir("deadchain");
+    let store = SqliteStore::open(dir.join("records.db")).unwrap();
+    let mut chain = Chain::new(&store).await;
+    drop(store);
+    let mut config = chain.config(StoreUrl::Sqlite(dir.join("records.db")));
+    config.readiness = Readiness { max_lag: 2, max_silence: Duration::from_secs(1) };
+    let running = spawn(config.clone()).await.unwrap();
+    chain.enroll(&running);
+    let client = Client::new(&running);
+    client.wait_ready(200).await;
+    let patient = chain.signer(PATIENT);
+    assert_eq!(client.signed(&chain.path(), &patient).await.status, 200);
+
+    // The node goes away: not ready, and data requests fail closed.
+    chain.rpc.take().unwrap().shutdown().await.unwrap();
+    client.wait_ready(503).await;
+    let answer = client.signed(&chain.path(), &patient).await;
+    assert_eq!((answer.status, issue_code(&answer.body)), (503, "transient"));
+    assert_eq!(client.get("/healthz").await.status, 200);
+    running.shutdown().await.unwrap();
+
+    // Starting against a dead node says so.
+    let err = spawn(config).await.unwrap_err();
+    assert!(matches!(err, ServeError::ChainUnreachable { .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with("cannot reach the chain node at http://127.0.0.1:"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Forwards TCP connections to `target` until killed; then open links are cut and every
+/// new connection is accepted and closed at once, as a crashed database looks.
+struct Proxy {
+    port: u16,
+    alive: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(target: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (alive, watch) = tokio::sync::watch::channel(true);
+        let task = tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = listener.accept().await.unwrap();
+                if !*watch.borrow() {
+                    continue;
+                }
+                let (target, mut dead) = (target.clone(), watch.clone());
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = dead.wait_for(|alive| !alive) => {}
+                    }
+                });
+            }
+        });
+        Self { port, alive, task }
+    }
+
+    fn kill(&self) {
+        self.alive.send_replace(false);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.kill();
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_database_is_a_server_error_and_the_server_keeps_serving() {
+    const URL_VAR: &str = "MEDREC_TEST_PG_URL";
+    const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+    let admin = std::env::var(URL_VAR).unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let db: TestStore<PostgresStore> = TestStore::postgres(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("the PostgreSQL server for the tests is unusable ({e})"));
+    let chain = Chain::new(&*db).await;
+
+    // The gatekeeper reaches the test database through a proxy that can die.
+    let (scheme, rest) = admin.split_once("://").unwrap();
+    let authority = rest.split('/').next().unwrap();
+    let (user, host) = authority.rsplit_once('@').map_or(("", authority), |(u, h)| (u, h));
+    let proxy = Proxy::start(host.to_owned()).await;
+    let user = if user.is_empty() { String::new() } else { format!("{user}@") };
+    let url = format!("{scheme}://{user}127.0.0.1:{}/{}", proxy.port, db.database());
+    let running = spawn(chain.config(url.parse().unwrap())).await.unwrap();
+    chain.enroll(&running);
+    let client = Client::new(&running);
+    client.wait_ready(200).await;
+    let patient = chain.signer(PATIENT);
+    assert_eq!(client.signed(&chain.path(), &patient).await.status, 200);
+
+    proxy.kill();
+    let answer = client.signed(&chain.path(), &patient).await;
+    // A server error, never data nor a decision (500 or 503, as the pipeline chooses).
+    assert!([500, 503].contains(&answer.status), "{} {}", answer.status, answer.body);
+    assert!(["exception", "transient"].contains(&issue_code(&answer.body)), "{}", answer.body);
+    let diagnostics = answer.body["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(!diagnostics.contains(db.database()), "no internals to the requester: {diagnostics}");
+    // Health and readiness do not depend on the database; the server goes on.
+    assert_eq!(client.get("/healthz").await.status, 200);
+    assert_eq!(client.get("/readyz").await.status, 200);
+    assert_eq!(client.signed(&chain.path(), &chain.signer(STRANGER)).await.status, 403);
+    running.shutdown().await.unwrap();
+
+    // Starting against a dead database says so.
+    let err = spawn(chain.config(url.parse().unwrap())).await.unwrap_err();
+    assert!(matches!(err, ServeError::Store(_)), "{err:?}");
+    assert!(err.to_string().starts_with("cannot open the record store"), "{err}");
+}

@@ -1,0 +1,525 @@
+//! The access log in PostgreSQL and MySQL/MariaDB (sqlx).
+//!
+//! Three tables, created when missing by `connect`: `audit_log` (one row per entry,
+//! keyed by `seq`, indexed by `(relationship, seq)`), `audit_head` (one row: the size
+//! and head) and `audit_anchors` (keyed by size). An append locks the `audit_head` row
+//! (`SELECT ... FOR UPDATE`) first, then inserts its entries after that head and moves
+//! the head, all in one transaction: concurrent appends, from this process or any other,
+//! queue on that lock, so sequence numbers have no gaps and the chain never forks (the
+//! primary key on `seq` would refuse a fork anyway). Every value is bound as a parameter.
+
+use super::{AccessLog, Anchor, COLUMNS, LogHead, LoggedEntry, NewEntry, Row, to_i64};
+use crate::{Result, StoreError};
+use alloy_primitives::B256;
+use sqlx::{
+    AssertSqlSafe, ConnectOptions, Connection, Database, Decode, Encode, Executor, IntoArguments,
+    MySql, Pool, Postgres, Row as _, Type,
+    mysql::{MySqlConnectOptions, MySqlPoolOptions},
+    pool::PoolOptions,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+use std::{fmt::Write as _, time::Duration};
+
+/// Connections per pool when the caller does not say.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
+
+/// How long `connect` waits for the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an operation waits for a pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The hash of the empty log, as stored.
+const ZERO: &str = "0x0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The `audit_log` columns (types common to both servers).
+const LOG_COLUMNS: &str = "
+    seq BIGINT NOT NULL PRIMARY KEY,
+    at_ms BIGINT NOT NULL,
+    requester VARCHAR(42) NOT NULL,
+    action VARCHAR(32) NOT NULL,
+    relationship VARCHAR(66) NULL,
+    pointer BIGINT NULL,
+    resource_type VARCHAR(32) NULL,
+    resource_id VARCHAR(64) NULL,
+    decision VARCHAR(80) NOT NULL,
+    response_hash VARCHAR(66) NULL,
+    epsilon_bits BIGINT NULL,
+    prev_hash VARCHAR(66) NOT NULL,
+    digest VARCHAR(66) NOT NULL,
+    hash VARCHAR(66) NOT NULL";
+
+/// What differs between the servers.
+trait Backend: Database {
+    /// The server's name, for messages.
+    const SERVER: &'static str;
+    /// `$1, $2, ...` (PostgreSQL) rather than `?` (MySQL).
+    const NUMBERED: bool;
+
+    /// The statements that create the schema when missing; idempotent.
+    fn schema() -> Vec<String>;
+
+    /// Where `options` point, for messages (never the password).
+    fn describe(options: &<Self::Connection as Connection>::Options) -> String;
+}
+
+impl Backend for Postgres {
+    const SERVER: &'static str = "PostgreSQL";
+    const NUMBERED: bool = true;
+
+    fn schema() -> Vec<String> {
+        vec![
+            "BEGIN".into(),
+            // Two logs starting at once on a new database must not race on the DDL.
+            "SELECT pg_advisory_xact_lock(7306925846211536)".into(),
+            format!("CREATE TABLE IF NOT EXISTS audit_log ({LOG_COLUMNS})"),
+            "CREATE INDEX IF NOT EXISTS audit_log_relationship ON audit_log (relationship, seq)"
+                .into(),
+            "CREATE TABLE IF NOT EXISTS audit_head (id INTEGER NOT NULL PRIMARY KEY, \
+             log_size BIGINT NOT NULL, head VARCHAR(66) NOT NULL)"
+                .into(),
+            format!(
+                "INSERT INTO audit_head (id, log_size, head) VALUES (1, 0, '{ZERO}') \
+                 ON CONFLICT (id) DO NOTHING"
+            ),
+            "CREATE TABLE IF NOT EXISTS audit_anchors (log_size BIGINT NOT NULL PRIMARY KEY, \
+             head VARCHAR(66) NOT NULL, block_number BIGINT NOT NULL, tx_hash VARCHAR(66) NOT NULL)"
+                .into(),
+            "COMMIT".into(),
+        ]
+    }
+
+    fn describe(options: &PgConnectOptions) -> String {
+        let (user, host, port) = (options.get_username(), options.get_host(), options.get_port());
+        let database = options.get_database().unwrap_or(user);
+        format!("postgres://{user}@{host}:{port}/{database}")
+    }
+}
+
+impl Backend for MySql {
+    const SERVER: &'static str = "MySQL";
+    const NUMBERED: bool = false;
+
+    fn schema() -> Vec<String> {
+        let table = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
+        vec![
+            format!(
+                "CREATE TABLE IF NOT EXISTS audit_log ({LOG_COLUMNS}, \
+                 INDEX audit_log_relationship (relationship, seq)) {table}"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS audit_head (id INTEGER NOT NULL PRIMARY KEY, \
+                 log_size BIGINT NOT NULL, head VARCHAR(66) NOT NULL) {table}"
+            ),
+            format!("INSERT IGNORE INTO audit_head (id, log_size, head) VALUES (1, 0, '{ZERO}')"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS audit_anchors (log_size BIGINT NOT NULL PRIMARY KEY, \
+                 head VARCHAR(66) NOT NULL, block_number BIGINT NOT NULL, \
+                 tx_hash VARCHAR(66) NOT NULL) {table}"
+            ),
+        ]
+    }
+
+    fn describe(options: &MySqlConnectOptions) -> String {
+        let (user, host, port) = (options.get_username(), options.get_host(), options.get_port());
+        let database = options.get_database().unwrap_or("");
+        format!("mysql://{user}@{host}:{port}/{database}")
+    }
+}
+
+/// `sql` written with `?` placeholders, in the server's form.
+fn sql<DB: Backend>(sql: &str) -> AssertSqlSafe<String> {
+    if !DB::NUMBERED {
+        return AssertSqlSafe(sql.to_owned());
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            let _ = write!(out, "${n}");
+        } else {
+            out.push(c);
+        }
+    }
+    AssertSqlSafe(out)
+}
+
+fn db_error(name: &str, e: &sqlx::Error) -> StoreError {
+    StoreError::Database(format!("the access log ({name}) failed: {e}"))
+}
+
+fn parse_url<DB: Backend>(url: &str) -> Result<<DB::Connection as Connection>::Options> {
+    url.parse().map_err(|e| {
+        // The URL may hold a password: name only its scheme.
+        let scheme = url.split_once("://").map_or("", |(s, _)| s);
+        StoreError::Database(format!("invalid {} URL (scheme '{scheme}'): {e}", DB::SERVER))
+    })
+}
+
+/// The backend-independent log over a sqlx pool.
+#[derive(Debug)]
+struct SqlLog<DB: Database> {
+    pool: Pool<DB>,
+}
+
+impl<DB: Database> Clone for SqlLog<DB> {
+    fn clone(&self) -> Self {
+        Self { pool: self.pool.clone() }
+    }
+}
+
+impl<DB> SqlLog<DB>
+where
+    DB: Backend,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'a> String: Encode<'a, DB> + Decode<'a, DB> + Type<DB>,
+    for<'a> i64: Encode<'a, DB> + Decode<'a, DB> + Type<DB>,
+    for<'a> Option<String>: Encode<'a, DB> + Decode<'a, DB> + Type<DB>,
+    for<'a> Option<i64>: Encode<'a, DB> + Decode<'a, DB> + Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    async fn open(
+        pool: PoolOptions<DB>,
+        options: <DB::Connection as Connection>::Options,
+        max_connections: u32,
+    ) -> Result<Self> {
+        let (name, at) = (DB::SERVER, DB::describe(&options));
+        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, options.connect()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => {
+                return Err(StoreError::Database(format!("cannot connect to {name} at {at}: {e}")));
+            }
+            Err(_) => {
+                return Err(StoreError::Database(format!(
+                    "cannot connect to {name} at {at}: no answer within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        for statement in DB::schema() {
+            if let Err(e) = sqlx::raw_sql(AssertSqlSafe(statement)).execute(&mut conn).await {
+                return Err(StoreError::Database(format!(
+                    "cannot create the access log tables in {name} at {at}: {e}"
+                )));
+            }
+        }
+        let _ = conn.close().await;
+        let pool = pool
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    fn err(e: &sqlx::Error) -> StoreError {
+        db_error(DB::SERVER, e)
+    }
+
+    async fn append_batch(&self, entries: Vec<NewEntry>) -> Result<Vec<LoggedEntry>> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await.map_err(|e| Self::err(&e))?;
+        let row =
+            sqlx::query(sql::<DB>("SELECT log_size, head FROM audit_head WHERE id = 1 FOR UPDATE"))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| Self::err(&e))?;
+        let mut head = Self::head_from(&row)?;
+        let insert = format!(
+            "INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        let mut logged = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let entry = LoggedEntry::chain(head.size + 1, head.head, entry);
+            let r = Row::from_logged(&entry)?;
+            sqlx::query(sql::<DB>(&insert))
+                .bind(r.seq)
+                .bind(r.time)
+                .bind(r.requester)
+                .bind(r.action)
+                .bind(r.relationship)
+                .bind(r.pointer)
+                .bind(r.resource_type)
+                .bind(r.resource_id)
+                .bind(r.decision)
+                .bind(r.response_hash)
+                .bind(r.epsilon_bits)
+                .bind(r.prev_hash)
+                .bind(r.digest)
+                .bind(r.hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| Self::err(&e))?;
+            head = LogHead { size: entry.seq, head: entry.hash };
+            logged.push(entry);
+        }
+        sqlx::query(sql::<DB>("UPDATE audit_head SET log_size = ?, head = ? WHERE id = 1"))
+            .bind(to_i64(head.size, "log size")?)
+            .bind(super::hex32(&head.head))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Self::err(&e))?;
+        tx.commit().await.map_err(|e| Self::err(&e))?;
+        Ok(logged)
+    }
+
+    fn head_from(row: &DB::Row) -> Result<LogHead> {
+        let size: i64 = row.try_get(0).map_err(|e| Self::err(&e))?;
+        let head: String = row.try_get(1).map_err(|e| Self::err(&e))?;
+        Ok(LogHead {
+            size: u64::try_from(size).map_err(|_| super::corrupt("holds a negative size"))?,
+            head: super::parse_b256(&head, "a head")?,
+        })
+    }
+
+    async fn head(&self) -> Result<LogHead> {
+        let row = sqlx::query(sql::<DB>("SELECT log_size, head FROM audit_head WHERE id = 1"))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| Self::err(&e))?;
+        Self::head_from(&row)
+    }
+
+    async fn record_anchor(&self, anchor: Anchor) -> Result<()> {
+        let size = to_i64(anchor.size, "anchor size")?;
+        let own = sqlx::query(sql::<DB>("SELECT hash FROM audit_log WHERE seq = ?"))
+            .bind(size)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| Self::err(&e))?;
+        let own = match own {
+            None => None,
+            Some(row) => {
+                let text: String = row.try_get(0).map_err(|e| Self::err(&e))?;
+                Some(super::parse_b256(&text, "an entry hash")?)
+            }
+        };
+        super::check_anchor(&anchor, own)?;
+        let inserted = sqlx::query(sql::<DB>(
+            "INSERT INTO audit_anchors (log_size, head, block_number, tx_hash) VALUES (?, ?, ?, ?)",
+        ))
+        .bind(size)
+        .bind(super::hex32(&anchor.head))
+        .bind(to_i64(anchor.block, "block number")?)
+        .bind(super::hex32(&anchor.tx))
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                let old = self.anchors().await?.into_iter().find(|a| a.size == anchor.size);
+                let old = old.ok_or_else(|| super::corrupt("lost an anchor"))?;
+                super::check_same_anchor(&anchor, &old)
+            }
+            Err(e) => Err(Self::err(&e)),
+        }
+    }
+
+    async fn anchors(&self) -> Result<Vec<Anchor>> {
+        let rows = sqlx::query(sql::<DB>(
+            "SELECT log_size, head, block_number, tx_hash FROM audit_anchors ORDER BY log_size",
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| Self::err(&e))?;
+        rows.iter()
+            .map(|row| {
+                let size: i64 = row.try_get(0).map_err(|e| Self::err(&e))?;
+                let head: String = row.try_get(1).map_err(|e| Self::err(&e))?;
+                let block: i64 = row.try_get(2).map_err(|e| Self::err(&e))?;
+                let tx: String = row.try_get(3).map_err(|e| Self::err(&e))?;
+                let negative = |_| super::corrupt("holds a negative anchor size or block");
+                Ok(Anchor {
+                    size: u64::try_from(size).map_err(negative)?,
+                    head: super::parse_b256(&head, "an anchored head")?,
+                    block: u64::try_from(block).map_err(negative)?,
+                    tx: super::parse_b256(&tx, "an anchoring transaction")?,
+                })
+            })
+            .collect()
+    }
+
+    fn entry_from(row: &DB::Row) -> Result<LoggedEntry> {
+        let e = |e: sqlx::Error| Self::err(&e);
+        Row {
+            seq: row.try_get(0).map_err(e)?,
+            time: row.try_get(1).map_err(e)?,
+            requester: row.try_get(2).map_err(e)?,
+            action: row.try_get(3).map_err(e)?,
+            relationship: row.try_get(4).map_err(e)?,
+            pointer: row.try_get(5).map_err(e)?,
+            resource_type: row.try_get(6).map_err(e)?,
+            resource_id: row.try_get(7).map_err(e)?,
+            decision: row.try_get(8).map_err(e)?,
+            response_hash: row.try_get(9).map_err(e)?,
+            epsilon_bits: row.try_get(10).map_err(e)?,
+            prev_hash: row.try_get(11).map_err(e)?,
+            digest: row.try_get(12).map_err(e)?,
+            hash: row.try_get(13).map_err(e)?,
+        }
+        .into_logged()
+    }
+
+    async fn entries(&self, after_seq: u64, limit: u32) -> Result<Vec<LoggedEntry>> {
+        let text = format!("SELECT {COLUMNS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?");
+        let rows = sqlx::query(sql::<DB>(&text))
+            .bind(to_i64(after_seq, "sequence number")?)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| Self::err(&e))?;
+        rows.iter().map(Self::entry_from).collect()
+    }
+
+    async fn entries_about(
+        &self,
+        relationships: &[B256],
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<LoggedEntry>> {
+        if relationships.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; relationships.len()].join(", ");
+        let text = format!(
+            "SELECT {COLUMNS} FROM audit_log WHERE relationship IN ({marks}) AND seq > ? \
+             ORDER BY seq LIMIT ?"
+        );
+        let mut query = sqlx::query(sql::<DB>(&text));
+        for relationship in relationships {
+            query = query.bind(super::hex32(relationship));
+        }
+        let rows = query
+            .bind(to_i64(after_seq, "sequence number")?)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| Self::err(&e))?;
+        rows.iter().map(Self::entry_from).collect()
+    }
+
+    async fn column(&self, column: &str, from: u64, to: u64) -> Result<Vec<B256>> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let text = format!("SELECT {column} FROM audit_log WHERE seq BETWEEN ? AND ? ORDER BY seq");
+        let texts: Vec<String> = sqlx::query_scalar(sql::<DB>(&text))
+            .bind(clamp(from))
+            .bind(clamp(to))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| Self::err(&e))?;
+        texts.iter().map(|t| super::parse_b256(t, column)).collect()
+    }
+
+    #[cfg(feature = "test-utils")]
+    async fn execute(&self, statement: &'static str) -> Result<()> {
+        sqlx::raw_sql(statement).execute(&self.pool).await.map_err(|e| Self::err(&e))?;
+        Ok(())
+    }
+}
+
+/// The access log on PostgreSQL (tested with PostgreSQL 15).
+#[derive(Debug, Clone)]
+pub struct PostgresAccessLog {
+    inner: SqlLog<Postgres>,
+}
+
+impl PostgresAccessLog {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) with a pool of
+    /// up to [`DEFAULT_MAX_CONNECTIONS`], creating the tables when missing.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_options(parse_url::<Postgres>(url)?, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// As [`connect`](Self::connect), with parsed options and a pool of up to
+    /// `max_connections`.
+    pub async fn connect_options(options: PgConnectOptions, max_connections: u32) -> Result<Self> {
+        let pool = PgPoolOptions::new();
+        Ok(Self { inner: SqlLog::open(pool, options, max_connections).await? })
+    }
+}
+
+/// The access log on MySQL or MariaDB (tested with MariaDB 10.11).
+#[derive(Debug, Clone)]
+pub struct MysqlAccessLog {
+    inner: SqlLog<MySql>,
+}
+
+impl MysqlAccessLog {
+    /// Connects to `url` (`mysql://user:password@host:port/database`) with a pool of up
+    /// to [`DEFAULT_MAX_CONNECTIONS`], creating the tables when missing.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_options(parse_url::<MySql>(url)?, DEFAULT_MAX_CONNECTIONS).await
+    }
+
+    /// As [`connect`](Self::connect), with parsed options and a pool of up to
+    /// `max_connections`.
+    pub async fn connect_options(
+        options: MySqlConnectOptions,
+        max_connections: u32,
+    ) -> Result<Self> {
+        let pool = MySqlPoolOptions::new();
+        Ok(Self { inner: SqlLog::open(pool, options, max_connections).await? })
+    }
+}
+
+macro_rules! delegate_access_log {
+    ($log:ty) => {
+        #[async_trait::async_trait]
+        impl AccessLog for $log {
+            async fn append_batch(&self, entries: Vec<NewEntry>) -> Result<Vec<LoggedEntry>> {
+                self.inner.append_batch(entries).await
+            }
+
+            async fn head(&self) -> Result<LogHead> {
+                self.inner.head().await
+            }
+
+            async fn record_anchor(&self, anchor: Anchor) -> Result<()> {
+                self.inner.record_anchor(anchor).await
+            }
+
+            async fn anchors(&self) -> Result<Vec<Anchor>> {
+                self.inner.anchors().await
+            }
+
+            async fn entries(&self, after_seq: u64, limit: u32) -> Result<Vec<LoggedEntry>> {
+                self.inner.entries(after_seq, limit).await
+            }
+
+            async fn entries_about(
+                &self,
+                relationships: &[B256],
+                after_seq: u64,
+                limit: u32,
+            ) -> Result<Vec<LoggedEntry>> {
+                self.inner.entries_about(relationships, after_seq, limit).await
+            }
+
+            async fn hashes(&self, from_seq: u64, to_seq_inclusive: u64) -> Result<Vec<B256>> {
+                self.inner.column("hash", from_seq, to_seq_inclusive).await
+            }
+
+            async fn digests(&self, from_seq: u64, to_seq_inclusive: u64) -> Result<Vec<B256>> {
+                self.inner.column("digest", from_seq, to_seq_inclusive).await
+            }
+        }
+
+        impl $log {
+            /// Runs `statement` as is, for tests that tamper with the log.
+            #[cfg(feature = "test-utils")]
+            pub async fn execute_for_tests(&self, statement: &'static str) -> Result<()> {
+                self.inner.execute(statement).await
+            }
+        }
+    };
+}
+
+delegate_access_log!(PostgresAccessLog);
+delegate_access_log!(MysqlAccessLog);

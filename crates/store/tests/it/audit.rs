@@ -1,0 +1,319 @@
+//! The access log: the conformance suite on SQLite (a temp file and memory), PostgreSQL
+//! and MariaDB/MySQL (a fresh database each, as the record store tests make them), and
+//! what only some backends or the writer can show.
+
+use medrec_store::{
+    Result, StoreError,
+    audit::{
+        AccessLog, Anchor, AuditWriter, EnqueueError, LogHead, LoggedEntry, NewEntry, WriterConfig,
+        check_chain,
+        conformance::{denied, full},
+        sql::{MysqlAccessLog, PostgresAccessLog},
+        sqlite::SqliteAccessLog,
+    },
+    sql::{
+        MysqlStore, PostgresStore,
+        testing::{MAX_CONNECTIONS, TestStore},
+    },
+};
+use std::{
+    ops::Deref,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+/// A database path unique to this test process; the file and its WAL companions are
+/// removed (best effort) when dropped.
+struct TempPath(PathBuf);
+
+impl TempPath {
+    fn new(tag: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("medrec-audit-{tag}-{}-{n}.sqlite", std::process::id());
+        let path = Self(std::env::temp_dir().join(name));
+        path.remove();
+        path
+    }
+
+    fn remove(&self) {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut name = self.0.clone().into_os_string();
+            name.push(suffix);
+            let _ = std::fs::remove_file(name);
+        }
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// A log and what must outlive it (its file or its database). Fields drop in order:
+/// the log closes first.
+struct Fixture<L, K> {
+    log: L,
+    _keep: K,
+}
+
+impl<L, K> Deref for Fixture<L, K> {
+    type Target = L;
+
+    fn deref(&self) -> &L {
+        &self.log
+    }
+}
+
+fn sqlite_file() -> Fixture<SqliteAccessLog, TempPath> {
+    let path = TempPath::new("conformance");
+    let log = SqliteAccessLog::open(&path.0).expect("a fresh temp file opens");
+    Fixture { log, _keep: path }
+}
+
+medrec_store::audit_conformance_tests!(async { sqlite_file() });
+
+mod in_memory {
+    use medrec_store::audit::sqlite::SqliteAccessLog;
+
+    medrec_store::audit_conformance_tests!(async {
+        Box::new(SqliteAccessLog::open_in_memory().expect("an in-memory log opens"))
+    });
+}
+
+mod postgres {
+    use super::{Fixture, MAX_CONNECTIONS, PostgresAccessLog, PostgresStore, TestStore};
+
+    const URL_VAR: &str = "MEDREC_TEST_PG_URL";
+    const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+    pub(super) async fn fresh() -> Fixture<PostgresAccessLog, TestStore<PostgresStore>> {
+        let url = std::env::var(URL_VAR).unwrap_or_else(|_| DEFAULT_URL.to_owned());
+        let unusable = |e: &dyn std::fmt::Display| -> ! {
+            panic!(
+                "the PostgreSQL server for the tests is unusable ({e}); start it, or set \
+                 {URL_VAR} to the URL of one (default {DEFAULT_URL})"
+            )
+        };
+        let db = TestStore::postgres(&url).await.unwrap_or_else(|e| unusable(&e));
+        let options: sqlx::postgres::PgConnectOptions =
+            url.parse().unwrap_or_else(|e| unusable(&e));
+        let log =
+            PostgresAccessLog::connect_options(options.database(db.database()), MAX_CONNECTIONS)
+                .await
+                .unwrap_or_else(|e| unusable(&e));
+        Fixture { log, _keep: db }
+    }
+
+    medrec_store::audit_conformance_tests!(fresh());
+}
+
+mod mysql {
+    use super::{Fixture, MAX_CONNECTIONS, MysqlAccessLog, MysqlStore, TestStore};
+
+    const URL_VAR: &str = "MEDREC_TEST_MYSQL_URL";
+    const DEFAULT_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+    pub(super) async fn fresh() -> Fixture<MysqlAccessLog, TestStore<MysqlStore>> {
+        let url = std::env::var(URL_VAR).unwrap_or_else(|_| DEFAULT_URL.to_owned());
+        let unusable = |e: &dyn std::fmt::Display| -> ! {
+            panic!(
+                "the MariaDB/MySQL server for the tests is unusable ({e}); start it, or set \
+                 {URL_VAR} to the URL of one (default {DEFAULT_URL})"
+            )
+        };
+        let db = TestStore::mysql(&url).await.unwrap_or_else(|e| unusable(&e));
+        let options: sqlx::mysql::MySqlConnectOptions =
+            url.parse().unwrap_or_else(|e| unusable(&e));
+        let log = MysqlAccessLog::connect_options(options.database(db.database()), MAX_CONNECTIONS)
+            .await
+            .unwrap_or_else(|e| unusable(&e));
+        Fixture { log, _keep: db }
+    }
+
+    medrec_store::audit_conformance_tests!(fresh());
+}
+
+/// Appends from 8 tasks through two connections of their own (as two processes would)
+/// still form one chain.
+async fn two_handles_append_as_one<L: AccessLog + Clone + 'static>(a: L, b: L) {
+    let mut tasks = Vec::new();
+    for task in 0..8u8 {
+        let log = if task % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            for round in 0..10u8 {
+                let mut e = full(task);
+                e.pointer = Some(round);
+                log.append(e).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let head = check_chain(&a, 16).await.unwrap();
+    assert_eq!(head.size, 80);
+    assert_eq!(b.head().await.unwrap(), head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_connections_on_one_file_append_as_one() {
+    let path = TempPath::new("two");
+    let (a, b) = (SqliteAccessLog::open(&path.0).unwrap(), SqliteAccessLog::open(&path.0).unwrap());
+    two_handles_append_as_one(a, b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_pools_append_as_one() {
+    let first = postgres::fresh().await;
+    let url = std::env::var("MEDREC_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let second = PostgresAccessLog::connect_options(options.database(first._keep.database()), 3)
+        .await
+        .unwrap();
+    two_handles_append_as_one(first.log.clone(), second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_pools_append_as_one() {
+    let first = mysql::fresh().await;
+    let url = std::env::var("MEDREC_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned());
+    let options: sqlx::mysql::MySqlConnectOptions = url.parse().unwrap();
+    let second =
+        MysqlAccessLog::connect_options(options.database(first._keep.database()), 3).await.unwrap();
+    two_handles_append_as_one(first.log.clone(), second).await;
+}
+
+#[tokio::test]
+async fn the_log_survives_reopening_its_file() {
+    let path = TempPath::new("reopen");
+    let (head, anchor) = {
+        let log = SqliteAccessLog::open(&path.0).unwrap();
+        log.append_batch((1..=4).map(full).collect()).await.unwrap();
+        let head = log.head().await.unwrap();
+        let anchor = Anchor { size: 4, head: head.head, block: 3, tx: head.head };
+        log.record_anchor(anchor).await.unwrap();
+        (head, anchor)
+    };
+    let log = SqliteAccessLog::open(&path.0).unwrap();
+    assert_eq!(log.head().await.unwrap(), head);
+    assert_eq!(log.anchors().await.unwrap(), [anchor]);
+    let next = log.append(full(5)).await.unwrap();
+    assert_eq!((next.seq, next.prev_hash), (5, head.head));
+    check_chain(&log, 100).await.unwrap();
+}
+
+#[tokio::test]
+async fn unreachable_servers_are_database_errors() {
+    let err =
+        PostgresAccessLog::connect("postgres://postgres@127.0.0.1:1/postgres").await.unwrap_err();
+    let StoreError::Database(message) = &err else { panic!("{err:?}") };
+    assert!(
+        message.contains("cannot connect to PostgreSQL at postgres://postgres@127.0.0.1:1/"),
+        "{message}"
+    );
+    let err = MysqlAccessLog::connect("mysql://root:secret@127.0.0.1:1/test").await.unwrap_err();
+    let StoreError::Database(message) = &err else { panic!("{err:?}") };
+    assert!(
+        message.contains("cannot connect to MySQL at mysql://root@127.0.0.1:1/test"),
+        "{message}"
+    );
+    assert!(!message.contains("secret"), "{message}");
+}
+
+/// A log whose database can be switched off.
+#[derive(Debug)]
+struct Flaky {
+    inner: SqliteAccessLog,
+    down: AtomicBool,
+    attempts: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl AccessLog for Flaky {
+    async fn append_batch(&self, entries: Vec<NewEntry>) -> Result<Vec<LoggedEntry>> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Database("connection refused".into()));
+        }
+        self.inner.append_batch(entries).await
+    }
+
+    async fn head(&self) -> Result<LogHead> {
+        self.inner.head().await
+    }
+
+    async fn record_anchor(&self, anchor: Anchor) -> Result<()> {
+        self.inner.record_anchor(anchor).await
+    }
+
+    async fn anchors(&self) -> Result<Vec<Anchor>> {
+        self.inner.anchors().await
+    }
+
+    async fn entries(&self, after_seq: u64, limit: u32) -> Result<Vec<LoggedEntry>> {
+        self.inner.entries(after_seq, limit).await
+    }
+
+    async fn entries_about(
+        &self,
+        relationships: &[alloy_primitives::B256],
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<LoggedEntry>> {
+        self.inner.entries_about(relationships, after_seq, limit).await
+    }
+
+    async fn hashes(&self, from: u64, to: u64) -> Result<Vec<alloy_primitives::B256>> {
+        self.inner.hashes(from, to).await
+    }
+
+    async fn digests(&self, from: u64, to: u64) -> Result<Vec<alloy_primitives::B256>> {
+        self.inner.digests(from, to).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_refuses_and_a_database_back_up_gets_everything() {
+    let flaky = Arc::new(Flaky {
+        inner: SqliteAccessLog::open_in_memory().unwrap(),
+        down: AtomicBool::new(true),
+        attempts: AtomicUsize::new(0),
+    });
+    let config = WriterConfig { capacity: 3, max_batch: 2, retry_delay: Duration::from_millis(5) };
+    let writer = AuditWriter::spawn(flaky.clone(), config);
+    // The writer holds at most one batch (2) besides the queue (3): the sixth entry at
+    // the latest finds the queue full.
+    let mut accepted = 0;
+    let refused = loop {
+        match writer.log(denied(accepted, None)) {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+        assert!(accepted <= 5, "the queue is bounded");
+    };
+    assert_eq!(refused, EnqueueError::QueueFull { capacity: 3 });
+    assert_eq!(refused.to_string(), "the access log queue is full (3 entries wait to be written)");
+    // Until the database is back, the writer keeps trying the same batch.
+    while flaky.attempts.load(Ordering::SeqCst) < 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(flaky.head().await.unwrap().size, 0);
+    flaky.down.store(false, Ordering::SeqCst);
+    writer.flush().await.unwrap();
+    let written = flaky.entries(0, 100).await.unwrap();
+    let times: Vec<i64> = written.iter().map(|e| e.entry.time).collect();
+    assert_eq!(times, (0..accepted).collect::<Vec<_>>(), "nothing lost, in order");
+    // And there is room again.
+    writer.log(denied(accepted, None)).unwrap();
+    writer.flush().await.unwrap();
+    assert_eq!(flaky.head().await.unwrap().size, u64::try_from(accepted).unwrap() + 1);
+    check_chain(&*flaky, 10).await.unwrap();
+}
