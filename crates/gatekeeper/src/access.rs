@@ -9,7 +9,10 @@
 //! A requester's [`Scope`] is a set of searches; a read or search of theirs runs only
 //! as the intersection of their own search with each of them, so a resource outside
 //! the scope is never read from the store, and a read of something outside looks the
-//! same as a read of something that does not exist.
+//! same as a read of something that does not exist. (One shortcut: a patient reading
+//! their own compartment by id reads the row by its key and keeps it only when its
+//! compartment is theirs — the same condition the search would put on the same indexed
+//! column — and answers exactly as for a missing id otherwise.)
 //!
 //! Finding a requester's candidate relationships walks the gatekeeper's enrollments,
 //! so it is cached per requester until the consent index moves to another block or

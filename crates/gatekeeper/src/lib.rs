@@ -25,6 +25,7 @@ mod access;
 pub mod anchor;
 pub mod audit;
 pub mod auth;
+pub mod bench;
 pub mod limits;
 pub mod pointer;
 mod rest;

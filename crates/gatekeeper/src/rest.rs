@@ -17,7 +17,7 @@
 //! | `POST /fhir` | provider | a `transaction` (all or none) or `batch` Bundle |
 
 use crate::{
-    access::Scope,
+    access::{Candidate, Scope},
     audit::{Touch, deny},
     auth::Authenticated,
     server::{Gatekeeper, outcome},
@@ -440,6 +440,22 @@ async fn read_inner(
     seen.scope = Some(scope.clone());
     let found = if matches!(scope, Scope::Provider) {
         g.store().read(ty, &id).await?
+    } else if let Scope::Limited(c) = &scope
+        && c.iter().all(|c| matches!(c, Candidate::Compartment { .. }))
+    {
+        // Only compartments (a patient reading their own records): read by id and keep
+        // it only if its compartment is one of theirs, the very condition the scoped
+        // search puts on the store's patient column (filled from the same index), at
+        // the cost of one primary-key read instead of a counted search.
+        let stored = g.store().read(ty, &id).await?;
+        let mut stored = stored.ok_or(ApiError::NotFound)?;
+        let resource = Resource::parse(stored.json).map_err(|e| {
+            ApiError::Store(StoreError::Database(format!("a stored resource is invalid: {e}")))
+        })?;
+        let patient = resource.index.patient;
+        stored.json = resource.json;
+        let mine = patient.is_some_and(|p| c.iter().any(|c| c.patient().as_str() == p));
+        mine.then_some(stored)
     } else {
         let mut user = SearchQuery::all(ty);
         user.ids = vec![id];

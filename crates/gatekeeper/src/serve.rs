@@ -20,6 +20,7 @@
 //! finish and stops the follower.
 
 use crate::{
+    anchor::{AnchorConfig, Anchorer, AnchorerHandle},
     auth::{AuthState, Clock, RequestVerifier, SiweAuthenticator, SiweConfig},
     limits::RateLimits,
     server::{EnrollmentError, EnrollmentFile, Gatekeeper, Readiness},
@@ -27,6 +28,7 @@ use crate::{
 use alloy::{
     primitives::Address,
     providers::{Provider, ProviderBuilder},
+    signers::local::PrivateKeySigner,
 };
 use axum::{
     Router,
@@ -42,6 +44,11 @@ use medrec_chain::{
 };
 use medrec_store::{
     RecordStore, StoreError,
+    audit::{
+        AccessLog, WriterConfig,
+        sql::{MysqlAccessLog, PostgresAccessLog},
+        sqlite::SqliteAccessLog,
+    },
     sql::{MysqlStore, PostgresStore},
     sqlite::SqliteStore,
 };
@@ -75,6 +82,9 @@ const CHAIN_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a client may take over the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long shutdown waits for the access log's last entries to be written.
+const SHUTDOWN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// TLS handshakes in progress at most (further connections wait to be accepted).
 const MAX_HANDSHAKES: usize = 256;
@@ -117,6 +127,26 @@ impl std::str::FromStr for StoreUrl {
 }
 
 impl StoreUrl {
+    /// Opens the access log kept in the same database (creating its tables).
+    pub async fn open_access_log(&self) -> Result<Arc<dyn AccessLog>, ServeError> {
+        let log: Arc<dyn AccessLog> = match self {
+            Self::Sqlite(path) => {
+                let path = path.clone();
+                let opened = tokio::task::spawn_blocking(move || SqliteAccessLog::open(path))
+                    .await
+                    .map_err(|e| ServeError::Store(StoreError::Database(e.to_string())))?;
+                Arc::new(opened.map_err(ServeError::Store)?)
+            }
+            Self::Postgres(url) => {
+                Arc::new(PostgresAccessLog::connect(url).await.map_err(ServeError::Store)?)
+            }
+            Self::Mysql(url) => {
+                Arc::new(MysqlAccessLog::connect(url).await.map_err(ServeError::Store)?)
+            }
+        };
+        Ok(log)
+    }
+
     /// Opens the store (creating its schema when missing).
     pub async fn open(&self) -> Result<Arc<dyn RecordStore>, ServeError> {
         let store: Arc<dyn RecordStore> = match self {
@@ -191,6 +221,9 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// Where enrollments are kept across restarts (in memory only when `None`).
     pub enrollments: Option<PathBuf>,
+    /// Anchoring of the access log's head on chain (the log is kept either way, in the
+    /// record store's database; without this its head is never anchored).
+    pub anchoring: Option<Anchoring>,
 }
 
 impl ServeConfig {
@@ -222,14 +255,37 @@ impl ServeConfig {
             limits: RateLimits::default(),
             tls: None,
             enrollments: None,
+            anchoring: None,
         }
     }
+}
+
+/// How the access log's head is anchored on chain.
+#[derive(Debug, Clone)]
+pub struct Anchoring {
+    /// The `AccessAnchors` contract.
+    pub anchors: Address,
+    /// Time between two anchors (one transaction per period at most).
+    pub period: Duration,
+    /// The provider's key: it must be the registered provider's (the gatekeeper
+    /// address).
+    pub signer: PrivateKeySigner,
 }
 
 /// Why the gatekeeper could not start (or stop cleanly).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
+    /// The anchoring key is not the gatekeeper's (the registered provider's) key.
+    #[error(
+        "the anchoring key belongs to {key}, but this gatekeeper serves as {gatekeeper}: anchors must be sent by the registered provider"
+    )]
+    AnchorKey {
+        /// The key's address.
+        key: Address,
+        /// The gatekeeper's address.
+        gatekeeper: Address,
+    },
     /// The store URL is not one of the supported kinds.
     #[error("the record store URL is not usable: {0}")]
     InvalidStoreUrl(String),
@@ -299,6 +355,7 @@ pub struct RunningGatekeeper {
     tls: bool,
     gatekeeper: Gatekeeper,
     health: watch::Receiver<Health>,
+    anchorer: Option<AnchorerHandle>,
     stop: oneshot::Sender<()>,
     server: JoinHandle<io::Result<()>>,
     follower: JoinHandle<()>,
@@ -336,6 +393,20 @@ impl RunningGatekeeper {
         let _ = self.stop.send(());
         let result = self.server.await;
         self.follower.abort();
+        // Everything answered goes into the log before the process ends, unless the
+        // database stays down.
+        let flushed =
+            tokio::time::timeout(SHUTDOWN_FLUSH_TIMEOUT, self.gatekeeper.flush_access_log()).await;
+        if flushed.is_err() {
+            tracing::error!(
+                target: "medrec::gatekeeper",
+                "the access log's database did not come back within {} s: the last entries were not written",
+                SHUTDOWN_FLUSH_TIMEOUT.as_secs()
+            );
+        }
+        if let Some(anchorer) = self.anchorer {
+            anchorer.shutdown().await;
+        }
         tracing::info!(target: "medrec::gatekeeper", "stopped");
         result.map_err(|e| ServeError::Serve(io::Error::other(e)))?.map_err(ServeError::Serve)
     }
@@ -383,6 +454,31 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningGatekeeper, ServeError>
         )?,
         None => Gatekeeper::new(store, index, health.clone(), config.readiness, auth),
     };
+    let log = config.store.open_access_log().await?;
+    let gatekeeper = gatekeeper
+        .with_provider(config.gatekeeper)
+        .with_access_log(log.clone(), WriterConfig::default());
+    let anchorer = match &config.anchoring {
+        None => {
+            tracing::warn!(target: "medrec::gatekeeper", "no anchoring key: the access log is kept but its head is not anchored on chain");
+            None
+        }
+        Some(a) => {
+            if a.signer.address() != config.gatekeeper {
+                return Err(ServeError::AnchorKey {
+                    key: a.signer.address(),
+                    gatekeeper: config.gatekeeper,
+                });
+            }
+            let url: alloy::transports::http::reqwest::Url =
+                config.rpc_url.parse().map_err(|e| ServeError::InvalidRpcUrl(format!("{e}")))?;
+            let wallet = ProviderBuilder::new()
+                .wallet(alloy::network::EthereumWallet::from(a.signer.clone()))
+                .connect_http(url);
+            let anchor_config = AnchorConfig::new(a.anchors, config.gatekeeper, a.period);
+            Some(Arc::new(Anchorer::new(wallet, log, anchor_config)).spawn())
+        }
+    };
     let follower = tokio::spawn(follower.run(config.poll, health_tx));
 
     let app = router(&gatekeeper, config.body_limit);
@@ -414,7 +510,16 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningGatekeeper, ServeError>
         gatekeeper = %config.gatekeeper,
         "serving"
     );
-    Ok(RunningGatekeeper { addr, tls: tls.is_some(), gatekeeper, health, stop, server, follower })
+    Ok(RunningGatekeeper {
+        addr,
+        tls: tls.is_some(),
+        gatekeeper,
+        health,
+        anchorer,
+        stop,
+        server,
+        follower,
+    })
 }
 
 fn parse_domain(domain: &str) -> Result<Authority, ServeError> {
@@ -429,7 +534,7 @@ fn router(gatekeeper: &Gatekeeper, body_limit: usize) -> Router {
 }
 
 /// Logs one line per request (no query string, no body) and answers a 413 from any
-/// route with a FHIR OperationOutcome.
+/// route with a FHIR OperationOutcome that names the limit.
 async fn log_and_explain(request: Request, next: Next, body_limit: usize) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
@@ -447,11 +552,7 @@ async fn log_and_explain(request: Request, next: Next, body_limit: usize) -> Res
         peer = peer.map(tracing::field::display),
         "request"
     );
-    let is_fhir = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|t| t.as_bytes().starts_with(b"application/fhir+json"));
-    if status == StatusCode::PAYLOAD_TOO_LARGE && !is_fhir {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
         return too_large(response, body_limit).await;
     }
     response
@@ -463,7 +564,7 @@ async fn too_large(response: Response, body_limit: usize) -> Response {
     let original = axum::body::to_bytes(response.into_body(), 64 * 1024).await.ok();
     let message = original
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .and_then(|v| v["issue"][0]["diagnostics"].as_str().map(str::to_owned))
         .filter(|m| m.contains("limit of"));
     let diagnostics = message.unwrap_or_else(|| {
         format!("the request body is larger than the limit of {body_limit} bytes")

@@ -9,6 +9,8 @@ use medrec_devchain::{
 };
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 
+mod gatekeeper;
+
 /// Arguments of `medrec bench`.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
@@ -77,6 +79,39 @@ enum Bench {
         /// contracts` installs in this checkout).
         #[arg(long, value_name = "PATH")]
         anvil: Option<PathBuf>,
+    },
+    /// Authorized FHIR reads per second through the gatekeeper over loopback (devchain,
+    /// SQLite store and access log in process, load generator included), with bearer
+    /// tokens, per-request signatures or authorization off. Run with `--release`.
+    Gatekeeper {
+        /// Print one JSON object instead of indented JSON.
+        #[arg(long)]
+        json: bool,
+        /// How requests authenticate.
+        #[arg(long, value_enum, default_value = "all")]
+        mode: gatekeeper::Mode,
+        /// Measured seconds per mode.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Warm-up seconds per mode (not measured).
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        /// Keep-alive HTTP/1.1 connections, each sending one request at a time.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Threads of the load generator (the server gets one per CPU).
+        #[arg(long, default_value_t = 1)]
+        client_threads: usize,
+        /// Patients, each with a relationship and their own Observations.
+        #[arg(long, default_value_t = 16)]
+        patients: usize,
+        /// Observations per patient.
+        #[arg(long, default_value_t = 500)]
+        records: usize,
+        /// Signed mode: requests signed beforehand per second of warm-up and window (a
+        /// connection that runs out stops, and the run is reported invalid).
+        #[arg(long, default_value_t = 16_000)]
+        signed_rate: u64,
     },
     /// Gas used by every MedRec contract operation on the in-process EVM, and the size
     /// of a signed relationship-creation transaction.
@@ -181,6 +216,36 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             } else {
                 output::result(&serde_json::to_string_pretty(&value)?);
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Bench::Gatekeeper {
+            json,
+            mode,
+            seconds,
+            warmup,
+            connections,
+            client_threads,
+            patients,
+            records,
+            signed_rate,
+        } => {
+            let options = gatekeeper::Options {
+                mode,
+                seconds,
+                warmup,
+                connections,
+                client_threads,
+                patients,
+                records,
+                signed_rate,
+            };
+            let report = gatekeeper::measure(&options)?;
+            let value = serde_json::json!({ "gatekeeper": report, "machine": machine() });
+            output::result(&if json {
+                value.to_string()
+            } else {
+                serde_json::to_string_pretty(&value)?
+            });
             Ok(ExitCode::SUCCESS)
         }
         Bench::Gas { json, check } => {

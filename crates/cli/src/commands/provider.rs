@@ -1,12 +1,12 @@
 //! `medrec provider`: what a provider runs (today: `serve`, the Database Gatekeeper).
 
 use crate::output;
-use alloy::primitives::Address;
+use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use medrec_gatekeeper::{
     limits::{RateLimit, RateLimits},
-    serve::{self, DEFAULT_BODY_LIMIT, ServeConfig, StoreUrl, TlsFiles},
+    serve::{self, Anchoring, DEFAULT_BODY_LIMIT, ServeConfig, StoreUrl, TlsFiles},
     server::Readiness,
 };
 use serde_json::json;
@@ -99,6 +99,14 @@ struct ServeArgs {
     /// Keep enrollments in this JSON file across restarts.
     #[arg(long, env = "MEDREC_ENROLLMENTS", value_name = "FILE")]
     enrollments: Option<PathBuf>,
+    /// Anchor the access log's head on chain in this AccessAnchors contract
+    /// (`medrec chain --json` prints it), signed with the provider's key from the
+    /// environment variable MEDREC_PROVIDER_KEY (0x + 64 hex digits).
+    #[arg(long, env = "MEDREC_ANCHORS", value_name = "ADDRESS")]
+    anchors: Option<Address>,
+    /// Seconds between two anchors of the access log (one transaction each at most).
+    #[arg(long, env = "MEDREC_ANCHOR_PERIOD", value_name = "SECS", default_value_t = 60)]
+    anchor_period: u64,
     /// Print one JSON object (URL, chain id, contract, gatekeeper) once serving.
     #[arg(long)]
     json: bool,
@@ -144,6 +152,22 @@ impl ServeArgs {
             _ => None,
         };
         config.enrollments.clone_from(&self.enrollments);
+        if let Some(anchors) = self.anchors {
+            anyhow::ensure!(self.anchor_period > 0, "--anchor-period must be above 0");
+            let key = std::env::var("MEDREC_PROVIDER_KEY").map_err(|_| {
+                anyhow::anyhow!(
+                    "--anchors needs the provider's key in the environment variable MEDREC_PROVIDER_KEY (0x + 64 hex digits)"
+                )
+            })?;
+            let signer: PrivateKeySigner = key.trim().parse().map_err(|_| {
+                anyhow::anyhow!("MEDREC_PROVIDER_KEY is not a private key (0x + 64 hex digits)")
+            })?;
+            config.anchoring = Some(Anchoring {
+                anchors,
+                period: Duration::from_secs(self.anchor_period),
+                signer,
+            });
+        }
         Ok(config)
     }
 }

@@ -1,4 +1,5 @@
 //! The `medrec` binary in separate processes, over loopback.
 
+mod bench;
 mod chain;
 mod provider;

@@ -234,8 +234,8 @@ impl AuthError {
         }
     }
 
-    /// A stable, machine-readable name for the error (snake case), sent as `"error"` in
-    /// JSON error bodies.
+    /// A stable, machine-readable name for the error (snake case), sent as the code of
+    /// the OperationOutcome issue's `details.coding`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::MissingCredentials => "missing_credentials",

@@ -5,8 +5,10 @@
 //! [`Authenticated`] extractor (or [`AuthState::authenticate`]), which accepts either a
 //! bearer token or a per-request EIP-712 signature.
 //!
-//! Errors are answered as `{"error": <code>, "message": <text>}` with the status of
-//! [`AuthError::status`]; 401s carry `WWW-Authenticate: Bearer`.
+//! Errors are answered as FHIR OperationOutcomes with the status of
+//! [`AuthError::status`]: the issue's `diagnostics` is the sentence for a person, its
+//! `details.coding` the stable [`AuthError::code`] (system [`AUTH_ERROR_SYSTEM`]) for
+//! programs; 401s carry `WWW-Authenticate: Bearer`.
 //!
 //! Rate limits ([`crate::limits`]), when the state has them: [`Authenticated`] refuses a
 //! requester over their limit, and the sign-in routes refuse an IP address over its own;
@@ -255,11 +257,41 @@ fn no_store(status: StatusCode, body: &serde_json::Value) -> Response {
         .into_response()
 }
 
+/// The code system of the machine-readable authentication error codes in an
+/// OperationOutcome's `issue.details.coding`.
+pub const AUTH_ERROR_SYSTEM: &str = "urn:medrec:auth-error";
+
+/// An OperationOutcome for an authentication failure: `code` for programs, `message`
+/// for people.
+fn auth_outcome(status: StatusCode, code: &str, message: &str) -> Response {
+    let issue = match status {
+        StatusCode::BAD_REQUEST => "invalid",
+        StatusCode::UNAUTHORIZED => "login",
+        StatusCode::PAYLOAD_TOO_LARGE => "too-long",
+        StatusCode::SERVICE_UNAVAILABLE => "transient",
+        _ => "exception",
+    };
+    let body = json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{
+            "severity": "error",
+            "code": issue,
+            "details": {"coding": [{"system": AUTH_ERROR_SYSTEM, "code": code}]},
+            "diagnostics": message,
+        }]
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json"))],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body = json!({ "error": self.code(), "message": self.to_string() });
-        let mut response = (status, Json(body)).into_response();
+        let mut response = auth_outcome(status, self.code(), &self.to_string());
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -307,8 +339,7 @@ impl IntoResponse for AuthRejection {
                 } else {
                     "malformed_body"
                 };
-                let body = json!({ "error": code, "message": rejection.body_text() });
-                (status, Json(body)).into_response()
+                auth_outcome(status, code, &rejection.body_text())
             }
         }
     }

@@ -427,3 +427,73 @@ async fn a_dead_database_is_a_server_error_and_the_server_keeps_serving() {
     assert!(matches!(err, ServeError::Store(_)), "{err:?}");
     assert!(err.to_string().starts_with("cannot open the record store"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_requests_are_logged_and_the_log_head_is_anchored_by_the_provider() {
+    use medrec_contracts::AccessAnchors;
+    use medrec_gatekeeper::serve::Anchoring;
+    use medrec_store::audit::{AccessLog, sqlite::SqliteAccessLog};
+    use medrec_testkit::medrec::PROVIDER;
+    let dir = temp_dir("anchoring");
+    let path = dir.join("records.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let chain = Chain::new(&store).await;
+    let provider = chain.m.address(PROVIDER);
+    let mut config = chain.config(StoreUrl::Sqlite(path.clone()));
+    config.gatekeeper = provider;
+
+    // A key that is not the provider's is refused before anything is served.
+    let mut wrong = chain.config(StoreUrl::Sqlite(path.clone()));
+    wrong.gatekeeper = provider;
+    wrong.anchoring = Some(Anchoring {
+        anchors: chain.m.at.anchors,
+        period: Duration::from_millis(200),
+        signer: chain.signer(STRANGER),
+    });
+    assert!(matches!(spawn(wrong).await, Err(ServeError::AnchorKey { .. })));
+
+    config.anchoring = Some(Anchoring {
+        anchors: chain.m.at.anchors,
+        period: Duration::from_millis(200),
+        signer: chain.signer(PROVIDER),
+    });
+    let running = spawn(config).await.unwrap();
+    chain.enroll(&running);
+    let client = Client::new(&running);
+    client.wait_ready(200).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    for who in [VIEWER, STRANGER] {
+        let request =
+            Request::new("GET", &chain.path(), b"", now, random_nonce().unwrap(), provider);
+        let headers = sign_request(&chain.signer(who), CHAIN_ID, &request).unwrap();
+        let mut req = client.http.get(format!("{}{}", client.base, chain.path()));
+        for (name, value) in &headers {
+            req = req.header(name.as_str(), value.to_str().unwrap());
+        }
+        let expected = if who == VIEWER { 200 } else { 403 };
+        assert_eq!(client.send(req).await.status, expected);
+    }
+
+    // Within a few periods the provider has anchored a head covering both requests.
+    let reader = chain.m.reader();
+    let anchors = AccessAnchors::new(chain.m.at.anchors, &reader);
+    let mut anchored = 0;
+    for _ in 0..200 {
+        anchored = anchors.latest(provider).call().await.unwrap().size;
+        if anchored >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(anchored >= 2, "the head was not anchored (size {anchored})");
+    running.shutdown().await.unwrap();
+
+    // The log is in the record store's database, and its head is the anchored one.
+    let log = SqliteAccessLog::open(&path).unwrap();
+    let entries = log.entries(0, 10).await.unwrap();
+    let decisions: Vec<String> = entries.iter().map(|e| e.entry.decision.to_string()).collect();
+    assert_eq!(decisions, ["allow-viewer", "deny:no-grant"]);
+    let recorded = log.anchors().await.unwrap();
+    assert_eq!(recorded.last().map(|a| a.size), Some(2));
+    assert_eq!(recorded.last().unwrap().head, log.head().await.unwrap().head);
+}

@@ -114,5 +114,5 @@ async fn a_partly_signed_request_names_the_missing_header() {
     let (status, body, _) =
         call(server.http.get(format!("{}/whoami", server.url)).headers(headers)).await;
     assert_error(status, &body, 400, "missing_header");
-    assert!(body["message"].as_str().unwrap().contains("X-MedRec-Nonce"));
+    assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("X-MedRec-Nonce"));
 }

@@ -196,7 +196,11 @@ impl Server {
 
 /// Asserts an error body: this status, this code, and a message a person can read.
 pub(crate) fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
-    assert_eq!((status, body["error"].as_str()), (want_status, Some(want_code)), "body: {body}");
-    let message = body["message"].as_str().expect("an error message");
+    assert_eq!(
+        (status, body["issue"][0]["details"]["coding"][0]["code"].as_str()),
+        (want_status, Some(want_code)),
+        "body: {body}"
+    );
+    let message = body["issue"][0]["diagnostics"].as_str().expect("an error message");
     assert!(message.len() > 20 && !message.contains("Error {"), "unclear message: {message}");
 }

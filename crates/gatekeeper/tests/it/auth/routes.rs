@@ -85,7 +85,7 @@ async fn wrong_domain_is_401() {
     let text = msg.text();
     let (status, body) = server.sign_in(&text, &personal_sign(&alice(), &text).await).await;
     assert_error(status, &body, 401, "wrong_domain");
-    assert!(body["message"].as_str().unwrap().contains("evil.example.org"));
+    assert!(body["issue"][0]["diagnostics"].as_str().unwrap().contains("evil.example.org"));
 }
 
 #[tokio::test]

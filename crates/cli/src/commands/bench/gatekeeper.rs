@@ -1,0 +1,619 @@
+//! `medrec bench gatekeeper`: authorized FHIR reads per second through the whole
+//! gatekeeper, over loopback, with the load generator in the same process.
+//!
+//! The scenario, set up before anything is timed: a devchain in process with the
+//! MedRec contracts and a registered provider; `patients` patients, each with a
+//! relationship the provider created (pointer 0 = `Observation?category=laboratory`)
+//! and the patient accepted; a follower keeping the consent index current; a SQLite
+//! record store in a temporary file holding each patient and `records` Observations of
+//! 1–3 KiB; a SQLite access log file per mode (logging on, as in production); the
+//! gatekeeper on `127.0.0.1:0`.
+//!
+//! Each connection belongs to one patient and reads random Observations of that
+//! patient (`GET /fhir/Observation/{id}`), as that patient:
+//!
+//! - `bearer`: the patient signed in once with Sign-In with Ethereum (a message signed
+//!   here and handed to the gatekeeper's authenticator) and sends the bearer token.
+//! - `off`: the same server built with authorization switched off (the baseline), the
+//!   same requests without credentials.
+//! - `signed`: a fresh EIP-712 signature and nonce on every request. Signing is the
+//!   client's work, so the requests are signed before the timed window (on all cores);
+//!   they carry the time they were signed at, so the whole run must fit in the
+//!   verifier's 30 s window, which is checked.
+//!
+//! The server runs on a tokio runtime of its own (threads `gk-server`, as many as
+//! CPUs), the load generator on another (threads `gk-load`), so the CPU each used in
+//! the window is reported apart.
+
+use alloy::{
+    network::EthereumWallet,
+    primitives::{Address, keccak256},
+    providers::ProviderBuilder,
+    signers::{SignerSync, local::PrivateKeySigner},
+};
+use anyhow::{Context, bail, ensure};
+use axum::http::{HeaderName, HeaderValue, header};
+use medrec_chain::{
+    consent::ConsentIndex,
+    follower::{FollowConfig, Follower},
+};
+use medrec_contracts::{Registrar, Relationships};
+use medrec_devchain::{
+    chain::{Chain, ChainConfig},
+    genesis::{DevAccount, dev_accounts},
+    node::{Node, SealMode},
+};
+use medrec_gatekeeper::{
+    auth::{
+        AuthState, Request, RequestVerifier, SiweAuthenticator, SiweConfig, random_nonce,
+        sign_request, unix_now,
+    },
+    bench::{LoadConfig, LoadReport, ProcessStats, RequestSource, RequestSpec, run_load},
+    pointer::{PointerQuery, run},
+    server::{Enrollment, Gatekeeper, Readiness},
+};
+use medrec_primitives::RelationshipId;
+use medrec_store::{
+    RecordStore,
+    audit::{AccessLog, WriterConfig, sqlite::SqliteAccessLog},
+    fhir::Resource,
+    sqlite::SqliteStore,
+};
+use serde_json::{Value, json};
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+/// How the requests authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Mode {
+    /// Bearer tokens from Sign-In with Ethereum.
+    Bearer,
+    /// Authorization switched off (the baseline).
+    Off,
+    /// A fresh EIP-712 signature on every request.
+    Signed,
+    /// Each of the three in turn, against the same data.
+    All,
+}
+
+impl Mode {
+    const fn name(self) -> &'static str {
+        match self {
+            Self::Bearer => "bearer",
+            Self::Off => "off",
+            Self::Signed => "signed",
+            Self::All => "all",
+        }
+    }
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    /// The mode, or all of them.
+    pub(crate) mode: Mode,
+    /// The measured window per mode, seconds.
+    pub(crate) seconds: u64,
+    /// Warm-up per mode, seconds.
+    pub(crate) warmup: u64,
+    /// Keep-alive connections.
+    pub(crate) connections: usize,
+    /// Threads of the load generator's runtime.
+    pub(crate) client_threads: usize,
+    /// Patients (each with a relationship).
+    pub(crate) patients: usize,
+    /// Observations per patient.
+    pub(crate) records: usize,
+    /// Signed mode: requests signed beforehand, per second of warm-up and window.
+    pub(crate) signed_rate: u64,
+}
+
+/// The gatekeeper's address in the EIP-712 domain of signed requests.
+const GATEKEEPER: Address = Address::repeat_byte(0x6c);
+/// The domain sign-in messages name.
+const DOMAIN: &str = "gk.bench.example";
+/// The chain id of the devchain.
+const CHAIN_ID: u64 = 31337;
+/// Dev accounts: 0 the institution, 1 the provider, 2 the delegate of every
+/// relationship, 3… the patients.
+const PROVIDER: usize = 1;
+const DELEGATE: usize = 2;
+const FIRST_PATIENT: usize = 3;
+/// How long a signed request is accepted after the time it carries (the verifier's
+/// default skew), less a margin.
+const SIGNED_WINDOW: Duration = Duration::from_secs(28);
+
+/// Everything the modes share: the chain, the store, the consent index.
+struct Scenario {
+    _node: Node,
+    provider: Address,
+    patients: Vec<Patient>,
+    relationships: Vec<(RelationshipId, Enrollment)>,
+    store: Arc<dyn RecordStore>,
+    index: Arc<RwLock<ConsentIndex>>,
+    health: tokio::sync::watch::Receiver<medrec_chain::follower::Health>,
+    mean_resource_bytes: f64,
+    max_resource_bytes: usize,
+    dir: PathBuf,
+}
+
+struct Patient {
+    account: DevAccount,
+    observations: Vec<String>,
+}
+
+/// Runs the benchmark and returns its report (without the machine).
+pub(crate) fn measure(opts: &Options) -> anyhow::Result<Value> {
+    ensure!(opts.seconds > 0, "--seconds must be at least 1");
+    ensure!(opts.connections > 0, "--connections must be at least 1");
+    ensure!(opts.patients > 0 && opts.records > 0, "--patients and --records must be at least 1");
+    ensure!(opts.client_threads > 0, "--client-threads must be at least 1");
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cpus)
+        .thread_name("gk-server")
+        .enable_all()
+        .build()?;
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.client_threads)
+        .thread_name("gk-load")
+        .enable_all()
+        .build()?;
+    let dir = std::env::temp_dir().join(format!("medrec-bench-gatekeeper-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+    let result = (|| {
+        let setup = Instant::now();
+        let scenario = server.block_on(Scenario::new(opts, dir.clone()))?;
+        crate::output::note(&format!(
+            "set up {} patients × {} Observations in {:.1} s",
+            opts.patients,
+            opts.records,
+            setup.elapsed().as_secs_f64()
+        ));
+        let before_load = ProcessStats::now();
+        let modes: &[Mode] = match opts.mode {
+            Mode::All => &[Mode::Bearer, Mode::Off, Mode::Signed],
+            one => std::slice::from_ref(match one {
+                Mode::Bearer => &Mode::Bearer,
+                Mode::Off => &Mode::Off,
+                _ => &Mode::Signed,
+            }),
+        };
+        let mut results = BTreeMap::new();
+        for &mode in modes {
+            crate::output::note(&format!(
+                "{}: {} connections, {} s warm-up, {} s measured",
+                mode.name(),
+                opts.connections,
+                opts.warmup,
+                opts.seconds
+            ));
+            let value = scenario.run_mode(&server, &client, opts, mode)?;
+            results.insert(mode.name(), value);
+        }
+        let after = ProcessStats::now();
+        let per_sec = |m: &str| results.get(m).and_then(|v: &Value| v["per_sec"].as_f64());
+        let ratio = per_sec("bearer").zip(per_sec("off")).map(|(b, o)| b / o);
+        Ok(json!({
+            "scenario": {
+                "patients": opts.patients,
+                "observations_per_patient": opts.records,
+                "mean_resource_bytes": scenario.mean_resource_bytes.round(),
+                "max_resource_bytes": scenario.max_resource_bytes,
+                "request": "GET /fhir/Observation/{random id of the connection's patient}",
+                "store": "SQLite file (WAL)",
+                "access_log": "SQLite file, batching writer (default WriterConfig)",
+                "connections": opts.connections,
+                "client_threads": opts.client_threads,
+                "server_threads": cpus,
+                "warmup_seconds": opts.warmup,
+                "seconds": opts.seconds,
+            },
+            "modes": results,
+            "bearer_over_off": ratio,
+            "memory": {
+                "rss_before_load_kib": before_load.rss_kib,
+                "rss_after_kib": after.rss_kib,
+                "peak_rss_kib": after.peak_rss_kib,
+                "note": "the whole process: gatekeeper, load generator, devchain and setup",
+            },
+        }))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+impl Scenario {
+    async fn new(opts: &Options, dir: PathBuf) -> anyhow::Result<Self> {
+        let accounts = u32::try_from(FIRST_PATIENT + opts.patients).context("too many patients")?;
+        let config = ChainConfig { dev_accounts: accounts, ..ChainConfig::default() };
+        ensure!(config.chain_id == CHAIN_ID, "the devchain's chain id changed");
+        let node = Node::new(Chain::new(config)?, SealMode::Instant);
+        let at = node.with(Chain::deployment).context("the devchain has no MedRec contracts")?;
+        let a = dev_accounts(accounts);
+        let on = |i: usize| {
+            ProviderBuilder::new()
+                .wallet(EthereumWallet::from(a[i].signer()))
+                .connect_client(node.rpc_client())
+        };
+        let (provider, delegate) = (a[PROVIDER].address, a[DELEGATE].address);
+        let receipt = Registrar::new(at.registrar, on(0))
+            .registerProvider(keccak256("bench"), provider, "https://gk".into(), keccak256("k"))
+            .send()
+            .await?
+            .get_receipt()
+            .await?;
+        ensure!(receipt.status(), "registering the provider failed");
+
+        let store = Arc::new(SqliteStore::open(dir.join("records.sqlite"))?);
+        let query = PointerQuery::parse("Observation?category=laboratory")?;
+        let (mut patients, mut relationships) = (Vec::new(), Vec::new());
+        let (mut total_bytes, mut count, mut max_bytes) = (0usize, 0usize, 0usize);
+        let create = Relationships::new(at.relationships, on(PROVIDER));
+        for p in 0..opts.patients {
+            let account = a[FIRST_PATIENT + p].clone();
+            let pid = format!("p{p}");
+            let mut resources = vec![Resource::parse(json!({
+                "resourceType": "Patient", "id": pid, "gender": "female", "birthDate": "1970-01-01"
+            }))?];
+            let mut observations = Vec::with_capacity(opts.records);
+            for r in 0..opts.records {
+                let json = observation(&pid, p, r);
+                let len = json.to_string().len();
+                (total_bytes, count, max_bytes) =
+                    (total_bytes + len, count + 1, max_bytes.max(len));
+                observations.push(json["id"].as_str().unwrap_or_default().to_owned());
+                resources.push(Resource::parse(json)?);
+            }
+            store.update_all(resources).await?;
+            let patient_id = pid.parse()?;
+            let published = run(store.as_ref(), &query, &patient_id).await?;
+            let receipt = create
+                .create(account.address, delegate, query.commitment(), published.data_hash)
+                .send()
+                .await?
+                .get_receipt()
+                .await?;
+            ensure!(receipt.status(), "creating a relationship failed");
+            let receipt = Relationships::new(at.relationships, on(FIRST_PATIENT + p))
+                .accept(delegate)
+                .send()
+                .await?
+                .get_receipt()
+                .await?;
+            ensure!(receipt.status(), "a patient's acceptance failed");
+            relationships.push((
+                RelationshipId::derive(account.address, delegate),
+                Enrollment { patient: patient_id, pointers: vec![query.clone()] },
+            ));
+            patients.push(Patient { account, observations });
+        }
+        ensure!(max_bytes < 4096, "an Observation is {max_bytes} bytes, over 4 KiB");
+
+        let index = Arc::new(RwLock::new(ConsentIndex::new(0)));
+        let mut follower = Follower::new(
+            ProviderBuilder::new().connect_client(node.rpc_client()),
+            FollowConfig { reorg_depth: 0, ..FollowConfig::new(at.relationships, 0) },
+            index.clone(),
+        );
+        follower.step().await?;
+        let (health_tx, health) = tokio::sync::watch::channel(follower.health());
+        tokio::spawn(follower.run(Duration::from_millis(500), health_tx));
+        Ok(Self {
+            _node: node,
+            provider,
+            patients,
+            relationships,
+            store,
+            index,
+            health,
+            mean_resource_bytes: total_bytes as f64 / count as f64,
+            max_resource_bytes: max_bytes,
+            dir,
+        })
+    }
+
+    /// A gatekeeper for `mode` with a fresh access log, serving on loopback.
+    fn serve(
+        &self,
+        server: &tokio::runtime::Runtime,
+        mode: Mode,
+    ) -> anyhow::Result<(Gatekeeper, Arc<dyn AccessLog>, std::net::SocketAddr)> {
+        let _runtime = server.enter();
+        let auth = AuthState::new(
+            RequestVerifier::new(CHAIN_ID, GATEKEEPER),
+            SiweAuthenticator::new(SiweConfig::new(DOMAIN.parse()?, CHAIN_ID)),
+        );
+        let path = self.dir.join(format!("access-{}.sqlite", mode.name()));
+        let log: Arc<dyn AccessLog> = Arc::new(SqliteAccessLog::open(&path)?);
+        let mut gk = Gatekeeper::new(
+            Arc::clone(&self.store),
+            Arc::clone(&self.index),
+            self.health.clone(),
+            Readiness::default(),
+            auth,
+        )
+        .with_provider(self.provider)
+        .with_access_log(Arc::clone(&log), WriterConfig::default());
+        if mode == Mode::Off {
+            gk = gk.with_authorization_off_for_benchmarks();
+        }
+        for (id, enrollment) in &self.relationships {
+            gk.enroll(*id, enrollment.clone())?;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let router = gk.router();
+        server.spawn(async move { axum::serve(listener, router).await });
+        Ok((gk, log, addr))
+    }
+
+    fn run_mode(
+        &self,
+        server: &tokio::runtime::Runtime,
+        client: &tokio::runtime::Runtime,
+        opts: &Options,
+        mode: Mode,
+    ) -> anyhow::Result<Value> {
+        let (gk, log, addr) = self.serve(server, mode)?;
+        let config = LoadConfig {
+            warmup: Duration::from_secs(opts.warmup),
+            duration: Duration::from_secs(opts.seconds),
+        };
+        let mut signing = None;
+        let sources: Vec<RequestSource> = match mode {
+            Mode::Off => (0..opts.connections).map(|c| self.random_reads(c, Vec::new())).collect(),
+            Mode::Bearer => {
+                let tokens = self
+                    .patients
+                    .iter()
+                    .map(|p| sign_in(&gk, &p.account.signer()))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                (0..opts.connections)
+                    .map(|c| {
+                        let token = tokens[c % tokens.len()].clone();
+                        self.random_reads(c, vec![(header::AUTHORIZATION, token)])
+                    })
+                    .collect()
+            }
+            Mode::Signed | Mode::All => {
+                let total = opts.signed_rate.saturating_mul(opts.warmup + opts.seconds);
+                let per_connection = usize::try_from(total.div_ceil(opts.connections as u64))?;
+                let started = Instant::now();
+                let signed = self.presign(opts.connections, per_connection)?;
+                let took = started.elapsed();
+                signing = Some(json!({
+                    "presigned": per_connection * opts.connections,
+                    "seconds": (took.as_secs_f64() * 100.0).round() / 100.0,
+                    "per_sec": ((per_connection * opts.connections) as f64 / took.as_secs_f64()).round(),
+                }));
+                if took + config.warmup + config.duration > SIGNED_WINDOW {
+                    bail!(
+                        "signing {} requests took {:.1} s: with {} s of warm-up and {} s measured, \
+                         the last ones would be older than the verifier's 30 s window; use fewer \
+                         --seconds or a lower --signed-rate",
+                        per_connection * opts.connections,
+                        took.as_secs_f64(),
+                        opts.warmup,
+                        opts.seconds
+                    );
+                }
+                signed
+                    .into_iter()
+                    .map(|list| {
+                        let mut list = list.into_iter();
+                        Box::new(move || list.next()) as RequestSource
+                    })
+                    .collect()
+            }
+        };
+        let before = ProcessStats::now();
+        let report: LoadReport = client.block_on(run_load(addr, config, sources))?;
+        let after = ProcessStats::now();
+        server.block_on(gk.flush_access_log());
+        let logged = server.block_on(log.head())?.size;
+        let cpu = after.cpu_since(&before);
+        let busy: f64 = cpu.values().sum();
+        let total_cpu = config.duration.as_secs_f64() + config.warmup.as_secs_f64();
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let mut value = serde_json::to_value(&report)?;
+        // Valid: every answer 200, no connection ran dry, every request in the access log.
+        value["valid"] = json!(
+            report.errors == 0 && report.exhausted_connections == 0 && logged == report.sent_total
+        );
+        value["access_log_entries"] = json!(logged);
+        value["cpu_seconds_by_thread"] = json!(cpu);
+        value["cpu_busy_fraction"] =
+            json!((busy / (total_cpu * cpus as f64) * 1000.0).round() / 1000.0);
+        value["peak_rss_kib"] = json!(after.peak_rss_kib);
+        value["rss_after_kib"] = json!(after.rss_kib);
+        if let Some(s) = signing {
+            value["signing"] = s;
+        }
+        Ok(value)
+    }
+
+    /// Requests for random Observations of connection `c`'s patient, with `headers`.
+    fn random_reads(&self, c: usize, headers: Vec<(HeaderName, HeaderValue)>) -> RequestSource {
+        let ids: Vec<String> = self.patients[c % self.patients.len()]
+            .observations
+            .iter()
+            .map(|id| format!("/fhir/Observation/{id}"))
+            .collect();
+        let mut rng = XorShift::new(c as u64);
+        Box::new(move || {
+            let path = ids[rng.below(ids.len())].clone();
+            Some(RequestSpec { path, headers: headers.clone() })
+        })
+    }
+
+    /// `per_connection` signed requests for each of `connections`, signed on all cores.
+    fn presign(
+        &self,
+        connections: usize,
+        per_connection: usize,
+    ) -> anyhow::Result<Vec<Vec<RequestSpec>>> {
+        let now = unix_now();
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let sign_one = |c: usize| -> anyhow::Result<Vec<RequestSpec>> {
+            let patient = &self.patients[c % self.patients.len()];
+            let signer = patient.account.signer();
+            let mut rng = XorShift::new(c as u64);
+            (0..per_connection)
+                .map(|_| {
+                    let id = &patient.observations[rng.below(patient.observations.len())];
+                    let path = format!("/fhir/Observation/{id}");
+                    let request = Request::new("GET", &path, b"", now, random_nonce()?, GATEKEEPER);
+                    let headers = sign_request(&signer, CHAIN_ID, &request)?;
+                    Ok(RequestSpec {
+                        path,
+                        headers: headers.into_iter().filter_map(|(n, v)| Some((n?, v))).collect(),
+                    })
+                })
+                .collect()
+        };
+        let mut out: Vec<Option<anyhow::Result<Vec<RequestSpec>>>> =
+            (0..connections).map(|_| None).collect();
+        std::thread::scope(|s| {
+            let chunks: Vec<_> = out
+                .chunks_mut(connections.div_ceil(threads))
+                .enumerate()
+                .map(|(t, chunk)| {
+                    let first = t * connections.div_ceil(threads);
+                    let sign_one = &sign_one;
+                    s.spawn(move || {
+                        for (i, slot) in chunk.iter_mut().enumerate() {
+                            *slot = Some(sign_one(first + i));
+                        }
+                    })
+                })
+                .collect();
+            for handle in chunks {
+                handle.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            }
+        });
+        out.into_iter().map(|r| r.context("a connection was not signed for")?).collect()
+    }
+}
+
+/// Signs `signer` in with Sign-In with Ethereum through the gatekeeper's authenticator,
+/// as `POST /auth/siwe` does: `Bearer <token>`.
+fn sign_in(gk: &Gatekeeper, signer: &PrivateKeySigner) -> anyhow::Result<HeaderValue> {
+    let auth: AuthState = axum::extract::FromRef::from_ref(gk);
+    let now = auth.clock().now();
+    let nonce = auth.siwe().issue_nonce(now)?;
+    let text = format!(
+        "{DOMAIN} wants you to sign in with your Ethereum account:\n{address}\n\n\
+         Sign in to the MedRec gatekeeper to read your records.\n\n\
+         URI: https://{DOMAIN}/auth/siwe\nVersion: 1\nChain ID: {CHAIN_ID}\nNonce: {nonce}\n\
+         Issued At: {issued}",
+        address = signer.address().to_checksum(None),
+        issued = rfc3339(now),
+    );
+    let signature = signer.sign_message_sync(text.as_bytes())?;
+    let token = auth.siwe().sign_in(&text, &signature.to_string(), now)?;
+    Ok(HeaderValue::from_str(&format!("Bearer {}", token.access_token()))?)
+}
+
+/// `secs` since the epoch as RFC 3339 in UTC, e.g. `2026-11-24T11:38:34Z`.
+fn rfc3339(secs: u64) -> String {
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Observation `r` of patient `p`: a laboratory result (one in five a vital sign) of
+/// 1–3 KiB, as a lab system sends them (codes, value, reference range, interpretation,
+/// performer, specimen and a free-text note of varying length).
+fn observation(pid: &str, p: usize, r: usize) -> Value {
+    const LABS: [(&str, &str, &str, f64, f64); 4] = [
+        ("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "mg/dL", 70.0, 99.0),
+        ("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "mg/dL", 0.6, 1.2),
+        ("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", 12.0, 16.0),
+        ("2951-2", "Sodium [Moles/volume] in Serum or Plasma", "mmol/L", 135.0, 145.0),
+    ];
+    let (code, display, unit, low, high) = LABS[r % LABS.len()];
+    let category = if r % 5 == 4 { "vital-signs" } else { "laboratory" };
+    let value = low + (high - low) * ((p * 31 + r * 17) % 100) as f64 / 80.0;
+    let day = 1 + r % 28;
+    let month = 1 + (r / 28) % 12;
+    let note = "Specimen received in good condition; analysed on the routine chemistry \
+                line with calibration verified the same morning. "
+        .repeat(1 + (p + r) % 12);
+    json!({
+        "resourceType": "Observation",
+        "id": format!("o-{p}-{r}"),
+        "status": "final",
+        "identifier": [{"system": "urn:oid:2.16.840.1.113883.19.5.99999.1", "value": format!("LAB-{p:04}-{r:06}")}],
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": category, "display": category}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": code, "display": display}], "text": display},
+        "subject": {"reference": format!("Patient/{pid}")},
+        "effectiveDateTime": format!("2025-{month:02}-{day:02}T08:30:00Z"),
+        "issued": format!("2025-{month:02}-{day:02}T14:05:00Z"),
+        "performer": [{"reference": "Organization/lab-1", "display": "Central Hospital Laboratory"}],
+        "valueQuantity": {"value": (value * 10.0).round() / 10.0, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit},
+        "interpretation": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": if value > high { "H" } else { "N" }}]}],
+        "referenceRange": [{"low": {"value": low, "unit": unit}, "high": {"value": high, "unit": unit}, "text": format!("{low}–{high} {unit}")}],
+        "specimen": {"display": "Serum specimen"},
+        "method": {"text": "Automated analyser"},
+        "note": [{"text": note}],
+    })
+}
+
+/// A small, fast pseudo-random generator (xorshift64*): which resource to read next.
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_952_314), "2026-11-29T11:38:34Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn observations_are_between_one_and_four_kib() {
+        for (p, r) in [(0, 0), (3, 11), (15, 499), (7, 250)] {
+            let len = observation("p1", p, r).to_string().len();
+            assert!((1024..4096).contains(&len), "{len}");
+        }
+    }
+}
