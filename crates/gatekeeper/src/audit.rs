@@ -102,8 +102,46 @@ impl Trail {
                 }
             }
         }
-        Response::from_parts(parts, Body::from(bytes))
+        let mut response = Response::from_parts(parts, Body::from(bytes));
+        response.extensions_mut().insert(Logged);
+        response
     }
+}
+
+/// Marks a response whose request is in the access log already.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Logged;
+
+/// Logs the requests on data routes that were refused before their handler ran
+/// (missing or refused credentials, rate limits, unreadable bodies), as the zero
+/// address when the requester is unknown.
+pub(crate) async fn log_refused(
+    axum::extract::State(g): axum::extract::State<crate::server::Gatekeeper>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let action = if path.starts_with("/pointers/") {
+        Action::PointerRead
+    } else if path == "/audit" {
+        Action::LogRead
+    } else if request.method() == axum::http::Method::GET {
+        if path.matches('/').count() >= 3 { Action::FhirRead } else { Action::FhirSearch }
+    } else {
+        Action::FhirWrite
+    };
+    let response = next.run(request).await;
+    if response.extensions().get::<Logged>().is_some() {
+        return response;
+    }
+    let reason = match response.status() {
+        StatusCode::UNAUTHORIZED => "unauthenticated",
+        StatusCode::TOO_MANY_REQUESTS => "throttled",
+        StatusCode::PAYLOAD_TOO_LARGE => "too-large",
+        StatusCode::BAD_REQUEST => "invalid-request",
+        _ => "refused",
+    };
+    g.record(Address::ZERO, action, None, Vec::new(), deny(reason), response).await
 }
 
 fn log_failure() -> Response {

@@ -97,6 +97,8 @@ pub(crate) enum ApiError {
     Conflict(String),
     /// A search over several scopes matched too much.
     TooCostly,
+    /// The store takes no writes (a provider's own database, mapped read-only).
+    ReadOnly,
     /// The store failed (details logged, not sent).
     Store(StoreError),
 }
@@ -107,6 +109,7 @@ impl From<StoreError> for ApiError {
             StoreError::Exists { .. } => Self::Conflict(e.to_string()),
             StoreError::MissingId => Self::Invalid(e.to_string()),
             StoreError::Invalid(e) => Self::Invalid(e.to_string()),
+            StoreError::ReadOnly => Self::ReadOnly,
             other => Self::Store(other),
         }
     }
@@ -133,6 +136,11 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 "too-costly",
                 format!("the search matches more than {UNION_LIMIT} resources across your grants; narrow it"),
+            ),
+            Self::ReadOnly => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "not-supported",
+                "this gatekeeper serves the provider's own database read-only: change records in the provider's system".into(),
             ),
             Self::Store(err) => {
                 tracing::error!(target: "medrec::gatekeeper", %err, "the record store failed");

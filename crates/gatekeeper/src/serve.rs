@@ -49,6 +49,7 @@ use medrec_store::{
         sql::{MysqlAccessLog, PostgresAccessLog},
         sqlite::SqliteAccessLog,
     },
+    legacy::{LegacyConfig, LegacyError, LegacyMysqlStore, LegacySqliteStore},
     sql::{MysqlStore, PostgresStore},
     sqlite::SqliteStore,
 };
@@ -221,6 +222,12 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// Where enrollments are kept across restarts (in memory only when `None`).
     pub enrollments: Option<PathBuf>,
+    /// A read-only mapping of the provider's own database (a [`LegacyConfig`] JSON
+    /// file): `store` then names that database (`sqlite:` or `mysql://`), which is
+    /// read, never written, and `access_log` must name where the log goes.
+    pub legacy: Option<PathBuf>,
+    /// Where the access log is kept (default: the record store's database).
+    pub access_log: Option<StoreUrl>,
     /// Anchoring of the access log's head on chain (the log is kept either way, in the
     /// record store's database; without this its head is never anchored).
     pub anchoring: Option<Anchoring>,
@@ -255,6 +262,8 @@ impl ServeConfig {
             limits: RateLimits::default(),
             tls: None,
             enrollments: None,
+            legacy: None,
+            access_log: None,
             anchoring: None,
         }
     }
@@ -292,6 +301,14 @@ pub enum ServeError {
     /// The store could not be opened.
     #[error("cannot open the record store: {0}")]
     Store(StoreError),
+    /// The legacy mapping or the provider's own database was refused.
+    #[error("cannot serve the provider's own database: {0}")]
+    Legacy(#[from] LegacyError),
+    /// A legacy store without a place for the access log.
+    #[error(
+        "the provider's own database is served read-only, so the access log needs its own database: give --access-log"
+    )]
+    AccessLogNeeded,
     /// The chain RPC URL is not a URL.
     #[error("the chain RPC URL is not a valid URL: {0}")]
     InvalidRpcUrl(String),
@@ -420,7 +437,10 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningGatekeeper, ServeError>
         parse_domain(domain)?;
     }
 
-    let store = config.store.open().await?;
+    let store = match &config.legacy {
+        None => config.store.open().await?,
+        Some(mapping) => open_legacy(&config.store, mapping).await?,
+    };
     tracing::info!(target: "medrec::gatekeeper", store = config.store.kind(), "record store open");
 
     let provider = connect_chain(&config).await?;
@@ -454,7 +474,11 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningGatekeeper, ServeError>
         )?,
         None => Gatekeeper::new(store, index, health.clone(), config.readiness, auth),
     };
-    let log = config.store.open_access_log().await?;
+    let log = match (&config.access_log, &config.legacy) {
+        (Some(url), _) => url.open_access_log().await?,
+        (None, None) => config.store.open_access_log().await?,
+        (None, Some(_)) => return Err(ServeError::AccessLogNeeded),
+    };
     let gatekeeper = gatekeeper
         .with_provider(config.gatekeeper)
         .with_access_log(log.clone(), WriterConfig::default());
@@ -520,6 +544,27 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningGatekeeper, ServeError>
         server,
         follower,
     })
+}
+
+/// Opens the provider's own database at `url` through the mapping in `mapping`.
+async fn open_legacy(url: &StoreUrl, mapping: &Path) -> Result<Arc<dyn RecordStore>, ServeError> {
+    let config = LegacyConfig::load(mapping)?;
+    let store: Arc<dyn RecordStore> = match url {
+        StoreUrl::Sqlite(path) => {
+            let path = path.clone();
+            let opened = tokio::task::spawn_blocking(move || LegacySqliteStore::open(path, config))
+                .await
+                .map_err(|e| ServeError::Store(StoreError::Database(e.to_string())))?;
+            Arc::new(opened?)
+        }
+        StoreUrl::Mysql(url) => Arc::new(LegacyMysqlStore::connect(url, config, 8).await?),
+        StoreUrl::Postgres(_) => {
+            return Err(ServeError::InvalidStoreUrl(
+                "the legacy mapping reads SQLite or MySQL/MariaDB databases".into(),
+            ));
+        }
+    };
+    Ok(store)
 }
 
 fn parse_domain(domain: &str) -> Result<Authority, ServeError> {

@@ -413,13 +413,17 @@ impl Gatekeeper {
     /// The HTTP routes.
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-            .route("/readyz", get(readyz))
-            .route("/fhir/metadata", get(metadata))
             .route("/pointers/{relationship}/{pointer}", get(pointer))
             .route("/audit", get(audit_entries))
             .route("/enrollments/{relationship}", axum::routing::put(put_enrollment))
             .merge(crate::rest::routes())
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                crate::audit::log_refused,
+            ))
+            .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+            .route("/readyz", get(readyz))
+            .route("/fhir/metadata", get(metadata))
             .with_state(self.clone())
             .merge(crate::auth::router(self.app.auth.clone()))
     }

@@ -99,6 +99,15 @@ struct ServeArgs {
     /// Keep enrollments in this JSON file across restarts.
     #[arg(long, env = "MEDREC_ENROLLMENTS", value_name = "FILE")]
     enrollments: Option<PathBuf>,
+    /// Serve the provider's own database (named by --store, sqlite: or mysql://)
+    /// read-only through this mapping file (see medrec_store::legacy); needs
+    /// --access-log.
+    #[arg(long, env = "MEDREC_LEGACY_MAPPING", value_name = "FILE")]
+    legacy_mapping: Option<PathBuf>,
+    /// Where the access log is kept (default: the record store's database), as a store
+    /// URL.
+    #[arg(long, env = "MEDREC_ACCESS_LOG", value_name = "URL")]
+    access_log: Option<String>,
     /// Anchor the access log's head on chain in this AccessAnchors contract
     /// (`medrec chain --json` prints it), signed with the provider's key from the
     /// environment variable MEDREC_PROVIDER_KEY (0x + 64 hex digits).
@@ -152,6 +161,8 @@ impl ServeArgs {
             _ => None,
         };
         config.enrollments.clone_from(&self.enrollments);
+        config.legacy.clone_from(&self.legacy_mapping);
+        config.access_log = self.access_log.as_deref().map(str::parse).transpose()?;
         if let Some(anchors) = self.anchors {
             anyhow::ensure!(self.anchor_period > 0, "--anchor-period must be above 0");
             let key = std::env::var("MEDREC_PROVIDER_KEY").map_err(|_| {

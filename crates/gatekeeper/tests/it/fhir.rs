@@ -549,14 +549,24 @@ async fn every_request_is_logged_and_the_patient_verifies_the_entries_against_th
     assert_eq!(f.get("/fhir/Observation/a1", STRANGER).await.status, 403);
     assert_eq!(f.get(&format!("/pointers/{}/0", f.rel.0), STRANGER).await.status, 403);
     assert_eq!(f.get("/fhir/Observation", PATIENT).await.status, 200);
+    let unsigned = f.http.get(format!("{}/fhir/Observation/a1", f.base)).send().await.unwrap();
+    assert_eq!(unsigned.status(), 401);
     f.gk.flush_access_log().await;
     let all = f.log.entries(0, 100).await.unwrap();
-    assert_eq!(all.len(), 5, "every request, allowed or denied, is one entry here");
+    assert_eq!(all.len(), 6, "every request, allowed or denied, is one entry here");
     let decisions: Vec<String> = all.iter().map(|e| e.entry.decision.to_string()).collect();
     assert_eq!(
         decisions,
-        ["allow-viewer", "allow-viewer", "deny:forbidden", "deny:no-grant", "allow-patient"]
+        [
+            "allow-viewer",
+            "allow-viewer",
+            "deny:forbidden",
+            "deny:no-grant",
+            "allow-patient",
+            "deny:unauthenticated"
+        ]
     );
+    assert_eq!(all[5].entry.requester, Address::ZERO, "who sent it is unknown");
     assert!(all[0].entry.response_hash.is_some() && all[2].entry.response_hash.is_none());
     assert_eq!(all[1].entry.pointer, Some(0));
 

@@ -497,3 +497,59 @@ async fn served_requests_are_logged_and_the_log_head_is_anchored_by_the_provider
     assert_eq!(recorded.last().map(|a| a.size), Some(2));
     assert_eq!(recorded.last().unwrap().head, log.head().await.unwrap().head);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_the_providers_own_database_read_only_through_a_mapping() {
+    use medrec_testkit::medrec::PROVIDER;
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../store/fixtures/legacy");
+    let dir = temp_dir("legacy");
+    let legacy_db = dir.join("medrec-v1.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&legacy_db).unwrap();
+        for f in ["medrec-v1-schema.sql", "medrec-v1-seed.sql"] {
+            conn.execute_batch(&std::fs::read_to_string(fixtures.join(f)).unwrap()).unwrap();
+        }
+    }
+    let records = SqliteStore::open(dir.join("unused.db")).unwrap();
+    let chain = Chain::new(&records).await;
+    let provider = chain.m.address(PROVIDER);
+    let mut config = chain.config(StoreUrl::Sqlite(legacy_db.clone()));
+    config.gatekeeper = provider;
+    config.legacy = Some(fixtures.join("medrec-v1.json"));
+    // The provider's database is never written: the log needs a place of its own.
+    let no_log = ServeConfig { access_log: None, ..chain.config(StoreUrl::Sqlite(legacy_db)) };
+    let no_log = ServeConfig { legacy: config.legacy.clone(), ..no_log };
+    assert!(matches!(spawn(no_log).await, Err(ServeError::AccessLogNeeded)));
+    config.access_log = Some(StoreUrl::Sqlite(dir.join("access-log.db")));
+    let running = spawn(config).await.unwrap();
+    let client = Client::new(&running);
+    client.wait_ready(200).await;
+
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let send = |method: &'static str, path: &'static str, body: &'static str| {
+        let request =
+            Request::new(method, path, body.as_bytes(), now, random_nonce().unwrap(), provider);
+        let headers = sign_request(&chain.signer(PROVIDER), CHAIN_ID, &request).unwrap();
+        let mut req = client
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", client.base))
+            .body(body);
+        for (name, value) in &headers {
+            req = req.header(name.as_str(), value.to_str().unwrap());
+        }
+        req
+    };
+    let patient = client.send(send("GET", "/fhir/Patient/1001", "")).await;
+    assert_eq!(patient.status, 200, "{}", patient.body);
+    assert_eq!(patient.body["resourceType"], "Patient");
+    let labs =
+        client.send(send("GET", "/fhir/Observation?patient=1001&category=laboratory", "")).await;
+    assert_eq!(labs.status, 200, "{}", labs.body);
+    assert!(labs.body["total"].as_u64().unwrap() > 0);
+    let write = client
+        .send(send("PUT", "/fhir/Patient/1001", r#"{"resourceType":"Patient","id":"1001"}"#))
+        .await;
+    assert_eq!(write.status, 405, "{}", write.body);
+    assert_eq!(issue_code(&write.body), "not-supported");
+    running.shutdown().await.unwrap();
+}
