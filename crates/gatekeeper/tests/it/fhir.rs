@@ -650,3 +650,59 @@ async fn the_provider_enrolls_over_http_and_the_chain_must_agree() {
     }
     assert_eq!(f.send("PUT", "/enrollments/xyz", Some(&good), PROVIDER).await.status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_fetches_verifies_and_imports() {
+    use medrec_gatekeeper::client::{ClientError, GatekeeperClient};
+    let f = Fixture::new().await;
+    let client = |who: usize| GatekeeperClient::new(&f.base, GATEKEEPER, 31337, f.signer(who));
+
+    // The viewer fetches the pointer and checks it against the chain's hash.
+    let viewer = client(VIEWER);
+    let data = viewer.pointer(f.rel, 0).await.unwrap();
+    let on_chain = f.m.reader();
+    let published = medrec_contracts::Relationships::new(f.m.at.relationships, &on_chain)
+        .PointerAdded_filter()
+        .from_block(0)
+        .query()
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .0
+        .dataHash;
+    data.verify(published).expect("the data is what the provider published");
+    assert_eq!(data.resources.len(), 2);
+    assert!(matches!(
+        data.verify(keccak256("something else")),
+        Err(ClientError::HashMismatch { .. })
+    ));
+    assert!(viewer.read("Observation", "a2").await.unwrap().is_none());
+    let refused = client(STRANGER).pointer(f.rel, 0).await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Refused { status: 403, diagnostics } if diagnostics.contains("grant")),
+        "{refused}"
+    );
+
+    // The patient signs in once, searches with paging and reads the access log.
+    let patient = client(PATIENT);
+    patient.sign_in(DOMAIN).await.unwrap();
+    let all = patient.search("Observation", "_count=1").await.unwrap();
+    assert_eq!(all.len(), 3, "every page followed");
+    f.gk.flush_access_log().await;
+    let log = patient.audit(0).await.unwrap();
+    assert!(log.len() >= 2 && log.iter().all(|e| e.proof.is_none()), "not anchored yet");
+
+    // The provider imports a Bundle and enrolls.
+    let provider = client(PROVIDER);
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": obs("a9", "p1", "laboratory", "2026-01-01").json,
+         "request": {"method": "PUT", "url": "Observation/a9"}}
+    ]});
+    let response = provider.import(&bundle).await.unwrap();
+    assert_eq!(response["type"], "transaction-response");
+    assert!(patient.read("Observation", "a9").await.unwrap().is_some());
+    provider.enroll(f.rel, "p1", &["Observation?category=laboratory"]).await.unwrap();
+    let bad = provider.enroll(f.rel, "p1", &["Observation?category=other"]).await.unwrap_err();
+    assert!(matches!(bad, ClientError::Refused { status: 409, .. }), "{bad}");
+}
