@@ -8,9 +8,13 @@
 //! - [`anchors::check_anchor`]: whether a provider really anchored a given access-log
 //!   head in a given block (what a patient's client checks before trusting a proof).
 //!
+//! - [`inbox`]: a participant's notices (new relationships, status changes, pointer
+//!   updates, grants and revocations) and the summary of each relationship.
+//!
 //! To come: the provider setup every party uses and sending with confirmation.
 
 pub mod anchors;
 pub mod bench;
 pub mod consent;
 pub mod follower;
+pub mod inbox;

@@ -3,3 +3,4 @@
 mod anchors;
 mod consent;
 mod follower;
+mod inbox;
