@@ -25,6 +25,8 @@ enum Command {
     Research(commands::research::ResearchArgs),
     /// Measure MedRec (gas of every contract operation, ...).
     Bench(commands::bench::BenchArgs),
+    /// Generate deterministic synthetic FHIR R4 patients as transaction Bundles.
+    Synth(commands::synth::SynthArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Command::Provider(args) => commands::provider::run(args),
         Command::Research(args) => commands::research::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Synth(args) => commands::synth::run(&args),
     };
     match result {
         Ok(code) => code,

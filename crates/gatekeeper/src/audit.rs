@@ -2,7 +2,7 @@
 //! allowed or denied, and a patient reads the entries about their own records with a
 //! proof that each is covered by a head anchored on chain.
 //!
-//! - Handlers hand the outcome of each request to [`Trail::record`], which queues one
+//! - Handlers hand the outcome of each request to `Trail::record`, which queues one
 //!   entry per relationship the request touched (or one without a relationship) on the
 //!   batching [`AuditWriter`]. When the queue cannot take it, an allowed request is
 //!   answered 503 instead: nothing is served unlogged.

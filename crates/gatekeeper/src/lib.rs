@@ -7,7 +7,7 @@
 //!   requester's address from either kind of credential.
 //! - [`limits`]: rate limits per authenticated requester and per IP address signing in
 //!   (429 with `Retry-After`), with bounded memory.
-//! - [`pointer`]: a data pointer's FHIR query, its on-chain commitment, and running it
+//! - [`pointer`](mod@pointer): a data pointer's FHIR query, its on-chain commitment, and running it
 //!   for one patient with the data hash the chain holds.
 //! - [`server`]: the HTTP pipeline — ready? who? may they? then data, then the access
 //!   log — with `/healthz`, `/readyz`, `/fhir/metadata`, the sign-in routes,
@@ -23,7 +23,7 @@
 //!   shutdown (`medrec provider serve`).
 //! - [`client`]: the other side — a client of a gatekeeper for patients, viewers and
 //!   providers that checks data hashes.
-//! - [`bench`]: the load generator of `medrec bench gatekeeper`.
+//! - [`bench`](mod@bench): the load generator of `medrec bench gatekeeper`.
 
 mod access;
 pub mod anchor;

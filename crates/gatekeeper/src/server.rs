@@ -14,7 +14,7 @@
 //!
 //! Routes: `GET /healthz`, `GET /readyz`, `GET /auth/nonce`, `POST /auth/siwe`,
 //! `GET /pointers/{relationship id}/{pointer id}`, and the FHIR API under `/fhir`
-//! ([`crate::rest`]).
+//! (the private `rest` module).
 
 use crate::{
     access::{Scope, ScopeCache},

@@ -9,6 +9,7 @@
 //! in process on port 0.
 
 pub mod medrec;
+pub mod synthetic;
 
 use std::{
     io::{BufRead, BufReader},

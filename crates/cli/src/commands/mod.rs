@@ -5,3 +5,4 @@ pub(crate) mod chain;
 mod enforce;
 pub(crate) mod provider;
 pub(crate) mod research;
+pub(crate) mod synth;

@@ -3,3 +3,4 @@
 mod bench;
 mod chain;
 mod provider;
+mod synth;
