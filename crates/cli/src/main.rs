@@ -21,6 +21,8 @@ enum Command {
     Chain(commands::chain::ChainArgs),
     /// Provider: serve the Database Gatekeeper.
     Provider(commands::provider::ProviderArgs),
+    /// What a patient (or a viewer) does: the inbox of chain notices.
+    Patient(commands::patient::PatientArgs),
     /// Research: mine the chain for bounties.
     Research(commands::research::ResearchArgs),
     /// Measure MedRec (gas of every contract operation, ...).
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Chain(args) => commands::chain::run(&args),
         Command::Provider(args) => commands::provider::run(args),
+        Command::Patient(args) => commands::patient::run(&args),
         Command::Research(args) => commands::research::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Synth(args) => commands::synth::run(&args),

@@ -3,6 +3,7 @@
 pub(crate) mod bench;
 pub(crate) mod chain;
 mod enforce;
+pub(crate) mod patient;
 pub(crate) mod provider;
 pub(crate) mod research;
 pub(crate) mod synth;

@@ -2,5 +2,6 @@
 
 mod bench;
 mod chain;
+mod patient;
 mod provider;
 mod synth;

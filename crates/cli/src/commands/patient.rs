@@ -1,0 +1,192 @@
+//! `medrec patient`: what a patient (or a viewer) does. Today: `inbox`, the notices of
+//! the chain about one's relationships, once or following new blocks.
+
+use crate::output;
+use alloy::{
+    primitives::Address,
+    providers::{Provider, ProviderBuilder},
+};
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use medrec_chain::inbox::{Dated, Notice, read, summarize};
+use serde_json::{Value, json};
+use std::{process::ExitCode, time::Duration};
+
+/// Arguments of `medrec patient`.
+#[derive(Debug, Args)]
+pub(crate) struct PatientArgs {
+    #[command(subcommand)]
+    what: Patient,
+}
+
+#[derive(Debug, Subcommand)]
+enum Patient {
+    /// What happened on chain to your relationships: new relationships, status
+    /// changes, pointer updates, grants and revocations (a viewer sees what was shared
+    /// with it).
+    Inbox(InboxArgs),
+}
+
+#[derive(Debug, Args)]
+struct InboxArgs {
+    /// Your address (the patient's, or a viewer's).
+    #[arg(long, env = "MEDREC_ADDRESS", value_name = "ADDRESS")]
+    address: Address,
+    /// JSON-RPC URL of the chain node.
+    #[arg(
+        long,
+        env = "MEDREC_RPC_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8545"
+    )]
+    rpc_url: String,
+    /// The Relationships contract (`medrec chain --json` prints it).
+    #[arg(long, env = "MEDREC_RELATIONSHIPS", value_name = "ADDRESS")]
+    relationships: Address,
+    /// The block the contract was deployed in.
+    #[arg(long, env = "MEDREC_FROM_BLOCK", value_name = "N", default_value_t = 0)]
+    from_block: u64,
+    /// Only notices from this block on.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    since: u64,
+    /// Keep watching: print new notices as blocks arrive, until Ctrl-C.
+    #[arg(long)]
+    follow: bool,
+    /// Print JSON: one object with the notices and each relationship's summary, or with
+    /// --follow one object per notice and line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `medrec patient`.
+pub(crate) fn run(args: &PatientArgs) -> anyhow::Result<ExitCode> {
+    match &args.what {
+        Patient::Inbox(a) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(inbox(a))
+        }
+    }
+}
+
+async fn inbox(a: &InboxArgs) -> anyhow::Result<ExitCode> {
+    let url = a.rpc_url.parse().with_context(|| format!("'{}' is not a URL", a.rpc_url))?;
+    let chain = ProviderBuilder::new().connect_http(url);
+    let head = chain
+        .get_block_number()
+        .await
+        .with_context(|| format!("the chain node at {} does not answer", a.rpc_url))?;
+    let notices = read(&chain, a.relationships, a.from_block, a.address, a.since, Some(head))
+        .await
+        .context("reading the inbox failed")?;
+    if !a.follow {
+        if a.json {
+            let summaries: Vec<Value> = summarize(&notices)
+                .iter()
+                .map(|(id, s)| {
+                    json!({
+                        "relationship": id.0,
+                        "patient": s.patient,
+                        "provider": s.provider,
+                        "status": s.status.map(|st| st.to_string()),
+                        "pointers": s.pointers.len(),
+                        "viewers": s.grants.keys().collect::<Vec<_>>(),
+                        "research_opt_in": s.research_opt_in,
+                    })
+                })
+                .collect();
+            let list: Vec<Value> = notices.iter().map(notice_json).collect();
+            output::result(&json!({"notices": list, "relationships": summaries}).to_string());
+        } else {
+            if notices.is_empty() {
+                output::note("nothing yet");
+            }
+            for n in &notices {
+                output::result(&describe(n));
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    for n in &notices {
+        print(n, a.json);
+    }
+    output::note(&format!("following the chain from block {head}; press Ctrl-C to stop"));
+    let mut next = head + 1;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        let Ok(head) = chain.get_block_number().await else {
+            output::note("the chain node does not answer; retrying");
+            continue;
+        };
+        if head < next {
+            continue;
+        }
+        match read(&chain, a.relationships, a.from_block, a.address, next, Some(head)).await {
+            Ok(new) => {
+                for n in &new {
+                    print(n, a.json);
+                }
+                next = head + 1;
+            }
+            Err(e) => output::note(&format!("reading new blocks failed ({e}); retrying")),
+        }
+    }
+}
+
+fn print(n: &Dated, json: bool) {
+    if json {
+        output::result(&notice_json(n).to_string());
+    } else {
+        output::result(&describe(n));
+    }
+}
+
+/// A notice as JSON: `block`, `relationship`, `kind` and its fields.
+fn notice_json(d: &Dated) -> Value {
+    let mut v = match &d.notice {
+        Notice::Created { patient, provider, delegate } => {
+            json!({"kind": "created", "patient": patient, "provider": provider, "delegate": delegate})
+        }
+        Notice::Status(s) => json!({"kind": "status", "status": s.to_string()}),
+        Notice::PointerAdded { pointer, query_commitment, data_hash } => json!({
+            "kind": "pointer-added", "pointer": pointer,
+            "query_commitment": query_commitment, "data_hash": data_hash
+        }),
+        Notice::PointerUpdated { pointer, data_hash } => {
+            json!({"kind": "pointer-updated", "pointer": pointer, "data_hash": data_hash})
+        }
+        Notice::Granted { viewer, pointers, not_before, expires_at } => json!({
+            "kind": "granted", "viewer": viewer,
+            "pointers": pointers.ids().collect::<Vec<u8>>(),
+            "not_before": not_before, "expires_at": expires_at
+        }),
+        Notice::Revoked { viewer } => json!({"kind": "revoked", "viewer": viewer}),
+        Notice::ResearchConsent(on) => json!({"kind": "research-consent", "opted_in": on}),
+    };
+    v["block"] = json!(d.block);
+    v["relationship"] = json!(d.relationship.0);
+    v
+}
+
+/// A notice in a sentence.
+fn describe(d: &Dated) -> String {
+    let what = match &d.notice {
+        Notice::Created { provider, .. } => format!("provider {provider} opened a relationship"),
+        Notice::Status(s) => format!("status is now {s}"),
+        Notice::PointerAdded { pointer, .. } => format!("new data pointer {pointer}"),
+        Notice::PointerUpdated { pointer, .. } => {
+            format!("pointer {pointer} has new data (update pending)")
+        }
+        Notice::Granted { viewer, pointers, expires_at, .. } => format!(
+            "{viewer} may see pointers {:?} until {expires_at}",
+            pointers.ids().collect::<Vec<u8>>()
+        ),
+        Notice::Revoked { viewer } => format!("{viewer} may no longer see anything"),
+        Notice::ResearchConsent(true) => "opted in to research".to_owned(),
+        Notice::ResearchConsent(false) => "opted out of research".to_owned(),
+    };
+    let id = d.relationship.0.to_string();
+    format!("block {:>6}  {}…  {what}", d.block, &id[..10])
+}
