@@ -237,22 +237,12 @@ impl Gatekeeper {
         auth: AuthState,
         file: EnrollmentFile,
     ) -> Result<Self, EnrollmentError> {
-        let enrollments = RwLock::new(file.load()?);
-        let app = App {
-            providers: Vec::new(),
-            scopes: ScopeCache::default(),
-            generation: AtomicU64::new(0),
-            trail: None,
-            authorization_off: false,
-            store,
-            index,
-            health,
-            readiness,
-            enrollments,
-            enrollment_file: Some(file),
-            auth,
-        };
-        Ok(Self { app: Arc::new(app) })
+        let enrollments = file.load()?;
+        let mut g = Self::new(store, index, health, readiness, auth);
+        let app = Arc::get_mut(&mut g.app).expect("not shared yet");
+        app.enrollments = RwLock::new(enrollments);
+        app.enrollment_file = Some(file);
+        Ok(g)
     }
 
     /// Records what the gatekeeper serves for a relationship (normally done when the
