@@ -20,6 +20,9 @@ enum Command {
     /// Run the embedded chain and serve Ethereum JSON-RPC.
     Chain(commands::chain::ChainArgs),
     /// Provider: serve the Database Gatekeeper.
+    /// The whole story on this machine, narrated: chain, two providers, a patient, a
+    /// pharmacist and a researcher.
+    Demo(commands::demo::DemoArgs),
     Provider(commands::provider::ProviderArgs),
     /// What a patient (or a viewer) does: the inbox of chain notices.
     Patient(commands::patient::PatientArgs),
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Chain(args) => commands::chain::run(&args),
+        Command::Demo(args) => commands::demo::run(&args),
         Command::Provider(args) => commands::provider::run(args),
         Command::Patient(args) => commands::patient::run(&args),
         Command::Research(args) => commands::research::run(args),

@@ -2,6 +2,7 @@
 
 mod bench;
 mod chain;
+mod demo;
 mod patient;
 mod provider;
 mod synth;

@@ -1,0 +1,521 @@
+//! `medrec demo`: the whole MedRec story on this machine, narrated.
+//!
+//! Starts the embedded chain, two provider gatekeepers with synthetic records, and
+//! plays a patient, a viewer (a pharmacist) and a researcher through it: enroll,
+//! notify, accept, fetch and verify, share, the viewer reads, revoke, the viewer is
+//! refused, a provider adds a lab result, the patient is notified, the access log is
+//! shown with proofs checked on chain. Demo identities are the public development
+//! accounts of the `test … junk` mnemonic: never use them for anything real.
+
+use crate::output;
+use alloy::{
+    network::EthereumWallet,
+    primitives::{B256, aliases::U40, keccak256},
+    providers::{Provider, ProviderBuilder},
+    rpc::types::TransactionReceipt,
+    sol_types::SolEvent,
+};
+use anyhow::{Context, bail, ensure};
+use clap::Args;
+use medrec_chain::{
+    anchors::{AnchorClaim, check_anchor},
+    inbox::{self, Notice},
+};
+use medrec_contracts::{Registrar, Relationships};
+use medrec_devchain::{
+    chain::{Chain, ChainConfig},
+    deploy::Deployment,
+    genesis::{DevAccount, dev_accounts},
+    node::{Node, SealMode},
+    server::{ServerHandle, serve as serve_rpc},
+};
+use medrec_gatekeeper::{
+    client::{ClientError, GatekeeperClient},
+    pointer::{self, PointerQuery},
+    serve::{Anchoring, RunningGatekeeper, ServeConfig, StoreUrl, spawn},
+};
+use medrec_primitives::RelationshipId;
+use medrec_store::audit::verify;
+use medrec_testkit::synthetic::{Options, generate, transaction_bundle};
+use serde_json::{Value, json};
+use std::{
+    process::ExitCode,
+    time::{Duration, Instant},
+};
+
+/// Arguments of `medrec demo`.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Leave the chain and the gatekeepers serving after the story, until Ctrl-C.
+    #[arg(long)]
+    keep_running: bool,
+    /// Print one JSON object on stdout when the story is done (the narration goes to
+    /// stderr).
+    #[arg(long)]
+    json: bool,
+    /// Years of synthetic history per provider.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    years: u32,
+}
+
+const CHAIN_ID: u64 = 31337;
+const INSTITUTION: usize = 0;
+const PATIENT: usize = 2;
+const VIEWER: usize = 4;
+const RESEARCHER: usize = 5;
+/// The pointer each provider publishes: the patient's laboratory results.
+const LABS: &str = "Observation?category=laboratory";
+
+struct Narrator {
+    json: bool,
+    step: u32,
+    started: Instant,
+}
+
+impl Narrator {
+    fn step(&mut self, text: &str) {
+        self.step += 1;
+        self.say(&format!(
+            "\n[{:>4.1} s] {}. {text}",
+            self.started.elapsed().as_secs_f64(),
+            self.step
+        ));
+    }
+
+    fn say(&self, text: &str) {
+        if self.json { output::note(text) } else { output::result(text) }
+    }
+}
+
+/// A provider of the demo: its accounts and running gatekeeper.
+struct ProviderSite {
+    name: &'static str,
+    account: DevAccount,
+    delegate: DevAccount,
+    running: RunningGatekeeper,
+    store: StoreUrl,
+    patient_id: String,
+    relationship: RelationshipId,
+}
+
+/// Runs `medrec demo`.
+pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(story(args))
+}
+
+fn wallet(rpc: &str, who: &DevAccount) -> anyhow::Result<impl Provider + Clone + use<>> {
+    Ok(ProviderBuilder::new()
+        .wallet(EthereumWallet::from(who.signer()))
+        .connect_http(rpc.parse().context("the RPC URL")?))
+}
+
+fn mined(receipt: &TransactionReceipt, what: &str) -> anyhow::Result<()> {
+    ensure!(receipt.status(), "{what} was reverted on chain");
+    Ok(())
+}
+
+#[allow(clippy::too_many_lines)]
+async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let mut n = Narrator { json: args.json, step: 0, started: Instant::now() };
+    let accounts = dev_accounts(10);
+    let dir = std::env::temp_dir().join(format!("medrec-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+
+    n.step("Starting the MedRec chain (embedded, sealing each transaction at once).");
+    let node = Node::new(Chain::new(ChainConfig::default())?, SealMode::Instant);
+    let at: Deployment = node.with(Chain::deployment).context("the contracts are deployed")?;
+    let rpc_server: ServerHandle = serve_rpc(node.clone(), "127.0.0.1:0".parse()?).await?;
+    let rpc = rpc_server.url();
+    n.say(&format!(
+        "   chain {CHAIN_ID} at {rpc}; Registrar {}, Relationships {}, AccessAnchors {}",
+        at.registrar, at.relationships, at.anchors
+    ));
+
+    n.step("Two providers start their Database Gatekeepers beside synthetic records.");
+    let mut sites = Vec::new();
+    for (i, (name, account, delegate, seed)) in
+        [("Riverside Clinic", 1usize, 3usize, 11u64), ("Northgate Hospital", 6, 7, 12)]
+            .into_iter()
+            .enumerate()
+    {
+        let (account, delegate) = (accounts[account].clone(), accounts[delegate].clone());
+        let store = StoreUrl::Sqlite(dir.join(format!("provider-{i}.db")));
+        let mut config = ServeConfig::new(
+            "127.0.0.1:0".parse()?,
+            store.clone(),
+            rpc.clone(),
+            at.relationships,
+            account.address,
+            CHAIN_ID,
+        );
+        config.reorg_depth = 0;
+        config.poll = Duration::from_millis(100);
+        config.enrollments = Some(dir.join(format!("provider-{i}-enrollments.json")));
+        config.anchoring = Some(Anchoring {
+            anchors: at.anchors,
+            period: Duration::from_secs(1),
+            signer: account.signer(),
+        });
+        let running = spawn(config).await.context("a gatekeeper could not start")?;
+        // The certified institution registers the provider with its gatekeeper's URL.
+        let registrar = Registrar::new(at.registrar, wallet(&rpc, &accounts[INSTITUTION])?);
+        let call = registrar.registerProvider(
+            keccak256(name.as_bytes()),
+            account.address,
+            running.url(),
+            keccak256(format!("{name} key").as_bytes()),
+        );
+        mined(&call.send().await?.get_receipt().await?, "registering the provider")?;
+        // Its records: one synthetic patient's history.
+        let record =
+            generate(&Options { patients: 1, years: args.years, seed, ..Options::default() })
+                .pop()
+                .context("the generator made no patient")?;
+        let client =
+            GatekeeperClient::new(running.url(), account.address, CHAIN_ID, account.signer());
+        client.import(&transaction_bundle(&record)).await.context("importing the records")?;
+        n.say(&format!(
+            "   {name}: gatekeeper {} as {}, {} records imported (FHIR transaction)",
+            running.url(),
+            account.address,
+            record.resources.len() + 1
+        ));
+        sites.push(ProviderSite {
+            name,
+            account,
+            delegate,
+            running,
+            store,
+            patient_id: record.id,
+            relationship: RelationshipId(B256::ZERO),
+        });
+    }
+
+    let patient = &accounts[PATIENT];
+    n.step("Each provider enrolls the patient: a relationship on chain with a delegate address and a pointer to the patient's lab results.");
+    for site in &mut sites {
+        let query = PointerQuery::parse(LABS)?;
+        let store = site.store.open().await?;
+        let data = pointer::run(store.as_ref(), &query, &site.patient_id.parse()?).await?;
+        let r = Relationships::new(at.relationships, wallet(&rpc, &site.account)?);
+        let call =
+            r.create(patient.address, site.delegate.address, query.commitment(), data.data_hash);
+        mined(&call.send().await?.get_receipt().await?, "creating the relationship")?;
+        site.relationship = RelationshipId::derive(patient.address, site.delegate.address);
+        let client = GatekeeperClient::new(
+            site.running.url(),
+            site.account.address,
+            CHAIN_ID,
+            site.account.signer(),
+        );
+        retry(|| client.enroll(site.relationship, &site.patient_id, &[LABS])).await?;
+        n.say(&format!(
+            "   {}: relationship {} ({} lab results, data hash {})",
+            site.name,
+            short(site.relationship.0),
+            data.resources.len(),
+            short(data.data_hash)
+        ));
+    }
+
+    n.step("The patient's inbox shows the new relationships.");
+    let notices =
+        inbox::read(&node_reader(&rpc)?, at.relationships, 0, patient.address, 0, None).await?;
+    for d in notices.iter().filter(|d| matches!(d.notice, Notice::Created { .. })) {
+        n.say(&format!(
+            "   new relationship {} from {}",
+            short(d.relationship.0),
+            provider_name(&sites, &d.notice)
+        ));
+    }
+
+    n.step("The patient accepts both.");
+    let by_patient = Relationships::new(at.relationships, wallet(&rpc, patient)?);
+    for site in &sites {
+        mined(
+            &by_patient.accept(site.delegate.address).send().await?.get_receipt().await?,
+            "accepting",
+        )?;
+    }
+
+    n.step(
+        "The patient fetches every pointer from every provider and checks each against the chain.",
+    );
+    let summary = inbox::summarize(
+        &inbox::read(&node_reader(&rpc)?, at.relationships, 0, patient.address, 0, None).await?,
+    );
+    for site in &sites {
+        let client = GatekeeperClient::new(
+            site.running.url(),
+            site.account.address,
+            CHAIN_ID,
+            patient.signer(),
+        );
+        client.sign_in(&site.running.local_addr().to_string()).await?;
+        let on_chain = summary[&site.relationship].pointers[0].1;
+        let data = retry(|| client.pointer(site.relationship, 0)).await?;
+        data.verify(on_chain)?;
+        let everything = client.search("Observation", "_count=200").await?;
+        n.say(&format!(
+            "   {}: {} lab results, hash matches the chain; {} observations in the patient's compartment",
+            site.name,
+            data.resources.len(),
+            everything.len()
+        ));
+    }
+
+    let viewer = &accounts[VIEWER];
+    let first = &sites[0];
+    n.step(
+        "The patient shares the lab results at Riverside Clinic with a pharmacist for one hour.",
+    );
+    let expires = node.now() + 3600;
+    let grant =
+        by_patient.grant(first.delegate.address, viewer.address, 1, U40::ZERO, U40::from(expires));
+    mined(&grant.send().await?.get_receipt().await?, "granting")?;
+    let pharmacist = GatekeeperClient::new(
+        first.running.url(),
+        first.account.address,
+        CHAIN_ID,
+        viewer.signer(),
+    );
+    let shared =
+        inbox::read(&node_reader(&rpc)?, at.relationships, 0, viewer.address, 0, None).await?;
+    n.say(&format!("   the pharmacist's inbox: {} grant(s)", shared.len()));
+
+    n.step("The pharmacist reads them.");
+    let data = retry(|| pharmacist.pointer(first.relationship, 0)).await?;
+    n.say(&format!("   {} lab results, data hash {}", data.resources.len(), short(data.data_hash)));
+
+    n.step("The patient revokes the grant; the pharmacist is refused at once.");
+    mined(
+        &by_patient
+            .revoke(first.delegate.address, viewer.address)
+            .send()
+            .await?
+            .get_receipt()
+            .await?,
+        "revoking",
+    )?;
+    let refused = retry_until_refused(|| pharmacist.pointer(first.relationship, 0)).await?;
+    n.say(&format!("   refused: {refused}"));
+
+    n.step("Riverside Clinic adds a new lab result and publishes the pointer's new hash, with a bounty query.");
+    let lab = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": {
+            "resourceType": "Observation", "id": "demo-new-lab", "status": "final",
+            "subject": {"reference": format!("Patient/{}", first.patient_id)},
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2498-4", "display": "Iron [Mass/volume] in Serum or Plasma"}]},
+            "valueQuantity": {"value": 88, "unit": "ug/dL", "system": "http://unitsofmeasure.org", "code": "ug/dL"},
+            "effectiveDateTime": "2026-01-15"
+        },
+        "request": {"method": "PUT", "url": "Observation/demo-new-lab"}
+    }]});
+    let provider_client = GatekeeperClient::new(
+        first.running.url(),
+        first.account.address,
+        CHAIN_ID,
+        first.account.signer(),
+    );
+    provider_client.import(&lab).await?;
+    let store = first.store.open().await?;
+    let fresh =
+        pointer::run(store.as_ref(), &PointerQuery::parse(LABS)?, &first.patient_id.parse()?)
+            .await?;
+    let bounty = keccak256(
+        b"mean(Observation.valueQuantity where code=http://loinc.org|2498-4, last 7 days)",
+    );
+    let by_delegate = Relationships::new(at.relationships, wallet(&rpc, &first.delegate)?);
+    let update = by_delegate.updatePointer(
+        patient.address,
+        alloy::primitives::U256::ZERO,
+        fresh.data_hash,
+        bounty,
+    );
+    let receipt = update.send().await?.get_receipt().await?;
+    mined(&receipt, "updating the pointer")?;
+
+    n.step("The patient is notified: an update is pending.");
+    let latest = inbox::read(
+        &node_reader(&rpc)?,
+        at.relationships,
+        0,
+        patient.address,
+        receipt.block_number.unwrap_or(0),
+        None,
+    )
+    .await?;
+    for d in &latest {
+        match &d.notice {
+            Notice::PointerUpdated { pointer, data_hash } => n.say(&format!(
+                "   pointer {pointer} of {} has new data ({})",
+                first.name,
+                short(*data_hash)
+            )),
+            Notice::Status(s) => n.say(&format!("   the relationship is now {s}")),
+            _ => {}
+        }
+    }
+    mined(
+        &by_patient.accept(first.delegate.address).send().await?.get_receipt().await?,
+        "accepting the update",
+    )?;
+
+    n.step("The patient reads the access log of their records at Riverside Clinic, each entry proven by a head anchored on chain.");
+    let patient_client = GatekeeperClient::new(
+        first.running.url(),
+        first.account.address,
+        CHAIN_ID,
+        patient.signer(),
+    );
+    let entries = wait_for_proofs(&patient_client).await?;
+    let reader = node_reader(&rpc)?;
+    for e in &entries {
+        let proof = e.proof.as_ref().context("an entry without proof")?;
+        verify(proof)?;
+        let claim = AnchorClaim {
+            size: proof.anchor.size,
+            head: proof.anchor.head,
+            block: proof.anchor.block,
+        };
+        check_anchor(&reader, at.anchors, first.account.address, claim).await?;
+        n.say(&format!(
+            "   #{:<3} {:<12} by {} → {} (proof checked, anchor in block {})",
+            e.entry["seq"],
+            e.entry["action"].as_str().unwrap_or(""),
+            e.entry["requester"].as_str().unwrap_or(""),
+            e.entry["decision"].as_str().unwrap_or(""),
+            proof.anchor.block
+        ));
+    }
+
+    // The bounties posted by pointer changes (redeemed in the research workflow).
+    let bounty_logs = reader
+        .get_logs(
+            &alloy::rpc::types::Filter::new()
+                .address(at.relationships)
+                .event_signature(Relationships::BountyPosted::SIGNATURE_HASH)
+                .from_block(0),
+        )
+        .await?;
+    let bounties: Vec<Value> = bounty_logs
+        .iter()
+        .filter_map(|l| {
+            let e = Relationships::BountyPosted::decode_log(&l.inner).ok()?;
+            Some(json!({"id": format!("{}:{}", e.relId, e.seq), "block": l.block_number, "owner": e.owner, "redeemed": false, "epsilon": null, "result": null}))
+        })
+        .collect();
+
+    let final_summary = inbox::summarize(
+        &inbox::read(&reader, at.relationships, 0, patient.address, 0, None).await?,
+    );
+    let relationships: Vec<Value> = sites
+        .iter()
+        .map(|s| json!({
+            "id": s.relationship.0,
+            "provider": s.account.address,
+            "status": final_summary.get(&s.relationship).and_then(|r| r.status).map(|st| st.to_string()),
+        }))
+        .collect();
+    let identity = |a: &DevAccount| json!({"address": a.address, "private_key": a.private_key});
+    let result = json!({
+        "rpc_url": rpc,
+        "chain_id": CHAIN_ID,
+        "contracts": {"registrar": at.registrar, "relationships": at.relationships, "anchors": at.anchors},
+        "providers": sites.iter().map(|s| json!({"name": s.name, "gatekeeper_url": s.running.url(), "address": s.account.address})).collect::<Vec<_>>(),
+        "patient": identity(patient),
+        "viewer": identity(viewer),
+        "researcher": identity(&accounts[RESEARCHER]),
+        "relationships": relationships,
+        "research": {"bounties": bounties},
+        "elapsed_seconds": n.started.elapsed().as_secs_f64(),
+    });
+    n.step(&format!("Done in {:.1} s.", n.started.elapsed().as_secs_f64()));
+    if args.json {
+        output::result(&result.to_string());
+    }
+    if args.keep_running {
+        n.say(&format!(
+            "\nEverything keeps running until Ctrl-C. Explore with:\n   cast block-number --rpc-url {rpc}\n   medrec patient inbox --rpc-url {rpc} --relationships {} --address {}\n   curl {}/fhir/metadata",
+            at.relationships, patient.address, sites[0].running.url()
+        ));
+        super::provider::shutdown_signal().await;
+    }
+    for site in sites {
+        site.running.shutdown().await?;
+    }
+    rpc_server.shutdown().await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn node_reader(rpc: &str) -> anyhow::Result<impl Provider + Clone + use<>> {
+    Ok(ProviderBuilder::new().connect_http(rpc.parse().context("the RPC URL")?))
+}
+
+fn short(h: B256) -> String {
+    let s = h.to_string();
+    format!("{}…", &s[..10])
+}
+
+fn provider_name(sites: &[ProviderSite], notice: &Notice) -> String {
+    match notice {
+        Notice::Created { provider, .. } => sites
+            .iter()
+            .find(|s| s.account.address == *provider)
+            .map_or_else(|| provider.to_string(), |s| s.name.to_owned()),
+        _ => String::new(),
+    }
+}
+
+/// Retries while the gatekeeper has not indexed the latest block yet (409/403/503).
+async fn retry<T, F, Fut>(mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let mut last = None;
+    for _ in 0..100 {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(ClientError::Refused { status: 403 | 409 | 503, diagnostics }) => {
+                last = Some(diagnostics);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("the gatekeeper kept refusing: {}", last.unwrap_or_default())
+}
+
+/// Waits until the request is refused (the revocation indexed); returns the reason.
+async fn retry_until_refused<T, F, Fut>(mut f: F) -> anyhow::Result<String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    for _ in 0..100 {
+        match f().await {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(ClientError::Refused { status: 403, diagnostics }) => return Ok(diagnostics),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("the gatekeeper still served the data after the revocation")
+}
+
+/// The patient's access log once every entry is covered by an anchor.
+async fn wait_for_proofs(
+    client: &GatekeeperClient,
+) -> anyhow::Result<Vec<medrec_gatekeeper::client::AuditEntry>> {
+    for _ in 0..100 {
+        let entries = client.audit(0).await?;
+        if !entries.is_empty() && entries.iter().all(|e| e.proof.is_some()) {
+            return Ok(entries);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("the access log was not anchored in time")
+}

@@ -1,0 +1,67 @@
+//! `medrec demo` as a real process: the story runs to the end, the JSON result says
+//! what outside checks need, and `--keep-running` leaves everything serving.
+
+use alloy::transports::http::reqwest;
+use serde_json::Value;
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+};
+
+#[test]
+fn the_story_runs_to_the_end_and_reports_what_it_made() {
+    let out = Command::new(env!("CARGO_BIN_EXE_medrec")).args(["demo", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON object");
+    assert_eq!(v["chain_id"], 31337);
+    assert!(v["rpc_url"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    for c in ["registrar", "relationships", "anchors"] {
+        assert!(v["contracts"][c].as_str().unwrap().starts_with("0x"), "{c}");
+    }
+    let providers = v["providers"].as_array().unwrap();
+    assert_eq!(providers.len(), 2);
+    assert!(providers.iter().all(|p| p["name"].is_string()
+        && p["gatekeeper_url"].is_string()
+        && p["address"].is_string()));
+    for who in ["patient", "viewer", "researcher"] {
+        assert_eq!(v[who]["private_key"].as_str().unwrap().len(), 66, "{who}");
+        assert_eq!(v[who]["address"].as_str().unwrap().len(), 42, "{who}");
+    }
+    let relationships = v["relationships"].as_array().unwrap();
+    assert_eq!(relationships.len(), 2);
+    assert!(relationships.iter().all(|r| r["status"] == "accepted"), "{relationships:?}");
+    let bounties = v["research"]["bounties"].as_array().unwrap();
+    assert_eq!(bounties.len(), 1, "the provider's update carried one bounty");
+    assert!(bounties[0]["block"].as_u64().unwrap() > 0 && bounties[0]["owner"].is_string());
+    // The narration went to stderr, every step of it.
+    let narration = String::from_utf8_lossy(&out.stderr);
+    for step in ["accepts", "refused", "notified", "access log", "Done"] {
+        assert!(narration.contains(step), "no '{step}' in the narration:\n{narration}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_running_leaves_the_chain_and_gatekeepers_serving() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medrec"))
+        .args(["demo", "--json", "--keep-running"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    let http = reqwest::Client::new();
+    let gatekeeper = v["providers"][0]["gatekeeper_url"].as_str().unwrap();
+    let health = http.get(format!("{gatekeeper}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let body =
+        serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []});
+    let rpc = http.post(v["rpc_url"].as_str().unwrap()).json(&body).send().await.unwrap();
+    assert_eq!(rpc.status(), 200);
+    // SIGTERM stops it cleanly.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
