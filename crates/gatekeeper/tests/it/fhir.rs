@@ -706,3 +706,32 @@ async fn the_client_fetches_verifies_and_imports() {
     let bad = provider.enroll(f.rel, "p1", &["Observation?category=other"]).await.unwrap_err();
     assert!(matches!(bad, ClientError::Refused { status: 409, .. }), "{bad}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_patient_sees_when_the_provider_changed_data_after_publishing() {
+    use medrec_gatekeeper::client::{ClientError, GatekeeperClient};
+    let f = Fixture::new().await;
+    let patient = GatekeeperClient::new(&f.base, GATEKEEPER, 31337, f.signer(PATIENT));
+    let on_chain = f.m.reader();
+    let published = medrec_contracts::Relationships::new(f.m.at.relationships, &on_chain)
+        .PointerAdded_filter()
+        .from_block(0)
+        .query()
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .0
+        .dataHash;
+    patient.pointer(f.rel, 0).await.unwrap().verify(published).unwrap();
+    // The provider quietly edits a published lab result, without a pointer update.
+    let mut edited = obs("a1", "p1", "laboratory", "2025-01-02").json;
+    edited["valueQuantity"] = json!({"value": 1, "unit": "g/dL"});
+    assert_eq!(f.send("PUT", "/fhir/Observation/a1", Some(&edited), PROVIDER).await.status, 200);
+    let served = patient.pointer(f.rel, 0).await.unwrap();
+    let err = served.verify(published).unwrap_err();
+    assert!(
+        matches!(err, ClientError::HashMismatch { expected, .. } if expected == published),
+        "{err}"
+    );
+}
