@@ -553,3 +553,40 @@ async fn serves_the_providers_own_database_read_only_through_a_mapping() {
     assert_eq!(issue_code(&write.body), "not-supported");
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_gatekeeper_serves_what_it_served_and_continues_its_log() {
+    use medrec_store::audit::{AccessLog, check_chain, sqlite::SqliteAccessLog};
+    let dir = temp_dir("restart");
+    let path = dir.join("records.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let chain = Chain::new(&store).await;
+    let config = || {
+        let mut c = chain.config(StoreUrl::Sqlite(path.clone()));
+        c.enrollments = Some(dir.join("enrollments.json"));
+        c
+    };
+    let viewer = chain.signer(VIEWER);
+
+    let running = spawn(config()).await.unwrap();
+    chain.enroll(&running);
+    let client = Client::new(&running);
+    client.wait_ready(200).await;
+    let before = client.signed(&chain.path(), &viewer).await;
+    assert_eq!(before.status, 200);
+    running.shutdown().await.unwrap();
+
+    // Same files, new process state: nothing enrolled by hand this time.
+    let running = spawn(config()).await.unwrap();
+    let client = Client::new(&running);
+    client.wait_ready(200).await;
+    let after = client.signed(&chain.path(), &viewer).await;
+    assert_eq!(after.status, 200, "{}", after.body);
+    assert_eq!(after.body, before.body, "the same data after the restart");
+    running.shutdown().await.unwrap();
+
+    let log = SqliteAccessLog::open(&path).unwrap();
+    let head = check_chain(&log, 100).await.expect("one unbroken chain across the restart");
+    assert_eq!(head.size, 2);
+    assert_eq!(log.head().await.unwrap(), head);
+}
