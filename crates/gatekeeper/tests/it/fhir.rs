@@ -584,7 +584,9 @@ async fn every_request_is_logged_and_the_patient_verifies_the_entries_against_th
     assert_eq!(entries[0]["resource"], json!({"type": "Observation", "id": "a1"}));
     assert_eq!(entries[0]["requester"], json!(f.m.address(VIEWER)));
 
-    // The provider anchors the head: one transaction.
+    // The provider anchors the head (with the patient's log read above in it): one
+    // transaction.
+    f.gk.flush_access_log().await;
     let anchorer = Anchorer::new(
         f.m.wallet(PROVIDER),
         f.log.clone(),
