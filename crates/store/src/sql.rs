@@ -497,11 +497,24 @@ where
     }
 
     /// Writes `items` in one transaction, again when the server aborts it as a deadlock.
+    ///
+    /// Rows are written (and so locked) in one global order, by type and id, whatever
+    /// the order given: two batches over the same resources then wait for each other
+    /// instead of deadlocking. The result comes back in the order given.
     async fn write(&self, items: &[(&Resource, &ResourceId)], create: bool) -> Result<Vec<Stored>> {
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by_key(|&i| (items[i].0.resource_type.as_str(), items[i].1.as_str()));
+        let sorted: Vec<(&Resource, &ResourceId)> = order.iter().map(|&i| items[i]).collect();
         let mut attempt = 1;
         loop {
-            match self.try_write(items, create).await {
-                Ok(stored) => return Ok(stored),
+            match self.try_write(&sorted, create).await {
+                Ok(stored) => {
+                    let mut placed: Vec<Option<Stored>> = vec![None; items.len()];
+                    for (s, &i) in stored.into_iter().zip(&order) {
+                        placed[i] = Some(s);
+                    }
+                    return Ok(placed.into_iter().flatten().collect());
+                }
                 Err(Failure::Store(e)) => return Err(e),
                 Err(Failure::Retry(e)) if attempt >= WRITE_ATTEMPTS => {
                     return Err(database_error(&e));

@@ -193,7 +193,7 @@ pub(crate) mod checks {
                 .filter_map(|r| r.as_ref().err())
                 .all(|e| matches!(e, StoreError::Exists { .. }))
         );
-        // Batches over the same ids in crossed orders (deadlocks, retried).
+        // Batches over the same ids in crossed orders: no deadlock, no lost version.
         let names = ["x", "y", "z", "w"];
         let results = join_all((0..8).map(|n| async move {
             let mut batch: Vec<Resource> = names.iter().map(|id| patient(id, n)).collect();
