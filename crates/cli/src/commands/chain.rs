@@ -97,6 +97,8 @@ async fn serve(chain: Chain, args: &ChainArgs) -> anyhow::Result<ExitCode> {
     let (accounts, deployment, chain_id, head) = node.with(|c| {
         (c.dev_accounts().to_vec(), c.deployment(), c.chain_id(), c.latest().header.number)
     });
+    // Listen for Ctrl-C and SIGTERM before saying that the chain is serving.
+    let shutdown = crate::signals::Shutdown::install().context("cannot listen for Ctrl-C")?;
     if args.json {
         let value = json!({
             "rpc_url": handle.url(),
@@ -124,7 +126,7 @@ async fn serve(chain: Chain, args: &ChainArgs) -> anyhow::Result<ExitCode> {
         }
         output::note("serving; press Ctrl-C to stop");
     }
-    shutdown_signal().await;
+    shutdown.wait().await;
     output::note("stopping: finishing requests in flight");
     handle.shutdown().await.context("the RPC server failed while stopping")?;
     node.with(Chain::snapshot).context("writing the final state snapshot failed")?;
@@ -138,18 +140,4 @@ fn seal_name(mode: SealMode) -> String {
         SealMode::Interval(d) => format!("interval:{}", d.as_millis()),
         SealMode::Pow => "pow".into(),
     }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }

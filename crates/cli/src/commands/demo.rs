@@ -433,6 +433,8 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "elapsed_seconds": n.started.elapsed().as_secs_f64(),
     });
     n.step(&format!("Done in {:.1} s.", n.started.elapsed().as_secs_f64()));
+    // Listen for Ctrl-C and SIGTERM before printing the result others may act on.
+    let shutdown = crate::signals::Shutdown::install().context("cannot listen for Ctrl-C")?;
     if args.json {
         output::result(&result.to_string());
     }
@@ -441,7 +443,7 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             "\nEverything keeps running until Ctrl-C. Explore with:\n   cast block-number --rpc-url {rpc}\n   medrec patient inbox --rpc-url {rpc} --relationships {} --address {}\n   curl {}/fhir/metadata",
             at.relationships, patient.address, sites[0].running.url()
         ));
-        super::provider::shutdown_signal().await;
+        shutdown.wait().await;
     }
     for site in sites {
         site.running.shutdown().await?;

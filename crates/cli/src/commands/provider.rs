@@ -199,6 +199,8 @@ async fn serve_until_stopped(config: ServeConfig, json: bool) -> anyhow::Result<
     let (chain_id, relationships, gatekeeper) =
         (config.chain_id, config.relationships, config.gatekeeper);
     let running = serve::spawn(config).await.context("the gatekeeper could not start")?;
+    // Listen for Ctrl-C and SIGTERM before saying that the gatekeeper is serving.
+    let shutdown = crate::signals::Shutdown::install().context("cannot listen for Ctrl-C")?;
     if json {
         let value = json!({
             "url": running.url(),
@@ -213,7 +215,7 @@ async fn serve_until_stopped(config: ServeConfig, json: bool) -> anyhow::Result<
         output::result(&running.url());
         output::note("serving; press Ctrl-C to stop");
     }
-    shutdown_signal().await;
+    shutdown.wait().await;
     output::note("stopping: finishing requests in flight");
     running.shutdown().await.context("the gatekeeper failed while stopping")?;
     output::note("stopped");
@@ -229,19 +231,4 @@ fn init_logs() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
-}
-
-/// Waits for Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
 }
