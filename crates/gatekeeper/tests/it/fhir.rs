@@ -204,6 +204,18 @@ impl Fixture {
         answer(req.send().await.unwrap()).await
     }
 
+    /// The data hash pointer 0 was published with (its `PointerAdded` event).
+    async fn published_hash(&self) -> alloy::primitives::B256 {
+        let reader = self.m.reader();
+        let added = medrec_contracts::Relationships::new(self.m.at.relationships, &reader)
+            .PointerAdded_filter()
+            .from_block(0)
+            .query()
+            .await
+            .unwrap();
+        added.first().expect("pointer 0 was added").0.dataHash
+    }
+
     /// Follows the chain to its head.
     async fn catch_up(&mut self) {
         self.follower.step().await.unwrap();
@@ -662,17 +674,7 @@ async fn the_client_fetches_verifies_and_imports() {
     // The viewer fetches the pointer and checks it against the chain's hash.
     let viewer = client(VIEWER);
     let data = viewer.pointer(f.rel, 0).await.unwrap();
-    let on_chain = f.m.reader();
-    let published = medrec_contracts::Relationships::new(f.m.at.relationships, &on_chain)
-        .PointerAdded_filter()
-        .from_block(0)
-        .query()
-        .await
-        .unwrap()
-        .pop()
-        .unwrap()
-        .0
-        .dataHash;
+    let published = f.published_hash().await;
     data.verify(published).expect("the data is what the provider published");
     assert_eq!(data.resources.len(), 2);
     assert!(matches!(
@@ -714,17 +716,7 @@ async fn the_patient_sees_when_the_provider_changed_data_after_publishing() {
     use medrec_gatekeeper::client::{ClientError, GatekeeperClient};
     let f = Fixture::new().await;
     let patient = GatekeeperClient::new(&f.base, GATEKEEPER, 31337, f.signer(PATIENT));
-    let on_chain = f.m.reader();
-    let published = medrec_contracts::Relationships::new(f.m.at.relationships, &on_chain)
-        .PointerAdded_filter()
-        .from_block(0)
-        .query()
-        .await
-        .unwrap()
-        .pop()
-        .unwrap()
-        .0
-        .dataHash;
+    let published = f.published_hash().await;
     patient.pointer(f.rel, 0).await.unwrap().verify(published).unwrap();
     // The provider quietly edits a published lab result, without a pointer update.
     let mut edited = obs("a1", "p1", "laboratory", "2025-01-02").json;
