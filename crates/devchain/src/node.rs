@@ -31,6 +31,8 @@ struct Inner {
     chain: Mutex<Chain>,
     seal: SealMode,
     time_offset: AtomicU64,
+    /// Instant sealing paused: transactions wait for a miner (see [`Node::hold`]).
+    held: std::sync::atomic::AtomicBool,
     head: watch::Sender<u64>,
     works: Mutex<HashMap<B256, WorkTemplate>>,
 }
@@ -54,6 +56,7 @@ impl Node {
                 chain: Mutex::new(chain),
                 seal,
                 time_offset: AtomicU64::new(0),
+                held: std::sync::atomic::AtomicBool::new(false),
                 head,
                 works: Mutex::new(HashMap::new()),
             }),
@@ -109,7 +112,9 @@ impl Node {
         let (hash, sealed) = {
             let mut chain = self.lock();
             let hash = chain.submit(raw)?;
-            let sealed = if self.inner.seal == SealMode::Instant {
+            let sealed = if self.inner.seal == SealMode::Instant
+                && !self.inner.held.load(Ordering::Acquire)
+            {
                 chain.seal(Address::ZERO, now, &Selection::All).ok()
             } else {
                 None
@@ -145,6 +150,22 @@ impl Node {
         let number = self.with_mut(|c| c.seal_work(&work, nonce))?;
         self.inner.head.send_replace(number);
         Ok(number)
+    }
+
+    /// Pauses (`true`) or resumes (`false`) instant sealing: while held, transactions
+    /// wait in the pool until a Proof-of-Work miner seals them with its own coinbase
+    /// (so that a researcher can mine a chosen bounty on an otherwise instant chain, as
+    /// the demo does). Resuming seals whatever is still pending. No effect in the
+    /// other modes.
+    ///
+    /// # Errors
+    /// When sealing the pending transactions on resume fails.
+    pub fn hold(&self, on: bool) -> Result<(), ChainError> {
+        self.inner.held.store(on, Ordering::Release);
+        if !on && self.inner.seal == SealMode::Instant && self.with(Chain::pending_count) > 0 {
+            self.mine_now()?;
+        }
+        Ok(())
     }
 
     /// Seals a block now with everything pending (`evm_mine`).

@@ -205,9 +205,19 @@ impl<P: Provider> Anchorer<P> {
     }
 
     async fn send(&self, head: B256, size: u64) -> Result<Anchor, AnchorError> {
+        // The provider's account also sends relationships and pointer updates (from
+        // other processes): take the node's next nonce each time rather than a count
+        // kept here, which another sender would make stale.
+        let nonce = self
+            .chain
+            .get_transaction_count(self.config.account)
+            .pending()
+            .await
+            .map_err(|e| AnchorError::Chain(e.to_string()))?;
         let pending = AccessAnchors::new(self.config.anchors, &self.chain)
             .anchor(head, size)
             .from(self.config.account)
+            .nonce(nonce)
             .send()
             .await
             .map_err(|e| contract_error(&e))?;

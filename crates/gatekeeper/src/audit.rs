@@ -42,6 +42,8 @@ pub(crate) struct Touch {
     pub(crate) relationship: Option<B256>,
     pub(crate) pointer: Option<u8>,
     pub(crate) decision: Decision,
+    /// The differential-privacy budget a research release spent.
+    pub(crate) epsilon: Option<f64>,
 }
 
 impl Trail {
@@ -83,7 +85,7 @@ impl Trail {
         let response_hash = served.then(|| B256::from(<[u8; 32]>::from(Sha256::digest(&bytes))));
         let time = medrec_store::now_ms();
         let touches = if touches.is_empty() {
-            vec![Touch { relationship: None, pointer: None, decision: fallback }]
+            vec![Touch { relationship: None, pointer: None, decision: fallback, epsilon: None }]
         } else {
             touches
         };
@@ -95,6 +97,7 @@ impl Trail {
             entry.pointer = t.pointer;
             entry.resource.clone_from(&resource);
             entry.response_hash = response_hash;
+            entry.epsilon = t.epsilon;
             if let Err(err) = self.writer.log(entry) {
                 tracing::error!(target: "medrec::gatekeeper", %err, "the access log cannot take entries");
                 if allowed || served {
@@ -123,6 +126,8 @@ pub(crate) async fn log_refused(
     let path = request.uri().path();
     let action = if path.starts_with("/pointers/") {
         Action::PointerRead
+    } else if path.starts_with("/research/") {
+        Action::BountyRedemption
     } else if path == "/audit" {
         Action::LogRead
     } else if request.method() == axum::http::Method::GET {

@@ -301,6 +301,50 @@ impl GatekeeperClient {
         self.answer(self.request("PUT", &target, body)?).await.map(|_| ())
     }
 
+    /// The provider publishes a bounty query's text (which its policy must allow);
+    /// returns the commitment to put on chain with the pointer update that carries it.
+    pub async fn publish_bounty(&self, text: &str) -> Result<B256, ClientError> {
+        let answer = self
+            .answer(self.request("PUT", "/research/queries", text.as_bytes().to_vec())?)
+            .await?;
+        answer["commitment"]
+            .as_str()
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| ClientError::Malformed("no commitment in the answer".into()))
+    }
+
+    /// The published text of the bounty query with `commitment`, checked against it
+    /// (anyone may ask; [`ClientError::HashMismatch`] when the text does not match).
+    pub async fn bounty_text(&self, commitment: B256) -> Result<String, ClientError> {
+        let target = format!("/research/queries/{commitment}");
+        let answer = self.answer(self.http.get(format!("{}{target}", self.base))).await?;
+        let text = answer["query"]
+            .as_str()
+            .ok_or_else(|| ClientError::Malformed("no query in the answer".into()))?;
+        let computed = medrec_research::query::commitment_of_text(text);
+        if computed != commitment {
+            return Err(ClientError::HashMismatch { expected: commitment, computed });
+        }
+        Ok(text.to_owned())
+    }
+
+    /// The provider's research policy (public).
+    pub async fn research_policy(&self) -> Result<Value, ClientError> {
+        self.answer(self.http.get(format!("{}/research/policy", self.base))).await
+    }
+
+    /// Redeems bounty `seq` of `relationship`, owned on chain by this account: the
+    /// gatekeeper's answer with the private aggregate (`release`), its `epsilon` and the
+    /// budget `spent` so far.
+    pub async fn redeem(
+        &self,
+        relationship: RelationshipId,
+        seq: u64,
+    ) -> Result<Value, ClientError> {
+        let target = format!("/research/redeem/{}/{seq}", relationship.0);
+        self.answer(self.request("POST", &target, Vec::new())?).await
+    }
+
     /// The provider imports a `transaction` or `batch` Bundle; returns the response
     /// Bundle.
     pub async fn import(&self, bundle: &Value) -> Result<Value, ClientError> {

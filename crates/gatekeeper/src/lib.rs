@@ -33,6 +33,7 @@ pub mod bench;
 pub mod client;
 pub mod limits;
 pub mod pointer;
+pub mod research;
 mod rest;
 pub mod serve;
 pub mod server;

@@ -342,7 +342,7 @@ async fn logged(
     let ty = resource.as_ref().map(|r| r.resource_type);
     let touches = match &seen.scope {
         Some(Scope::Provider) => {
-            vec![Touch { relationship: None, pointer: None, decision: Decision::AllowProvider }]
+            vec![Touch { relationship: None, pointer: None, decision: Decision::AllowProvider, epsilon: None }]
         }
         Some(Scope::Limited(candidates)) => candidates
             .iter()
@@ -356,6 +356,7 @@ async fn logged(
                 } else {
                     Decision::AllowPatient
                 },
+                epsilon: None,
             })
             .collect(),
         None => Vec::new(),

@@ -231,6 +231,8 @@ pub struct ServeConfig {
     /// Anchoring of the access log's head on chain (the log is kept either way, in the
     /// record store's database; without this its head is never anchored).
     pub anchoring: Option<Anchoring>,
+    /// Research bounties: served when set (see [`crate::research`]).
+    pub research: Option<ResearchSetup>,
 }
 
 impl ServeConfig {
@@ -265,8 +267,20 @@ impl ServeConfig {
             legacy: None,
             access_log: None,
             anchoring: None,
+            research: None,
         }
     }
+}
+
+/// How a gatekeeper serves research bounties.
+#[derive(Debug, Clone)]
+pub struct ResearchSetup {
+    /// The `Registrar` contract (which research entities are admitted).
+    pub registrar: Address,
+    /// The provider's research policy.
+    pub policy: medrec_research::policy::Policy,
+    /// The research ledger (published texts, stored answers, budgets): a SQLite file.
+    pub ledger: PathBuf,
 }
 
 /// How the access log's head is anchored on chain.
@@ -285,6 +299,9 @@ pub struct Anchoring {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
+    /// The research ledger or desk could not be set up.
+    #[error("research bounties cannot be served: {0}")]
+    Research(String),
     /// The anchoring key is not the gatekeeper's (the registered provider's) key.
     #[error(
         "the anchoring key belongs to {key}, but this gatekeeper serves as {gatekeeper}: anchors must be sent by the registered provider"
@@ -482,6 +499,23 @@ pub async fn spawn(config: ServeConfig) -> Result<RunningGatekeeper, ServeError>
     let gatekeeper = gatekeeper
         .with_provider(config.gatekeeper)
         .with_access_log(log.clone(), WriterConfig::default());
+    let gatekeeper = match &config.research {
+        None => gatekeeper,
+        Some(r) => {
+            let ledger = medrec_research::ledger::Ledger::open(&r.ledger)
+                .map_err(|e| ServeError::Research(e.to_string()))?;
+            let desk = crate::research::ResearchDesk::new(
+                &config.rpc_url,
+                r.registrar,
+                config.relationships,
+                config.from_block,
+                r.policy.clone(),
+                ledger,
+            )
+            .map_err(|e| ServeError::Research(e.to_string()))?;
+            gatekeeper.with_research(desk)
+        }
+    };
     let anchorer = match &config.anchoring {
         None => {
             tracing::warn!(target: "medrec::gatekeeper", "no anchoring key: the access log is kept but its head is not anchored on chain");

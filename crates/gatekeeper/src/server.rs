@@ -187,6 +187,8 @@ struct App {
     enrollments: RwLock<HashMap<RelationshipId, Enrollment>>,
     enrollment_file: Option<EnrollmentFile>,
     auth: AuthState,
+    /// Research bounties, when this gatekeeper offers them.
+    research: Option<Arc<crate::research::ResearchDesk>>,
 }
 
 /// The gatekeeper's shared state.
@@ -224,6 +226,7 @@ impl Gatekeeper {
             enrollments: RwLock::default(),
             enrollment_file: None,
             auth,
+            research: None,
         };
         Self { app: Arc::new(app) }
     }
@@ -294,6 +297,53 @@ impl Gatekeeper {
         Arc::get_mut(&mut self.app).expect("configure the gatekeeper before serving it").trail =
             Some(Trail::new(log, config));
         self
+    }
+
+    /// Serves research bounties (see [`crate::research`]).
+    ///
+    /// # Panics
+    /// When called after the gatekeeper was cloned (configure it before serving).
+    #[must_use]
+    pub fn with_research(mut self, desk: crate::research::ResearchDesk) -> Self {
+        Arc::get_mut(&mut self.app).expect("configure the gatekeeper before serving it").research =
+            Some(Arc::new(desk));
+        self
+    }
+
+    /// The research desk, when this gatekeeper offers bounties.
+    pub(crate) fn research(&self) -> Option<&crate::research::ResearchDesk> {
+        self.app.research.as_deref()
+    }
+
+    /// Whether `address` acts as this gatekeeper's provider.
+    pub(crate) fn is_provider(&self, address: Address) -> bool {
+        self.app.providers.contains(&address)
+    }
+
+    /// A relationship as the consent index knows it now.
+    pub(crate) fn index_relationship(
+        &self,
+        id: &RelationshipId,
+    ) -> Option<medrec_chain::consent::Relationship> {
+        let index = self.app.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        index.relationship(id).copied()
+    }
+
+    /// The enrolled relationships whose indexed state satisfies `keep`, with their
+    /// patients' FHIR ids, in a stable order.
+    pub(crate) fn enrollments_where(
+        &self,
+        keep: impl Fn(&medrec_chain::consent::Relationship) -> bool,
+    ) -> Vec<(RelationshipId, ResourceId)> {
+        let index = self.app.index.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let all = self.app.enrollments.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<(RelationshipId, ResourceId)> = all
+            .iter()
+            .filter(|(id, _)| index.relationship(id).is_some_and(&keep))
+            .map(|(id, e)| (*id, e.patient.clone()))
+            .collect();
+        out.sort_by_key(|(id, _)| id.0);
+        out
     }
 
     /// Waits until every request answered so far is in the access log.
@@ -394,6 +444,11 @@ impl Gatekeeper {
         all.get(relationship).cloned()
     }
 
+    /// The last block applied to the consent index.
+    pub(crate) fn indexed_block(&self) -> u64 {
+        self.app.health.borrow().indexed
+    }
+
     /// Whether the consent index is fresh enough to decide.
     pub fn is_ready(&self) -> bool {
         let r = self.app.readiness;
@@ -406,6 +461,10 @@ impl Gatekeeper {
             .route("/pointers/{relationship}/{pointer}", get(pointer))
             .route("/audit", get(audit_entries))
             .route("/enrollments/{relationship}", axum::routing::put(put_enrollment))
+            .route(
+                "/research/redeem/{relationship}/{seq}",
+                axum::routing::post(crate::research::redeem),
+            )
             .merge(crate::rest::routes())
             .route_layer(axum::middleware::from_fn_with_state(
                 self.clone(),
@@ -414,6 +473,9 @@ impl Gatekeeper {
             .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
             .route("/readyz", get(readyz))
             .route("/fhir/metadata", get(metadata))
+            .route("/research/policy", get(crate::research::policy))
+            .route("/research/queries", axum::routing::put(crate::research::publish))
+            .route("/research/queries/{commitment}", get(crate::research::query_text))
             .with_state(self.clone())
             .merge(crate::auth::router(self.app.auth.clone()))
     }
@@ -561,6 +623,7 @@ async fn run_pointer(
         relationship: Some(id.0),
         pointer: Some(n),
         decision: log_decision(decision),
+        epsilon: None,
     });
     if !decision.is_allowed() {
         tracing::info!(target: "medrec::gatekeeper", %requester, relationship = %id, pointer = n, ?decision, "denied");
@@ -645,6 +708,7 @@ async fn audit_entries(
                 relationship: Some(id.0),
                 pointer: None,
                 decision: LogDecision::AllowPatient,
+                epsilon: None,
             })
             .collect()
     } else {
@@ -759,6 +823,7 @@ async fn enroll_from_request(
         relationship: Some(id.0),
         pointer: None,
         decision: LogDecision::AllowProvider,
+        epsilon: None,
     });
     let body: Value = match serde_json::from_slice(&auth.body) {
         Ok(v) => v,

@@ -26,15 +26,17 @@ use medrec_devchain::{
     chain::{Chain, ChainConfig},
     deploy::Deployment,
     genesis::{DevAccount, dev_accounts},
+    miner::{self, MinerConfig},
     node::{Node, SealMode},
     server::{ServerHandle, serve as serve_rpc},
 };
 use medrec_gatekeeper::{
     client::{ClientError, GatekeeperClient},
     pointer::{self, PointerQuery},
-    serve::{Anchoring, RunningGatekeeper, ServeConfig, StoreUrl, spawn},
+    serve::{Anchoring, ResearchSetup, RunningGatekeeper, ServeConfig, StoreUrl, spawn},
 };
 use medrec_primitives::RelationshipId;
+use medrec_research::policy::{Offer, Policy};
 use medrec_store::audit::verify;
 use medrec_testkit::synthetic::{Options, generate, transaction_bundle};
 use serde_json::{Value, json};
@@ -65,6 +67,22 @@ const VIEWER: usize = 4;
 const RESEARCHER: usize = 5;
 /// The pointer each provider publishes: the patient's laboratory results.
 const LABS: &str = "Observation?category=laboratory";
+/// Development accounts: the named parties and Riverside Clinic's other patients.
+const DEV_ACCOUNTS: u32 = 10 + COHORT as u32;
+/// Riverside Clinic's other patients (dev accounts 10 and up).
+const COHORT: usize = 36;
+/// The bounty query Riverside Clinic offers researchers.
+const BOUNTY: &str = "mean(Observation.valueQuantity) where code = http://loinc.org|29463-7 and category = vital-signs and date in last 1825 days and range 20..200 group by sex";
+
+/// The demo providers' research policy: the defaults (k = 10, a budget of 5 per
+/// researcher, one value per patient) with ε = 1 per bounty and one offered query.
+fn demo_policy() -> Policy {
+    Policy {
+        offers: vec![Offer { name: "body-weight-by-sex".into(), query: BOUNTY.into() }],
+        epsilon_per_bounty: 1.0,
+        ..Policy::default()
+    }
+}
 
 struct Narrator {
     json: bool,
@@ -100,6 +118,12 @@ struct ProviderSite {
 
 /// Runs `medrec demo`.
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(story(args))
 }
@@ -118,12 +142,18 @@ fn mined(receipt: &TransactionReceipt, what: &str) -> anyhow::Result<()> {
 #[allow(clippy::too_many_lines)]
 async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let mut n = Narrator { json: args.json, step: 0, started: Instant::now() };
-    let accounts = dev_accounts(10);
+    let accounts = dev_accounts(DEV_ACCOUNTS);
     let dir = std::env::temp_dir().join(format!("medrec-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
 
     n.step("Starting the MedRec chain (embedded, sealing each transaction at once).");
-    let node = Node::new(Chain::new(ChainConfig::default())?, SealMode::Instant);
+    let chain_config = ChainConfig {
+        dev_accounts: DEV_ACCOUNTS,
+        // Quick to mine in a debug build: the researcher seals one block by Proof of Work.
+        pow_initial_difficulty: 1 << 12,
+        ..ChainConfig::default()
+    };
+    let node = Node::new(Chain::new(chain_config)?, SealMode::Instant);
     let at: Deployment = node.with(Chain::deployment).context("the contracts are deployed")?;
     let rpc_server: ServerHandle = serve_rpc(node.clone(), "127.0.0.1:0".parse()?).await?;
     let rpc = rpc_server.url();
@@ -152,6 +182,11 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         config.reorg_depth = 0;
         config.poll = Duration::from_millis(100);
         config.enrollments = Some(dir.join(format!("provider-{i}-enrollments.json")));
+        config.research = Some(ResearchSetup {
+            registrar: at.registrar,
+            policy: demo_policy(),
+            ledger: dir.join(format!("provider-{i}-research.db")),
+        });
         config.anchoring = Some(Anchoring {
             anchors: at.anchors,
             period: Duration::from_secs(1),
@@ -201,7 +236,7 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let r = Relationships::new(at.relationships, wallet(&rpc, &site.account)?);
         let call =
             r.create(patient.address, site.delegate.address, query.commitment(), data.data_hash);
-        mined(&call.send().await?.get_receipt().await?, "creating the relationship")?;
+        send_as_provider(&call, "creating the relationship").await?;
         site.relationship = RelationshipId::derive(patient.address, site.delegate.address);
         let client = GatekeeperClient::new(
             site.running.url(),
@@ -301,7 +336,38 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let refused = retry_until_refused(|| pharmacist.pointer(first.relationship, 0)).await?;
     n.say(&format!("   refused: {refused}"));
 
-    n.step("Riverside Clinic adds a new lab result and publishes the pointer's new hash, with a bounty query.");
+    let researcher = &accounts[RESEARCHER];
+    n.step(&format!("Research: {COHORT} other patients of Riverside Clinic are enrolled; three in four opt in to research, and so does our patient."));
+    let opted_in = enroll_cohort(&n, &rpc, &at, first, &accounts, args.years).await?;
+    mined(
+        &by_patient
+            .setResearchConsent(first.delegate.address, true)
+            .send()
+            .await?
+            .get_receipt()
+            .await?,
+        "opting in",
+    )?;
+    n.say(&format!(
+        "   {} of {} patients at Riverside Clinic now feed research bounties",
+        opted_in + 1,
+        COHORT + 1
+    ));
+
+    n.step("The certified institution admits the researcher by vote: only admitted research entities earn bounties.");
+    let institution = Registrar::new(at.registrar, wallet(&rpc, &accounts[INSTITUTION])?);
+    mined(
+        &institution
+            .propose(crate::commands::common::ADMIT_RESEARCHER, researcher.address)
+            .send()
+            .await?
+            .get_receipt()
+            .await?,
+        "admitting the researcher",
+    )?;
+    n.say(&format!("   {} is admitted", researcher.address));
+
+    n.step("Riverside Clinic adds a new lab result and publishes the pointer's new hash, with a bounty query; the researcher mines the block that includes it, and so owns the bounty.");
     let lab = json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
         "resource": {
             "resourceType": "Observation", "id": "demo-new-lab", "status": "final",
@@ -324,9 +390,8 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let fresh =
         pointer::run(store.as_ref(), &PointerQuery::parse(LABS)?, &first.patient_id.parse()?)
             .await?;
-    let bounty = keccak256(
-        b"mean(Observation.valueQuantity where code=http://loinc.org|2498-4, last 7 days)",
-    );
+    let bounty =
+        provider_client.publish_bounty(BOUNTY).await.context("publishing the bounty query")?;
     let by_delegate = Relationships::new(at.relationships, wallet(&rpc, &first.delegate)?);
     let update = by_delegate.updatePointer(
         patient.address,
@@ -334,8 +399,46 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         fresh.data_hash,
         bounty,
     );
-    let receipt = update.send().await?.get_receipt().await?;
+    // Hold instant sealing: the update waits in the pool for the researcher's miner.
+    node.hold(true)?;
+    let pending = update.send().await?;
+    let tx = *pending.tx_hash();
+    let miner_config = MinerConfig {
+        rpc_url: rpc.clone(),
+        coinbase: researcher.address,
+        blocks: Some(1),
+        include: Some(vec![tx]),
+        refresh: Duration::from_millis(200),
+    };
+    let mut sealed = None;
+    let mining = miner::mine(&miner_config, |m| sealed = Some(m.clone())).await;
+    let released = node.hold(false);
+    mining.context("the researcher's miner failed")?;
+    released?;
+    let receipt = pending.get_receipt().await?;
     mined(&receipt, "updating the pointer")?;
+    if let Some(m) = sealed {
+        n.say(&format!(
+            "   the researcher sealed block {} (difficulty {}, nonce {}) holding the update {}",
+            m.block,
+            m.difficulty,
+            m.nonce,
+            short(tx)
+        ));
+    }
+    let posted = receipt
+        .inner
+        .logs()
+        .iter()
+        .find_map(|l| Relationships::BountyPosted::decode_log(&l.inner).ok())
+        .context("the update posted no bounty")?;
+    n.say(&format!(
+        "   bounty {}:{} now belongs to {} (query commitment {})",
+        short(posted.relId),
+        posted.seq,
+        posted.owner,
+        short(posted.commitment)
+    ));
 
     n.step("The patient is notified: an update is pending.");
     let latest = inbox::read(
@@ -362,6 +465,36 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         &by_patient.accept(first.delegate.address).send().await?.get_receipt().await?,
         "accepting the update",
     )?;
+
+    n.step("The researcher redeems the bounty at Riverside Clinic's gatekeeper: an aggregate over the opted-in patients, with k-anonymity and differential privacy.");
+    let researcher_client = GatekeeperClient::new(
+        first.running.url(),
+        first.account.address,
+        CHAIN_ID,
+        researcher.signer(),
+    );
+    let text = researcher_client.bounty_text(posted.commitment).await?;
+    n.say(&format!("   the query, checked against its commitment on chain: {text}"));
+    let seq: u64 = posted.seq.try_into().context("a bounty sequence number out of range")?;
+    let answer = retry(|| researcher_client.redeem(first.relationship, seq)).await?;
+    for cell in answer["release"]["cells"].as_array().into_iter().flatten() {
+        n.say(&format!(
+            "   {}: {}",
+            cell["group"],
+            if cell["suppressed"] == true {
+                "suppressed (fewer than k patients)".to_owned()
+            } else {
+                cell["value"].to_string()
+            }
+        ));
+    }
+    n.say(&format!(
+        "   ε spent {} (total {} of {}); asking again returns the same stored answer",
+        answer["epsilon"], answer["spent"], answer["budget"]
+    ));
+    let again = researcher_client.redeem(first.relationship, seq).await?;
+    ensure!(again["release"] == answer["release"], "a second redemption gave a different answer");
+    let redeemed_id = format!("{}:{}", posted.relId, posted.seq);
 
     n.step("The patient reads the access log of their records at Riverside Clinic, each entry proven by a head anchored on chain.");
     let patient_client = GatekeeperClient::new(
@@ -404,7 +537,16 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .filter_map(|l| {
             let e = Relationships::BountyPosted::decode_log(&l.inner).ok()?;
-            Some(json!({"id": format!("{}:{}", e.relId, e.seq), "block": l.block_number, "owner": e.owner, "redeemed": false, "epsilon": null, "result": null}))
+            let id = format!("{}:{}", e.relId, e.seq);
+            let redeemed = id == redeemed_id;
+            Some(json!({
+                "id": id,
+                "block": l.block_number,
+                "owner": e.owner,
+                "redeemed": redeemed,
+                "epsilon": if redeemed { answer["epsilon"].clone() } else { Value::Null },
+                "result": if redeemed { answer["release"].clone() } else { Value::Null },
+            }))
         })
         .collect();
 
@@ -520,4 +662,71 @@ async fn wait_for_proofs(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     bail!("the access log was not anchored in time")
+}
+
+/// Enrolls Riverside Clinic's other patients (synthetic records, dev accounts 10 and
+/// up, one delegate address each); each accepts and three in four opt in to research.
+/// Returns how many opted in.
+async fn enroll_cohort(
+    n: &Narrator,
+    rpc: &str,
+    at: &Deployment,
+    site: &ProviderSite,
+    accounts: &[DevAccount],
+    years: u32,
+) -> anyhow::Result<usize> {
+    let records = generate(&Options { patients: COHORT, years, seed: 21, ..Options::default() });
+    let client = GatekeeperClient::new(
+        site.running.url(),
+        site.account.address,
+        CHAIN_ID,
+        site.account.signer(),
+    );
+    let store = site.store.open().await?;
+    let by_provider = Relationships::new(at.relationships, wallet(rpc, &site.account)?);
+    let query = PointerQuery::parse(LABS)?;
+    let mut opted_in = 0;
+    for (i, record) in records.iter().enumerate() {
+        client.import(&transaction_bundle(record)).await.context("importing the records")?;
+        let patient = accounts.get(10 + i).context("not enough development accounts")?;
+        let delegate =
+            alloy::primitives::Address::from_word(keccak256(format!("riverside delegate {i}")));
+        let data = pointer::run(store.as_ref(), &query, &record.id.parse()?).await?;
+        let create =
+            by_provider.create(patient.address, delegate, query.commitment(), data.data_hash);
+        send_as_provider(&create, "creating a relationship").await?;
+        let relationship = RelationshipId::derive(patient.address, delegate);
+        retry(|| client.enroll(relationship, &record.id, &[LABS])).await?;
+        let by_patient = Relationships::new(at.relationships, wallet(rpc, patient)?);
+        mined(&by_patient.accept(delegate).send().await?.get_receipt().await?, "accepting")?;
+        if i % 4 != 3 {
+            mined(
+                &by_patient.setResearchConsent(delegate, true).send().await?.get_receipt().await?,
+                "opting in",
+            )?;
+            opted_in += 1;
+        }
+    }
+    n.say(&format!("   {COHORT} patients enrolled, {opted_in} opted in"));
+    Ok(opted_in)
+}
+
+/// Sends a transaction from a provider's account and waits for it to be mined. The
+/// provider's gatekeeper anchors its access log from the same account at the same
+/// time, so a nonce taken by an anchor in between is retried with the next one.
+async fn send_as_provider<P: Provider, D: alloy::contract::CallDecoder>(
+    call: &alloy::contract::CallBuilder<P, D>,
+    what: &str,
+) -> anyhow::Result<()> {
+    let mut attempts = 0;
+    loop {
+        match call.send().await {
+            Ok(pending) => return mined(&pending.get_receipt().await?, what),
+            Err(e) if attempts < 20 && e.to_string().contains("nonce too low") => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e).with_context(|| format!("{what} failed")),
+        }
+    }
 }

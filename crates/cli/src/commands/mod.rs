@@ -2,6 +2,7 @@
 
 pub(crate) mod bench;
 pub(crate) mod chain;
+pub(crate) mod common;
 pub(crate) mod demo;
 mod enforce;
 pub(crate) mod patient;

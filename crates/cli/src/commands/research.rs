@@ -1,10 +1,25 @@
-//! `medrec research`: what researchers do (today: mine the chain for bounties).
+//! `medrec research`: what researchers do. They mine the chain by Proof of Work and own
+//! the bounties of the blocks they seal; they redeem them at the providers'
+//! gatekeepers as private aggregates. Certified institutions admit them by vote.
 
+use super::common::{ADMIT_RESEARCHER, ChainArgs, WalletArgs, provider_endpoint};
 use crate::output;
-use anyhow::Context;
+use alloy::{
+    primitives::{Address, B256, U256},
+    providers::Provider,
+    rpc::types::Filter,
+    signers::local::PrivateKeySigner,
+    sol_types::SolEvent,
+};
+use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use medrec_contracts::{Registrar, Relationships};
 use medrec_devchain::miner::{self, MinerConfig};
-use std::{process::ExitCode, time::Duration};
+use medrec_gatekeeper::client::GatekeeperClient;
+use medrec_primitives::RelationshipId;
+use medrec_wallet::{Wallet, WordCount};
+use serde_json::{Value, json};
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Duration};
 
 /// Arguments of `medrec research`.
 #[derive(Debug, Args)]
@@ -13,25 +28,126 @@ pub(crate) struct ResearchArgs {
     what: Research,
 }
 
+/// Who the researcher is: their wallet (default) or a raw key in an environment
+/// variable (development identities only).
+#[derive(Debug, Clone, Args)]
+struct Identity {
+    #[command(flatten)]
+    wallet: WalletArgs,
+    /// Sign with the hex private key in this environment variable instead of the
+    /// wallet (development identities only).
+    #[arg(long, value_name = "VAR")]
+    key_env: Option<String>,
+}
+
+impl Identity {
+    fn signer(&self) -> anyhow::Result<PrivateKeySigner> {
+        if let Some(var) = &self.key_env {
+            let hex = std::env::var(var)
+                .with_context(|| format!("the environment variable {var} is not set"))?;
+            return hex
+                .trim()
+                .parse()
+                .with_context(|| format!("{var} does not hold a private key (64 hex digits)"));
+        }
+        Ok(self.wallet.open(ROLE)?.account().clone())
+    }
+
+    /// The researcher's address, without decrypting anything when possible.
+    fn address(&self) -> anyhow::Result<Address> {
+        if self.key_env.is_some() {
+            return Ok(self.signer()?.address());
+        }
+        let dir = self.wallet.dir(ROLE)?;
+        Wallet::read_address(&dir).with_context(|| {
+            format!("there is no researcher wallet in {}: run `medrec research new`", dir.display())
+        })
+    }
+
+    /// Where redeemed answers are kept.
+    fn answers_file(&self) -> anyhow::Result<PathBuf> {
+        Ok(self.wallet.dir(ROLE)?.join("redeemed.json"))
+    }
+}
+
+const ROLE: &str = "researcher";
+
 #[derive(Debug, Subcommand)]
 enum Research {
+    /// Create a researcher's wallet (its address is what institutions admit and what
+    /// blocks record as their miner).
+    New {
+        #[command(flatten)]
+        wallet: WalletArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Mine Proof-of-Work blocks with your address as coinbase: you become the owner of
     /// the bounties in the blocks you seal.
     Mine {
-        /// JSON-RPC URL of a chain sealing by Proof of Work (`medrec chain --seal pow`).
-        #[arg(long, value_name = "URL")]
-        rpc_url: String,
-        /// Your address, recorded as each block's miner.
+        #[command(flatten)]
+        chain: ChainArgs,
+        #[command(flatten)]
+        who: Identity,
+        /// The coinbase (default: your wallet's address).
         #[arg(long, value_name = "ADDRESS")]
-        coinbase: alloy::primitives::Address,
+        coinbase: Option<Address>,
         /// Stop after this many blocks (default: until Ctrl-C).
         #[arg(long)]
         blocks: Option<u64>,
         /// Only include these pending transactions (repeat the flag): choose which
         /// bounties to mine.
         #[arg(long = "include", value_name = "TX_HASH")]
-        include: Vec<alloy::primitives::B256>,
+        include: Vec<B256>,
         /// Print one JSON object per sealed block.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A certified institution votes to admit a research entity (it passes when more
+    /// than half of the institutions voted). Run with the institution's provider wallet.
+    Admit {
+        #[command(flatten)]
+        chain: ChainArgs,
+        #[command(flatten)]
+        wallet: WalletArgs,
+        /// Sign with the hex private key in this environment variable instead of the
+        /// provider wallet (development identities only).
+        #[arg(long, value_name = "VAR")]
+        key_env: Option<String>,
+        /// The researcher's address.
+        researcher: Address,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The bounties you own on chain: block, provider, query commitment, and whether you
+    /// redeemed them (pending otherwise).
+    Bounties {
+        #[command(flatten)]
+        chain: ChainArgs,
+        #[command(flatten)]
+        who: Identity,
+        /// Whose bounties (default: yours).
+        #[arg(long, value_name = "ADDRESS")]
+        owner: Option<Address>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Redeem a bounty you own at its provider's gatekeeper: a private aggregate.
+    Redeem {
+        #[command(flatten)]
+        chain: ChainArgs,
+        #[command(flatten)]
+        who: Identity,
+        /// The bounty: `<relationship id>:<sequence>` (as `medrec research bounties`
+        /// lists them), or `all` for every bounty you own and have not redeemed.
+        bounty: String,
+        /// The gatekeeper's URL (default: the provider's endpoint in the Registrar).
+        #[arg(long, value_name = "URL")]
+        gatekeeper: Option<String>,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -39,38 +155,385 @@ enum Research {
 
 /// Runs `medrec research`.
 pub(crate) fn run(args: ResearchArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match args.what {
-        Research::Mine { rpc_url, coinbase, blocks, include, json } => {
-            let config = MinerConfig {
-                rpc_url,
-                coinbase,
-                blocks,
-                include: (!include.is_empty()).then_some(include),
-                refresh: Duration::from_secs(1),
+        Research::New { wallet, json } => new(&wallet, json),
+        Research::Mine { chain, who, coinbase, blocks, include, json } => {
+            let coinbase = match coinbase {
+                Some(c) => c,
+                None => who.address()?,
             };
-            output::note(&format!("mining at {} as {coinbase}", config.rpc_url));
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let sealed = runtime
-                .block_on(async {
-                    tokio::select! {
-                        r = miner::mine(&config, |m| {
-                            if json {
-                                output::result(&serde_json::to_string(m).unwrap_or_default());
-                            } else {
-                                output::result(&format!(
-                                    "sealed block {} ({} transactions, difficulty {}, nonce {})",
-                                    m.block, m.transactions, m.difficulty, m.nonce
-                                ));
-                            }
-                        }) => r.map(Some),
-                        _ = tokio::signal::ctrl_c() => Ok(None),
-                    }
-                })
-                .context("mining stopped")?;
-            if let Some(n) = sealed {
-                output::note(&format!("sealed {n} blocks"));
-            }
-            Ok(ExitCode::SUCCESS)
+            runtime.block_on(mine(&chain, coinbase, blocks, include, json))
+        }
+        Research::Admit { chain, wallet, key_env, researcher, json } => {
+            let signer = match &key_env {
+                Some(_) => Identity { wallet: wallet.clone(), key_env }.signer()?,
+                None => wallet.open("provider")?.account().clone(),
+            };
+            runtime.block_on(admit(&chain, signer, researcher, json))
+        }
+        Research::Bounties { chain, who, owner, json } => {
+            let owner = match owner {
+                Some(o) => o,
+                None => who.address()?,
+            };
+            runtime.block_on(bounties(&chain, &who, owner, json))
+        }
+        Research::Redeem { chain, who, bounty, gatekeeper, json } => {
+            runtime.block_on(redeem(&chain, &who, &bounty, gatekeeper.as_deref(), json))
         }
     }
+}
+
+fn new(wallet: &WalletArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let dir = wallet.dir(ROLE)?;
+    let passphrase = wallet.new_passphrase()?;
+    let w = Wallet::create(&dir, WordCount::Twelve, &passphrase, wallet.scrypt_params())
+        .with_context(|| format!("cannot create a wallet in {}", dir.display()))?;
+    if json {
+        output::result(
+            &json!({"address": w.address(), "data_dir": dir, "mnemonic": w.mnemonic().phrase()})
+                .to_string(),
+        );
+    } else {
+        output::note("Write these words down and keep them safe: they recover this wallet.");
+        output::note(&format!("   {}", w.mnemonic().phrase()));
+        output::result(&format!("researcher {} (wallet in {})", w.address(), dir.display()));
+        output::note(
+            "Ask the certified institutions to admit this address (`medrec research admit`).",
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn mine(
+    chain: &ChainArgs,
+    coinbase: Address,
+    blocks: Option<u64>,
+    include: Vec<B256>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let config = MinerConfig {
+        rpc_url: chain.rpc_url.clone(),
+        coinbase,
+        blocks,
+        include: (!include.is_empty()).then_some(include),
+        refresh: Duration::from_secs(1),
+    };
+    output::note(&format!("mining at {} as {coinbase}", config.rpc_url));
+    let sealed = tokio::select! {
+        r = miner::mine(&config, |m| {
+            if json {
+                output::result(&serde_json::to_string(m).unwrap_or_default());
+            } else {
+                output::result(&format!(
+                    "sealed block {} ({} transactions, difficulty {}, nonce {})",
+                    m.block, m.transactions, m.difficulty, m.nonce
+                ));
+            }
+        }) => Some(r.context("mining stopped")?),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    if let Some(n) = sealed {
+        output::note(&format!("sealed {n} blocks"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn admit(
+    chain: &ChainArgs,
+    institution: PrivateKeySigner,
+    researcher: Address,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let voter = institution.address();
+    let registrar = Registrar::new(chain.registrar, chain.sender(institution)?);
+    let reader = Registrar::new(chain.registrar, chain.reader()?);
+    if reader.isResearcher(researcher).call().await.context("the chain node does not answer")? {
+        bail!("{researcher} is already an admitted research entity");
+    }
+    if !reader.isInstitution(voter).call().await? {
+        bail!("{voter} is not a certified institution: only institutions vote on admissions");
+    }
+    // Vote on an open proposal to admit this researcher, or propose one.
+    let count: U256 = reader.proposalCount().call().await?;
+    let mut open = None;
+    let mut id = count;
+    while id > U256::ZERO {
+        id -= U256::from(1);
+        let p = reader.proposal(id).call().await?;
+        if p.subject == researcher && p.action == ADMIT_RESEARCHER && !p.executed {
+            open = Some(id);
+            break;
+        }
+    }
+    let receipt = match open {
+        Some(id) => {
+            if reader.hasVoted(id, voter).call().await? {
+                bail!(
+                    "{voter} already voted to admit {researcher} (proposal {id}); other institutions must vote"
+                );
+            }
+            registrar.vote(id).send().await?.get_receipt().await?
+        }
+        None => {
+            registrar
+                .propose(ADMIT_RESEARCHER, researcher)
+                .send()
+                .await?
+                .get_receipt()
+                .await?
+        }
+    };
+    if !receipt.status() {
+        bail!("the vote was reverted on chain");
+    }
+    let admitted = reader.isResearcher(researcher).call().await?;
+    if json {
+        output::result(
+            &json!({"researcher": researcher, "voter": voter, "admitted": admitted, "tx": receipt.transaction_hash})
+                .to_string(),
+        );
+    } else if admitted {
+        output::result(&format!("{researcher} is admitted: its mined bounties can be redeemed"));
+    } else {
+        output::result(&format!(
+            "voted to admit {researcher}; it needs votes from more than half of the institutions"
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A bounty as the chain recorded it.
+#[derive(Debug, Clone)]
+struct Bounty {
+    relationship: RelationshipId,
+    seq: u64,
+    owner: Address,
+    commitment: B256,
+    block: Option<u64>,
+    tx: Option<B256>,
+}
+
+impl Bounty {
+    fn id(&self) -> String {
+        format!("{}:{}", self.relationship.0, self.seq)
+    }
+}
+
+async fn owned(chain: &ChainArgs, owner: Address) -> anyhow::Result<Vec<Bounty>> {
+    let filter = Filter::new()
+        .address(chain.relationships)
+        .event_signature(Relationships::BountyPosted::SIGNATURE_HASH)
+        .topic2(owner.into_word())
+        .from_block(chain.from_block);
+    let logs = chain
+        .reader()?
+        .get_logs(&filter)
+        .await
+        .with_context(|| format!("the chain node at {} does not answer", chain.rpc_url))?;
+    Ok(logs
+        .iter()
+        .filter_map(|l| {
+            let e = Relationships::BountyPosted::decode_log(&l.inner).ok()?;
+            Some(Bounty {
+                relationship: RelationshipId(e.relId),
+                seq: e.seq.try_into().ok()?,
+                owner: e.owner,
+                commitment: e.commitment,
+                block: l.block_number,
+                tx: l.transaction_hash,
+            })
+        })
+        .collect())
+}
+
+fn read_answers(file: &std::path::Path) -> anyhow::Result<BTreeMap<String, Value>> {
+    match std::fs::read_to_string(file) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a file of redeemed answers", file.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", file.display())),
+    }
+}
+
+fn write_answers(file: &std::path::Path, answers: &BTreeMap<String, Value>) -> anyhow::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(answers)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, file).with_context(|| format!("cannot write {}", file.display()))
+}
+
+async fn bounties(
+    chain: &ChainArgs,
+    who: &Identity,
+    owner: Address,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let list = owned(chain, owner).await?;
+    let answers = who.answers_file().map_or_else(|_| Ok(BTreeMap::new()), |f| read_answers(&f))?;
+    let admitted = Registrar::new(chain.registrar, chain.reader()?)
+        .isResearcher(owner)
+        .call()
+        .await
+        .context("the chain node does not answer")?;
+    let rows: Vec<Value> = list
+        .iter()
+        .map(|b| {
+            let answer = answers.get(&b.id());
+            json!({
+                "id": b.id(),
+                "relationship": b.relationship.0,
+                "seq": b.seq,
+                "block": b.block,
+                "tx": b.tx,
+                "owner": b.owner,
+                "commitment": b.commitment,
+                "status": if answer.is_some() { "redeemed" } else { "pending" },
+                "redeemed": answer.is_some(),
+                "epsilon": answer.map(|a| a["epsilon"].clone()),
+                "result": answer.map(|a| a["release"].clone()),
+            })
+        })
+        .collect();
+    if json {
+        output::result(
+            &json!({"owner": owner, "admitted": admitted, "bounties": rows}).to_string(),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !admitted {
+        output::note(&format!(
+            "{owner} is not an admitted research entity: gatekeepers will not redeem its bounties"
+        ));
+    }
+    if rows.is_empty() {
+        output::note("no bounties owned yet: mine blocks that hold providers' updates");
+    }
+    for r in &rows {
+        output::result(&format!(
+            "{}  block {:>6}  {}",
+            r["id"].as_str().unwrap_or(""),
+            r["block"],
+            r["status"].as_str().unwrap_or("")
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn redeem(
+    chain: &ChainArgs,
+    who: &Identity,
+    bounty: &str,
+    gatekeeper: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let signer = who.signer()?;
+    let me = signer.address();
+    let file = who.answers_file()?;
+    let mut answers = read_answers(&file)?;
+    let mine = owned(chain, me).await?;
+    let chosen: Vec<Bounty> = if bounty == "all" {
+        mine.into_iter().filter(|b| !answers.contains_key(&b.id())).collect()
+    } else {
+        let (rel, seq) = bounty
+            .split_once(':')
+            .context("a bounty is written <relationship id>:<sequence>, e.g. 0x12…ef:0")?;
+        let relationship =
+            RelationshipId(rel.parse().with_context(|| {
+                format!("'{rel}' is not a relationship id (0x + 64 hex digits)")
+            })?);
+        let seq: u64 = seq.parse().with_context(|| format!("'{seq}' is not a sequence number"))?;
+        match mine.into_iter().find(|b| b.relationship == relationship && b.seq == seq) {
+            Some(b) => vec![b],
+            None => {
+                // Not ours (or unknown): ask anyway so the gatekeeper's refusal says which.
+                vec![Bounty {
+                    relationship,
+                    seq,
+                    owner: me,
+                    commitment: B256::ZERO,
+                    block: None,
+                    tx: None,
+                }]
+            }
+        }
+    };
+    if chosen.is_empty() {
+        output::note("nothing to redeem: every bounty you own is redeemed");
+    }
+    let chain_id = chain.chain_id().await?;
+    let relationships = Relationships::new(chain.relationships, chain.reader()?);
+    let mut results = Vec::new();
+    for b in chosen {
+        let provider = relationships
+            .relationship(b.relationship.0)
+            .call()
+            .await
+            .with_context(|| format!("relationship {} is not on chain", b.relationship.0))?
+            .provider;
+        let url = match gatekeeper {
+            Some(u) => u.to_owned(),
+            None => provider_endpoint(chain, provider).await?,
+        };
+        let client = GatekeeperClient::new(url.clone(), provider, chain_id, signer.clone());
+        let answer = client.redeem(b.relationship, b.seq).await.with_context(|| {
+            format!("the gatekeeper at {url} did not release bounty {}", b.id())
+        })?;
+        let query = if b.commitment == B256::ZERO {
+            None
+        } else {
+            Some(client.bounty_text(b.commitment).await.with_context(|| {
+                format!("the published text of bounty {} does not check out", b.id())
+            })?)
+        };
+        let mut answer = answer;
+        answer["query"] = json!(query);
+        answers.insert(b.id(), answer.clone());
+        write_answers(&file, &answers)?;
+        results.push(answer);
+    }
+    if json {
+        output::result(&json!({"redeemed": results}).to_string());
+    } else {
+        for a in &results {
+            output::result(&describe(a));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A redeemed answer in a few lines.
+fn describe(a: &Value) -> String {
+    let mut out = format!(
+        "bounty {} (block {}): {}\n   ε spent {} (total {} of {})",
+        a["bounty"].as_str().unwrap_or("?"),
+        a["block"],
+        a["query"].as_str().unwrap_or("?"),
+        a["epsilon"],
+        a["spent"],
+        a["budget"],
+    );
+    for cell in a["release"]["cells"].as_array().into_iter().flatten() {
+        let group = cell["group"]
+            .as_object()
+            .map(|g| {
+                g.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("?")))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "everyone".to_owned());
+        let value = if cell["suppressed"].as_bool() == Some(true) {
+            "suppressed (fewer than k patients)".to_owned()
+        } else {
+            cell["value"].to_string()
+        };
+        out.push_str(&format!("\n   {group}: {value}"));
+    }
+    out
 }

@@ -33,9 +33,26 @@ fn the_story_runs_to_the_end_and_reports_what_it_made() {
     let bounties = v["research"]["bounties"].as_array().unwrap();
     assert_eq!(bounties.len(), 1, "the provider's update carried one bounty");
     assert!(bounties[0]["block"].as_u64().unwrap() > 0 && bounties[0]["owner"].is_string());
+    // The researcher mined the block with the bounty, owns it and redeemed it.
+    let b = &bounties[0];
+    assert_eq!(b["owner"], v["researcher"]["address"], "the researcher's block holds the bounty");
+    assert_eq!(b["redeemed"], true);
+    assert_eq!(b["epsilon"], 1.0, "the policy's ε per bounty was spent");
+    let cells = b["result"]["cells"].as_array().expect("the release has cells");
+    assert!(!cells.is_empty());
+    for c in cells {
+        assert!(
+            c["suppressed"] == true
+                || c["value"]["mean"].as_f64().is_some_and(|m| (20.0..=200.0).contains(&m)),
+            "a released mean lies in the query's range: {c}"
+        );
+    }
+    assert!(cells.iter().any(|c| c["suppressed"] == false), "some cell has at least k patients");
     // The narration went to stderr, every step of it.
     let narration = String::from_utf8_lossy(&out.stderr);
-    for step in ["accepts", "refused", "notified", "access log", "Done"] {
+    for step in
+        ["accepts", "refused", "notified", "mines the block", "redeems", "access log", "Done"]
+    {
         assert!(narration.contains(step), "no '{step}' in the narration:\n{narration}");
     }
 }

@@ -6,4 +6,5 @@ mod auth;
 mod fhir;
 mod ops;
 mod pointer;
+mod research;
 mod server;

@@ -202,6 +202,8 @@ pub enum Decision {
     AllowViewer,
     /// Served to the provider (steward) itself.
     AllowProvider,
+    /// Released to a research entity redeeming a bounty it owns (an aggregate).
+    AllowResearcher,
     /// Refused, and why.
     Deny(DenyReason),
 }
@@ -219,17 +221,20 @@ impl Decision {
             Self::AllowViewer => 2,
             Self::AllowProvider => 3,
             Self::Deny(_) => 4,
+            Self::AllowResearcher => 5,
         }
     }
 }
 
-/// As stored: `allow-patient`, `allow-viewer`, `allow-provider` or `deny:<reason>`.
+/// As stored: `allow-patient`, `allow-viewer`, `allow-provider`, `allow-researcher` or
+/// `deny:<reason>`.
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::AllowPatient => f.write_str("allow-patient"),
             Self::AllowViewer => f.write_str("allow-viewer"),
             Self::AllowProvider => f.write_str("allow-provider"),
+            Self::AllowResearcher => f.write_str("allow-researcher"),
             Self::Deny(reason) => write!(f, "deny:{reason}"),
         }
     }
@@ -243,6 +248,7 @@ impl FromStr for Decision {
             "allow-patient" => Ok(Self::AllowPatient),
             "allow-viewer" => Ok(Self::AllowViewer),
             "allow-provider" => Ok(Self::AllowProvider),
+            "allow-researcher" => Ok(Self::AllowResearcher),
             _ => match s.strip_prefix("deny:") {
                 Some(reason) => Ok(Self::Deny(reason.parse()?)),
                 None => Err(AuditError::UnknownDecision(s.chars().take(40).collect())),

@@ -1,0 +1,172 @@
+//! Arguments and plumbing shared by the commands of every party: where the chain is,
+//! where a party keeps its files, and how its wallet's passphrase is read.
+//!
+//! Every flag can also come from an environment variable; the chain flags default to
+//! the addresses of the embedded chain (`medrec chain`), whose deployment is
+//! deterministic, so that nothing needs configuring on a development machine.
+
+use alloy::{
+    network::EthereumWallet,
+    primitives::{Address, address},
+    providers::{Provider, ProviderBuilder},
+    signers::local::PrivateKeySigner,
+};
+use anyhow::Context;
+use clap::Args;
+use medrec_wallet::{Passphrase, PassphraseSource, ScryptParams, Wallet};
+use std::path::PathBuf;
+
+/// The Registrar of the embedded chain (first contract its deployer creates).
+pub(crate) const DEV_REGISTRAR: Address = address!("0x5FbDB2315678afecb367f032d93F642f64180aa3");
+/// The Relationships contract of the embedded chain.
+pub(crate) const DEV_RELATIONSHIPS: Address =
+    address!("0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512");
+/// The AccessAnchors contract of the embedded chain.
+pub(crate) const DEV_ANCHORS: Address = address!("0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0");
+
+/// `Registrar.Action.AdmitResearcher` (enums are `uint8` in the ABI).
+pub(crate) const ADMIT_RESEARCHER: u8 = 2;
+
+/// The gatekeeper URL a provider registered in the Registrar's directory.
+pub(crate) async fn provider_endpoint(
+    chain: &ChainArgs,
+    provider: Address,
+) -> anyhow::Result<String> {
+    let registrar = medrec_contracts::Registrar::new(chain.registrar, chain.reader()?);
+    let entry = registrar
+        .call_builder(&medrec_contracts::Registrar::providerCall { account: provider })
+        .call()
+        .await
+        .with_context(|| format!("cannot read the Registrar's entry of provider {provider}"))?;
+    anyhow::ensure!(
+        !entry.endpoint.is_empty(),
+        "provider {provider} has no gatekeeper registered in the Registrar"
+    );
+    Ok(entry.endpoint)
+}
+
+/// Where the chain is: the node and the MedRec contracts.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ChainArgs {
+    /// JSON-RPC URL of the chain node.
+    #[arg(
+        long,
+        env = "MEDREC_RPC_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8545",
+        global = true
+    )]
+    pub rpc_url: String,
+    /// The Registrar contract (default: the embedded chain's).
+    #[arg(long, env = "MEDREC_REGISTRAR", value_name = "ADDRESS", default_value_t = DEV_REGISTRAR, global = true)]
+    pub registrar: Address,
+    /// The Relationships contract (default: the embedded chain's).
+    #[arg(long, env = "MEDREC_RELATIONSHIPS", value_name = "ADDRESS", default_value_t = DEV_RELATIONSHIPS, global = true)]
+    pub relationships: Address,
+    /// The AccessAnchors contract (default: the embedded chain's).
+    #[arg(long, env = "MEDREC_ANCHORS", value_name = "ADDRESS", default_value_t = DEV_ANCHORS, global = true)]
+    pub anchors: Address,
+    /// The block the contracts were deployed in (where reading events starts).
+    #[arg(long, env = "MEDREC_FROM_BLOCK", value_name = "N", default_value_t = 0, global = true)]
+    pub from_block: u64,
+}
+
+impl ChainArgs {
+    /// A read-only connection to the node.
+    pub(crate) fn reader(&self) -> anyhow::Result<impl Provider + Clone + use<>> {
+        let url =
+            self.rpc_url.parse().with_context(|| format!("'{}' is not a URL", self.rpc_url))?;
+        Ok(ProviderBuilder::new().connect_http(url))
+    }
+
+    /// A connection that signs and sends transactions as `signer`.
+    pub(crate) fn sender(
+        &self,
+        signer: PrivateKeySigner,
+    ) -> anyhow::Result<impl Provider + Clone + use<>> {
+        let url =
+            self.rpc_url.parse().with_context(|| format!("'{}' is not a URL", self.rpc_url))?;
+        Ok(ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(url))
+    }
+
+    /// The chain id, asked of the node (which also checks that it answers).
+    pub(crate) async fn chain_id(&self) -> anyhow::Result<u64> {
+        self.reader()?
+            .get_chain_id()
+            .await
+            .with_context(|| format!("the chain node at {} does not answer", self.rpc_url))
+    }
+}
+
+/// Where a party keeps its files and how its wallet's passphrase is read.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WalletArgs {
+    /// Directory of this party's wallet, configuration and cache (default:
+    /// `$HOME/.medrec/<role>`).
+    #[arg(long, env = "MEDREC_DATA_DIR", value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Read the wallet passphrase from this environment variable instead of asking.
+    #[arg(long, value_name = "VAR", conflicts_with = "passphrase_file", global = true)]
+    pub passphrase_env: Option<String>,
+    /// Read the wallet passphrase from the first line of this file instead of asking.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+impl WalletArgs {
+    /// The data directory for `role` (`provider`, `patient`, `viewer`, `researcher`).
+    pub(crate) fn dir(&self, role: &str) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.data_dir {
+            return Ok(dir.clone());
+        }
+        let home = std::env::var_os("HOME")
+            .context("HOME is not set: say where to keep the wallet with --data-dir")?;
+        Ok(PathBuf::from(home).join(".medrec").join(role))
+    }
+
+    /// Where the passphrase comes from.
+    pub(crate) fn source(&self) -> PassphraseSource {
+        match (&self.passphrase_env, &self.passphrase_file) {
+            (Some(var), _) => PassphraseSource::Env(var.clone()),
+            (None, Some(file)) => PassphraseSource::File(file.clone()),
+            (None, None) => PassphraseSource::Prompt,
+        }
+    }
+
+    /// The key-derivation cost for new keystores: the standard scrypt cost, unless the
+    /// environment sets `MEDREC_INSECURE_LIGHT_KDF=1` (tests and throw-away demos only:
+    /// the files are then cheap to brute-force).
+    pub(crate) fn scrypt_params(&self) -> ScryptParams {
+        if std::env::var("MEDREC_INSECURE_LIGHT_KDF").is_ok_and(|v| v == "1") {
+            ScryptParams::light()
+        } else {
+            ScryptParams::default()
+        }
+    }
+
+    /// Reads the passphrase of an existing wallet.
+    pub(crate) fn passphrase(&self) -> anyhow::Result<Passphrase> {
+        self.source().read("Wallet passphrase: ").context("cannot read the wallet passphrase")
+    }
+
+    /// Reads a new passphrase (asked twice on a terminal).
+    pub(crate) fn new_passphrase(&self) -> anyhow::Result<Passphrase> {
+        self.source()
+            .read_new("New wallet passphrase: ", "Repeat the passphrase: ")
+            .context("cannot read the new wallet passphrase")
+    }
+
+    /// Opens the wallet of `role`, reading its passphrase.
+    pub(crate) fn open(&self, role: &str) -> anyhow::Result<Wallet> {
+        let dir = self.dir(role)?;
+        anyhow::ensure!(
+            Wallet::exists(&dir),
+            "there is no wallet in {}: create one first (`medrec {role} {}`) or pass --data-dir",
+            dir.display(),
+            if role == "provider" { "init" } else { "new" }
+        );
+        let passphrase = self.passphrase()?;
+        Wallet::open(&dir, &passphrase)
+            .with_context(|| format!("cannot open the wallet in {}", dir.display()))
+    }
+}
