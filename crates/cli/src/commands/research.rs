@@ -167,7 +167,7 @@ pub(crate) fn run(args: ResearchArgs) -> anyhow::Result<ExitCode> {
         }
         Research::Admit { chain, wallet, key_env, researcher, json } => {
             let signer = match &key_env {
-                Some(_) => Identity { wallet: wallet.clone(), key_env }.signer()?,
+                Some(_) => Identity { wallet, key_env }.signer()?,
                 None => wallet.open("provider")?.account().clone(),
             };
             runtime.block_on(admit(&chain, signer, researcher, json))

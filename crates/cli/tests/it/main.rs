@@ -5,4 +5,5 @@ mod chain;
 mod demo;
 mod patient;
 mod provider;
+mod research;
 mod synth;
