@@ -1,6 +1,7 @@
 //! `medrec`: the MedRec command-line tool. Thin: parses arguments and hands over to
 //! one module per subcommand; results go to stdout, everything else to stderr.
 
+mod cache;
 mod commands;
 mod output;
 mod signals;
@@ -20,14 +21,19 @@ struct Cli {
 enum Command {
     /// Run the embedded chain and serve Ethereum JSON-RPC.
     Chain(commands::chain::ChainArgs),
-    /// Provider: serve the Database Gatekeeper.
     /// The whole story on this machine, narrated: chain, two providers, a patient, a
     /// pharmacist and a researcher.
     Demo(commands::demo::DemoArgs),
+    /// What a provider does: init and registration, serve the Database Gatekeeper,
+    /// enroll patients, import records, publish changes with bounty queries.
     Provider(commands::provider::ProviderArgs),
-    /// What a patient (or a viewer) does: the inbox of chain notices.
+    /// What a patient does: wallet, inbox, accept/reject/delete, records, share/revoke,
+    /// research opt-in, access log and export.
     Patient(commands::patient::PatientArgs),
-    /// Research: mine the chain for bounties.
+    /// What a viewer does with what a patient shared with it: inbox and fetch.
+    Viewer(commands::viewer::ViewerArgs),
+    /// What researchers do: mine the chain, own the bounties of their blocks, redeem
+    /// them as private aggregates; institutions admit them by vote.
     Research(commands::research::ResearchArgs),
     /// Measure MedRec (gas of every contract operation, ...).
     Bench(commands::bench::BenchArgs),
@@ -42,6 +48,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(&args),
         Command::Provider(args) => commands::provider::run(args),
         Command::Patient(args) => commands::patient::run(&args),
+        Command::Viewer(args) => commands::viewer::run(&args),
         Command::Research(args) => commands::research::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Synth(args) => commands::synth::run(&args),

@@ -342,7 +342,12 @@ async fn logged(
     let ty = resource.as_ref().map(|r| r.resource_type);
     let touches = match &seen.scope {
         Some(Scope::Provider) => {
-            vec![Touch { relationship: None, pointer: None, decision: Decision::AllowProvider, epsilon: None }]
+            vec![Touch {
+                relationship: None,
+                pointer: None,
+                decision: Decision::AllowProvider,
+                epsilon: None,
+            }]
         }
         Some(Scope::Limited(candidates)) => candidates
             .iter()

@@ -9,3 +9,4 @@ pub(crate) mod patient;
 pub(crate) mod provider;
 pub(crate) mod research;
 pub(crate) mod synth;
+pub(crate) mod viewer;

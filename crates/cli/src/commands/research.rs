@@ -276,14 +276,7 @@ async fn admit(
             }
             registrar.vote(id).send().await?.get_receipt().await?
         }
-        None => {
-            registrar
-                .propose(ADMIT_RESEARCHER, researcher)
-                .send()
-                .await?
-                .get_receipt()
-                .await?
-        }
+        None => registrar.propose(ADMIT_RESEARCHER, researcher).send().await?.get_receipt().await?,
     };
     if !receipt.status() {
         bail!("the vote was reverted on chain");

@@ -1,85 +1,56 @@
-//! `medrec patient`: what a patient (or a viewer) does. Today: `inbox`, the notices of
-//! the chain about one's relationships, once or following new blocks.
+//! `medrec patient inbox`: the notices of the chain about one's relationships, once or
+//! following new blocks.
 
+use super::PatientArgs;
 use crate::output;
-use alloy::{
-    primitives::Address,
-    providers::{Provider, ProviderBuilder},
-};
+use alloy::{primitives::Address, providers::Provider};
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::Args;
 use medrec_chain::inbox::{Dated, Notice, read, summarize};
+use medrec_wallet::Wallet;
 use serde_json::{Value, json};
 use std::{process::ExitCode, time::Duration};
 
-/// Arguments of `medrec patient`.
+/// Arguments of `medrec patient inbox`.
 #[derive(Debug, Args)]
-pub(crate) struct PatientArgs {
-    #[command(subcommand)]
-    what: Patient,
-}
-
-#[derive(Debug, Subcommand)]
-enum Patient {
-    /// What happened on chain to your relationships: new relationships, status
-    /// changes, pointer updates, grants and revocations (a viewer sees what was shared
-    /// with it).
-    Inbox(InboxArgs),
-}
-
-#[derive(Debug, Args)]
-struct InboxArgs {
-    /// Your address (the patient's, or a viewer's).
+pub(crate) struct InboxArgs {
+    /// Your address (the patient's, or a viewer's); default: your wallet's.
     #[arg(long, env = "MEDREC_ADDRESS", value_name = "ADDRESS")]
-    address: Address,
-    /// JSON-RPC URL of the chain node.
-    #[arg(
-        long,
-        env = "MEDREC_RPC_URL",
-        value_name = "URL",
-        default_value = "http://127.0.0.1:8545"
-    )]
-    rpc_url: String,
-    /// The Relationships contract (`medrec chain --json` prints it).
-    #[arg(long, env = "MEDREC_RELATIONSHIPS", value_name = "ADDRESS")]
-    relationships: Address,
-    /// The block the contract was deployed in.
-    #[arg(long, env = "MEDREC_FROM_BLOCK", value_name = "N", default_value_t = 0)]
-    from_block: u64,
+    address: Option<Address>,
     /// Only notices from this block on.
     #[arg(long, value_name = "N", default_value_t = 0)]
     since: u64,
     /// Keep watching: print new notices as blocks arrive, until Ctrl-C.
     #[arg(long)]
     follow: bool,
-    /// Print JSON: one object with the notices and each relationship's summary, or with
-    /// --follow one object per notice and line.
-    #[arg(long)]
-    json: bool,
 }
 
-/// Runs `medrec patient`.
-pub(crate) fn run(args: &PatientArgs) -> anyhow::Result<ExitCode> {
-    match &args.what {
-        Patient::Inbox(a) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(inbox(a))
+/// Runs `medrec patient inbox`: with --json one object with the notices and each
+/// relationship's summary, or with --follow one object per notice and line.
+pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<ExitCode> {
+    let address = match a.address {
+        Some(address) => address,
+        None => {
+            let dir = p.wallet.dir("patient")?;
+            Wallet::read_address(&dir).with_context(|| {
+                format!(
+                    "no address given and no wallet in {}: pass --address or create a wallet (`medrec patient new`)",
+                    dir.display()
+                )
+            })?
         }
-    }
-}
-
-async fn inbox(a: &InboxArgs) -> anyhow::Result<ExitCode> {
-    let url = a.rpc_url.parse().with_context(|| format!("'{}' is not a URL", a.rpc_url))?;
-    let chain = ProviderBuilder::new().connect_http(url);
+    };
+    let chain = p.chain.reader()?;
     let head = chain
         .get_block_number()
         .await
-        .with_context(|| format!("the chain node at {} does not answer", a.rpc_url))?;
-    let notices = read(&chain, a.relationships, a.from_block, a.address, a.since, Some(head))
+        .with_context(|| format!("the chain node at {} does not answer", p.chain.rpc_url))?;
+    let c = &p.chain;
+    let notices = read(&chain, c.relationships, c.from_block, address, a.since, Some(head))
         .await
         .context("reading the inbox failed")?;
     if !a.follow {
-        if a.json {
+        if p.json {
             let summaries: Vec<Value> = summarize(&notices)
                 .iter()
                 .map(|(id, s)| {
@@ -95,7 +66,10 @@ async fn inbox(a: &InboxArgs) -> anyhow::Result<ExitCode> {
                 })
                 .collect();
             let list: Vec<Value> = notices.iter().map(notice_json).collect();
-            output::result(&json!({"notices": list, "relationships": summaries}).to_string());
+            output::result(
+                &json!({"address": address, "notices": list, "relationships": summaries})
+                    .to_string(),
+            );
         } else {
             if notices.is_empty() {
                 output::note("nothing yet");
@@ -107,7 +81,7 @@ async fn inbox(a: &InboxArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for n in &notices {
-        print(n, a.json);
+        print(n, p.json);
     }
     output::note(&format!("following the chain from block {head}; press Ctrl-C to stop"));
     let mut next = head + 1;
@@ -123,10 +97,10 @@ async fn inbox(a: &InboxArgs) -> anyhow::Result<ExitCode> {
         if head < next {
             continue;
         }
-        match read(&chain, a.relationships, a.from_block, a.address, next, Some(head)).await {
+        match read(&chain, c.relationships, c.from_block, address, next, Some(head)).await {
             Ok(new) => {
                 for n in &new {
-                    print(n, a.json);
+                    print(n, p.json);
                 }
                 next = head + 1;
             }
@@ -144,7 +118,7 @@ fn print(n: &Dated, json: bool) {
 }
 
 /// A notice as JSON: `block`, `relationship`, `kind` and its fields.
-fn notice_json(d: &Dated) -> Value {
+pub(crate) fn notice_json(d: &Dated) -> Value {
     let mut v = match &d.notice {
         Notice::Created { patient, provider, delegate } => {
             json!({"kind": "created", "patient": patient, "provider": provider, "delegate": delegate})
@@ -171,7 +145,7 @@ fn notice_json(d: &Dated) -> Value {
 }
 
 /// A notice in a sentence.
-fn describe(d: &Dated) -> String {
+pub(crate) fn describe(d: &Dated) -> String {
     let what = match &d.notice {
         Notice::Created { provider, .. } => format!("provider {provider} opened a relationship"),
         Notice::Status(s) => format!("status is now {s}"),
@@ -180,8 +154,9 @@ fn describe(d: &Dated) -> String {
             format!("pointer {pointer} has new data (update pending)")
         }
         Notice::Granted { viewer, pointers, expires_at, .. } => format!(
-            "{viewer} may see pointers {:?} until {expires_at}",
-            pointers.ids().collect::<Vec<u8>>()
+            "{viewer} may see pointers {:?} until {}",
+            pointers.ids().collect::<Vec<u8>>(),
+            super::fhir::when(*expires_at)
         ),
         Notice::Revoked { viewer } => format!("{viewer} may no longer see anything"),
         Notice::ResearchConsent(true) => "opted in to research".to_owned(),

@@ -1,0 +1,318 @@
+//! `medrec provider init` (the provider's wallet, configuration and registration) and
+//! `medrec provider register` (a certified institution registers a provider).
+//!
+//! A provider's identity commitment is `keccak256(name)`: a provider's name is public,
+//! unlike a patient's identity, so it needs no salt. The Registrar's encryption key is
+//! zero unless `--encryption-key` gives one (nothing in MedRec uses it yet).
+
+use super::{
+    state::{ChainConfig, ProviderConfig},
+    tx,
+};
+use crate::{
+    commands::common::{ChainArgs, DEV_REGISTRAR, WalletArgs},
+    output,
+};
+use alloy::primitives::{Address, B256, keccak256};
+use anyhow::Context;
+use clap::Args;
+use medrec_contracts::Registrar;
+use medrec_gatekeeper::serve::StoreUrl;
+use medrec_wallet::{Mnemonic, PassphraseSource, Wallet, WordCount};
+use serde_json::{Value, json};
+use std::process::ExitCode;
+
+/// The environment variable `init --recover` reads the recovery phrase from.
+const MNEMONIC_ENV: &str = "MEDREC_MNEMONIC";
+
+/// Arguments of `medrec provider init`.
+#[derive(Debug, Args)]
+pub(super) struct InitArgs {
+    /// The provider's name, as patients will see it (e.g. "Riverside Clinic").
+    #[arg(long)]
+    name: String,
+    /// Base URL of the provider's gatekeeper (`medrec provider serve`), as patients and
+    /// viewers reach it.
+    #[arg(long, value_name = "GATEKEEPER_URL")]
+    endpoint: String,
+    /// The record store the gatekeeper serves: sqlite:PATH, postgres://… or mysql://….
+    #[arg(long, value_name = "STORE_URL")]
+    store: String,
+    /// Recover the wallet from its recovery phrase (read from the environment variable
+    /// MEDREC_MNEMONIC, else asked without echo) instead of creating a new one.
+    #[arg(long)]
+    recover: bool,
+    /// Words of a new recovery phrase (12 or 24).
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u8).range(12..=24))]
+    words: u8,
+    /// The provider's X25519 public key for the Registrar (32 bytes, hex); zero when not
+    /// given.
+    #[arg(long, value_name = "HEX32")]
+    encryption_key: Option<B256>,
+    /// Print one JSON object with the result.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    chain: ChainArgs,
+    #[command(flatten)]
+    wallet: WalletArgs,
+}
+
+/// Arguments of `medrec provider register`, run by a certified institution.
+#[derive(Debug, Args)]
+pub(super) struct RegisterArgs {
+    /// The provider's account (printed by its `medrec provider init`).
+    #[arg(long, value_name = "ADDRESS")]
+    account: Address,
+    /// The provider's name.
+    #[arg(long)]
+    name: String,
+    /// Base URL of the provider's gatekeeper.
+    #[arg(long, value_name = "URL")]
+    endpoint: String,
+    /// The provider's X25519 public key (32 bytes, hex); zero when not given.
+    #[arg(long, value_name = "HEX32")]
+    encryption_key: Option<B256>,
+    /// Print one JSON object with the result.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    chain: ChainArgs,
+    /// The institution's wallet.
+    #[command(flatten)]
+    wallet: WalletArgs,
+}
+
+/// A provider's identity commitment: `keccak256(name)`.
+pub(super) fn provider_identity(name: &str) -> B256 {
+    keccak256(name.as_bytes())
+}
+
+fn check_endpoint(endpoint: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        endpoint.starts_with("http://") || endpoint.starts_with("https://"),
+        "the gatekeeper endpoint '{endpoint}' must be an http:// or https:// URL"
+    );
+    Ok(())
+}
+
+/// The command an institution runs to register this provider (naming the chain when
+/// it is not the embedded chain's default).
+fn register_command(account: Address, name: &str, endpoint: &str, chain: &ChainArgs) -> String {
+    let mut command = format!(
+        "medrec provider register --account {account} --name {} --endpoint {}",
+        shell_quote(name),
+        shell_quote(endpoint)
+    );
+    if chain.rpc_url != "http://127.0.0.1:8545" {
+        command.push_str(&format!(" --rpc-url {}", shell_quote(&chain.rpc_url)));
+    }
+    if chain.registrar != DEV_REGISTRAR {
+        command.push_str(&format!(" --registrar {}", chain.registrar));
+    }
+    command
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Runs `medrec provider init`.
+pub(super) async fn init(a: &InitArgs) -> anyhow::Result<ExitCode> {
+    check_endpoint(&a.endpoint)?;
+    anyhow::ensure!(!a.name.trim().is_empty(), "the provider's name must not be empty");
+    anyhow::ensure!(a.words == 12 || a.words == 24, "--words must be 12 or 24");
+    let _: StoreUrl = a.store.parse().context("the record store URL is not usable")?;
+    let chain_id = a.chain.chain_id().await?;
+    let dir = a.wallet.dir("provider")?;
+
+    // The wallet: recovered, created, or (init run again) the one already there.
+    let mut mnemonic_shown = None;
+    let wallet = if Wallet::exists(&dir) {
+        anyhow::ensure!(
+            !a.recover,
+            "{} already holds a wallet: recover into an empty data directory (--data-dir)",
+            dir.display()
+        );
+        output::note(&format!("using the wallet already in {}", dir.display()));
+        a.wallet.open("provider")?
+    } else if a.recover {
+        let mnemonic = read_mnemonic()?;
+        let passphrase = a.wallet.new_passphrase()?;
+        Wallet::recover(&dir, mnemonic, &passphrase, a.wallet.scrypt_params())
+            .with_context(|| format!("cannot create the wallet in {}", dir.display()))?
+    } else {
+        let count = if a.words == 24 { WordCount::TwentyFour } else { WordCount::Twelve };
+        let passphrase = a.wallet.new_passphrase()?;
+        let wallet = Wallet::create(&dir, count, &passphrase, a.wallet.scrypt_params())
+            .with_context(|| format!("cannot create the wallet in {}", dir.display()))?;
+        mnemonic_shown = Some(wallet.mnemonic().phrase().to_owned());
+        wallet
+    };
+    let account = wallet.address();
+
+    let config = ProviderConfig {
+        name: a.name.clone(),
+        address: account,
+        endpoint: a.endpoint.clone(),
+        store: a.store.clone(),
+        chain: ChainConfig {
+            rpc_url: a.chain.rpc_url.clone(),
+            registrar: a.chain.registrar,
+            relationships: a.chain.relationships,
+            anchors: a.chain.anchors,
+            from_block: a.chain.from_block,
+            chain_id,
+        },
+    };
+    config.save(&dir)?;
+    if let Some(phrase) = &mnemonic_shown
+        && !a.json
+    {
+        output::note(&format!(
+            "\nWrite down this recovery phrase and keep it offline. It is shown only once, and\n\
+             anyone who has it controls this provider's account and every delegate:\n\n    {phrase}\n"
+        ));
+    }
+
+    let identity = provider_identity(&a.name);
+    let key = a.encryption_key.unwrap_or_default();
+    let reader = a.chain.reader()?;
+    let registrar = Registrar::new(a.chain.registrar, &reader);
+    // `provider()` of the binding is its connection: call the function by its type.
+    let entry =
+        registrar.call_builder(&Registrar::providerCall { account }).call().await.with_context(
+            || format!("cannot read the Registrar at {} on {}", a.chain.registrar, a.chain.rpc_url),
+        )?;
+    let is_institution = registrar
+        .isInstitution(account)
+        .call()
+        .await
+        .context("cannot ask the Registrar whether this account is an institution")?;
+
+    let sender = a.chain.sender(wallet.account().clone())?;
+    let by_self = Registrar::new(a.chain.registrar, &sender);
+    let (registration, tx) = if entry.identity != B256::ZERO {
+        if entry.endpoint == a.endpoint && entry.encryptionKey == key {
+            ("already registered", None)
+        } else {
+            let receipt =
+                tx::send(by_self.updateProvider(a.endpoint.clone(), key), "updating the endpoint")
+                    .await?;
+            ("endpoint updated", Some(receipt.transaction_hash))
+        }
+    } else if is_institution {
+        let call = by_self.registerProvider(identity, account, a.endpoint.clone(), key);
+        let receipt = tx::send(call, "registering the provider").await?;
+        ("registered", Some(receipt.transaction_hash))
+    } else {
+        ("needs an institution", None)
+    };
+    let registered = registration != "needs an institution";
+    let command = register_command(account, &a.name, &a.endpoint, &a.chain);
+
+    if a.json {
+        let mut value = json!({
+            "address": account,
+            "name": a.name,
+            "endpoint": a.endpoint,
+            "data_dir": dir,
+            "chain_id": chain_id,
+            "registered": registered,
+            "registration": registration,
+            "tx": tx,
+            "identity": identity,
+        });
+        if !registered {
+            value["register_command"] = Value::String(command);
+        }
+        if let Some(phrase) = mnemonic_shown {
+            value["mnemonic"] = Value::String(phrase);
+        }
+        output::result(&value.to_string());
+    } else {
+        output::result(&format!("provider {} at {account}", a.name));
+        output::result(&format!("configuration written to {}", dir.display()));
+        match (registered, tx) {
+            (true, Some(tx)) => {
+                output::result(&format!("{registration} with gatekeeper {} (tx {tx})", a.endpoint));
+            }
+            (true, None) => {
+                output::result(&format!("{registration} with gatekeeper {}", a.endpoint))
+            }
+            (false, _) => {
+                output::result(&format!(
+                    "not registered yet: {account} is not a certified institution, so a certified institution must register it by running:"
+                ));
+                output::result(&format!("    {command}"));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The recovery phrase from MEDREC_MNEMONIC, or asked without echo.
+fn read_mnemonic() -> anyhow::Result<Mnemonic> {
+    let source = if std::env::var_os(MNEMONIC_ENV).is_some() {
+        PassphraseSource::Env(MNEMONIC_ENV.to_owned())
+    } else {
+        PassphraseSource::Prompt
+    };
+    // Read like a passphrase: without echo, held in memory wiped on drop.
+    let phrase = source
+        .read("Recovery phrase: ")
+        .with_context(|| format!("cannot read the recovery phrase (or set {MNEMONIC_ENV})"))?;
+    Mnemonic::parse(phrase.expose_secret().trim()).context("the recovery phrase is not valid")
+}
+
+/// Runs `medrec provider register` as a certified institution.
+pub(super) async fn register(a: &RegisterArgs) -> anyhow::Result<ExitCode> {
+    check_endpoint(&a.endpoint)?;
+    anyhow::ensure!(!a.name.trim().is_empty(), "the provider's name must not be empty");
+    let wallet = a.wallet.open("provider")?;
+    let me = wallet.address();
+    let reader = a.chain.reader()?;
+    let registrar = Registrar::new(a.chain.registrar, &reader);
+    let is_institution = registrar.isInstitution(me).call().await.with_context(|| {
+        format!("cannot read the Registrar at {} on {}", a.chain.registrar, a.chain.rpc_url)
+    })?;
+    anyhow::ensure!(
+        is_institution,
+        "{me} is not a certified institution: only a certified institution may register a provider"
+    );
+    let identity = provider_identity(&a.name);
+    let sender = a.chain.sender(wallet.account().clone())?;
+    let registrar = Registrar::new(a.chain.registrar, &sender);
+    let call = registrar.registerProvider(
+        identity,
+        a.account,
+        a.endpoint.clone(),
+        a.encryption_key.unwrap_or_default(),
+    );
+    let receipt = tx::send(call, "registering the provider").await?;
+    let block = receipt.block_number.unwrap_or_default();
+    if a.json {
+        output::result(
+            &json!({
+                "account": a.account,
+                "name": a.name,
+                "endpoint": a.endpoint,
+                "identity": identity,
+                "institution": me,
+                "tx": receipt.transaction_hash,
+                "block": block,
+            })
+            .to_string(),
+        );
+    } else {
+        output::result(&format!(
+            "registered provider {} ({}) with gatekeeper {} (tx {}, block {block})",
+            a.name, a.account, a.endpoint, receipt.transaction_hash
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}

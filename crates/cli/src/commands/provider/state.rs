@@ -1,0 +1,180 @@
+//! The provider's files beside its wallet: `provider.json` (who it is, where its
+//! gatekeeper, store and chain are) and `relationships.json` (what it enrolled: each
+//! relationship's delegate index, patient and pointer queries).
+//!
+//! Both are written atomically (a temporary file, then a rename) with mode 0600. Neither
+//! holds a secret, but `relationships.json` names patients' FHIR ids, so it stays private
+//! to the provider.
+
+use super::super::common::{ChainArgs, DEV_ANCHORS, DEV_REGISTRAR, DEV_RELATIONSHIPS};
+use alloy::primitives::{Address, B256};
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+/// The configuration file in the data directory.
+pub(crate) const CONFIG_FILE: &str = "provider.json";
+/// The enrolled relationships in the data directory.
+pub(crate) const RELATIONSHIPS_FILE: &str = "relationships.json";
+/// The research policy read by default by `publish --offer`.
+pub(crate) const POLICY_FILE: &str = "policy.json";
+
+/// The default of `--rpc-url` (the embedded chain on this machine).
+const DEFAULT_RPC_URL: &str = "http://127.0.0.1:8545";
+
+/// Where the chain is, as recorded at `init`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ChainConfig {
+    /// JSON-RPC URL of the node.
+    pub rpc_url: String,
+    /// The Registrar contract.
+    pub registrar: Address,
+    /// The Relationships contract.
+    pub relationships: Address,
+    /// The AccessAnchors contract.
+    pub anchors: Address,
+    /// The block the contracts were deployed in.
+    pub from_block: u64,
+    /// The chain id.
+    pub chain_id: u64,
+}
+
+impl ChainConfig {
+    /// The chain recorded here, unless `args` names another one: a flag (or its
+    /// environment variable) that differs from the embedded chain's default wins.
+    pub(crate) fn merged(&self, args: &ChainArgs) -> ChainArgs {
+        let pick = |given, default, recorded| if given == default { recorded } else { given };
+        ChainArgs {
+            rpc_url: if args.rpc_url == DEFAULT_RPC_URL {
+                self.rpc_url.clone()
+            } else {
+                args.rpc_url.clone()
+            },
+            registrar: pick(args.registrar, DEV_REGISTRAR, self.registrar),
+            relationships: pick(args.relationships, DEV_RELATIONSHIPS, self.relationships),
+            anchors: pick(args.anchors, DEV_ANCHORS, self.anchors),
+            from_block: if args.from_block == 0 { self.from_block } else { args.from_block },
+        }
+    }
+}
+
+/// `provider.json`: who the provider is and where everything is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ProviderConfig {
+    /// The provider's name (its identity commitment is `keccak256(name)`).
+    pub name: String,
+    /// The account (the wallet's address, which the gatekeeper serves as).
+    pub address: Address,
+    /// Base URL of the provider's gatekeeper.
+    pub endpoint: String,
+    /// The record store URL (`sqlite:PATH`, `postgres://…`, `mysql://…`).
+    pub store: String,
+    /// The chain.
+    pub chain: ChainConfig,
+}
+
+impl ProviderConfig {
+    /// Reads `provider.json` from `dir`.
+    pub(crate) fn load(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "there is no provider configuration {}: run `medrec provider init` first (or pass --data-dir)",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid provider configuration", path.display()))
+    }
+
+    /// Writes `provider.json` into `dir`.
+    pub(crate) fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        write_json(&dir.join(CONFIG_FILE), self)
+    }
+}
+
+/// One enrolled relationship.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Enrolled {
+    /// The HD index of its delegate (`m/44'/60'/1'/0/i'`).
+    pub delegate_index: u32,
+    /// The delegate's address.
+    pub delegate: Address,
+    /// The patient's address.
+    pub patient: Address,
+    /// The patient's FHIR `Patient` id in the provider's store.
+    pub patient_id: String,
+    /// The pointer queries, pointer 0 first.
+    pub pointers: Vec<String>,
+    /// Whether the gatekeeper was told the pointers (`enroll` finished).
+    #[serde(default)]
+    pub gatekeeper_enrolled: bool,
+}
+
+/// `relationships.json`: relationship id → what the provider enrolled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Enrollments {
+    /// By relationship id.
+    pub relationships: BTreeMap<B256, Enrolled>,
+}
+
+impl Enrollments {
+    fn path(dir: &Path) -> PathBuf {
+        dir.join(RELATIONSHIPS_FILE)
+    }
+
+    /// Reads `relationships.json` (empty when there is none yet).
+    pub(crate) fn load(dir: &Path) -> anyhow::Result<Self> {
+        let path = Self::path(dir);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a valid relationships file", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// Writes `relationships.json`.
+    pub(crate) fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        write_json(&Self::path(dir), self)
+    }
+
+    /// The first delegate index above every index recorded here.
+    pub(crate) fn next_index(&self) -> u32 {
+        self.relationships.values().map(|r| r.delegate_index.saturating_add(1)).max().unwrap_or(0)
+    }
+}
+
+/// Writes `value` as pretty JSON to `path`, atomically, mode 0600.
+fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(value)?;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let result = (|| {
+        let mut file = options.open(&tmp)?;
+        file.write_all(&json)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
+}
