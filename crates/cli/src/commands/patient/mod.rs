@@ -196,7 +196,7 @@ pub(crate) fn create_wallet(
         );
         if role == "patient" {
             output::note(
-                "Accepting, rejecting and sharing are transactions: this address needs a little ether for their gas.",
+                "Accepting, rejecting and sharing are transactions that need a little ether for gas: the provider that enrolls you sends some (`medrec provider enroll --patient-funding`).",
             );
         }
     }
