@@ -11,7 +11,7 @@ use std::{
 };
 
 const DEV_MNEMONIC: &str = "test test test test test test test test test test test junk";
-const DEV_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const PASSPHRASE: &str = "correct horse battery staple";
 const BOUNTY: &str = "count(Observation.valueQuantity) where code = http://loinc.org|29463-7 and date in last 3650 days and range 0..500";
 
 /// A long-running `medrec` process, stopped with SIGTERM when dropped.
@@ -53,7 +53,7 @@ impl Party {
         cmd.args(args)
             .args(["--data-dir", self.dir.to_str().unwrap(), "--rpc-url", &self.rpc])
             .args(["--passphrase-env", "MEDREC_TEST_PASSPHRASE"])
-            .env("MEDREC_TEST_PASSPHRASE", "correct horse battery staple")
+            .env("MEDREC_TEST_PASSPHRASE", PASSPHRASE)
             .env("MEDREC_INSECURE_LIGHT_KDF", "1");
         for (k, v) in env {
             cmd.env(k, v);
@@ -168,9 +168,12 @@ fn provider_patient_and_viewer_run_the_whole_story_as_separate_processes() {
             "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
             "--anchor-period",
             "1",
+            "--passphrase-env",
+            "MEDREC_TEST_PASSPHRASE",
             "--json",
         ],
-        &[("MEDREC_PROVIDER_KEY", DEV_KEY_0)],
+        // The anchoring key comes from the provider's wallet.
+        &[("MEDREC_TEST_PASSPHRASE", PASSPHRASE)],
     );
     assert!(g["url"].as_str().unwrap().contains(&port.to_string()), "{g}");
 
@@ -308,8 +311,15 @@ fn provider_patient_and_viewer_run_the_whole_story_as_separate_processes() {
     // The access log of the patient's records: the viewer's reads and refusals are in.
     let log = eventually("an anchored access log", || {
         let out = patient.run(&["patient", "access-log", "--json"], &[]);
-        out.status.success().then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
+        let log: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let entries = log["entries"].as_array()?;
+        // Every entry proven against a head the provider anchored on chain.
+        (out.status.success()
+            && !entries.is_empty()
+            && entries.iter().all(|e| e["proof"]["status"] == "verified"))
+        .then_some(log)
     });
+    assert_eq!(log["invalid"], 0, "{log}");
     let text = log.to_string().to_lowercase();
     assert!(text.contains(&viewer_address.to_lowercase()), "the viewer's reads are logged: {log}");
 

@@ -15,6 +15,7 @@ use medrec_gatekeeper::{
     server::Readiness,
 };
 use medrec_research::policy::Policy;
+use medrec_wallet::{PassphraseSource, Wallet};
 use serde_json::json;
 
 use super::state::ProviderConfig;
@@ -109,8 +110,10 @@ pub(super) struct ServeArgs {
     #[arg(long, env = "MEDREC_ACCESS_LOG", value_name = "URL")]
     access_log: Option<String>,
     /// Anchor the access log's head on chain in this AccessAnchors contract
-    /// (`medrec chain --json` prints it), signed with the provider's key from the
-    /// environment variable MEDREC_PROVIDER_KEY (0x + 64 hex digits).
+    /// (`medrec chain --json` prints it), signed with the provider's key: from the
+    /// wallet in --data-dir (its passphrase read with --passphrase-env or
+    /// --passphrase-file), or else from the environment variable MEDREC_PROVIDER_KEY
+    /// (0x + 64 hex digits).
     #[arg(long, env = "MEDREC_ANCHORS", value_name = "ADDRESS")]
     anchors: Option<Address>,
     /// Seconds between two anchors of the access log (one transaction each at most).
@@ -134,12 +137,44 @@ pub(super) struct ServeArgs {
     /// block, chain id) and gatekeeper address that no flag sets.
     #[arg(long, env = "MEDREC_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Read the wallet passphrase (for the anchoring key) from this environment variable.
+    #[arg(long, value_name = "VAR", conflicts_with = "passphrase_file", requires = "data_dir")]
+    passphrase_env: Option<String>,
+    /// Read the wallet passphrase (for the anchoring key) from the first line of this file.
+    #[arg(long, value_name = "FILE", requires = "data_dir")]
+    passphrase_file: Option<PathBuf>,
     /// Print one JSON object (URL, chain id, contract, gatekeeper) once serving.
     #[arg(long)]
     json: bool,
 }
 
 impl ServeArgs {
+    /// The provider's key for anchoring: the wallet's in --data-dir when a passphrase
+    /// source is given, else MEDREC_PROVIDER_KEY.
+    fn anchoring_key(&self) -> anyhow::Result<PrivateKeySigner> {
+        let source = match (&self.passphrase_env, &self.passphrase_file) {
+            (Some(var), _) => Some(PassphraseSource::Env(var.clone())),
+            (None, Some(file)) => Some(PassphraseSource::File(file.clone())),
+            (None, None) => None,
+        };
+        if let (Some(dir), Some(source)) = (&self.data_dir, source) {
+            let passphrase =
+                source.read("Wallet passphrase: ").context("cannot read the wallet passphrase")?;
+            let wallet = Wallet::open(dir, &passphrase).with_context(|| {
+                format!("cannot open the provider's wallet in {}", dir.display())
+            })?;
+            return Ok(wallet.account().clone());
+        }
+        let key = std::env::var("MEDREC_PROVIDER_KEY").map_err(|_| {
+            anyhow::anyhow!(
+                "--anchors needs the provider's key: --data-dir with --passphrase-env or --passphrase-file, or the environment variable MEDREC_PROVIDER_KEY (0x + 64 hex digits)"
+            )
+        })?;
+        key.trim().parse().map_err(|_| {
+            anyhow::anyhow!("MEDREC_PROVIDER_KEY is not a private key (0x + 64 hex digits)")
+        })
+    }
+
     fn config(&self) -> anyhow::Result<ServeConfig> {
         let saved = self.data_dir.as_deref().map(ProviderConfig::load).transpose()?;
         let needed = |flag: &str, what: &str| {
@@ -208,14 +243,7 @@ impl ServeArgs {
         config.access_log = self.access_log.as_deref().map(str::parse).transpose()?;
         if let Some(anchors) = self.anchors {
             anyhow::ensure!(self.anchor_period > 0, "--anchor-period must be above 0");
-            let key = std::env::var("MEDREC_PROVIDER_KEY").map_err(|_| {
-                anyhow::anyhow!(
-                    "--anchors needs the provider's key in the environment variable MEDREC_PROVIDER_KEY (0x + 64 hex digits)"
-                )
-            })?;
-            let signer: PrivateKeySigner = key.trim().parse().map_err(|_| {
-                anyhow::anyhow!("MEDREC_PROVIDER_KEY is not a private key (0x + 64 hex digits)")
-            })?;
+            let signer = self.anchoring_key()?;
             config.anchoring = Some(Anchoring {
                 anchors,
                 period: Duration::from_secs(self.anchor_period),
