@@ -685,7 +685,9 @@ async fn enroll_cohort(
     let store = site.store.open().await?;
     let by_provider = Relationships::new(at.relationships, wallet(rpc, &site.account)?);
     let query = PointerQuery::parse(LABS)?;
-    let mut opted_in = 0;
+    // The provider: records, then every relationship, then every enrollment (by then
+    // its gatekeeper has followed the chain past all of them).
+    let mut cohort = Vec::with_capacity(records.len());
     for (i, record) in records.iter().enumerate() {
         client.import(&transaction_bundle(record)).await.context("importing the records")?;
         let patient = accounts.get(10 + i).context("not enough development accounts")?;
@@ -695,18 +697,26 @@ async fn enroll_cohort(
         let create =
             by_provider.create(patient.address, delegate, query.commitment(), data.data_hash);
         send_as_provider(&create, "creating a relationship").await?;
-        let relationship = RelationshipId::derive(patient.address, delegate);
-        retry(|| client.enroll(relationship, &record.id, &[LABS])).await?;
+        cohort.push((patient, delegate, record.id.as_str()));
+    }
+    for (patient, delegate, id) in &cohort {
+        let relationship = RelationshipId::derive(patient.address, *delegate);
+        retry(|| client.enroll(relationship, id, &[LABS])).await?;
+    }
+    // The patients, each from their own account: accept, and three in four opt in.
+    let answers = cohort.iter().enumerate().map(|(i, (patient, delegate, _))| async move {
         let by_patient = Relationships::new(at.relationships, wallet(rpc, patient)?);
-        mined(&by_patient.accept(delegate).send().await?.get_receipt().await?, "accepting")?;
-        if i % 4 != 3 {
+        mined(&by_patient.accept(*delegate).send().await?.get_receipt().await?, "accepting")?;
+        let opt_in = i % 4 != 3;
+        if opt_in {
             mined(
-                &by_patient.setResearchConsent(delegate, true).send().await?.get_receipt().await?,
+                &by_patient.setResearchConsent(*delegate, true).send().await?.get_receipt().await?,
                 "opting in",
             )?;
-            opted_in += 1;
         }
-    }
+        anyhow::Ok(opt_in)
+    });
+    let opted_in = futures::future::try_join_all(answers).await?.into_iter().filter(|&o| o).count();
     n.say(&format!("   {COHORT} patients enrolled, {opted_in} opted in"));
     Ok(opted_in)
 }

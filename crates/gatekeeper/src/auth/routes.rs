@@ -90,7 +90,12 @@ impl AuthState {
     }
 
     /// Counts one request of `requester` against its rate limit (always `Ok` without one).
+    /// The provider itself (the gatekeeper's own address) is never throttled: it imports
+    /// records and enrolls patients in bulk from its own systems.
     pub fn check_requester(&self, requester: Address) -> Result<(), Throttled> {
+        if requester == self.inner.requests.gatekeeper() {
+            return Ok(());
+        }
         self.inner.per_requester.as_ref().map_or(Ok(()), |l| l.check(&requester, Instant::now()))
     }
 
@@ -369,5 +374,29 @@ where
             return Err(AuthRejection::Throttled(throttled));
         }
         Ok(Self { requester, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::RateLimit;
+
+    #[test]
+    fn the_provider_is_never_throttled_and_others_are() {
+        let provider = Address::repeat_byte(0x6b);
+        let someone = Address::repeat_byte(0x11);
+        let domain = "gk.example".parse().expect("an authority");
+        let auth = AuthState::with_rate_limits(
+            RequestVerifier::new(31337, provider),
+            SiweAuthenticator::new(crate::auth::SiweConfig::new(domain, 31337)),
+            Clock::system(),
+            RateLimits { requester: RateLimit::new(1, 2), sign_in: None },
+        );
+        for _ in 0..100 {
+            assert!(auth.check_requester(provider).is_ok(), "the provider was throttled");
+        }
+        let refused = (0..10).filter(|_| auth.check_requester(someone).is_err()).count();
+        assert!(refused >= 7, "a burst of 2 at 1 per second lets at most 3 of 10 through");
     }
 }
