@@ -582,8 +582,11 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     if args.keep_running {
         n.say(&format!(
-            "\nEverything keeps running until Ctrl-C. Explore with:\n   cast block-number --rpc-url {rpc}\n   medrec patient inbox --rpc-url {rpc} --relationships {} --address {}\n   curl {}/fhir/metadata",
-            at.relationships, patient.address, sites[0].running.url()
+            "\nEverything keeps running until Ctrl-C. Explore with:\n   cast block-number --rpc-url {rpc}\n   medrec patient inbox --rpc-url {rpc} --address {}\n   MEDREC_KEY={} medrec research bounties --rpc-url {rpc} --key-env MEDREC_KEY\n   curl {}/research/policy\n   curl {}/fhir/metadata",
+            patient.address,
+            researcher.private_key,
+            sites[0].running.url(),
+            sites[0].running.url()
         ));
         shutdown.wait().await;
     }
