@@ -72,14 +72,16 @@ const DEV_ACCOUNTS: u32 = 10 + COHORT as u32;
 /// Riverside Clinic's other patients (dev accounts 10 and up).
 const COHORT: usize = 36;
 /// The bounty query Riverside Clinic offers researchers.
-const BOUNTY: &str = "mean(Observation.valueQuantity) where code = http://loinc.org|29463-7 and category = vital-signs and date in last 1825 days and range 20..200 group by sex";
+const BOUNTY: &str = "mean(Observation.valueQuantity) where code = http://loinc.org|29463-7 and category = vital-signs and date in last 1825 days and range 30..150 group by sex";
 
-/// The demo providers' research policy: the defaults (k = 10, a budget of 5 per
-/// researcher, one value per patient) with ε = 1 per bounty and one offered query.
+/// The demo providers' research policy: the defaults (k = 10, one value per patient)
+/// with ε = 2 per bounty, a budget of 10 per researcher and one offered query. A
+/// dozen patients per cell is a small cohort: a smaller ε would drown the mean in noise.
 fn demo_policy() -> Policy {
     Policy {
         offers: vec![Offer { name: "body-weight-by-sex".into(), query: BOUNTY.into() }],
-        epsilon_per_bounty: 1.0,
+        epsilon_per_bounty: 2.0,
+        budget_per_researcher: 10.0,
         ..Policy::default()
     }
 }
@@ -478,13 +480,20 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let seq: u64 = posted.seq.try_into().context("a bounty sequence number out of range")?;
     let answer = retry(|| researcher_client.redeem(first.relationship, seq)).await?;
     for cell in answer["release"]["cells"].as_array().into_iter().flatten() {
+        let group = cell["group"]
+            .as_object()
+            .map(|g| g.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("?"))))
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(", ");
         n.say(&format!(
             "   {}: {}",
-            cell["group"],
+            if group.is_empty() { "everyone".to_owned() } else { group },
             if cell["suppressed"] == true {
                 "suppressed (fewer than k patients)".to_owned()
             } else {
-                cell["value"].to_string()
+                crate::commands::research::answer(&cell["value"])
             }
         ));
     }

@@ -524,9 +524,32 @@ fn describe(a: &Value) -> String {
         let value = if cell["suppressed"].as_bool() == Some(true) {
             "suppressed (fewer than k patients)".to_owned()
         } else {
-            cell["value"].to_string()
+            answer(&cell["value"])
         };
         out.push_str(&format!("\n   {group}: {value}"));
     }
     out
+}
+
+/// A released value in words: `mean 66.00`, `count 12`, `p50 80.10, p90 97.30`, or the
+/// histogram's bins.
+pub(crate) fn answer(v: &Value) -> String {
+    let Some((kind, value)) = v.as_object().and_then(|o| o.iter().next()) else {
+        return v.to_string();
+    };
+    match (kind.as_str(), value) {
+        ("count", n) => format!("count {n}"),
+        ("quantiles", Value::Array(qs)) => qs
+            .iter()
+            .map(|q| format!("p{} {:.2}", q["p"], q["value"].as_f64().unwrap_or(f64::NAN)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        ("histogram", Value::Array(bins)) => bins
+            .iter()
+            .map(|b| format!("[{}, {}): {}", b["from"], b["to"], b["count"]))
+            .collect::<Vec<_>>()
+            .join("; "),
+        (kind, Value::Number(n)) => format!("{kind} {:.2}", n.as_f64().unwrap_or(f64::NAN)),
+        _ => v.to_string(),
+    }
 }
