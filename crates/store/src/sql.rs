@@ -100,7 +100,9 @@ const POSTGRES: Dialect = Dialect {
             json TEXT NOT NULL,
             PRIMARY KEY (resource_type, id)
         )"#,
-        "CREATE INDEX IF NOT EXISTS resources_patient ON resources (resource_type, patient)",
+        // A compartment's page (type, patient, ORDER BY id) reads this index in order.
+        "DROP INDEX IF EXISTS resources_patient",
+        "CREATE INDEX IF NOT EXISTS resources_patient_id ON resources (resource_type, patient, id)",
         "CREATE INDEX IF NOT EXISTS resources_date ON resources (resource_type, date_start)",
         "CREATE INDEX IF NOT EXISTS resources_last_updated \
             ON resources (resource_type, last_updated)",

@@ -54,7 +54,10 @@ CREATE TABLE IF NOT EXISTS resources (
     json TEXT NOT NULL,
     PRIMARY KEY (type, id)
 ) STRICT;
-CREATE INDEX IF NOT EXISTS resources_patient ON resources (type, patient);
+-- A compartment's page (type, patient, ORDER BY id) reads this index in order; without
+-- id in it the planner walked the primary key over every resource of the type.
+DROP INDEX IF EXISTS resources_patient;
+CREATE INDEX IF NOT EXISTS resources_patient_id ON resources (type, patient, id);
 CREATE INDEX IF NOT EXISTS resources_date_start ON resources (type, date_start);
 CREATE INDEX IF NOT EXISTS resources_last_updated ON resources (type, last_updated);
 

@@ -10,6 +10,7 @@ use medrec_devchain::{
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 
 mod gatekeeper;
+mod research;
 
 /// Arguments of `medrec bench`.
 #[derive(Debug, Args)]
@@ -112,6 +113,23 @@ enum Bench {
         /// connection that runs out stops, and the run is reported invalid).
         #[arg(long, default_value_t = 16_000)]
         signed_rate: u64,
+    },
+    /// How long a research bounty redemption takes at the gatekeeper as the opted-in
+    /// cohort grows (devchain, SQLite store and ledger in process; fresh aggregate and
+    /// stored replay). Run with `--release`.
+    Research {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Cohort sizes, each measured in a fresh scenario.
+        #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+        patients: Vec<usize>,
+        /// Years of synthetic history per patient.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+        years: u32,
+        /// Bounties posted and redeemed per cohort size.
+        #[arg(long, default_value_t = 20)]
+        bounties: usize,
     },
     /// Gas used by every MedRec contract operation on the in-process EVM, and the size
     /// of a signed relationship-creation transaction.
@@ -246,6 +264,16 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             } else {
                 serde_json::to_string_pretty(&value)?
             });
+            Ok(ExitCode::SUCCESS)
+        }
+        Bench::Research { json, patients, years, bounties } => {
+            let report = research::measure(&research::Options { patients, years, bounties })?;
+            if json {
+                let value = serde_json::json!({ "research": report, "machine": machine() });
+                output::result(&value.to_string());
+            } else {
+                output::result(&research::table(&report));
+            }
             Ok(ExitCode::SUCCESS)
         }
         Bench::Gas { json, check } => {

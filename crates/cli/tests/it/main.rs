@@ -1,6 +1,7 @@
 //! The `medrec` binary in separate processes, over loopback.
 
 mod bench;
+mod bench_research;
 mod chain;
 mod demo;
 mod patient;
