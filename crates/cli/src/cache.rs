@@ -15,11 +15,7 @@ use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use hkdf::Hkdf;
 use serde::{Serialize, de::DeserializeOwned};
 use sha2::Sha256;
-use std::{
-    fs::{File, OpenOptions},
-    io::Write,
-    path::{Path, PathBuf},
-};
+use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 /// The first bytes of a cache file (format version 1).
@@ -141,48 +137,9 @@ impl Cache {
         bytes.extend_from_slice(MAGIC);
         bytes.extend_from_slice(&nonce);
         bytes.extend_from_slice(&sealed);
-        write_private(&self.path, &bytes)
+        medrec_wallet::fs::write_private(&self.path, &bytes)
             .map_err(|source| CacheError::Io { path: self.path.clone(), source })
     }
-}
-
-/// Writes `bytes` to `path` atomically with mode 0600: a temporary file in the same
-/// directory is written, synced and renamed over `path`.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().ok_or_else(|| std::io::Error::other("the path names no file"))?;
-    let mut suffix = [0u8; 8];
-    getrandom::fill(&mut suffix).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        suffix.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    ));
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let result = (|| {
-        let mut file = options.open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -43,7 +43,7 @@
 //! Passphrases come from a no-echo terminal prompt, an environment variable or a file
 //! ([`PassphraseSource`]).
 
-mod fs;
+pub mod fs;
 pub mod hd;
 pub mod keystore;
 pub mod mnemonic;

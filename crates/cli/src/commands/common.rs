@@ -24,6 +24,42 @@ pub(crate) const DEV_RELATIONSHIPS: Address =
 /// The AccessAnchors contract of the embedded chain.
 pub(crate) const DEV_ANCHORS: Address = address!("0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0");
 
+/// Retries `f` while the gatekeeper refuses because it has not followed the chain far
+/// enough yet (403, 409 or 503), every `pause` for at most `patience`; any other error,
+/// or the refusal once patience runs out, is returned.
+pub(crate) async fn until_caught_up<T, F, Fut>(
+    pause: std::time::Duration,
+    patience: std::time::Duration,
+    mut f: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, medrec_gatekeeper::client::ClientError>>,
+{
+    use medrec_gatekeeper::client::ClientError;
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(ClientError::Refused { status: 403 | 409 | 503, .. })
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("the gatekeeper kept refusing")),
+        }
+    }
+}
+
+/// Fails when a mined transaction was reverted (`what` names it).
+pub(crate) fn mined(
+    receipt: &alloy::rpc::types::TransactionReceipt,
+    what: &str,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(receipt.status(), "{what} was reverted on chain");
+    Ok(())
+}
+
 /// `Registrar.Action.AdmitResearcher` (enums are `uint8` in the ABI).
 pub(crate) const ADMIT_RESEARCHER: u8 = 2;
 

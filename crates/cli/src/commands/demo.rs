@@ -7,12 +7,14 @@
 //! shown with proofs checked on chain. Demo identities are the public development
 //! accounts of the `test … junk` mnemonic: never use them for anything real.
 
-use crate::output;
+use crate::{
+    commands::common::{mined, until_caught_up},
+    output,
+};
 use alloy::{
     network::EthereumWallet,
     primitives::{B256, aliases::U40, keccak256},
     providers::{Provider, ProviderBuilder},
-    rpc::types::TransactionReceipt,
     sol_types::SolEvent,
 };
 use anyhow::{Context, bail, ensure};
@@ -61,6 +63,9 @@ pub(crate) struct DemoArgs {
 }
 
 const CHAIN_ID: u64 = 31337;
+/// How often, and for how long, to ask a gatekeeper that is still following the chain.
+const PAUSE: Duration = Duration::from_millis(100);
+const PATIENCE: Duration = Duration::from_secs(10);
 const INSTITUTION: usize = 0;
 const PATIENT: usize = 2;
 const VIEWER: usize = 4;
@@ -134,11 +139,6 @@ fn wallet(rpc: &str, who: &DevAccount) -> anyhow::Result<impl Provider + Clone +
     Ok(ProviderBuilder::new()
         .wallet(EthereumWallet::from(who.signer()))
         .connect_http(rpc.parse().context("the RPC URL")?))
-}
-
-fn mined(receipt: &TransactionReceipt, what: &str) -> anyhow::Result<()> {
-    ensure!(receipt.status(), "{what} was reverted on chain");
-    Ok(())
 }
 
 #[allow(clippy::too_many_lines)]
@@ -246,7 +246,10 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             CHAIN_ID,
             site.account.signer(),
         );
-        retry(|| client.enroll(site.relationship, &site.patient_id, &[LABS])).await?;
+        until_caught_up(PAUSE, PATIENCE, || {
+            client.enroll(site.relationship, &site.patient_id, &[LABS])
+        })
+        .await?;
         n.say(&format!(
             "   {}: relationship {} ({} lab results, data hash {})",
             site.name,
@@ -291,7 +294,8 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         );
         client.sign_in(&site.running.local_addr().to_string()).await?;
         let on_chain = summary[&site.relationship].pointers[0].1;
-        let data = retry(|| client.pointer(site.relationship, 0)).await?;
+        let data =
+            until_caught_up(PAUSE, PATIENCE, || client.pointer(site.relationship, 0)).await?;
         data.verify(on_chain)?;
         let everything = client.search("Observation", "_count=200").await?;
         n.say(&format!(
@@ -322,7 +326,8 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     n.say(&format!("   the pharmacist's inbox: {} grant(s)", shared.len()));
 
     n.step("The pharmacist reads them.");
-    let data = retry(|| pharmacist.pointer(first.relationship, 0)).await?;
+    let data =
+        until_caught_up(PAUSE, PATIENCE, || pharmacist.pointer(first.relationship, 0)).await?;
     n.say(&format!("   {} lab results, data hash {}", data.resources.len(), short(data.data_hash)));
 
     n.step("The patient revokes the grant; the pharmacist is refused at once.");
@@ -478,7 +483,9 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let text = researcher_client.bounty_text(posted.commitment).await?;
     n.say(&format!("   the query, checked against its commitment on chain: {text}"));
     let seq: u64 = posted.seq.try_into().context("a bounty sequence number out of range")?;
-    let answer = retry(|| researcher_client.redeem(first.relationship, seq)).await?;
+    let answer =
+        until_caught_up(PAUSE, PATIENCE, || researcher_client.redeem(first.relationship, seq))
+            .await?;
     for cell in answer["release"]["cells"].as_array().into_iter().flatten() {
         let group = cell["group"]
             .as_object()
@@ -626,26 +633,6 @@ fn provider_name(sites: &[ProviderSite], notice: &Notice) -> String {
     }
 }
 
-/// Retries while the gatekeeper has not indexed the latest block yet (409/403/503).
-async fn retry<T, F, Fut>(mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ClientError>>,
-{
-    let mut last = None;
-    for _ in 0..100 {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(ClientError::Refused { status: 403 | 409 | 503, diagnostics }) => {
-                last = Some(diagnostics);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    bail!("the gatekeeper kept refusing: {}", last.unwrap_or_default())
-}
-
 /// Waits until the request is refused (the revocation indexed); returns the reason.
 async fn retry_until_refused<T, F, Fut>(mut f: F) -> anyhow::Result<String>
 where
@@ -713,7 +700,7 @@ async fn enroll_cohort(
     }
     for (patient, delegate, id) in &cohort {
         let relationship = RelationshipId::derive(patient.address, *delegate);
-        retry(|| client.enroll(relationship, id, &[LABS])).await?;
+        until_caught_up(PAUSE, PATIENCE, || client.enroll(relationship, id, &[LABS])).await?;
     }
     // The patients, each from their own account: accept, and three in four opt in.
     let answers = cohort.iter().enumerate().map(|(i, (patient, delegate, _))| async move {

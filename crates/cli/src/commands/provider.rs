@@ -25,10 +25,7 @@ mod tx;
 use crate::commands::common::{ChainArgs, WalletArgs};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use medrec_gatekeeper::{
-    client::{ClientError, GatekeeperClient},
-    serve::StoreUrl,
-};
+use medrec_gatekeeper::{client::GatekeeperClient, serve::StoreUrl};
 use medrec_store::RecordStore;
 use medrec_wallet::Wallet;
 use state::ProviderConfig;
@@ -123,26 +120,10 @@ impl Context {
     }
 }
 
-/// Retries while the gatekeeper has not caught up with the chain yet (it answers 403,
-/// 409 or 503 until its follower has seen the latest block), for up to 30 s.
-async fn retry<T, F, Fut>(mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ClientError>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(ClientError::Refused { status: 403 | 409 | 503, .. })
-                if tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
+/// How often, and for how long, the provider's commands ask a gatekeeper that is still
+/// following the chain (it answers 403, 409 or 503 until it has seen the latest block).
+const ENROLL_PAUSE: Duration = Duration::from_millis(200);
+const ENROLL_PATIENCE: Duration = Duration::from_secs(30);
 
 /// `n word` or `n words`.
 fn count(n: usize, word: &str) -> String {

@@ -18,7 +18,10 @@
 //! as `replayed`). Each timing is one signed `POST /research/redeem/{rel}/{seq}` over
 //! loopback, from the request to the parsed answer.
 
-use crate::output;
+use crate::{
+    commands::common::{mined, until_caught_up},
+    output,
+};
 use alloy::{
     network::{EthereumWallet, TransactionBuilder},
     primitives::{Address, U256, keccak256},
@@ -27,7 +30,7 @@ use alloy::{
     signers::local::PrivateKeySigner,
     sol_types::SolEvent,
 };
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use futures::{StreamExt, TryStreamExt};
 use medrec_contracts::{Registrar, Relationships};
 use medrec_devchain::{
@@ -156,31 +159,6 @@ fn wallet(rpc: &str, signer: PrivateKeySigner) -> anyhow::Result<impl Provider +
     Ok(ProviderBuilder::new()
         .wallet(EthereumWallet::from(signer))
         .connect_http(rpc.parse().context("the RPC URL")?))
-}
-
-fn mined(receipt: &alloy::rpc::types::TransactionReceipt, what: &str) -> anyhow::Result<()> {
-    ensure!(receipt.status(), "{what} was reverted on chain");
-    Ok(())
-}
-
-/// Retries while the gatekeeper has not followed the chain far enough (409/403/503).
-async fn retry<T, F, Fut>(mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ClientError>>,
-{
-    let mut last = None;
-    for _ in 0..300 {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(ClientError::Refused { status: 403 | 409 | 503, diagnostics }) => {
-                last = Some(diagnostics);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    bail!("the gatekeeper kept refusing: {}", last.unwrap_or_default())
 }
 
 /// One patient of the cohort: their key, their relationship's delegate and record id.
@@ -333,7 +311,7 @@ async fn cohort(n: usize, options: &Options) -> anyhow::Result<Value> {
             let client = &by_provider;
             async move {
                 let id = RelationshipId::derive(m.signer.address(), m.delegate);
-                retry(|| client.enroll(id, &m.record, &[LABS])).await
+                until_caught_up(Duration::from_millis(20), Duration::from_secs(6), || client.enroll(id, &m.record, &[LABS])).await
             }
         }))
         .buffer_unordered(SETUP_IN_FLIGHT)

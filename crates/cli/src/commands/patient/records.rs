@@ -354,7 +354,7 @@ pub(crate) async fn export(p: &PatientArgs, a: &ExportArgs) -> anyhow::Result<Ex
         Some(path) => {
             let mut text = serde_json::to_vec_pretty(&bundle)?;
             text.push(b'\n');
-            crate::cache::write_private(path, &text)
+            medrec_wallet::fs::write_private(path, &text)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             if p.json {
                 output::result(&json!({"out": path, "entries": count}).to_string());

@@ -14,14 +14,13 @@
 //!    relationship.
 
 use super::{
-    Context as Ctx,
+    Context as Ctx, ENROLL_PATIENCE, ENROLL_PAUSE,
     bounty::BountyArgs,
-    retry,
     state::{Enrolled, Enrollments},
     tx,
 };
 use crate::{
-    commands::common::{ChainArgs, WalletArgs},
+    commands::common::{ChainArgs, WalletArgs, until_caught_up},
     output,
 };
 use alloy::primitives::{Address, B256, U256};
@@ -210,9 +209,11 @@ pub(super) async fn enroll(a: &EnrollArgs) -> anyhow::Result<ExitCode> {
     // The gatekeeper learns the queries once it has seen the relationship.
     let client = ctx.client();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    retry(|| client.enroll(relationship, &a.patient_id, &refs))
-        .await
-        .context("the gatekeeper did not take the enrollment")?;
+    until_caught_up(ENROLL_PAUSE, ENROLL_PATIENCE, || {
+        client.enroll(relationship, &a.patient_id, &refs)
+    })
+    .await
+    .context("the gatekeeper did not take the enrollment")?;
     entry.gatekeeper_enrolled = true;
     state.relationships.insert(relationship.0, entry);
     state.save(&ctx.dir)?;

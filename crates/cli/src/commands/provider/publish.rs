@@ -9,15 +9,14 @@
 //! anyone can check it against the commitment on chain.
 
 use super::{
-    Context as Ctx,
+    Context as Ctx, ENROLL_PATIENCE, ENROLL_PAUSE,
     bounty::BountyArgs,
     enroll::DELEGATE_FUNDING,
-    retry,
     state::{Enrolled, Enrollments},
     tx,
 };
 use crate::{
-    commands::common::{ChainArgs, WalletArgs},
+    commands::common::{ChainArgs, WalletArgs, until_caught_up},
     output,
 };
 use alloy::primitives::{B256, U256};
@@ -164,9 +163,11 @@ pub(super) async fn publish(a: &PublishArgs) -> anyhow::Result<ExitCode> {
             continue;
         }
         let queries: Vec<&str> = enrolled.pointers.iter().map(String::as_str).collect();
-        retry(|| client.enroll(RelationshipId(*id), &enrolled.patient_id, &queries))
-            .await
-            .with_context(|| format!("the gatekeeper did not take the enrollment of {id}"))?;
+        until_caught_up(ENROLL_PAUSE, ENROLL_PATIENCE, || {
+            client.enroll(RelationshipId(*id), &enrolled.patient_id, &queries)
+        })
+        .await
+        .with_context(|| format!("the gatekeeper did not take the enrollment of {id}"))?;
         if let Some(e) = state.relationships.get_mut(id) {
             e.gatekeeper_enrolled = true;
         }
