@@ -217,6 +217,21 @@ async fn relationships(
 }
 
 /// The relationship a [`Target`] names among the patient's.
+/// Opens the patient's wallet and finds the relationship `target` names on chain, with
+/// its summary and delegate (which the patient's transactions name).
+async fn chosen(
+    p: &PatientArgs,
+    target: &Target,
+) -> anyhow::Result<(Wallet, RelationshipId, Summary, Address)> {
+    let wallet = p.wallet.open("patient")?;
+    p.chain.chain_id().await?;
+    let mine = relationships(p, wallet.address()).await?;
+    let (id, summary) = choose(&mine, target)?;
+    let delegate =
+        summary.delegate.context("the chain does not name this relationship's delegate")?;
+    Ok((wallet, id, summary, delegate))
+}
+
 fn choose(
     mine: &BTreeMap<RelationshipId, Summary>,
     target: &Target,
@@ -242,12 +257,7 @@ fn choose(
 }
 
 async fn transition(p: &PatientArgs, target: &Target, to: Status) -> anyhow::Result<ExitCode> {
-    let wallet = p.wallet.open("patient")?;
-    p.chain.chain_id().await?;
-    let mine = relationships(p, wallet.address()).await?;
-    let (id, summary) = choose(&mine, target)?;
-    let delegate =
-        summary.delegate.context("the chain does not name this relationship's delegate")?;
+    let (wallet, id, summary, delegate) = chosen(p, target).await?;
     let verb = match to {
         Status::Accepted => "accepting",
         Status::Rejected => "rejecting",
@@ -283,12 +293,7 @@ async fn transition(p: &PatientArgs, target: &Target, to: Status) -> anyhow::Res
 }
 
 async fn share(p: &PatientArgs, a: &ShareArgs) -> anyhow::Result<ExitCode> {
-    let wallet = p.wallet.open("patient")?;
-    p.chain.chain_id().await?;
-    let mine = relationships(p, wallet.address()).await?;
-    let (id, summary) = choose(&mine, &a.target)?;
-    let delegate =
-        summary.delegate.context("the chain does not name this relationship's delegate")?;
+    let (wallet, id, summary, delegate) = chosen(p, &a.target).await?;
     if let Some(status) = summary.status {
         ensure!(
             status.is_accepted(),
@@ -363,12 +368,7 @@ async fn share(p: &PatientArgs, a: &ShareArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn revoke(p: &PatientArgs, a: &RevokeArgs) -> anyhow::Result<ExitCode> {
-    let wallet = p.wallet.open("patient")?;
-    p.chain.chain_id().await?;
-    let mine = relationships(p, wallet.address()).await?;
-    let (id, summary) = choose(&mine, &a.target)?;
-    let delegate =
-        summary.delegate.context("the chain does not name this relationship's delegate")?;
+    let (wallet, id, summary, delegate) = chosen(p, &a.target).await?;
     ensure!(
         summary.grants.contains_key(&a.viewer),
         "{} has no access to relationship {} to revoke",
@@ -394,12 +394,7 @@ async fn revoke(p: &PatientArgs, a: &RevokeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn research(p: &PatientArgs, a: &ResearchArgs) -> anyhow::Result<ExitCode> {
-    let wallet = p.wallet.open("patient")?;
-    p.chain.chain_id().await?;
-    let mine = relationships(p, wallet.address()).await?;
-    let (id, summary) = choose(&mine, &a.target)?;
-    let delegate =
-        summary.delegate.context("the chain does not name this relationship's delegate")?;
+    let (wallet, id, summary, delegate) = chosen(p, &a.target).await?;
     let on = a.opt_in;
     if summary.research_opt_in == on {
         let state = if on { "in" } else { "out" };
