@@ -31,7 +31,7 @@ pub(crate) async fn until_caught_up<T, F, Fut>(
     pause: std::time::Duration,
     patience: std::time::Duration,
     mut f: F,
-) -> anyhow::Result<T>
+) -> Result<T, medrec_gatekeeper::client::ClientError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, medrec_gatekeeper::client::ClientError>>,
@@ -40,13 +40,12 @@ where
     let deadline = tokio::time::Instant::now() + patience;
     loop {
         match f().await {
-            Ok(v) => return Ok(v),
             Err(ClientError::Refused { status: 403 | 409 | 503, .. })
                 if tokio::time::Instant::now() < deadline =>
             {
                 tokio::time::sleep(pause).await;
             }
-            Err(e) => return Err(anyhow::Error::new(e).context("the gatekeeper kept refusing")),
+            other => return other,
         }
     }
 }

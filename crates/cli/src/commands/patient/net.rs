@@ -15,7 +15,7 @@ use medrec_chain::inbox::{self, Summary};
 use medrec_contracts::{ContractError, Registrar};
 use medrec_gatekeeper::client::{ClientError, GatekeeperClient, PointerData};
 use medrec_primitives::RelationshipId;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a gatekeeper may take to see the latest blocks before a refusal counts.
 const CATCH_UP: Duration = Duration::from_secs(15);
@@ -137,15 +137,8 @@ pub(crate) async fn fetch_pointer(
     relationship: RelationshipId,
     n: u8,
 ) -> Result<PointerData, ClientError> {
-    let deadline = Instant::now() + CATCH_UP;
-    loop {
-        match client.pointer(relationship, n).await {
-            Err(ClientError::Refused { status: 403 | 409 | 503, .. })
-                if Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(150)).await;
-            }
-            other => return other,
-        }
-    }
+    crate::commands::common::until_caught_up(Duration::from_millis(150), CATCH_UP, || {
+        client.pointer(relationship, n)
+    })
+    .await
 }
