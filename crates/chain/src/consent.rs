@@ -15,9 +15,9 @@
 //! chain reorganises ([`ConsentIndex::revert_to`]).
 
 use alloy::{primitives::Address, primitives::B256, sol_types::SolEvent};
-use medrec_contracts::Relationships as R;
+use medrec_contracts::{Registrar, Relationships as R};
 use medrec_primitives::{PointerSet, RelationshipId, Status};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A relationship as the index keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,17 @@ pub struct PointerState {
     pub data_hash: B256,
     /// Block of the last change.
     pub updated_block: u64,
+}
+
+/// A research bounty as the chain recorded it (`BountyPosted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounty {
+    /// Its owner: the miner of the block that included the pointer change.
+    pub owner: Address,
+    /// The commitment of the bounty query's text.
+    pub commitment: B256,
+    /// The block it was posted in.
+    pub block: u64,
 }
 
 /// The answer to "may this requester run this pointer now?".
@@ -139,6 +150,9 @@ enum Undo {
     Relationship(u32, Option<Relationship>),
     Grant(GrantKey, Option<Packed>),
     Pointer((RelationshipId, u8), Option<PointerState>),
+    Bounty((RelationshipId, u32), Option<Bounty>),
+    /// Whether the address was an admitted researcher before.
+    Researcher(Address, bool),
 }
 
 /// The consent index.
@@ -148,6 +162,13 @@ pub struct ConsentIndex {
     relationships: Vec<(RelationshipId, Relationship)>,
     grants: HashMap<GrantKey, Packed>,
     pointers: HashMap<(RelationshipId, u8), PointerState>,
+    bounties: HashMap<(RelationshipId, u32), Bounty>,
+    /// Every address the chain names as a patient, a viewer or a bounty owner (kept
+    /// across reorganisations: it only bounds who may use a gatekeeper's caches).
+    participants: HashSet<Address>,
+    /// Research entities admitted by the institutions (from the `Registrar`'s events,
+    /// when the follower reads them).
+    researchers: HashSet<Address>,
     /// Undo records of recent blocks (block number → changes in order).
     undo: BTreeMap<u64, Vec<Undo>>,
     /// How many recent blocks can be undone.
@@ -191,6 +212,23 @@ impl ConsentIndex {
     /// A pointer's latest published state.
     pub fn pointer(&self, id: &RelationshipId, pointer: u8) -> Option<&PointerState> {
         self.pointers.get(&(*id, pointer))
+    }
+
+    /// Bounty `seq` of relationship `id`, as posted on chain.
+    pub fn bounty(&self, id: &RelationshipId, seq: u32) -> Option<Bounty> {
+        self.bounties.get(&(*id, seq)).copied()
+    }
+
+    /// Whether the chain has ever named `address` as a patient, a viewer or the owner
+    /// of a bounty: anyone else has nothing to ask a gatekeeper for.
+    pub fn is_participant(&self, address: Address) -> bool {
+        self.participants.contains(&address) || self.researchers.contains(&address)
+    }
+
+    /// Whether `address` is a research entity admitted by the certified institutions
+    /// (known only when the `Registrar`'s events are applied too).
+    pub fn is_researcher(&self, address: Address) -> bool {
+        self.researchers.contains(&address)
     }
 
     /// Relationships created by `provider` (for a gatekeeper: its own).
@@ -243,8 +281,9 @@ impl ConsentIndex {
         }
     }
 
-    /// Applies one log of the `Relationships` contract, emitted in block `block`.
-    /// Logs of other contracts or events are ignored; logs must come in chain order.
+    /// Applies one log of the `Relationships` contract (or the `Registrar`'s researcher
+    /// admissions), emitted in block `block`. Other events are ignored; logs must come in
+    /// chain order, and only from those two contracts (the follower asks for no other).
     pub fn apply_log(&mut self, block: u64, log: &alloy::primitives::Log) {
         self.height = self.height.max(block);
         let Some(topic) = log.topics().first() else { return };
@@ -258,6 +297,7 @@ impl ConsentIndex {
                     let slot =
                         u32::try_from(self.relationships.len()).expect("under 2^32 relationships");
                     undo.push(Undo::Relationship(slot, None));
+                    self.participants.insert(e.patient);
                     self.slots.insert(id, slot);
                     self.relationships.push((
                         id,
@@ -321,6 +361,7 @@ impl ConsentIndex {
                     && let Some(slot) = self.slot(e.relId)
                 {
                     let key = (slot, e.viewer);
+                    self.participants.insert(e.viewer);
                     let packed = Packed::new(Grant {
                         pointers: PointerSet::from_bits(e.pointers),
                         not_before: e.notBefore.to::<u64>(),
@@ -335,6 +376,28 @@ impl ConsentIndex {
                 {
                     let key = (slot, e.viewer);
                     undo.push(Undo::Grant(key, self.grants.remove(&key)));
+                }
+            }
+            R::BountyPosted::SIGNATURE_HASH => {
+                if let Ok(e) = R::BountyPosted::decode_log(log)
+                    && let Ok(seq) = u32::try_from(e.seq)
+                {
+                    let key = (RelationshipId(e.relId), seq);
+                    self.participants.insert(e.owner);
+                    let bounty = Bounty { owner: e.owner, commitment: e.commitment, block };
+                    undo.push(Undo::Bounty(key, self.bounties.insert(key, bounty)));
+                }
+            }
+            Registrar::ResearcherAdmitted::SIGNATURE_HASH => {
+                if let Ok(e) = Registrar::ResearcherAdmitted::decode_log(log) {
+                    let was = !self.researchers.insert(e.account);
+                    undo.push(Undo::Researcher(e.account, was));
+                }
+            }
+            Registrar::ResearcherRemoved::SIGNATURE_HASH => {
+                if let Ok(e) = Registrar::ResearcherRemoved::decode_log(log) {
+                    let was = self.researchers.remove(&e.account);
+                    undo.push(Undo::Researcher(e.account, was));
                 }
             }
             R::ResearchConsentChanged::SIGNATURE_HASH => {
@@ -380,6 +443,13 @@ impl ConsentIndex {
                     }
                     Undo::Grant(key, old) => restore(&mut self.grants, key, old),
                     Undo::Pointer(key, old) => restore(&mut self.pointers, key, old),
+                    Undo::Bounty(key, old) => restore(&mut self.bounties, key, old),
+                    Undo::Researcher(address, true) => {
+                        self.researchers.insert(address);
+                    }
+                    Undo::Researcher(address, false) => {
+                        self.researchers.remove(&address);
+                    }
                 }
             }
         }

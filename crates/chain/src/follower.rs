@@ -25,6 +25,9 @@ use std::{
 pub struct FollowConfig {
     /// The `Relationships` contract.
     pub relationships: Address,
+    /// The `Registrar` contract, when the index should also know which research
+    /// entities are admitted (a gatekeeper that serves research bounties).
+    pub registrar: Option<Address>,
     /// The block it was deployed in (nothing before it matters).
     pub from_block: u64,
     /// Blocks per `eth_getLogs` call.
@@ -37,7 +40,7 @@ pub struct FollowConfig {
 impl FollowConfig {
     /// Defaults for a contract deployed at `from_block`.
     pub const fn new(relationships: Address, from_block: u64) -> Self {
-        Self { relationships, from_block, max_range: 10_000, reorg_depth: 64 }
+        Self { relationships, registrar: None, from_block, max_range: 10_000, reorg_depth: 64 }
     }
 }
 
@@ -113,8 +116,9 @@ impl<P: Provider> Follower<P> {
         self.check_reorg().await?;
         while self.next <= head {
             let to = head.min(self.next + self.config.max_range - 1);
-            let filter =
-                Filter::new().address(self.config.relationships).from_block(self.next).to_block(to);
+            let contracts: Vec<Address> =
+                std::iter::once(self.config.relationships).chain(self.config.registrar).collect();
+            let filter = Filter::new().address(contracts).from_block(self.next).to_block(to);
             let mut logs = self.provider.get_logs(&filter).await.map_err(rpc)?;
             logs.sort_by_key(|l| (l.block_number, l.log_index));
             {

@@ -29,7 +29,7 @@ use medrec_store::{
 };
 use std::{collections::HashMap, sync::Arc};
 
-use crate::server::Enrollment;
+use crate::server::{Enrolled, Enrollment};
 
 /// Requesters whose candidates are cached at once; the cache is emptied when full.
 const CACHE_CAPACITY: usize = 100_000;
@@ -179,7 +179,7 @@ impl ScopeCache {
     pub(crate) fn scope(
         &self,
         index: &ConsentIndex,
-        enrollments: &std::sync::RwLock<HashMap<RelationshipId, Enrollment>>,
+        enrolled: &std::sync::RwLock<Enrolled>,
         generation: u64,
         requester: Address,
         now: u64,
@@ -193,8 +193,8 @@ impl ScopeCache {
                 .map(|c| Arc::clone(&c.candidates))
         };
         let candidates = cached.unwrap_or_else(|| {
-            let all = enrollments.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let found = Arc::new(candidates(index, &all, requester));
+            let all = enrolled.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let found = Arc::new(candidates(index, &all.by_relationship, requester));
             drop(all);
             let mut entries =
                 self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);

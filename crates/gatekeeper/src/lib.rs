@@ -1,29 +1,32 @@
-//! The provider's Database Gatekeeper (issue 4): a FHIR R4 server beside the
-//! provider's records that serves only what the chain authorizes.
+//! The provider's Database Gatekeeper: a FHIR R4 server beside the provider's records
+//! that serves only what the chain authorizes.
 //!
-//! - [`auth`]: who is asking. Per-request EIP-712 signatures with a replay cache,
-//!   Sign-In with Ethereum (EIP-4361) trading a signed message for a short-lived bearer
-//!   token, the `/auth/nonce` and `/auth/siwe` routes, and an extractor that yields the
-//!   requester's address from either kind of credential.
-//! - [`limits`]: rate limits per authenticated requester and per IP address signing in
-//!   (429 with `Retry-After`), with bounded memory.
-//! - [`pointer`](mod@pointer): a data pointer's FHIR query, its on-chain commitment, and running it
-//!   for one patient with the data hash the chain holds.
-//! - [`server`]: the HTTP pipeline — ready? who? may they? then data, then the access
-//!   log — with `/healthz`, `/readyz`, `/fhir/metadata`, the sign-in routes,
-//!   `/pointers/{relationship}/{pointer}`, the FHIR API under `/fhir` (who sees what is
-//!   decided by the private `access` module, the routes are in the private `rest`
-//!   module), `/audit` and `/enrollments/{relationship}`.
-//! - [`audit`]: the access log as the gatekeeper keeps it, and its entries and proofs
-//!   as JSON; [`anchor`]: anchoring the log's head on chain every period.
-//! - [`serve`]: running it for real — open the store from a URL (SQLite, PostgreSQL,
-//!   MySQL/MariaDB, or a provider's own database read-only through a mapping), follow
-//!   the chain, serve HTTP or HTTPS (rustls) with a body limit (413), rate limits, the
-//!   access log and its anchoring, request logs without patient data, and graceful
-//!   shutdown (`medrec provider serve`).
-//! - [`client`]: the other side — a client of a gatekeeper for patients, viewers and
-//!   providers that checks data hashes.
-//! - [`bench`](mod@bench): the load generator of `medrec bench gatekeeper`.
+//! A request goes through one pipeline (see [`server`] for the order and
+//! ARCHITECTURE.md for the path of a read from socket to SQL):
+//!
+//! - [`server`]: the shared state ([`server::Gatekeeper`]) and the decisions every route
+//!   shares: ready? who is known? what may they see?
+//! - `routes`: every route assembled in one place; the pointer, `/audit`, enrollment and
+//!   public routes.
+//! - `pipeline`: who is asking (bearer token or EIP-712 signature of an address the
+//!   chain knows) and how fast (rate limits), before any handler; refusals there are
+//!   counted, never logged.
+//! - [`audit`]: the access log as a layer around the data routes, and its typed wire
+//!   format; [`anchor`]: anchoring the log's head on chain every period.
+//! - `fhir`: the FHIR R4 REST API (read, search, the provider's writes), scoped by the
+//!   private `access` module before the store is read.
+//! - [`research`]: bounty queries published and redeemed.
+//! - `error`: the one error type, carrying status, OperationOutcome and log reason.
+//! - [`auth`]: EIP-712 per-request signatures, Sign-In with Ethereum and their routes;
+//!   [`limits`]: rate limits with bounded memory.
+//! - [`pointer`](mod@pointer): a data pointer's FHIR query, its on-chain commitment,
+//!   and running it for one patient with the data hash the chain holds.
+//! - [`enrollment`]: what a relationship serves, on the wire and on disk.
+//! - [`serve`]: running it for real (store from a URL, chain checks, TLS, timeouts,
+//!   graceful shutdown; `medrec provider serve`).
+//! - [`client`]: the other side, a client for patients, viewers and providers that
+//!   checks data hashes; [`bench`](mod@bench): the load generator of
+//!   `medrec bench gatekeeper`.
 
 mod access;
 pub mod anchor;
@@ -31,9 +34,15 @@ pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod client;
+pub mod enrollment;
+mod error;
+mod fhir;
 pub mod limits;
+mod pipeline;
 pub mod pointer;
 pub mod research;
-mod rest;
+mod routes;
 pub mod serve;
 pub mod server;
+
+pub use error::AUTH_ERROR_SYSTEM;

@@ -20,11 +20,7 @@
 //!
 //! [`RateLimits::off`] switches both limits off (for benchmarks).
 
-use axum::{
-    http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
-};
-use serde_json::json;
+use axum::response::{IntoResponse, Response};
 use std::{
     collections::HashMap,
     hash::Hash,
@@ -64,20 +60,29 @@ pub struct RateLimits {
     pub requester: Option<RateLimit>,
     /// Per IP address on `GET /auth/nonce` and `POST /auth/siwe`.
     pub sign_in: Option<RateLimit>,
+    /// Per IP address, the requests on data routes that fail to authenticate (no or
+    /// refused credentials, unknown signers): past it, that address's signed requests
+    /// are refused with 429 before their signature is checked.
+    pub unauthenticated: Option<RateLimit>,
 }
 
 impl RateLimits {
     /// No limits at all (benchmarks, tests that send many requests).
     pub const fn off() -> Self {
-        Self { requester: None, sign_in: None }
+        Self { requester: None, sign_in: None, unauthenticated: None }
     }
 }
 
 impl Default for RateLimits {
     /// 20 requests per second per requester with bursts of 40; 5 sign-in requests per
-    /// second per IP address with bursts of 20.
+    /// second per IP address with bursts of 20; 10 failed authentications per second per
+    /// IP address with bursts of 50.
     fn default() -> Self {
-        Self { requester: RateLimit::new(20, 40), sign_in: RateLimit::new(5, 20) }
+        Self {
+            requester: RateLimit::new(20, 40),
+            sign_in: RateLimit::new(5, 20),
+            unauthenticated: RateLimit::new(10, 50),
+        }
     }
 }
 
@@ -107,20 +112,7 @@ impl Throttled {
 
 impl IntoResponse for Throttled {
     fn into_response(self) -> Response {
-        let body = json!({
-            "resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": "throttled", "diagnostics": self.to_string()}]
-        });
-        let retry = HeaderValue::from(self.retry_after_secs());
-        (
-            StatusCode::TOO_MANY_REQUESTS,
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json")),
-                (header::RETRY_AFTER, retry),
-            ],
-            body.to_string(),
-        )
-            .into_response()
+        crate::error::ApiError::Throttled(self).into_response()
     }
 }
 
@@ -171,6 +163,21 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Whether `key` is over its limit at `now`, without taking a token: when it is, how
+    /// long until a request would pass.
+    pub fn peek(&self, key: &K, now: Instant) -> Option<Throttled> {
+        let interval = self.limit.interval();
+        let window = interval * self.limit.burst.get();
+        let state = self.lock();
+        let full_at = *state.full_at.get(key)?;
+        let ahead = full_at.max(now) + interval - now;
+        (ahead > window).then(|| Throttled {
+            retry_after: ahead - window,
+            per_second: self.limit.per_second.get(),
+            burst: self.limit.burst.get(),
+        })
+    }
+
     /// Takes one token from `key`'s bucket at `now`, or says how long until one is there.
     pub fn check(&self, key: &K, now: Instant) -> Result<(), Throttled> {
         let interval = self.limit.interval();
@@ -216,6 +223,21 @@ mod tests {
 
     fn limit(per_second: u32, burst: u32) -> RateLimit {
         RateLimit::new(per_second, burst).unwrap()
+    }
+
+    #[test]
+    fn peeking_takes_no_token() {
+        let l = KeyedLimiter::new(limit(1, 2));
+        let t0 = Instant::now();
+        assert!(l.peek(&1, t0).is_none(), "an unknown key is under its limit");
+        l.check(&1, t0).unwrap();
+        for _ in 0..10 {
+            assert!(l.peek(&1, t0).is_none(), "peeking must not use the burst up");
+        }
+        l.check(&1, t0).unwrap();
+        assert!(l.peek(&1, t0).is_some(), "the burst of 2 is used");
+        assert!(l.check(&1, t0).is_err());
+        assert!(l.peek(&1, t0 + Duration::from_secs(1)).is_none(), "a token came back");
     }
 
     #[test]
@@ -273,8 +295,8 @@ mod tests {
         let t = Throttled { retry_after: Duration::from_millis(1500), per_second: 1, burst: 2 };
         assert_eq!(t.retry_after_secs(), 2);
         let response = t.into_response();
-        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(response.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "2");
         assert!(t.to_string().contains("try again in 2 s"));
     }
 

@@ -146,6 +146,11 @@ fn the_index_decides_exactly_as_the_contract_through_a_whole_story() {
         DELEGATE,
     );
     assert_eq!(w.index.relationship(&id).unwrap().status, Status::UpdatePending);
+    // The update's bounty is indexed with its owner, the block's miner.
+    let bounty = (0..4).find_map(|seq| w.index.bounty(&id, seq)).expect("the bounty is indexed");
+    assert_eq!(bounty.commitment, keccak256("b"));
+    assert_eq!(bounty.block, w.evm.block_number());
+    assert!(w.index.is_participant(bounty.owner), "a bounty owner is a participant");
     w.check();
     w.rel(&Relationships::acceptCall { delegate: DELEGATE }, PATIENT);
     w.check();
@@ -174,6 +179,9 @@ fn the_index_decides_exactly_as_the_contract_through_a_whole_story() {
     w.rel(&Relationships::revokeCall { delegate: DELEGATE, viewer: VIEWERS[0] }, PATIENT);
     w.check();
     assert!(w.index.grant(&id, VIEWERS[0]).is_none());
+    // Patients and the viewers they granted are participants; nobody else is.
+    assert!(w.index.is_participant(PATIENT) && w.index.is_participant(VIEWERS[1]));
+    assert!(!w.index.is_participant(VIEWERS[2]) && !w.index.is_participant(PROVIDER));
     w.rel(&Relationships::setResearchConsentCall { delegate: DELEGATE, optIn: true }, PATIENT);
     assert!(w.index.relationship(&id).unwrap().research_opt_in);
     // The patient sees their own data until they delete the relationship.

@@ -96,8 +96,12 @@ pub enum AuthError {
         /// The reused nonce.
         nonce: B256,
     },
-    /// The signer is not known to the gatekeeper (see `RequestVerifier::verify_known`).
-    #[error("{0} is not known to this gatekeeper")]
+    /// The requester is not known to the gatekeeper (see
+    /// `RequestVerifier::verify_known`): the chain names it neither as a patient, nor as
+    /// a viewer, nor as the owner of a bounty.
+    #[error(
+        "there is nothing here for your address: this gatekeeper serves its provider, the patients on chain, the viewers they granted and the owners of research bounties"
+    )]
     UnknownSigner(Address),
     /// The replay cache is full: too many signed requests within the time window.
     #[error(
@@ -199,7 +203,8 @@ pub enum AuthError {
 
 impl AuthError {
     /// The HTTP status this error is answered with: 400 for malformed input, 401 for
-    /// credentials that are refused, 413 for oversized bodies, 503 when a bounded cache is
+    /// credentials that are refused, 403 for a requester the chain does not know, 413 for
+    /// oversized bodies, 503 when a bounded cache is
     /// full and 500 when randomness fails.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -217,7 +222,6 @@ impl AuthError {
             | Self::InvalidSignature(_)
             | Self::SignerMismatch { .. }
             | Self::ReplayedNonce { .. }
-            | Self::UnknownSigner(_)
             | Self::WrongDomain { .. }
             | Self::WrongChain { .. }
             | Self::UnknownNonce
@@ -226,6 +230,7 @@ impl AuthError {
             | Self::MessageNotYetValid { .. }
             | Self::MessageExpired { .. }
             | Self::SignatureMismatch { .. } => StatusCode::UNAUTHORIZED,
+            Self::UnknownSigner(_) => StatusCode::FORBIDDEN,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ReplayCacheFull { .. }
             | Self::TooManyNonces { .. }

@@ -57,6 +57,7 @@ struct Inner {
     clock: Clock,
     per_requester: Option<KeyedLimiter<Address>>,
     per_ip: Option<KeyedLimiter<IpAddr>>,
+    per_source_failures: Option<KeyedLimiter<IpAddr>>,
 }
 
 impl AuthState {
@@ -85,6 +86,7 @@ impl AuthState {
             clock,
             per_requester: limits.requester.map(KeyedLimiter::new),
             per_ip: limits.sign_in.map(KeyedLimiter::new),
+            per_source_failures: limits.unauthenticated.map(KeyedLimiter::new),
         };
         Self { inner: Arc::new(inner) }
     }
@@ -103,6 +105,11 @@ impl AuthState {
     /// one).
     pub fn check_sign_in(&self, ip: IpAddr) -> Result<(), Throttled> {
         self.inner.per_ip.as_ref().map_or(Ok(()), |l| l.check(&ip, Instant::now()))
+    }
+
+    /// The budget of failed authentications per source address, when limited.
+    pub fn failed_authentications(&self) -> Option<&KeyedLimiter<IpAddr>> {
+        self.inner.per_source_failures.as_ref()
     }
 
     /// The per-request signature verifier.
@@ -142,13 +149,37 @@ impl AuthState {
         body: &[u8],
         now: u64,
     ) -> Result<Address, AuthError> {
+        self.authenticate_known(method, uri, headers, body, now, |_| true)
+    }
+
+    /// Like [`AuthState::authenticate_at`], but refuses with
+    /// [`AuthError::UnknownSigner`] a requester for whom `is_known` is false; a signer is
+    /// refused before its nonce takes a place in the replay cache, so that strangers'
+    /// requests cannot fill it.
+    pub fn authenticate_known(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: u64,
+        is_known: impl FnOnce(Address) -> bool,
+    ) -> Result<Address, AuthError> {
         let result = match credential(headers)? {
             Credential::Bearer(token) => {
-                self.inner.siwe.resolve(token, now).ok_or(AuthError::InvalidToken)
+                let address = self.inner.siwe.resolve(token, now).ok_or(AuthError::InvalidToken)?;
+                if is_known(address) { Ok(address) } else { Err(AuthError::UnknownSigner(address)) }
             }
             Credential::Signature => {
                 let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-                self.inner.requests.verify(method.as_str(), target, body, headers, now)
+                self.inner.requests.verify_known(
+                    method.as_str(),
+                    target,
+                    body,
+                    headers,
+                    now,
+                    is_known,
+                )
             }
         };
         if let Err(e) = &result {
@@ -158,14 +189,22 @@ impl AuthState {
     }
 }
 
+/// Whether a request carries (some of) the per-request signature headers.
+pub(crate) fn is_signed(headers: &HeaderMap) -> bool {
+    [SIGNATURE_HEADER, TIME_HEADER, NONCE_HEADER].iter().any(|h| headers.contains_key(h))
+}
+
 enum Credential<'a> {
     Bearer(&'a str),
     Signature,
 }
 
+pub(crate) fn credential_check(headers: &HeaderMap) -> Result<(), AuthError> {
+    credential(headers).map(|_| ())
+}
+
 fn credential(headers: &HeaderMap) -> Result<Credential<'_>, AuthError> {
-    let signed =
-        [SIGNATURE_HEADER, TIME_HEADER, NONCE_HEADER].iter().any(|h| headers.contains_key(h));
+    let signed = is_signed(headers);
     let mut authorization = headers.get_all(header::AUTHORIZATION).iter();
     match (authorization.next(), signed) {
         (None, false) => Err(AuthError::MissingCredentials),
@@ -262,48 +301,11 @@ fn no_store(status: StatusCode, body: &serde_json::Value) -> Response {
         .into_response()
 }
 
-/// The code system of the machine-readable authentication error codes in an
-/// OperationOutcome's `issue.details.coding`.
-pub const AUTH_ERROR_SYSTEM: &str = "urn:medrec:auth-error";
-
-/// An OperationOutcome for an authentication failure: `code` for programs, `message`
-/// for people.
-fn auth_outcome(status: StatusCode, code: &str, message: &str) -> Response {
-    let issue = match status {
-        StatusCode::BAD_REQUEST => "invalid",
-        StatusCode::UNAUTHORIZED => "login",
-        StatusCode::PAYLOAD_TOO_LARGE => "too-long",
-        StatusCode::SERVICE_UNAVAILABLE => "transient",
-        _ => "exception",
-    };
-    let body = json!({
-        "resourceType": "OperationOutcome",
-        "issue": [{
-            "severity": "error",
-            "code": issue,
-            "details": {"coding": [{"system": AUTH_ERROR_SYSTEM, "code": code}]},
-            "diagnostics": message,
-        }]
-    });
-    (
-        status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/fhir+json"))],
-        body.to_string(),
-    )
-        .into_response()
-}
+pub use crate::error::AUTH_ERROR_SYSTEM;
 
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        let mut response = auth_outcome(status, self.code(), &self.to_string());
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"MedRec Gatekeeper\""),
-            );
-        }
-        response
+        crate::error::ApiError::Auth(self).into_response()
     }
 }
 
@@ -337,15 +339,11 @@ impl IntoResponse for AuthRejection {
         match self {
             Self::Auth(e) => e.into_response(),
             Self::Throttled(t) => t.into_response(),
-            Self::Body(rejection) => {
-                let status = rejection.status();
-                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "body_too_large"
-                } else {
-                    "malformed_body"
-                };
-                auth_outcome(status, code, &rejection.body_text())
+            Self::Body(rejection) => crate::error::ApiError::Body {
+                status: rejection.status(),
+                why: rejection.body_text(),
             }
+            .into_response(),
         }
     }
 }
@@ -391,7 +389,7 @@ mod tests {
             RequestVerifier::new(31337, provider),
             SiweAuthenticator::new(crate::auth::SiweConfig::new(domain, 31337)),
             Clock::system(),
-            RateLimits { requester: RateLimit::new(1, 2), sign_in: None },
+            RateLimits { requester: RateLimit::new(1, 2), ..RateLimits::off() },
         );
         for _ in 0..100 {
             assert!(auth.check_requester(provider).is_ok(), "the provider was throttled");

@@ -555,7 +555,8 @@ async fn every_request_is_logged_and_the_patient_verifies_the_entries_against_th
         audit::proof_from_json,
     };
     let f = Fixture::new().await;
-    // The viewer reads, a stranger is refused, the patient searches.
+    // The viewer reads, a stranger is refused, the patient searches, the viewer asks
+    // for a pointer it holds no grant for.
     assert_eq!(f.get("/fhir/Observation/a1", VIEWER).await.status, 200);
     assert_eq!(f.get(&format!("/pointers/{}/0", f.rel.0), VIEWER).await.status, 200);
     assert_eq!(f.get("/fhir/Observation/a1", STRANGER).await.status, 403);
@@ -563,35 +564,32 @@ async fn every_request_is_logged_and_the_patient_verifies_the_entries_against_th
     assert_eq!(f.get("/fhir/Observation", PATIENT).await.status, 200);
     let unsigned = f.http.get(format!("{}/fhir/Observation/a1", f.base)).send().await.unwrap();
     assert_eq!(unsigned.status(), 401);
+    assert_eq!(f.get(&format!("/pointers/{}/1", f.rel.0), VIEWER).await.status, 403);
     f.gk.flush_access_log().await;
     let all = f.log.entries(0, 100).await.unwrap();
-    assert_eq!(all.len(), 6, "every request, allowed or denied, is one entry here");
     let decisions: Vec<String> = all.iter().map(|e| e.entry.decision.to_string()).collect();
     assert_eq!(
         decisions,
-        [
-            "allow-viewer",
-            "allow-viewer",
-            "deny:forbidden",
-            "deny:no-grant",
-            "allow-patient",
-            "deny:unauthenticated"
-        ]
+        ["allow-viewer", "allow-viewer", "allow-patient", "deny:unknown-pointer"],
+        "every decision about the patient's records, allowed or denied, is one entry; the \
+         stranger and the request without credentials never authenticated and are not logged"
     );
-    assert_eq!(all[5].entry.requester, Address::ZERO, "who sent it is unknown");
-    assert!(all[0].entry.response_hash.is_some() && all[2].entry.response_hash.is_none());
+    let refused = f.gk.refusals();
+    assert_eq!(
+        (refused.unknown_requester, refused.unauthenticated),
+        (2, 1),
+        "the refusals before the handler are counted instead"
+    );
+    assert!(all.iter().all(|e| e.entry.requester != f.m.address(STRANGER)));
+    assert!(all[0].entry.response_hash.is_some() && all[3].entry.response_hash.is_none());
     assert_eq!(all[1].entry.pointer, Some(0));
+    assert_eq!(all[3].entry.pointer, Some(1));
 
     // Before any anchor the patient sees the entries about their records, unproven.
     let page = f.get("/audit", PATIENT).await;
     assert_eq!(page.status, 200, "{}", page.body);
     let entries = page.body["entries"].as_array().unwrap();
-    assert_eq!(
-        entries.len(),
-        4,
-        "not the stranger's refusal of a resource it could not name: {}",
-        page.body
-    );
+    assert_eq!(entries.len(), 4, "every entry about the patient's relationship: {}", page.body);
     assert!(entries.iter().all(|e| e["proof"].is_null()));
     assert_eq!(entries[0]["resource"], json!({"type": "Observation", "id": "a1"}));
     assert_eq!(entries[0]["requester"], json!(f.m.address(VIEWER)));

@@ -5,6 +5,7 @@ mod anchor;
 mod auth;
 mod fhir;
 mod ops;
+mod pipeline;
 mod pointer;
 mod research;
 mod server;

@@ -224,7 +224,8 @@ async fn a_requester_over_the_limit_gets_429_then_recovers() {
     drop(store);
     let mut config = chain.config(StoreUrl::Sqlite(dir.join("records.db")));
     let one_per_second = RateLimit::new(1, 2);
-    config.limits = RateLimits { requester: one_per_second, sign_in: one_per_second };
+    config.limits =
+        RateLimits { requester: one_per_second, sign_in: one_per_second, ..RateLimits::off() };
     let running = spawn(config).await.unwrap();
     chain.enroll(&running);
     let client = Client::new(&running);
@@ -465,16 +466,19 @@ async fn served_requests_are_logged_and_the_log_head_is_anchored_by_the_provider
     let client = Client::new(&running);
     client.wait_ready(200).await;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    for who in [VIEWER, STRANGER] {
-        let request =
-            Request::new("GET", &chain.path(), b"", now, random_nonce().unwrap(), provider);
+    // The viewer reads its pointer, then one it holds no grant for; a stranger (whom
+    // the chain does not know) is refused before any decision, and not logged.
+    let other_pointer = format!("{}1", chain.path().trim_end_matches('0'));
+    for (who, path, expected) in
+        [(VIEWER, chain.path(), 200), (VIEWER, other_pointer, 403), (STRANGER, chain.path(), 403)]
+    {
+        let request = Request::new("GET", &path, b"", now, random_nonce().unwrap(), provider);
         let headers = sign_request(&chain.signer(who), CHAIN_ID, &request).unwrap();
-        let mut req = client.http.get(format!("{}{}", client.base, chain.path()));
+        let mut req = client.http.get(format!("{}{}", client.base, path));
         for (name, value) in &headers {
             req = req.header(name.as_str(), value.to_str().unwrap());
         }
-        let expected = if who == VIEWER { 200 } else { 403 };
-        assert_eq!(client.send(req).await.status, expected);
+        assert_eq!(client.send(req).await.status, expected, "{path}");
     }
 
     // Within a few periods the provider has anchored a head covering both requests.
@@ -495,7 +499,7 @@ async fn served_requests_are_logged_and_the_log_head_is_anchored_by_the_provider
     let log = SqliteAccessLog::open(&path).unwrap();
     let entries = log.entries(0, 10).await.unwrap();
     let decisions: Vec<String> = entries.iter().map(|e| e.entry.decision.to_string()).collect();
-    assert_eq!(decisions, ["allow-viewer", "deny:no-grant"]);
+    assert_eq!(decisions, ["allow-viewer", "deny:unknown-pointer"]);
     let recorded = log.anchors().await.unwrap();
     assert_eq!(recorded.last().map(|a| a.size), Some(2));
     assert_eq!(recorded.last().unwrap().head, log.head().await.unwrap().head);

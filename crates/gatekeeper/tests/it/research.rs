@@ -945,10 +945,14 @@ async fn bad_input_is_refused_clearly_and_the_gatekeeper_keeps_serving() {
         signed(&clinic, PROVIDER, "PUT", "/research/queries", &[0xff, 0xfe, 0x00]).await;
     assert_eq!(got, 400, "{body}");
     assert!(diagnostics(&body).contains("UTF-8"), "{body}");
-    for who in [STRANGER, RESEARCHER_A] {
+    // A stranger the chain does not know is refused before any handler; an admitted
+    // researcher by the route itself.
+    for (who, says) in
+        [(STRANGER, "nothing here for your address"), (RESEARCHER_A, "only the provider")]
+    {
         let (got, why) = refused(clinic.client(who).publish_bounty(&offered).await);
         assert_eq!(got, 403, "{why}");
-        assert!(why.contains("only the provider"), "{why}");
+        assert!(why.contains(says), "{why}");
     }
     assert!(clinic.client(STRANGER).bounty_text(commitment_of_text(&offered)).await.is_err());
     assert_eq!(clinic.spent(RESEARCHER_A), 0.0, "nothing released");

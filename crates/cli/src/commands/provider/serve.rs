@@ -28,9 +28,10 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 /// variable.
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "MEDREC_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    /// Address to listen on (port 0 picks a free port; default: the host and port of the
+    /// endpoint registered by `provider init`, with --data-dir, else 127.0.0.1:8080).
+    #[arg(long, env = "MEDREC_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
     /// The record store: sqlite:PATH, postgres://USER:PASSWORD@HOST:PORT/DB or
     /// mysql://USER:PASSWORD@HOST:PORT/DB (default: provider.json's, with --data-dir).
     #[arg(long, env = "MEDREC_STORE", value_name = "URL")]
@@ -97,7 +98,8 @@ pub(super) struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "MEDREC_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Keep enrollments in this JSON file across restarts.
+    /// Keep enrollments in this JSON file across restarts (default with --data-dir:
+    /// enrollments.json there).
     #[arg(long, env = "MEDREC_ENROLLMENTS", value_name = "FILE")]
     enrollments: Option<PathBuf>,
     /// Serve the provider's own database (named by --store, sqlite: or mysql://)
@@ -221,11 +223,17 @@ impl ServeArgs {
             RateLimits {
                 requester: Some(limit("requester", self.rate, self.burst)?),
                 sign_in: Some(limit("sign-in", self.sign_in_rate, self.sign_in_burst)?),
+                ..RateLimits::default()
             }
         };
         anyhow::ensure!(self.poll_ms > 0, "--poll-ms must be above 0");
+        let listen = match (self.listen, &saved) {
+            (Some(listen), _) => listen,
+            (None, Some(c)) => listen_of(&c.endpoint)?,
+            (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+        };
         let mut config =
-            ServeConfig::new(self.listen, store, rpc_url, relationships, gatekeeper, chain_id);
+            ServeConfig::new(listen, store, rpc_url, relationships, gatekeeper, chain_id);
         config.siwe_domain.clone_from(&self.siwe_domain);
         config.from_block = from_block;
         config.reorg_depth = self.reorg_depth;
@@ -238,7 +246,12 @@ impl ServeArgs {
             (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.clone(), key: key.clone() }),
             _ => None,
         };
-        config.enrollments.clone_from(&self.enrollments);
+        // Nothing users rely on is lost across a restart: with a data directory the
+        // enrollments live there unless a file is named.
+        config.enrollments = self
+            .enrollments
+            .clone()
+            .or_else(|| self.data_dir.as_ref().map(|d| d.join(ENROLLMENTS_FILE)));
         config.legacy.clone_from(&self.legacy_mapping);
         config.access_log = self.access_log.as_deref().map(str::parse).transpose()?;
         if let Some(anchors) = self.anchors {
@@ -264,10 +277,39 @@ impl ServeArgs {
     }
 }
 
+/// Where a provider's data directory keeps the gatekeeper's enrollments.
+pub(crate) const ENROLLMENTS_FILE: &str = "enrollments.json";
+
+/// The address to listen on for the endpoint `provider init` registered: its port, on
+/// the loopback interface when its host is `localhost` or a loopback address, else on
+/// every interface.
+fn listen_of(endpoint: &str) -> anyhow::Result<SocketAddr> {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, port.parse::<u16>().ok()),
+        _ => (authority, None),
+    };
+    let port = port.unwrap_or(if endpoint.starts_with("https://") { 443 } else { 80 });
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback =
+        host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    anyhow::ensure!(
+        !host.is_empty(),
+        "the registered endpoint '{endpoint}' names no host: give --listen"
+    );
+    Ok(if loopback {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    } else {
+        SocketAddr::from(([0, 0, 0, 0], port))
+    })
+}
+
 /// Runs `medrec provider serve`.
 pub(super) fn run(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
-    init_logs();
+    // Held until the process ends: the log writer's thread flushes on drop.
+    let _logs = init_logs();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve_until_stopped(config, args.json))
 }
@@ -299,13 +341,32 @@ async fn serve_until_stopped(config: ServeConfig, json: bool) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
-/// Logs to stderr, `info` and above unless `RUST_LOG` says otherwise.
-fn init_logs() {
+/// Logs to stderr, `info` and above unless `RUST_LOG` says otherwise, through a
+/// writer thread so that no request waits for stderr (lines are dropped, and counted by
+/// the writer, rather than block when stderr cannot keep up).
+fn init_logs() -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(false)
         .try_init();
+    guard
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registered_endpoint_says_where_to_listen() {
+        let at = |e: &str| listen_of(e).unwrap().to_string();
+        assert_eq!(at("http://127.0.0.1:8080"), "127.0.0.1:8080");
+        assert_eq!(at("http://localhost:9000/fhir"), "127.0.0.1:9000");
+        assert_eq!(at("https://gk.riverside.example"), "0.0.0.0:443");
+        assert_eq!(at("http://gk.riverside.example:8081/"), "0.0.0.0:8081");
+        assert!(listen_of("http://").is_err());
+    }
 }

@@ -1,0 +1,258 @@
+//! The access log's wire format: entries, proofs and a page of `GET /audit`, as typed
+//! serde structs. Every field the proof needs to recompute an entry's hash is there, so
+//! a patient checks a proof with [`medrec_store::audit::verify`] and its anchor on chain.
+//!
+//! ```json
+//! {"entries": [{"seq": 7, "time": 1767225600000, "requester": "0x…", "action": "fhir-read",
+//!   "relationship": "0x…", "pointer": null, "resource": {"type": "Observation", "id": "o1"},
+//!   "decision": "allow-patient", "response_hash": "0x…", "epsilon_bits": null,
+//!   "prev_hash": "0x…", "hash": "0x…", "proof": null}],
+//!  "head": {"size": 9, "head": "0x…"}}
+//! ```
+
+use alloy::primitives::{Address, B256};
+use medrec_store::audit::{Anchor, LoggedEntry, NewEntry, Proof, ResourceRef};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One access log entry as served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EntryWire {
+    /// Its position in the log, from 1.
+    pub seq: u64,
+    /// When it was decided, unix milliseconds.
+    pub time: i64,
+    /// Who asked.
+    pub requester: Address,
+    /// What was asked (`pointer-read`, `fhir-read`, …).
+    pub action: String,
+    /// The relationship it concerned, if any.
+    pub relationship: Option<B256>,
+    /// The pointer, for pointer reads.
+    pub pointer: Option<u8>,
+    /// The resource the request named, if any.
+    pub resource: Option<ResourceWire>,
+    /// The decision (`allow-patient`, …, `deny:<reason>`).
+    pub decision: String,
+    /// SHA-256 of the response body served.
+    pub response_hash: Option<B256>,
+    /// The ε of a research release, as the bits of the `f64` in decimal (exact).
+    pub epsilon_bits: Option<String>,
+    /// The previous entry's hash.
+    pub prev_hash: B256,
+    /// This entry's hash.
+    pub hash: B256,
+}
+
+/// The resource an entry names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceWire {
+    /// Its FHIR type.
+    #[serde(rename = "type")]
+    pub resource_type: String,
+    /// Its id, for reads.
+    pub id: Option<String>,
+}
+
+/// A proof that an anchored head covers an entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProofWire {
+    /// The entry.
+    pub entry: EntryWire,
+    /// The digests of the entries after it, up to the anchor.
+    pub following: Vec<B256>,
+    /// The anchor.
+    pub anchor: AnchorWire,
+}
+
+/// An anchor of the log's head on chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorWire {
+    /// Entries covered.
+    pub size: u64,
+    /// The head hash anchored.
+    pub head: B256,
+    /// The block of the anchoring transaction.
+    pub block: u64,
+    /// The anchoring transaction.
+    pub tx: B256,
+}
+
+/// An entry of a `GET /audit` page with its proof (`null` until an anchor covers it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProvenEntry {
+    /// The entry.
+    #[serde(flatten)]
+    pub entry: EntryWire,
+    /// Its proof.
+    pub proof: Option<ProofWire>,
+}
+
+/// The log's head: how many entries it holds and the hash of the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadWire {
+    /// Entries in the whole log.
+    pub size: u64,
+    /// The last entry's hash.
+    pub head: B256,
+}
+
+/// A page of `GET /audit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditPage {
+    /// The requester's entries, oldest first.
+    pub entries: Vec<ProvenEntry>,
+    /// The head of the whole log.
+    pub head: HeadWire,
+}
+
+impl From<&LoggedEntry> for EntryWire {
+    fn from(e: &LoggedEntry) -> Self {
+        let n = &e.entry;
+        Self {
+            seq: e.seq,
+            time: n.time,
+            requester: n.requester,
+            action: n.action.as_str().to_owned(),
+            relationship: n.relationship,
+            pointer: n.pointer,
+            resource: n.resource.as_ref().map(|r| ResourceWire {
+                resource_type: r.resource_type.as_str().to_owned(),
+                id: r.id.as_ref().map(ToString::to_string),
+            }),
+            decision: n.decision.to_string(),
+            response_hash: n.response_hash,
+            epsilon_bits: n.epsilon.map(|x| x.to_bits().to_string()),
+            prev_hash: e.prev_hash,
+            hash: e.hash,
+        }
+    }
+}
+
+impl From<&Proof> for ProofWire {
+    fn from(p: &Proof) -> Self {
+        let a = p.anchor;
+        Self {
+            entry: EntryWire::from(&p.entry),
+            following: p.following.clone(),
+            anchor: AnchorWire { size: a.size, head: a.head, block: a.block, tx: a.tx },
+        }
+    }
+}
+
+/// Why an entry or proof on the wire could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("the access log proof is malformed: {0}")]
+pub struct ProofJsonError(String);
+
+impl TryFrom<&EntryWire> for LoggedEntry {
+    type Error = ProofJsonError;
+
+    fn try_from(w: &EntryWire) -> Result<Self, ProofJsonError> {
+        let bad = |what: &str| ProofJsonError(what.to_owned());
+        let action = w.action.parse().map_err(|_| bad("entry.action"))?;
+        let decision = w.decision.parse().map_err(|_| bad("entry.decision"))?;
+        let mut entry = NewEntry::new(w.time, w.requester, action, decision);
+        entry.relationship = w.relationship;
+        entry.pointer = w.pointer;
+        entry.resource = match &w.resource {
+            None => None,
+            Some(r) => Some(ResourceRef {
+                resource_type: r.resource_type.parse().map_err(|_| bad("entry.resource.type"))?,
+                id: match &r.id {
+                    None => None,
+                    Some(id) => Some(id.parse().map_err(|_| bad("entry.resource.id"))?),
+                },
+            }),
+        };
+        entry.response_hash = w.response_hash;
+        entry.epsilon = match &w.epsilon_bits {
+            None => None,
+            Some(bits) => {
+                Some(f64::from_bits(bits.parse().map_err(|_| bad("entry.epsilon_bits"))?))
+            }
+        };
+        Ok(Self { seq: w.seq, entry, prev_hash: w.prev_hash, hash: w.hash })
+    }
+}
+
+impl TryFrom<&ProofWire> for Proof {
+    type Error = ProofJsonError;
+
+    fn try_from(w: &ProofWire) -> Result<Self, ProofJsonError> {
+        let a = w.anchor;
+        Ok(Self {
+            entry: LoggedEntry::try_from(&w.entry)?,
+            following: w.following.clone(),
+            anchor: Anchor { size: a.size, head: a.head, block: a.block, tx: a.tx },
+        })
+    }
+}
+
+/// An entry as JSON: every field the proof needs to recompute its hash.
+pub fn entry_json(e: &LoggedEntry) -> Value {
+    serde_json::to_value(EntryWire::from(e)).expect("an entry serialises")
+}
+
+/// A proof as JSON: the entry, the digests that follow it and the anchor.
+pub fn proof_json(p: &Proof) -> Value {
+    serde_json::to_value(ProofWire::from(p)).expect("a proof serialises")
+}
+
+/// Reads a proof written by [`proof_json`].
+pub fn proof_from_json(v: &Value) -> Result<Proof, ProofJsonError> {
+    let wire: ProofWire =
+        serde_json::from_value(v.clone()).map_err(|e| ProofJsonError(e.to_string()))?;
+    Proof::try_from(&wire)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use medrec_store::audit::{Action, Decision};
+
+    fn logged() -> LoggedEntry {
+        let mut e = NewEntry::new(
+            1_767_225_600_000,
+            Address::repeat_byte(7),
+            Action::BountyRedemption,
+            Decision::AllowResearcher,
+        );
+        e.relationship = Some(B256::repeat_byte(1));
+        e.resource = Some(ResourceRef {
+            resource_type: "Observation".parse().unwrap(),
+            id: Some("o1".parse().unwrap()),
+        });
+        e.response_hash = Some(B256::repeat_byte(2));
+        e.epsilon = Some(0.1);
+        LoggedEntry::chain(3, B256::repeat_byte(9), e)
+    }
+
+    #[test]
+    fn a_proof_round_trips_through_json_exactly() {
+        let proof = Proof {
+            entry: logged(),
+            following: vec![B256::repeat_byte(4)],
+            anchor: Anchor { size: 4, head: B256::repeat_byte(5), block: 12, tx: B256::ZERO },
+        };
+        let json = proof_json(&proof);
+        assert_eq!(json["entry"]["action"], "bounty-redemption");
+        assert_eq!(json["entry"]["resource"]["type"], "Observation");
+        let back = proof_from_json(&json).unwrap();
+        assert_eq!(back, proof);
+        assert_eq!(back.entry.entry.epsilon.unwrap().to_bits(), 0.1f64.to_bits());
+    }
+
+    #[test]
+    fn a_malformed_proof_says_which_field() {
+        let mut json = proof_json(&Proof {
+            entry: logged(),
+            following: Vec::new(),
+            anchor: Anchor { size: 3, head: B256::ZERO, block: 1, tx: B256::ZERO },
+        });
+        json["entry"]["action"] = "dance".into();
+        assert!(proof_from_json(&json).unwrap_err().to_string().contains("entry.action"));
+        json["entry"]["seq"] = "three".into();
+        assert!(proof_from_json(&json).is_err());
+    }
+}

@@ -1,0 +1,256 @@
+//! Reads: `GET /fhir/{type}/{id}`, `GET /fhir/{type}/{id}/_history/{version}` and
+//! `GET /fhir/{type}?…`, each within the requester's scope.
+
+use super::{
+    ApiResult, Link, SearchEntry, SearchMode, Searchset, base_url, fhir_json, note_provider_read,
+    note_scope, resource_id, resource_ref, resource_response, resource_type,
+};
+use crate::{
+    access::{Candidate, Scope},
+    audit::Audit,
+    error::ApiError,
+    pipeline::Caller,
+    server::Gatekeeper,
+};
+use axum::{
+    Extension,
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, StatusCode},
+};
+use medrec_store::{
+    Page, RecordStore, StoreError, Stored,
+    fhir::{Resource, ResourceId, ResourceType},
+    search::{MAX_COUNT, SearchQuery, SortField},
+};
+use serde_json::Value;
+use std::{cmp::Ordering, collections::HashMap};
+
+/// Most resources a search over several scopes gathers before it is refused as too
+/// broad (a viewer's union of pointers is normally far smaller).
+const UNION_LIMIT: usize = 10_000;
+
+/// `GET /fhir/{type}/{id}`
+pub(crate) async fn read(
+    State(g): State<Gatekeeper>,
+    Path((ty, id)): Path<(String, String)>,
+    Extension(caller): Extension<Caller>,
+    Extension(audit): Extension<Audit>,
+) -> ApiResult {
+    audit.resource(resource_ref(&ty, Some(&id)));
+    let (ty, id) = (resource_type(&ty)?, resource_id(&id)?);
+    let scope = g.scope(caller.address)?;
+    let found = if matches!(scope, Scope::Provider) {
+        g.store().read(ty, &id).await?
+    } else if let Scope::Limited(c) = &scope
+        && c.iter().all(|c| matches!(c, Candidate::Compartment { .. }))
+    {
+        // Only compartments (a patient reading their own records): read by id and keep
+        // it only if its compartment is one of theirs, the very condition the scoped
+        // search puts on the store's patient column (filled from the same index), at
+        // the cost of one primary-key read instead of a counted search.
+        let stored = g.store().read(ty, &id).await?;
+        let mut stored = stored.ok_or(not_found())?;
+        let resource = Resource::parse(stored.json).map_err(|e| {
+            ApiError::Store(StoreError::Database(format!("a stored resource is invalid: {e}")))
+        })?;
+        let patient = resource.index.patient;
+        stored.json = resource.json;
+        let mine = patient.is_some_and(|p| c.iter().any(|c| c.patient().as_str() == p));
+        mine.then_some(stored)
+    } else {
+        let mut user = SearchQuery::all(ty);
+        user.ids = vec![id];
+        user.count = 1;
+        scoped_search(g.store(), &scope, &user).await?.entries.into_iter().next()
+    };
+    let Some(stored) = found else {
+        note_scope(&audit, &scope, Some(ty), None);
+        return Err(not_found());
+    };
+    match &scope {
+        Scope::Provider => note_provider_read(&g, &audit, [&stored.json]),
+        Scope::Limited(c) => {
+            let patient = if c.len() > 1 {
+                Resource::parse(stored.json.clone()).ok().and_then(|r| r.index.patient)
+            } else {
+                None
+            };
+            note_scope(&audit, &scope, Some(ty), patient.as_deref());
+        }
+    }
+    Ok(resource_response(StatusCode::OK, &stored, None))
+}
+
+/// `GET /fhir/{type}/{id}/_history/{version}` (the provider's).
+pub(crate) async fn vread(
+    State(g): State<Gatekeeper>,
+    Path((ty, id, version)): Path<(String, String, String)>,
+    Extension(caller): Extension<Caller>,
+    Extension(audit): Extension<Audit>,
+) -> ApiResult {
+    audit.resource(resource_ref(&ty, Some(&id)));
+    let (ty, id) = (resource_type(&ty)?, resource_id(&id)?);
+    let version: u64 = version
+        .parse()
+        .map_err(|_| ApiError::Invalid("the version must be a whole number".into()))?;
+    g.provider_only(caller.address)?;
+    let stored = g.store().read_version(ty, &id, version).await?.ok_or(not_found())?;
+    note_provider_read(&g, &audit, [&stored.json]);
+    Ok(resource_response(StatusCode::OK, &stored, None))
+}
+
+/// `GET /fhir/{type}?…`: a `searchset` Bundle.
+pub(crate) async fn search(
+    State(g): State<Gatekeeper>,
+    Path(ty): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
+    Extension(audit): Extension<Audit>,
+) -> ApiResult {
+    audit.resource(resource_ref(&ty, None));
+    let ty = resource_type(&ty)?;
+    let raw = raw.unwrap_or_default();
+    let pairs: Vec<(String, String)> =
+        form_urlencoded::parse(raw.as_bytes()).into_owned().collect();
+    let user = SearchQuery::parse(ty, pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let scope = g.scope(caller.address)?;
+    let page = scoped_search(g.store(), &scope, &user).await?;
+    match &scope {
+        Scope::Provider => note_provider_read(&g, &audit, page.entries.iter().map(|s| &s.json)),
+        Scope::Limited(_) => note_scope(&audit, &scope, Some(ty), None),
+    }
+    let base = base_url(&headers);
+    Ok(fhir_json(StatusCode::OK, searchset(&base, ty, &pairs, &user, page).to_vec()))
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound {
+        why: "no resource with that type and id is visible to you".into(),
+        reason: "not-found",
+    }
+}
+
+/// The Bundle of one page, with links to the pages around it.
+fn searchset(
+    base: &str,
+    ty: ResourceType,
+    pairs: &[(String, String)],
+    q: &SearchQuery,
+    page: Page,
+) -> Searchset {
+    let link = |relation: &'static str, offset: u64| {
+        let mut url = form_urlencoded::Serializer::new(String::new());
+        for (n, v) in pairs.iter().filter(|(n, _)| n != "_offset" && n != "_count") {
+            url.append_pair(n, v);
+        }
+        url.append_pair("_count", &q.count.to_string());
+        url.append_pair("_offset", &offset.to_string());
+        Link { relation, url: format!("{base}/{ty}?{}", url.finish()) }
+    };
+    let (offset, count) = (u64::from(q.offset), u64::from(q.count));
+    let mut links = vec![link("self", offset)];
+    if count > 0 && offset + count < page.total {
+        links.push(link("next", offset + count));
+    }
+    if offset > 0 {
+        links.push(link("previous", offset.saturating_sub(count.max(1))));
+    }
+    Searchset {
+        resource_type: "Bundle",
+        kind: "searchset",
+        total: page.total,
+        link: links,
+        entry: page
+            .entries
+            .into_iter()
+            .map(|s| SearchEntry {
+                full_url: Some(format!("{base}/{}/{}", s.resource_type, s.id)),
+                resource: s.json,
+                search: SearchMode { mode: "match" },
+            })
+            .collect(),
+    }
+}
+
+/// Runs `user`'s search within `scope`: as is for the provider, otherwise as the union
+/// of its intersections with each allowed search, paged as `user` asked.
+async fn scoped_search(
+    store: &dyn RecordStore,
+    scope: &Scope,
+    user: &SearchQuery,
+) -> Result<Page, ApiError> {
+    let Some(searches) = scope.searches(user) else {
+        return Ok(store.search(user).await?);
+    };
+    match searches.as_slice() {
+        [] => Ok(Page { total: 0, entries: Vec::new() }),
+        [only] => Ok(store.search(only).await?),
+        many => {
+            let mut all: HashMap<ResourceId, Stored> = HashMap::new();
+            for q in many {
+                let mut q = q.clone();
+                q.count = MAX_COUNT;
+                q.offset = 0;
+                loop {
+                    let page = store.search(&q).await?;
+                    let got = page.entries.len();
+                    for e in page.entries {
+                        all.entry(e.id.clone()).or_insert(e);
+                    }
+                    if all.len() > UNION_LIMIT {
+                        return Err(ApiError::TooCostly { limit: UNION_LIMIT });
+                    }
+                    q.offset = q.offset.saturating_add(u32::try_from(got).unwrap_or(u32::MAX));
+                    if got == 0 || u64::from(q.offset) >= page.total {
+                        break;
+                    }
+                }
+            }
+            let mut keyed: Vec<(Option<i64>, Stored)> =
+                all.into_values().map(|s| (date_start(&s.json), s)).collect();
+            keyed.sort_by(|a, b| compare(user, a, b));
+            let total = keyed.len() as u64;
+            let entries = keyed
+                .into_iter()
+                .skip(user.offset as usize)
+                .take(user.count as usize)
+                .map(|(_, s)| s)
+                .collect();
+            Ok(Page { total, entries })
+        }
+    }
+}
+
+fn date_start(json: &Value) -> Option<i64> {
+    Resource::parse(json.clone()).ok()?.index.date.map(|(start, _)| start)
+}
+
+/// The order the stores use: the query's keys (resources without a date after those
+/// with one, either way), then id ascending.
+fn compare(q: &SearchQuery, a: &(Option<i64>, Stored), b: &(Option<i64>, Stored)) -> Ordering {
+    for key in &q.sort {
+        let ord = match key.field {
+            SortField::Id => a.1.id.as_str().cmp(b.1.id.as_str()),
+            SortField::LastUpdated => a.1.last_updated.cmp(&b.1.last_updated),
+            SortField::Date => match (a.0, b.0) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                (Some(_), None) => reverse_if(Ordering::Less, key.descending),
+                (None, Some(_)) => reverse_if(Ordering::Greater, key.descending),
+                (None, None) => Ordering::Equal,
+            },
+        };
+        let ord = if key.descending { ord.reverse() } else { ord };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    a.1.id.as_str().cmp(b.1.id.as_str())
+}
+
+/// `reverse` applied only when `descending`, so that the final reversal of a
+/// descending key leaves missing dates last.
+const fn reverse_if(o: Ordering, descending: bool) -> Ordering {
+    if descending { o.reverse() } else { o }
+}

@@ -1,0 +1,76 @@
+//! `GET /audit?after=<seq>&limit=<n>`: the access log entries about the requester's
+//! relationships as a patient at this provider, each with its proof of anchoring
+//! (`null` until the next anchor covers it), and the log's head ([`AuditPage`]).
+
+use crate::{
+    audit::{
+        Audit, Touch,
+        wire::{AuditPage, EntryWire, HeadWire, ProofWire, ProvenEntry},
+    },
+    error::ApiError,
+    pipeline::Caller,
+    server::Gatekeeper,
+};
+use alloy::primitives::B256;
+use axum::{
+    Extension, Json,
+    extract::{RawQuery, State},
+};
+use medrec_store::audit::{Decision, prove};
+
+/// Most entries one page returns.
+const PAGE_LIMIT: u32 = 500;
+
+/// The handler.
+pub(crate) async fn get(
+    State(g): State<Gatekeeper>,
+    RawQuery(raw): RawQuery,
+    Extension(caller): Extension<Caller>,
+    Extension(audit): Extension<Audit>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let Some(trail) = g.trail() else {
+        return Err(ApiError::NotSupported("this gatekeeper keeps no access log"));
+    };
+    let (mut after, mut limit) = (0u64, 100u32);
+    for (name, value) in form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
+        let parsed = match &*name {
+            "after" => value.parse().map(|v| after = v).is_ok(),
+            "limit" => value.parse().map(|v: u32| limit = v.clamp(1, PAGE_LIMIT)).is_ok(),
+            _ => false,
+        };
+        if !parsed {
+            return Err(ApiError::Invalid(
+                "the access log takes only after=<entry number> and limit=<1-500>".into(),
+            ));
+        }
+    }
+    g.ready()?;
+    let relationships: Vec<B256> =
+        g.patient_relationships(caller.address).into_iter().map(|id| id.0).collect();
+    let log = trail.log();
+    let failed = |err: medrec_store::StoreError| {
+        tracing::error!(target: "medrec::gatekeeper", %err, "reading the access log failed");
+        ApiError::Unavailable {
+            why: "the access log could not be read; the error is logged, try again shortly",
+            reason: "unavailable",
+        }
+    };
+    let entries = if relationships.is_empty() {
+        Vec::new()
+    } else {
+        log.entries_about(&relationships, after, limit).await.map_err(failed)?
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for e in &entries {
+        let proof = prove(log, e.seq).await.map_err(failed)?;
+        out.push(ProvenEntry {
+            entry: EntryWire::from(e),
+            proof: proof.as_ref().map(ProofWire::from),
+        });
+    }
+    let head = log.head().await.map_err(failed)?;
+    for id in relationships {
+        audit.touch(Touch::relationship(id, Decision::AllowPatient));
+    }
+    Ok(Json(AuditPage { entries: out, head: HeadWire { size: head.size, head: head.head } }))
+}

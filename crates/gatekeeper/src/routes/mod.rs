@@ -1,0 +1,49 @@
+//! The gatekeeper's HTTP routes, assembled in one place ([`app`]).
+//!
+//! | Route | Who | Module |
+//! |---|---|---|
+//! | `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /fhir/metadata` | anyone | [`meta`] |
+//! | `GET /auth/nonce`, `POST /auth/siwe` | anyone (rate-limited per address) | [`crate::auth`] |
+//! | `GET /research/policy`, `GET /research/queries/{commitment}` | anyone | [`crate::research`] |
+//! | `GET /pointers/{relationship}/{pointer}` | patient, granted viewer | [`pointer`] |
+//! | `/fhir/…` | scoped (see [`crate::access`]) | [`crate::fhir`] |
+//! | `GET /audit` | a patient, their entries | [`log`] |
+//! | `PUT /enrollments/{relationship}` | provider | [`enroll`] |
+//! | `PUT /research/queries`, `POST /research/redeem/{relationship}/{seq}` | provider; bounty owner | [`crate::research`] |
+//!
+//! The data routes (all but the public ones) run inside two layers: the audit
+//! ([`crate::audit::layer`], outermost, so it sees the final response) and the
+//! authentication ([`crate::pipeline::authenticate`]).
+
+pub(crate) mod enroll;
+pub(crate) mod log;
+pub(crate) mod meta;
+pub(crate) mod pointer;
+
+use crate::server::Gatekeeper;
+use axum::{
+    Router,
+    middleware::from_fn_with_state,
+    routing::{get, post, put},
+};
+
+/// Every route of the gatekeeper, over `g`.
+pub(crate) fn app(g: &Gatekeeper) -> Router {
+    let data = Router::new()
+        .route("/pointers/{relationship}/{pointer}", get(pointer::get))
+        .route("/audit", get(log::get))
+        .route("/enrollments/{relationship}", put(enroll::put))
+        .route("/research/queries", put(crate::research::publish))
+        .route("/research/redeem/{relationship}/{seq}", post(crate::research::redeem))
+        .merge(crate::fhir::routes())
+        .route_layer(from_fn_with_state(g.clone(), crate::pipeline::authenticate))
+        .route_layer(from_fn_with_state(g.clone(), crate::audit::layer));
+    let public = Router::new()
+        .route("/healthz", get(meta::healthz))
+        .route("/readyz", get(meta::readyz))
+        .route("/metrics", get(meta::metrics))
+        .route("/fhir/metadata", get(meta::metadata))
+        .route("/research/policy", get(crate::research::policy))
+        .route("/research/queries/{commitment}", get(crate::research::query_text));
+    data.merge(public).with_state(g.clone()).merge(crate::auth::router(g.auth().clone()))
+}
