@@ -12,12 +12,14 @@
 //! the `test-utils` feature).
 
 pub mod audit;
-pub mod fhir;
-pub mod hash;
 pub mod legacy;
-pub mod search;
 pub mod sql;
 pub mod sqlite;
+
+/// Pure FHIR, from `medrec-fhir`, under the paths users of this crate have always used:
+/// [`fhir`] (resource checks and index), [`search`] (typed FHIR search) and [`hash`]
+/// (the data hash).
+pub use medrec_fhir::{fhir, hash, search};
 
 #[cfg(feature = "test-utils")]
 pub mod conformance;
