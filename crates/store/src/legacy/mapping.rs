@@ -14,64 +14,64 @@ use std::{collections::BTreeMap, fmt, path::Path};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawConfig {
-    pub(super) resources: BTreeMap<String, RawMapping>,
+struct RawConfig {
+    resources: BTreeMap<String, RawMapping>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawMapping {
-    pub(super) table: String,
+struct RawMapping {
+    table: String,
     #[serde(default)]
-    pub(super) joins: Vec<RawJoin>,
-    pub(super) id: String,
+    joins: Vec<RawJoin>,
+    id: String,
     #[serde(default)]
-    pub(super) patient: Option<String>,
+    patient: Option<String>,
     #[serde(default)]
-    pub(super) date: Option<String>,
+    date: Option<String>,
     #[serde(default)]
-    pub(super) last_updated: Option<String>,
+    last_updated: Option<String>,
     #[serde(default)]
-    pub(super) code: Option<RawCoding>,
+    code: Option<RawCoding>,
     #[serde(default)]
-    pub(super) category: Option<RawCoding>,
+    category: Option<RawCoding>,
     #[serde(default)]
-    pub(super) value: Option<RawValue>,
+    value: Option<RawValue>,
     #[serde(default)]
-    pub(super) template: Option<Value>,
+    template: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawJoin {
-    pub(super) table: String,
-    pub(super) on: Vec<[String; 2]>,
+struct RawJoin {
+    table: String,
+    on: Vec<[String; 2]>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawCoding {
-    pub(super) system: String,
+struct RawCoding {
+    system: String,
     #[serde(default)]
-    pub(super) code: Option<String>,
+    code: Option<String>,
     #[serde(default)]
-    pub(super) column: Option<String>,
+    column: Option<String>,
     #[serde(default)]
-    pub(super) display: Option<String>,
+    display: Option<String>,
     #[serde(default)]
-    pub(super) display_column: Option<String>,
+    display_column: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawValue {
-    pub(super) column: String,
+struct RawValue {
+    column: String,
     #[serde(default)]
-    pub(super) unit: Option<String>,
+    unit: Option<String>,
     #[serde(default)]
-    pub(super) unit_column: Option<String>,
+    unit_column: Option<String>,
     #[serde(default)]
-    pub(super) unit_system: Option<String>,
+    unit_system: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ pub(super) const fn shape(ty: ResourceType) -> Shape {
 }
 
 /// Whether `s` is a plain SQL identifier.
-pub(super) fn is_identifier(s: &str) -> bool {
+fn is_identifier(s: &str) -> bool {
     let mut bytes = s.bytes();
     matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -220,7 +220,7 @@ impl Compiler {
         LegacyError::Mapping { resource: self.resource.clone(), reason: reason.into() }
     }
 
-    pub(super) fn ident(&self, name: &str) -> Result<String, LegacyError> {
+    fn ident(&self, name: &str) -> Result<String, LegacyError> {
         if is_identifier(name) {
             Ok(name.to_owned())
         } else {
@@ -232,7 +232,7 @@ impl Compiler {
     }
 
     /// A column reference: `Column` (of the main table) or `table.Column`.
-    pub(super) fn col(&self, reference: &str) -> Result<Col, LegacyError> {
+    fn col(&self, reference: &str) -> Result<Col, LegacyError> {
         let (table, column) = match reference.split_once('.') {
             Some((t, c)) => (self.ident(t)?, self.ident(c)?),
             None => (self.table.clone(), self.ident(reference)?),
@@ -257,7 +257,7 @@ impl Compiler {
         })
     }
 
-    pub(super) fn coding(&mut self, what: &str, raw: &RawCoding) -> Result<Coding, LegacyError> {
+    fn coding(&mut self, what: &str, raw: &RawCoding) -> Result<Coding, LegacyError> {
         if raw.system.is_empty() {
             return Err(self.bad(format!("{what}.system must not be empty")));
         }
@@ -334,10 +334,7 @@ impl LegacyConfig {
     }
 }
 
-pub(super) fn compile(
-    resource_type: ResourceType,
-    raw: &RawMapping,
-) -> Result<Mapping, LegacyError> {
+fn compile(resource_type: ResourceType, raw: &RawMapping) -> Result<Mapping, LegacyError> {
     let shape = shape(resource_type);
     let mut c = Compiler {
         resource: resource_type.to_string(),
@@ -432,7 +429,7 @@ pub(super) fn compile(
 }
 
 /// The template may not set what the mapping owns.
-pub(super) fn check_template(
+fn check_template(
     c: &Compiler,
     ty: ResourceType,
     shape: &Shape,

@@ -3,17 +3,19 @@
 //! A provider that already keeps records in its own tables (not MedRec's) describes,
 //! in a JSON mapping, which table and columns make which FHIR resource.
 //! [`LegacySqliteStore`] (a SQLite file) or [`LegacyMysqlStore`] (MySQL or MariaDB, the
-//! original MedRec demo database's kind) then answers [`RecordStore`](crate::RecordStore) reads and
-//! searches straight from those tables: every search condition, the paging and the
+//! original MedRec demo database's kind) then answers reads and searches (it is a
+//! [`RecordReader`](crate::RecordReader)) straight from those tables: every search condition, the paging and the
 //! order are pushed into SQL with bound parameters, and each row becomes one resource
 //! that [`Resource::parse`](crate::fhir::Resource::parse) accepts, so pointers and data hashes work exactly as with
 //! the native backends. The provider's tables are never written: the SQLite file is
-//! opened read-only, MySQL sessions are `READ ONLY`, and `create`, `update` and
-//! `update_all` fail with [`StoreError::ReadOnly`](crate::StoreError::ReadOnly).
+//! opened read-only, MySQL sessions are `READ ONLY`, and the stores have no writes at
+//! all. Where a full [`RecordStore`](crate::RecordStore) is expected (a server holding
+//! any store), [`ReadOnly`](crate::ReadOnly) serves one, its `create`, `update` and
+//! `update_all` failing with [`StoreError::ReadOnly`](crate::StoreError::ReadOnly).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use medrec_store::{RecordStore, fhir::ResourceType, legacy::{LegacyConfig, LegacySqliteStore}};
+//! use medrec_store::{RecordReader, fhir::ResourceType, legacy::{LegacyConfig, LegacySqliteStore}};
 //!
 //! let config = LegacyConfig::load("medrec-v1.json")?;
 //! let store = LegacySqliteStore::open("provider.sqlite", config)?;

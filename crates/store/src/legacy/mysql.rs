@@ -3,8 +3,8 @@
 
 use super::{LegacyConfig, LegacyError, by_id, mapping::Mapping, row::RawRow};
 use crate::{
-    Page, RecordStore, Result, StoreError, Stored,
-    fhir::{Resource, ResourceId, ResourceType},
+    Page, RecordReader, Result, StoreError, Stored,
+    fhir::{ResourceId, ResourceType},
     search::SearchQuery,
     sql::builder::{Dialect, sqlx_query},
 };
@@ -140,19 +140,7 @@ async fn search(pool: &sqlx::MySqlPool, mapping: &Mapping, query: &SearchQuery) 
 }
 
 #[async_trait::async_trait]
-impl RecordStore for LegacyMysqlStore {
-    async fn create(&self, _resource: Resource) -> Result<Stored> {
-        Err(StoreError::ReadOnly)
-    }
-
-    async fn update(&self, _resource: Resource) -> Result<Stored> {
-        Err(StoreError::ReadOnly)
-    }
-
-    async fn update_all(&self, _resources: Vec<Resource>) -> Result<Vec<Stored>> {
-        Err(StoreError::ReadOnly)
-    }
-
+impl RecordReader for LegacyMysqlStore {
     async fn read(&self, resource_type: ResourceType, id: &ResourceId) -> Result<Option<Stored>> {
         Ok(self.search(&by_id(resource_type, id)).await?.entries.pop())
     }

@@ -12,9 +12,6 @@ use crate::{
 use serde_json::{Map, Value};
 use std::fmt;
 
-// ---------------------------------------------------------------------------------
-// Rows to resources.
-
 /// A row as read: id, date and last update as SQL sees them, then the text columns.
 #[derive(Debug)]
 pub(super) struct RawRow {

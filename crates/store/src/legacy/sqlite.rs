@@ -2,8 +2,8 @@
 
 use super::{LegacyConfig, LegacyError, by_id, mapping::Mapping, row::RawRow};
 use crate::{
-    Page, RecordStore, Result, StoreError, Stored,
-    fhir::{Resource, ResourceId, ResourceType},
+    Page, RecordReader, Result, StoreError, Stored,
+    fhir::{ResourceId, ResourceType},
     search::SearchQuery,
     sql::builder::Dialect,
 };
@@ -144,19 +144,7 @@ fn search(conn: &Connection, mapping: &Mapping, query: &SearchQuery) -> Result<P
 }
 
 #[async_trait::async_trait]
-impl RecordStore for LegacySqliteStore {
-    async fn create(&self, _resource: Resource) -> Result<Stored> {
-        Err(StoreError::ReadOnly)
-    }
-
-    async fn update(&self, _resource: Resource) -> Result<Stored> {
-        Err(StoreError::ReadOnly)
-    }
-
-    async fn update_all(&self, _resources: Vec<Resource>) -> Result<Vec<Stored>> {
-        Err(StoreError::ReadOnly)
-    }
-
+impl RecordReader for LegacySqliteStore {
     async fn read(&self, resource_type: ResourceType, id: &ResourceId) -> Result<Option<Stored>> {
         Ok(self.search(&by_id(resource_type, id)).await?.entries.pop())
     }
