@@ -1,7 +1,12 @@
 //! Record stores for MedRec: where a provider's FHIR R4 resources live.
 //!
-//! [`RecordStore`] is the one interface the gatekeeper uses; backends implement it over
-//! SQLite (the embedded default), PostgreSQL and MySQL/MariaDB. Resources are kept as
+//! [`RecordStore`] is the one interface the gatekeeper uses: read, read a version,
+//! search, create, update, update all at once. Backends implement it over SQLite (the
+//! embedded default), PostgreSQL and MySQL/MariaDB. Its reads are also the
+//! [`RecordReader`] trait, which every `RecordStore` is; the read-only mapping of a
+//! provider's own database ([`legacy`]) is a `RecordReader` only, and [`ReadOnly`]
+//! serves it where a `RecordStore` is expected, its writes failing with
+//! [`StoreError::ReadOnly`]. Resources are kept as
 //! FHIR JSON with every version, plus indexed search columns (patient compartment,
 //! date, category and code tokens, last update) extracted by [`fhir::Resource::parse`],
 //! so every backend indexes exactly the same way. Searches are parsed at the edge into
@@ -12,12 +17,17 @@
 //! the `test-utils` feature).
 
 pub mod audit;
-pub mod fhir;
-pub mod hash;
 pub mod legacy;
-pub mod search;
+mod read_only;
 pub mod sql;
 pub mod sqlite;
+
+pub use read_only::ReadOnly;
+
+/// Pure FHIR, from `medrec-fhir`, under the paths users of this crate have always used:
+/// [`fhir`] (resource checks and index), [`search`] (typed FHIR search) and [`hash`]
+/// (the data hash).
+pub use medrec_fhir::{fhir, hash, search};
 
 #[cfg(feature = "test-utils")]
 pub mod conformance;
@@ -72,7 +82,7 @@ pub enum StoreError {
     #[error("the record database failed: {0}")]
     Database(String),
     /// The store serves records but does not take them (a provider's own database,
-    /// mapped read-only).
+    /// mapped read-only and served through [`ReadOnly`]).
     #[error("this record store is read-only: records are changed in the provider's own system")]
     ReadOnly,
 }
@@ -80,7 +90,39 @@ pub enum StoreError {
 /// The result of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A provider's record store.
+/// Reading a provider's records: what every store does, the read-only mapping of a
+/// provider's own database ([`legacy`]) included. Every [`RecordStore`] is a reader
+/// too (a blanket implementation forwards to it).
+///
+/// Code that only reads should take a `RecordReader` (generic, `R: RecordReader +
+/// ?Sized`, which a `dyn RecordStore` also satisfies), so that a read-only store never
+/// has to implement writes as errors.
+#[async_trait::async_trait]
+pub trait RecordReader: Send + Sync + std::fmt::Debug {
+    /// The current version of a resource.
+    async fn read(&self, resource_type: ResourceType, id: &ResourceId) -> Result<Option<Stored>>;
+
+    /// A given version of a resource.
+    async fn read_version(
+        &self,
+        resource_type: ResourceType,
+        id: &ResourceId,
+        version: u64,
+    ) -> Result<Option<Stored>>;
+
+    /// Current versions matching `query`, one page.
+    async fn search(&self, query: &SearchQuery) -> Result<Page>;
+}
+
+/// A provider's full record store: it reads ([`RecordReader`], by the blanket
+/// implementation) and writes. The SQLite, PostgreSQL and MySQL/MariaDB backends are
+/// full stores; a read-only store serves where a `RecordStore` is expected only
+/// through [`ReadOnly`], whose writes fail with [`StoreError::ReadOnly`].
+///
+/// The read methods are declared here as well as on [`RecordReader`] so that code
+/// importing only `RecordStore` calls them on a concrete store, as before the reader
+/// was split out; importing both traits and calling a read method on a concrete full
+/// store is ambiguous (name the trait, or hold a `dyn RecordStore`).
 #[async_trait::async_trait]
 pub trait RecordStore: Send + Sync + std::fmt::Debug {
     /// Stores a new resource; assigns a random id when it has none. Fails with
@@ -106,6 +148,26 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
 
     /// Current versions matching `query`, one page.
     async fn search(&self, query: &SearchQuery) -> Result<Page>;
+}
+
+#[async_trait::async_trait]
+impl<S: RecordStore + ?Sized> RecordReader for S {
+    async fn read(&self, resource_type: ResourceType, id: &ResourceId) -> Result<Option<Stored>> {
+        RecordStore::read(self, resource_type, id).await
+    }
+
+    async fn read_version(
+        &self,
+        resource_type: ResourceType,
+        id: &ResourceId,
+        version: u64,
+    ) -> Result<Option<Stored>> {
+        RecordStore::read_version(self, resource_type, id, version).await
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<Page> {
+        RecordStore::search(self, query).await
+    }
 }
 
 /// A fresh random id (32 hex characters).

@@ -19,12 +19,12 @@ use crate::{
     RecordStore, Result, StoreError, Stored,
     fhir::{Resource, ResourceId, ResourceType},
     now_ms,
-    search::{DateBound, SearchQuery, SortField, TokenMatch},
+    search::SearchQuery,
+    sql::builder::{Dialect, Target, Tokens},
     stamp, with_id_for_create,
 };
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, TransactionBehavior, params, params_from_iter,
-    types::Value as SqlValue,
 };
 use std::{
     fmt,
@@ -436,114 +436,39 @@ impl Row {
     }
 }
 
-/// The `FROM … WHERE …` of a search and its parameters, in order.
-fn filter(query: &SearchQuery) -> (String, Vec<SqlValue>) {
-    let text = |s: &str| SqlValue::Text(s.to_owned());
-    let mut sql = String::from("FROM resources r WHERE r.type = ?");
-    let mut args = vec![text(query.resource_type.as_str())];
-    if !query.ids.is_empty() {
-        sql.push_str(" AND r.id IN (");
-        for (i, id) in query.ids.iter().enumerate() {
-            sql.push_str(if i == 0 { "?" } else { ", ?" });
-            args.push(text(id.as_str()));
-        }
-        sql.push(')');
+/// The native tables as a search target (`resources r`, codings in
+/// `resource_tokens t`).
+pub(crate) fn target() -> Target {
+    Target {
+        from: "resources r".into(),
+        type_column: Some("r.type"),
+        id: "r.id".into(),
+        patient: Some("r.patient".into()),
+        date: Some("r.date_start".into()),
+        last_updated: Some("r.last_updated".into()),
+        tokens: Tokens::Table {
+            from: "resource_tokens t",
+            join: "t.type = r.type AND t.id = r.id",
+            param: "t.param",
+            system: "t.system",
+            code: "t.code",
+            code_prefix_index: None,
+        },
     }
-    if let Some(patient) = &query.patient {
-        sql.push_str(" AND r.patient = ?");
-        args.push(text(patient.as_str()));
-    }
-    for (param, groups) in [("category", &query.category), ("code", &query.code)] {
-        for group in groups {
-            sql.push_str(
-                " AND EXISTS (SELECT 1 FROM resource_tokens t \
-                 WHERE t.type = r.type AND t.id = r.id AND t.param = ? AND (",
-            );
-            args.push(text(param));
-            if group.is_empty() {
-                // OR of nothing.
-                sql.push('0');
-            }
-            for (i, TokenMatch { system, code }) in group.iter().enumerate() {
-                if i > 0 {
-                    sql.push_str(" OR ");
-                }
-                match (system, code) {
-                    (Some(system), Some(code)) => {
-                        sql.push_str("(t.system = ? AND t.code = ?)");
-                        args.extend([text(system), text(code)]);
-                    }
-                    (Some(system), None) => {
-                        sql.push_str("t.system = ?");
-                        args.push(text(system));
-                    }
-                    (None, Some(code)) => {
-                        sql.push_str("t.code = ?");
-                        args.push(text(code));
-                    }
-                    (None, None) => sql.push('1'),
-                }
-            }
-            sql.push_str("))");
-        }
-    }
-    if !query.date.is_empty() {
-        // A resource without a date matches no date condition.
-        sql.push_str(" AND r.date_start IS NOT NULL");
-    }
-    let mut bounds = |column: &str, list: &[DateBound]| {
-        for bound in list {
-            let (lower, upper) = bound.bounds();
-            if let Some(lower) = lower {
-                sql.push_str(&format!(" AND {column} >= ?"));
-                args.push(SqlValue::Integer(lower));
-            }
-            if let Some(upper) = upper {
-                sql.push_str(&format!(" AND {column} < ?"));
-                args.push(SqlValue::Integer(upper));
-            }
-        }
-    };
-    bounds("r.date_start", &query.date);
-    bounds("r.last_updated", &query.last_updated);
-    (sql, args)
-}
-
-/// The `ORDER BY` of a search: its keys, then `_id` ascending. Resources without a
-/// date sort after those with one, in either direction.
-fn order(query: &SearchQuery) -> String {
-    let mut keys: Vec<String> = query
-        .sort
-        .iter()
-        .map(|key| {
-            let dir = if key.descending { "DESC" } else { "ASC" };
-            match key.field {
-                SortField::Id => format!("r.id {dir}"),
-                SortField::LastUpdated => format!("r.last_updated {dir}"),
-                SortField::Date => format!("r.date_start IS NULL, r.date_start {dir}"),
-            }
-        })
-        .collect();
-    keys.push("r.id ASC".to_owned());
-    format!("ORDER BY {}", keys.join(", "))
 }
 
 fn search(conn: &mut Connection, query: &SearchQuery) -> Result<crate::Page> {
-    let (from_where, args) = filter(query);
+    let target = target();
+    let count = target.count(Dialect::Sqlite, query);
     // One read transaction: the total and the page come from the same snapshot.
     let tx = conn.transaction().db()?;
-    let total: i64 = tx
-        .query_row(&format!("SELECT COUNT(*) {from_where}"), params_from_iter(&args), |row| {
-            row.get(0)
-        })
-        .db()?;
+    let total: i64 =
+        tx.query_row(count.sql(), params_from_iter(count.args()), |row| row.get(0)).db()?;
     let mut entries = Vec::new();
     if query.count > 0 {
-        let sql = format!("SELECT {COLUMNS} {from_where} {} LIMIT ? OFFSET ?", order(query));
-        let mut st = tx.prepare(&sql).db()?;
-        let paging =
-            [SqlValue::Integer(query.count.into()), SqlValue::Integer(query.offset.into())];
-        let rows = st.query_map(params_from_iter(args.iter().chain(&paging)), Row::read).db()?;
+        let page = target.page(Dialect::Sqlite, query, COLUMNS);
+        let mut st = tx.prepare(page.sql()).db()?;
+        let rows = st.query_map(params_from_iter(page.args()), Row::read).db()?;
         for row in rows {
             entries.push(row.db()?.into_stored()?);
         }
@@ -637,11 +562,20 @@ mod tests {
             ],
         )
         .unwrap();
-        let (sql, args) = filter(&query);
+        let count = target().count(Dialect::Sqlite, &query);
+        let sql = count.sql();
         assert!(!sql.contains('\''), "{sql}");
         assert!(!sql.contains("loinc"), "{sql}");
-        assert_eq!(sql.matches('?').count(), args.len());
-        assert_eq!(args.len(), 1 + 2 + 1 + 3 + 1 + 1);
-        assert_eq!(order(&query), "ORDER BY r.date_start IS NULL, r.date_start DESC, r.id ASC");
+        assert_eq!(sql.matches('?').count(), count.args().len());
+        assert_eq!(count.args().len(), 1 + 2 + 1 + 3 + 1 + 1);
+        let page = target().page(Dialect::Sqlite, &query, COLUMNS);
+        assert!(
+            page.sql().ends_with(
+                " ORDER BY r.date_start IS NULL, r.date_start DESC, r.id ASC LIMIT ? OFFSET ?"
+            ),
+            "{}",
+            page.sql()
+        );
+        assert_eq!(page.args().len(), count.args().len() + 2);
     }
 }

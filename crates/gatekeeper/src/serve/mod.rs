@@ -288,9 +288,11 @@ async fn open_legacy(url: &StoreUrl, mapping: &Path) -> Result<Arc<dyn RecordSto
             let opened = tokio::task::spawn_blocking(move || LegacySqliteStore::open(path, config))
                 .await
                 .map_err(|e| ServeError::Store(StoreError::Database(e.to_string())))?;
-            Arc::new(opened?)
+            Arc::new(medrec_store::ReadOnly::new(opened?))
         }
-        StoreUrl::Mysql(url) => Arc::new(LegacyMysqlStore::connect(url, config, 8).await?),
+        StoreUrl::Mysql(url) => {
+            Arc::new(medrec_store::ReadOnly::new(LegacyMysqlStore::connect(url, config, 8).await?))
+        }
         StoreUrl::Postgres(_) => {
             return Err(ServeError::InvalidStoreUrl(
                 "the legacy mapping reads SQLite or MySQL/MariaDB databases".into(),

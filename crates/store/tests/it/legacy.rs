@@ -2,7 +2,7 @@
 //! SQLite.
 
 use medrec_store::{
-    RecordStore, StoreError, Stored,
+    RecordReader, RecordStore, StoreError, Stored,
     fhir::{Resource, ResourceId, ResourceType},
     hash::data_hash,
     legacy::{LegacyConfig, LegacyError, LegacySqliteStore},
@@ -63,8 +63,9 @@ fn id(s: &str) -> ResourceId {
     s.parse().unwrap()
 }
 
-async fn page(
-    store: &dyn RecordStore,
+// The helpers take any reader: a legacy store, or a full store (`dyn RecordStore`).
+async fn page<S: RecordReader + ?Sized>(
+    store: &S,
     ty: ResourceType,
     params: &[(&str, &str)],
 ) -> (u64, Vec<String>) {
@@ -73,13 +74,17 @@ async fn page(
     (page.total, page.entries.iter().map(|s| s.id.to_string()).collect())
 }
 
-async fn found(store: &dyn RecordStore, ty: ResourceType, params: &[(&str, &str)]) -> Vec<String> {
+async fn found<S: RecordReader + ?Sized>(
+    store: &S,
+    ty: ResourceType,
+    params: &[(&str, &str)],
+) -> Vec<String> {
     let (total, ids) = page(store, ty, params).await;
     assert_eq!(total, ids.len() as u64, "{ty} {params:?}: one page holds all");
     ids
 }
 
-async fn read(store: &dyn RecordStore, ty: ResourceType, i: &str) -> Stored {
+async fn read<S: RecordReader + ?Sized>(store: &S, ty: ResourceType, i: &str) -> Stored {
     store.read(ty, &id(i)).await.unwrap().unwrap_or_else(|| panic!("{ty}/{i} is there"))
 }
 
@@ -98,7 +103,7 @@ fn the_demo_mapping_loads() {
     );
 }
 
-async fn each_type_reads_by_id_as_fhir(store: &dyn RecordStore) {
+async fn each_type_reads_by_id_as_fhir(store: &dyn RecordReader) {
     let p = read(store, ResourceType::Patient, "1001").await;
     assert_eq!((p.version, p.last_updated), (1, 0));
     assert_eq!(p.json["resourceType"], "Patient");
@@ -194,7 +199,7 @@ async fn each_type_reads_by_id_as_fhir(store: &dyn RecordStore) {
     assert_eq!(page(store, ResourceType::Condition, &[]).await, (0, vec![]));
 }
 
-async fn searches_filter_in_sql_like_the_native_backends(store: &dyn RecordStore) {
+async fn searches_filter_in_sql_like_the_native_backends(store: &dyn RecordReader) {
     let (obs, enc, pat) =
         (ResourceType::Observation, ResourceType::Encounter, ResourceType::Patient);
     let (med, imm) = (ResourceType::MedicationRequest, ResourceType::Immunization);
@@ -269,7 +274,7 @@ async fn searches_filter_in_sql_like_the_native_backends(store: &dyn RecordStore
 }
 
 async fn paging_and_sorting_give_the_totals_and_orders_of_the_native_backends(
-    store: &dyn RecordStore,
+    store: &dyn RecordReader,
 ) {
     let obs = ResourceType::Observation;
     let pages = [
@@ -349,7 +354,7 @@ const SQL_PATIENT: &str = "INSERT INTO patient_info (PatientID, FirstName, LastN
      VALUES (1004, 'Robert''); DROP TABLE patient_info;--', '%_*', 'unknown', '1999-09-09', '\" OR \"\"=\"');";
 
 /// Run on a database with [`SQL_PATIENT`].
-async fn sql_metacharacters_in_values_are_data(store: &dyn RecordStore) {
+async fn sql_metacharacters_in_values_are_data(store: &dyn RecordReader) {
     let p = read(store, ResourceType::Patient, "1004").await;
     assert_eq!(p.json["name"][0]["given"][0], "Robert'); DROP TABLE patient_info;--");
     assert_eq!(p.json["name"][0]["family"], "%_*");
@@ -378,6 +383,8 @@ async fn sql_metacharacters_in_values_are_data(store: &dyn RecordStore) {
     assert_eq!(found(store, obs, &[]).await.len(), 6);
 }
 
+/// The legacy stores have no writes at all; served where a full store is expected,
+/// through [`ReadOnly`], every write is refused.
 async fn writes_are_refused_and_the_database_is_untouched(store: &dyn RecordStore) {
     let patient =
         Resource::parse(json!({"resourceType": "Patient", "id": "1001", "gender": "male"}))
@@ -399,8 +406,8 @@ async fn writes_are_refused_and_the_database_is_untouched(store: &dyn RecordStor
 
 /// `again` is another store on the same database.
 async fn resources_parse_and_hash_the_same_on_every_read(
-    store: &dyn RecordStore,
-    again: &dyn RecordStore,
+    store: &dyn RecordReader,
+    again: &dyn RecordReader,
 ) {
     let mut everything = Vec::new();
     for ty in config().resource_types() {
@@ -439,6 +446,7 @@ async fn resources_parse_and_hash_the_same_on_every_read(
 /// The shared cases on SQLite.
 mod sqlite {
     use super::LegacyDb;
+    use medrec_store::ReadOnly;
 
     #[tokio::test]
     async fn each_type_reads_by_id_as_fhir() {
@@ -467,7 +475,8 @@ mod sqlite {
     #[tokio::test]
     async fn writes_are_refused_and_the_database_is_untouched() {
         let db = LegacyDb::new("");
-        super::writes_are_refused_and_the_database_is_untouched(&db.open()).await;
+        let store = ReadOnly::new(db.open());
+        super::writes_are_refused_and_the_database_is_untouched(&store).await;
         assert_eq!(db.count("patient_info"), 3);
     }
 
@@ -483,6 +492,7 @@ mod sqlite {
 /// `MEDREC_TEST_MYSQL_URL` names another; each case gets a fresh database of its own.
 mod mariadb {
     use medrec_store::{
+        ReadOnly,
         legacy::{LegacyError, LegacyMysqlStore},
         sql::{MysqlStore, testing::TestStore},
     };
@@ -558,7 +568,8 @@ mod mariadb {
     #[tokio::test]
     async fn writes_are_refused_and_the_database_is_untouched() {
         let db = LegacyDb::new("").await;
-        super::writes_are_refused_and_the_database_is_untouched(&db.open().await).await;
+        let store = ReadOnly::new(db.open().await);
+        super::writes_are_refused_and_the_database_is_untouched(&store).await;
     }
 
     #[tokio::test]
