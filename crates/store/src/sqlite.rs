@@ -13,7 +13,8 @@
 //! resource are consecutive however many updates race. Reads use a small pool of
 //! read-only connections that run in parallel with each other and with the writer (WAL
 //! gives each read a consistent snapshot). Every value reaches SQLite as a bound
-//! parameter; search SQL is assembled from fixed fragments only.
+//! parameter; search SQL comes from the builder every backend shares
+//! (`sql::builder`), out of fixed fragments only.
 
 use crate::{
     RecordStore, Result, StoreError, Stored,
@@ -29,7 +30,7 @@ use rusqlite::{
 use std::{
     fmt,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, LazyLock, Mutex, PoisonError},
     time::Duration,
 };
 use tokio::sync::{Mutex as AsyncMutex, Semaphore};
@@ -438,8 +439,8 @@ impl Row {
 
 /// The native tables as a search target (`resources r`, codings in
 /// `resource_tokens t`).
-pub(crate) fn target() -> Target {
-    Target {
+pub(crate) fn target() -> &'static Target {
+    static TARGET: LazyLock<Target> = LazyLock::new(|| Target {
         from: "resources r".into(),
         type_column: Some("r.type"),
         id: "r.id".into(),
@@ -454,7 +455,8 @@ pub(crate) fn target() -> Target {
             code: "t.code",
             code_prefix_index: None,
         },
-    }
+    });
+    &TARGET
 }
 
 fn search(conn: &mut Connection, query: &SearchQuery) -> Result<crate::Page> {

@@ -3,15 +3,15 @@
 //! A provider that already keeps records in its own tables (not MedRec's) describes,
 //! in a JSON mapping, which table and columns make which FHIR resource.
 //! [`LegacySqliteStore`] (a SQLite file) or [`LegacyMysqlStore`] (MySQL or MariaDB, the
-//! original MedRec demo database's kind) then answers reads and searches (it is a
-//! [`RecordReader`](crate::RecordReader)) straight from those tables: every search condition, the paging and the
-//! order are pushed into SQL with bound parameters, and each row becomes one resource
-//! that [`Resource::parse`](crate::fhir::Resource::parse) accepts, so pointers and data hashes work exactly as with
-//! the native backends. The provider's tables are never written: the SQLite file is
-//! opened read-only, MySQL sessions are `READ ONLY`, and the stores have no writes at
-//! all. Where a full [`RecordStore`](crate::RecordStore) is expected (a server holding
-//! any store), [`ReadOnly`](crate::ReadOnly) serves one, its `create`, `update` and
-//! `update_all` failing with [`StoreError::ReadOnly`](crate::StoreError::ReadOnly).
+//! original MedRec demo database's kind) then answers reads and searches (each is a
+//! [`RecordReader`]) straight from those tables: every search condition, the paging
+//! and the order are pushed into SQL with bound parameters, and each row becomes one
+//! resource that [`Resource::parse`] accepts, so pointers and data hashes work exactly
+//! as with the native backends. The provider's tables are never written: the SQLite
+//! file is opened read-only, MySQL sessions are `READ ONLY`, and the stores have no
+//! writes at all. Where a full [`RecordStore`] is expected (a server holding any
+//! store), [`ReadOnly`] serves one, its `create`, `update` and `update_all` failing
+//! with [`StoreError::ReadOnly`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -56,7 +56,7 @@
 //! }
 //! ```
 //!
-//! `resources` maps a FHIR type (one of [`ResourceType::ALL`](crate::fhir::ResourceType::ALL)) to how its rows are
+//! `resources` maps a FHIR type (one of [`ResourceType::ALL`]) to how its rows are
 //! found and shaped:
 //!
 //! - `table`: the table (or view) with one row per resource; `joins` (optional): more
@@ -78,7 +78,7 @@
 //!   `YYYY-MM-DD HH:MM[:SS[.fff]]` (ISO text in SQLite, a `DATE` or `DATETIME` in
 //!   MySQL), taken as UTC, fractions of a second dropped; a Patient's birth date keeps
 //!   the day only. A row whose date is in another format is a
-//!   [`StoreError::Database`](crate::StoreError::Database) naming the column.
+//!   [`StoreError::Database`] naming the column.
 //! - `last_updated`: a column with the row's last change (as `date`), becoming
 //!   `meta.lastUpdated` and what `_lastUpdated` searches and sorts on. Without it,
 //!   every resource of the type was last updated at the Unix epoch
@@ -107,14 +107,13 @@
 //!   template may not set what the mapping above owns (`resourceType`, `id`, `meta`,
 //!   the subject, date, code, category and value elements).
 //!
-//! Searches use the same [`SearchQuery`](crate::search::SearchQuery) as the native backends and return the same
-//! [`Page`](crate::Page): `_id` and `patient` compare the id columns as text, byte for byte;
-//! `code` and `category` compare the code column with the mapping's fixed system;
-//! `date` and `_lastUpdated` compare the columns' instants; `_sort` orders by them
-//! (resources without a date last) with `_id` as the final key. Each produced
-//! resource is checked with [`Resource::parse`](crate::fhir::Resource::parse), and its date as FHIR must equal its
-//! date as SQL sees it, so a search can never select differently from what the
-//! resources say.
+//! Searches use the same [`SearchQuery`] as the native backends and return the same
+//! [`Page`]: `_id` and `patient` compare the id columns as text, byte for byte; `code`
+//! and `category` compare the code column with the mapping's fixed system; `date` and
+//! `_lastUpdated` compare the columns' instants; `_sort` orders by them (resources
+//! without a date last) with `_id` as the final key. Each produced resource is checked
+//! with [`Resource::parse`], and its date as FHIR must equal its date as SQL sees it,
+//! so a search can never select differently from what the resources say.
 //!
 //! Errors name types, ids, tables and columns, never the values in them.
 //!
@@ -135,6 +134,8 @@ pub use mapping::LegacyConfig;
 pub use mysql::LegacyMysqlStore;
 pub use sqlite::LegacySqliteStore;
 
+#[cfg(doc)]
+use crate::{Page, ReadOnly, RecordReader, RecordStore, StoreError, fhir::Resource};
 use crate::{
     fhir::{ResourceId, ResourceType},
     search::SearchQuery,

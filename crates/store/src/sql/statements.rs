@@ -2,6 +2,7 @@
 //! and the reads by id. Searches are built by [`super::builder`].
 
 use super::builder::{Dialect, Target, Tokens};
+use std::sync::LazyLock;
 
 /// The SQL a backend runs: everything that differs between the servers.
 #[derive(Debug)]
@@ -16,7 +17,7 @@ pub(super) struct Statements {
     /// date_start, json. Fails with a unique violation when the id exists.
     pub(super) insert_new: &'static str,
     /// Where a search looks: the tables above in this server's spelling.
-    pub(super) target: fn() -> Target,
+    pub(super) target: fn() -> &'static Target,
     /// As `insert_new`, but when the resource exists, locks its row and claims the next
     /// version instead. Returns that version unless `claimed_version` is needed.
     pub(super) claim: &'static str,
@@ -167,12 +168,14 @@ pub(super) const MYSQL: Statements = Statements {
     begin_search: "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
 };
 
-fn postgres_target() -> Target {
-    native_target(Some(256))
+fn postgres_target() -> &'static Target {
+    static TARGET: LazyLock<Target> = LazyLock::new(|| native_target(Some(256)));
+    &TARGET
 }
 
-fn mysql_target() -> Target {
-    native_target(None)
+fn mysql_target() -> &'static Target {
+    static TARGET: LazyLock<Target> = LazyLock::new(|| native_target(None));
+    &TARGET
 }
 
 /// The native tables as a search target (`resources r`, codings in

@@ -221,9 +221,9 @@ fn values_never_become_sql_text_in_any_dialect() {
         ("code", &format!("{evil}|{evil},|{evil}")),
     ]);
     let targets = [
-        (Dialect::Sqlite, crate::sqlite::target()),
-        (Dialect::Postgres, (statements::POSTGRES.target)()),
-        (Dialect::Mysql, (statements::MYSQL.target)()),
+        (Dialect::Sqlite, crate::sqlite::target().clone()),
+        (Dialect::Postgres, (statements::POSTGRES.target)().clone()),
+        (Dialect::Mysql, (statements::MYSQL.target)().clone()),
         (Dialect::Sqlite, legacy(Dialect::Sqlite)),
         (Dialect::Mysql, legacy(Dialect::Mysql)),
     ];
