@@ -52,7 +52,7 @@ use medrec_store::{
     fhir::{ResourceId, ResourceType},
     search::SearchQuery,
 };
-use medrec_testkit::synthetic::{Options as SynthOptions, generate, transaction_bundle};
+use medrec_synth::{Options as SynthOptions, generate, transaction_bundle};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 

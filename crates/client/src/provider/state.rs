@@ -6,29 +6,27 @@
 //! holds a secret, but `relationships.json` names patients' FHIR ids, so it stays private
 //! to the provider.
 
-use super::super::common::{ChainArgs, DEV_ANCHORS, DEV_REGISTRAR, DEV_RELATIONSHIPS};
+use crate::{
+    chain::{ChainSpec, DEV_ANCHORS, DEV_REGISTRAR, DEV_RELATIONSHIPS, DEV_RPC_URL},
+    error::{Context as _, Result},
+};
 use alloy::primitives::{Address, B256};
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::{
     collections::BTreeMap,
-    io::Write,
     path::{Path, PathBuf},
 };
 
 /// The configuration file in the data directory.
-pub(crate) const CONFIG_FILE: &str = "provider.json";
+pub const CONFIG_FILE: &str = "provider.json";
 /// The enrolled relationships in the data directory.
-pub(crate) const RELATIONSHIPS_FILE: &str = "relationships.json";
+pub const RELATIONSHIPS_FILE: &str = "relationships.json";
 /// The research policy read by default by `publish --offer`.
-pub(crate) const POLICY_FILE: &str = "policy.json";
-
-/// The default of `--rpc-url` (the embedded chain on this machine).
-const DEFAULT_RPC_URL: &str = "http://127.0.0.1:8545";
+pub const POLICY_FILE: &str = "policy.json";
 
 /// Where the chain is, as recorded at `init`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ChainConfig {
+pub struct ChainConfig {
     /// JSON-RPC URL of the node.
     pub rpc_url: String,
     /// The Registrar contract.
@@ -44,12 +42,24 @@ pub(crate) struct ChainConfig {
 }
 
 impl ChainConfig {
-    /// The chain recorded here, unless `args` names another one: a flag (or its
-    /// environment variable) that differs from the embedded chain's default wins.
-    pub(crate) fn merged(&self, args: &ChainArgs) -> ChainArgs {
+    /// Records where `spec` says the chain is, with its id.
+    pub fn new(spec: &ChainSpec, chain_id: u64) -> Self {
+        Self {
+            rpc_url: spec.rpc_url.clone(),
+            registrar: spec.registrar,
+            relationships: spec.relationships,
+            anchors: spec.anchors,
+            from_block: spec.from_block,
+            chain_id,
+        }
+    }
+
+    /// The chain recorded here, unless `args` names another one: a setting that differs
+    /// from the embedded chain's default wins.
+    pub fn merged(&self, args: &ChainSpec) -> ChainSpec {
         let pick = |given, default, recorded| if given == default { recorded } else { given };
-        ChainArgs {
-            rpc_url: if args.rpc_url == DEFAULT_RPC_URL {
+        ChainSpec {
+            rpc_url: if args.rpc_url == DEV_RPC_URL {
                 self.rpc_url.clone()
             } else {
                 args.rpc_url.clone()
@@ -64,7 +74,7 @@ impl ChainConfig {
 
 /// `provider.json`: who the provider is and where everything is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ProviderConfig {
+pub struct ProviderConfig {
     /// The provider's name (its identity commitment is `keccak256(name)`).
     pub name: String,
     /// The account (the wallet's address, which the gatekeeper serves as).
@@ -79,7 +89,7 @@ pub(crate) struct ProviderConfig {
 
 impl ProviderConfig {
     /// Reads `provider.json` from `dir`.
-    pub(crate) fn load(dir: &Path) -> anyhow::Result<Self> {
+    pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
@@ -92,14 +102,14 @@ impl ProviderConfig {
     }
 
     /// Writes `provider.json` into `dir`.
-    pub(crate) fn save(&self, dir: &Path) -> anyhow::Result<()> {
+    pub fn save(&self, dir: &Path) -> Result<()> {
         write_json(&dir.join(CONFIG_FILE), self)
     }
 }
 
 /// One enrolled relationship.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Enrolled {
+pub struct Enrolled {
     /// The HD index of its delegate (`m/44'/60'/1'/0/i'`).
     pub delegate_index: u32,
     /// The delegate's address.
@@ -117,7 +127,7 @@ pub(crate) struct Enrolled {
 
 /// `relationships.json`: relationship id → what the provider enrolled.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Enrollments {
+pub struct Enrollments {
     /// By relationship id.
     pub relationships: BTreeMap<B256, Enrolled>,
 }
@@ -128,7 +138,7 @@ impl Enrollments {
     }
 
     /// Reads `relationships.json` (empty when there is none yet).
-    pub(crate) fn load(dir: &Path) -> anyhow::Result<Self> {
+    pub fn load(dir: &Path) -> Result<Self> {
         let path = Self::path(dir);
         match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text)
@@ -139,42 +149,20 @@ impl Enrollments {
     }
 
     /// Writes `relationships.json`.
-    pub(crate) fn save(&self, dir: &Path) -> anyhow::Result<()> {
+    pub fn save(&self, dir: &Path) -> Result<()> {
         write_json(&Self::path(dir), self)
     }
 
     /// The first delegate index above every index recorded here.
-    pub(crate) fn next_index(&self) -> u32 {
+    pub fn next_index(&self) -> u32 {
         self.relationships.values().map(|r| r.delegate_index.saturating_add(1)).max().unwrap_or(0)
     }
 }
 
 /// Writes `value` as pretty JSON to `path`, atomically, mode 0600.
-fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
-    let json = serde_json::to_vec_pretty(value)?;
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let result = (|| {
-        let mut file = options.open(&tmp)?;
-        file.write_all(&json)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let json = serde_json::to_vec_pretty(value)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    medrec_wallet::fs::write_private(path, &json)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
