@@ -13,20 +13,6 @@ use medrec_client::{Chain, ChainSpec};
 use medrec_wallet::{Passphrase, PassphraseSource, ScryptParams, Wallet};
 use std::path::PathBuf;
 
-pub(crate) use medrec_client::retry::until_caught_up;
-
-/// Fails when a mined transaction was reverted (`what` names it).
-pub(crate) fn mined(
-    receipt: &alloy::rpc::types::TransactionReceipt,
-    what: &str,
-) -> anyhow::Result<()> {
-    anyhow::ensure!(receipt.status(), "{what} was reverted on chain");
-    Ok(())
-}
-
-/// `Registrar.Action.AdmitResearcher` (enums are `uint8` in the ABI).
-pub(crate) const ADMIT_RESEARCHER: u8 = 2;
-
 /// Where the chain is: the node and the MedRec contracts.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ChainArgs {
