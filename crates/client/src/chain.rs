@@ -275,3 +275,27 @@ pub fn pick<'a>(
 fn hex_of(h: B256) -> String {
     h.to_string().trim_start_matches("0x").to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relationship_is_named_by_an_unambiguous_prefix() {
+        let ids =
+            [RelationshipId(B256::repeat_byte(0xab)), RelationshipId(B256::repeat_byte(0xac))];
+        assert_eq!(pick(&ids, &ids[0].0.to_string()).unwrap(), ids[0]);
+        assert!(pick(&ids, "0xabab").is_err(), "fewer than 6 digits");
+        assert_eq!(pick(&ids, "0xababab").unwrap(), ids[0]);
+        assert_eq!(pick(&ids, "ACACAC").unwrap(), ids[1]);
+        let none = pick(&ids, "0xffffff").unwrap_err().to_string();
+        assert!(none.contains("there is no relationship"), "{none}");
+        let both = [
+            RelationshipId(B256::repeat_byte(0xab)),
+            RelationshipId(B256::right_padding_from(&[0xab; 31])),
+        ];
+        let many = pick(&both, "0xababab").unwrap_err().to_string();
+        assert!(many.contains("several"), "{many}");
+        assert!(pick(&ids, "not-hex!").is_err());
+    }
+}

@@ -248,3 +248,21 @@ pub async fn redeem(
     answer["query"] = json!(query);
     Ok(answer)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bounty_is_written_relationship_colon_sequence() {
+        let id = B256::repeat_byte(0x12);
+        let b = Bounty::parse(&format!("{id}:3"), Address::ZERO).unwrap();
+        assert_eq!((b.relationship.0, b.seq), (id, 3));
+        assert_eq!(b.id(), format!("{id}:3"));
+        for bad in ["0x12", "nothex:1", &format!("{id}:x")] {
+            assert!(matches!(Bounty::parse(bad, Address::ZERO), Err(Error::Invalid(_))), "{bad}");
+        }
+        let text = Bounty::parse("0x12", Address::ZERO).unwrap_err().to_string();
+        assert!(text.contains("<relationship id>:<sequence>"), "{text}");
+    }
+}

@@ -82,3 +82,42 @@ impl ProviderSession {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, text: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir()
+            .join(format!("medrec-client-import-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn only_transaction_and_batch_bundles_with_entries_are_read() {
+        let entry = r#"[{"resource": {"resourceType": "Patient", "id": "p"}, "request": {"method": "PUT", "url": "Patient/p"}}]"#;
+        let ok = file(
+            "ok",
+            &format!(r#"{{"resourceType": "Bundle", "type": "batch", "entry": {entry}}}"#),
+        );
+        assert_eq!(read_bundle(&ok).unwrap()["type"], "batch");
+        for (name, text, says) in [
+            ("json", "{", "not valid JSON"),
+            ("kind", r#"{"resourceType": "Patient"}"#, "not a FHIR Bundle"),
+            (
+                "type",
+                r#"{"resourceType": "Bundle", "type": "collection", "entry": []}"#,
+                "only transaction and batch",
+            ),
+            ("untyped", r#"{"resourceType": "Bundle"}"#, "without a type"),
+            ("empty", r#"{"resourceType": "Bundle", "type": "transaction"}"#, "no entries"),
+        ] {
+            let path = file(name, text);
+            let err = read_bundle(&path).unwrap_err().to_string();
+            assert!(err.contains(says), "{name}: {err}");
+            let _ = std::fs::remove_file(path);
+        }
+        let _ = std::fs::remove_file(ok);
+    }
+}

@@ -166,3 +166,76 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     medrec_wallet::fs::write_private(path, &json)
         .with_context(|| format!("cannot write {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::address;
+
+    #[test]
+    fn the_recorded_chain_holds_unless_a_setting_names_another() {
+        let recorded = ChainConfig {
+            rpc_url: "http://node:8545".to_owned(),
+            registrar: address!("0x0000000000000000000000000000000000000001"),
+            relationships: address!("0x0000000000000000000000000000000000000002"),
+            anchors: address!("0x0000000000000000000000000000000000000003"),
+            from_block: 7,
+            chain_id: 5,
+        };
+        let same = recorded.merged(&ChainSpec::default());
+        assert_eq!(
+            same,
+            ChainSpec {
+                rpc_url: recorded.rpc_url.clone(),
+                registrar: recorded.registrar,
+                relationships: recorded.relationships,
+                anchors: recorded.anchors,
+                from_block: 7,
+            }
+        );
+        let other = ChainSpec {
+            rpc_url: "http://other:8545".to_owned(),
+            from_block: 9,
+            ..ChainSpec::default()
+        };
+        let merged = recorded.merged(&other);
+        assert_eq!((merged.rpc_url.as_str(), merged.from_block), ("http://other:8545", 9));
+        assert_eq!(merged.registrar, recorded.registrar);
+        assert_eq!(ChainConfig::new(&merged, 5).rpc_url, "http://other:8545");
+    }
+
+    #[test]
+    fn files_round_trip_privately_and_the_next_delegate_index_is_past_every_one() {
+        let dir = std::env::temp_dir().join(format!("medrec-client-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(Enrollments::load(&dir).unwrap(), Enrollments::default());
+        let mut e = Enrollments::default();
+        assert_eq!(e.next_index(), 0);
+        for (i, index) in [3u32, 1].into_iter().enumerate() {
+            e.relationships.insert(
+                B256::repeat_byte(u8::try_from(i).unwrap()),
+                Enrolled {
+                    delegate_index: index,
+                    delegate: Address::repeat_byte(1),
+                    patient: Address::repeat_byte(2),
+                    patient_id: "p1".to_owned(),
+                    pointers: vec!["Condition".to_owned()],
+                    gatekeeper_enrolled: false,
+                },
+            );
+        }
+        assert_eq!(e.next_index(), 4);
+        e.save(&dir).unwrap();
+        assert_eq!(Enrollments::load(&dir).unwrap(), e);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode =
+                std::fs::metadata(dir.join(RELATIONSHIPS_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let missing = ProviderConfig::load(&dir).unwrap_err().to_string();
+        assert!(missing.contains("medrec provider init"), "{missing}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
