@@ -1,7 +1,6 @@
 //! `medrec`: the MedRec command-line tool. Thin: parses arguments and hands over to
 //! one module per subcommand; results go to stdout, everything else to stderr.
 
-mod cache;
 mod commands;
 mod output;
 mod signals;

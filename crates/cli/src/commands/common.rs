@@ -5,80 +5,13 @@
 //! the addresses of the embedded chain (`medrec chain`), whose deployment is
 //! deterministic, so that nothing needs configuring on a development machine.
 
-use alloy::{
-    network::EthereumWallet,
-    primitives::{Address, address},
-    providers::{Provider, ProviderBuilder},
-    signers::local::PrivateKeySigner,
-};
+use alloy::primitives::Address;
 use anyhow::Context;
 use clap::Args;
+pub(crate) use medrec_client::chain::{DEV_ANCHORS, DEV_REGISTRAR, DEV_RELATIONSHIPS};
+use medrec_client::{Chain, ChainSpec};
 use medrec_wallet::{Passphrase, PassphraseSource, ScryptParams, Wallet};
 use std::path::PathBuf;
-
-/// The Registrar of the embedded chain (first contract its deployer creates).
-pub(crate) const DEV_REGISTRAR: Address = address!("0x5FbDB2315678afecb367f032d93F642f64180aa3");
-/// The Relationships contract of the embedded chain.
-pub(crate) const DEV_RELATIONSHIPS: Address =
-    address!("0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512");
-/// The AccessAnchors contract of the embedded chain.
-pub(crate) const DEV_ANCHORS: Address = address!("0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0");
-
-/// Retries `f` while the gatekeeper refuses because it has not followed the chain far
-/// enough yet (403, 409 or 503), every `pause` for at most `patience`; any other error,
-/// or the refusal once patience runs out, is returned.
-pub(crate) async fn until_caught_up<T, F, Fut>(
-    pause: std::time::Duration,
-    patience: std::time::Duration,
-    mut f: F,
-) -> Result<T, medrec_gatekeeper::client::ClientError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, medrec_gatekeeper::client::ClientError>>,
-{
-    use medrec_gatekeeper::client::ClientError;
-    let deadline = tokio::time::Instant::now() + patience;
-    loop {
-        match f().await {
-            Err(ClientError::Refused { status: 403 | 409 | 503, .. })
-                if tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(pause).await;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Fails when a mined transaction was reverted (`what` names it).
-pub(crate) fn mined(
-    receipt: &alloy::rpc::types::TransactionReceipt,
-    what: &str,
-) -> anyhow::Result<()> {
-    anyhow::ensure!(receipt.status(), "{what} was reverted on chain");
-    Ok(())
-}
-
-/// `Registrar.Action.AdmitResearcher` (enums are `uint8` in the ABI).
-pub(crate) const ADMIT_RESEARCHER: u8 = 2;
-
-/// The gatekeeper URL a provider registered in the Registrar's directory.
-pub(crate) async fn provider_endpoint(
-    chain: &ChainArgs,
-    provider: Address,
-) -> anyhow::Result<String> {
-    let registrar = medrec_contracts::Registrar::new(chain.registrar, chain.reader()?);
-    let entry = registrar
-        .call_builder(&medrec_contracts::Registrar::providerCall { account: provider })
-        .call()
-        .await
-        .with_context(|| format!("cannot read the Registrar's entry of provider {provider}"))?;
-    anyhow::ensure!(
-        !entry.endpoint.is_empty(),
-        "provider {provider} has no gatekeeper registered in the Registrar"
-    );
-    Ok(entry.endpoint)
-}
 
 /// Where the chain is: the node and the MedRec contracts.
 #[derive(Debug, Clone, Args)]
@@ -107,29 +40,20 @@ pub(crate) struct ChainArgs {
 }
 
 impl ChainArgs {
-    /// A read-only connection to the node.
-    pub(crate) fn reader(&self) -> anyhow::Result<impl Provider + Clone + use<>> {
-        let url =
-            self.rpc_url.parse().with_context(|| format!("'{}' is not a URL", self.rpc_url))?;
-        Ok(ProviderBuilder::new().connect_http(url))
+    /// Where the chain is, for the library.
+    pub(crate) fn spec(&self) -> ChainSpec {
+        ChainSpec {
+            rpc_url: self.rpc_url.clone(),
+            registrar: self.registrar,
+            relationships: self.relationships,
+            anchors: self.anchors,
+            from_block: self.from_block,
+        }
     }
 
-    /// A connection that signs and sends transactions as `signer`.
-    pub(crate) fn sender(
-        &self,
-        signer: PrivateKeySigner,
-    ) -> anyhow::Result<impl Provider + Clone + use<>> {
-        let url =
-            self.rpc_url.parse().with_context(|| format!("'{}' is not a URL", self.rpc_url))?;
-        Ok(ProviderBuilder::new().wallet(EthereumWallet::from(signer)).connect_http(url))
-    }
-
-    /// The chain id, asked of the node (which also checks that it answers).
-    pub(crate) async fn chain_id(&self) -> anyhow::Result<u64> {
-        self.reader()?
-            .get_chain_id()
-            .await
-            .with_context(|| format!("the chain node at {} does not answer", self.rpc_url))
+    /// Connects to the chain (asking its id, which checks that the node answers).
+    pub(crate) async fn connect(&self) -> anyhow::Result<Chain> {
+        Ok(self.spec().connect().await?)
     }
 }
 

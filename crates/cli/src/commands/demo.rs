@@ -7,25 +7,27 @@
 //! shown with proofs checked on chain. Demo identities are the public development
 //! accounts of the `test … junk` mnemonic: never use them for anything real.
 
-use crate::{
-    commands::common::{mined, until_caught_up},
-    output,
-};
-use alloy::{
-    network::EthereumWallet,
-    primitives::{B256, aliases::U40, keccak256},
-    providers::{Provider, ProviderBuilder},
-    sol_types::SolEvent,
-};
+use crate::output;
+use alloy::primitives::{B256, keccak256};
 use anyhow::{Context, bail, ensure};
 use clap::Args;
-use medrec_chain::{
-    anchors::{AnchorClaim, check_anchor},
-    inbox::{self, Notice},
+use medrec_chain::inbox::Notice;
+use medrec_client::{
+    Chain, ChainSpec, Error,
+    patient::{
+        PatientSession, Target, Window,
+        access_log::{AccessEntry, ProofStatus},
+        records::fetch_verified,
+    },
+    provider::{
+        enroll::{open_relationship, tell_gatekeeper},
+        registration::register_provider,
+    },
+    researcher, tx,
+    viewer::ViewerSession,
 };
-use medrec_contracts::{Registrar, Relationships};
 use medrec_devchain::{
-    chain::{Chain, ChainConfig},
+    chain::{Chain as DevChain, ChainConfig},
     deploy::Deployment,
     genesis::{DevAccount, dev_accounts},
     miner::{self, MinerConfig},
@@ -37,10 +39,9 @@ use medrec_gatekeeper::{
     pointer::{self, PointerQuery},
     serve::{Anchoring, ResearchSetup, RunningGatekeeper, ServeConfig, StoreUrl, spawn},
 };
-use medrec_primitives::RelationshipId;
+use medrec_primitives::{RelationshipId, Status};
 use medrec_research::policy::{Offer, Policy};
-use medrec_store::audit::verify;
-use medrec_testkit::synthetic::{Options, generate, transaction_bundle};
+use medrec_synth::{Options, generate, transaction_bundle};
 use serde_json::{Value, json};
 use std::{
     process::ExitCode,
@@ -135,10 +136,9 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(story(args))
 }
 
-fn wallet(rpc: &str, who: &DevAccount) -> anyhow::Result<impl Provider + Clone + use<>> {
-    Ok(ProviderBuilder::new()
-        .wallet(EthereumWallet::from(who.signer()))
-        .connect_http(rpc.parse().context("the RPC URL")?))
+/// Which relationship, for the patient's steps.
+fn target(id: RelationshipId) -> Target {
+    Target::Id(id.0.to_string())
 }
 
 #[allow(clippy::too_many_lines)]
@@ -155,10 +155,19 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         pow_initial_difficulty: 1 << 12,
         ..ChainConfig::default()
     };
-    let node = Node::new(Chain::new(chain_config)?, SealMode::Instant);
-    let at: Deployment = node.with(Chain::deployment).context("the contracts are deployed")?;
+    let node = Node::new(DevChain::new(chain_config)?, SealMode::Instant);
+    let at: Deployment = node.with(DevChain::deployment).context("the contracts are deployed")?;
     let rpc_server: ServerHandle = serve_rpc(node.clone(), "127.0.0.1:0".parse()?).await?;
     let rpc = rpc_server.url();
+    let chain = ChainSpec {
+        rpc_url: rpc.clone(),
+        registrar: at.registrar,
+        relationships: at.relationships,
+        anchors: at.anchors,
+        from_block: 0,
+    }
+    .connect()
+    .await?;
     n.say(&format!(
         "   chain {CHAIN_ID} at {rpc}; Registrar {}, Relationships {}, AccessAnchors {}",
         at.registrar, at.relationships, at.anchors
@@ -196,21 +205,21 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         });
         let running = spawn(config).await.context("a gatekeeper could not start")?;
         // The certified institution registers the provider with its gatekeeper's URL.
-        let registrar = Registrar::new(at.registrar, wallet(&rpc, &accounts[INSTITUTION])?);
-        let call = registrar.registerProvider(
-            keccak256(name.as_bytes()),
+        register_provider(
+            &chain,
+            &accounts[INSTITUTION].signer(),
             account.address,
-            running.url(),
+            name,
+            &running.url(),
             keccak256(format!("{name} key").as_bytes()),
-        );
-        mined(&call.send().await?.get_receipt().await?, "registering the provider")?;
+        )
+        .await?;
         // Its records: one synthetic patient's history.
         let record =
             generate(&Options { patients: 1, years: args.years, seed, ..Options::default() })
                 .pop()
                 .context("the generator made no patient")?;
-        let client =
-            GatekeeperClient::new(running.url(), account.address, CHAIN_ID, account.signer());
+        let client = provider_client(&chain, &running, &account);
         client.import(&transaction_bundle(&record)).await.context("importing the records")?;
         n.say(&format!(
             "   {name}: gatekeeper {} as {}, {} records imported (FHIR transaction)",
@@ -230,78 +239,62 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
 
     let patient = &accounts[PATIENT];
+    let me = PatientSession::with_signer(chain.clone(), patient.signer());
     n.step("Each provider enrolls the patient: a relationship on chain with a delegate address and a pointer to the patient's lab results.");
     for site in &mut sites {
-        let query = PointerQuery::parse(LABS)?;
         let store = site.store.open().await?;
-        let data = pointer::run(store.as_ref(), &query, &site.patient_id.parse()?).await?;
-        let r = Relationships::new(at.relationships, wallet(&rpc, &site.account)?);
-        let call =
-            r.create(patient.address, site.delegate.address, query.commitment(), data.data_hash);
-        send_as_provider(&call, "creating the relationship").await?;
-        site.relationship = RelationshipId::derive(patient.address, site.delegate.address);
-        let client = GatekeeperClient::new(
-            site.running.url(),
-            site.account.address,
-            CHAIN_ID,
-            site.account.signer(),
-        );
-        until_caught_up(PAUSE, PATIENCE, || {
-            client.enroll(site.relationship, &site.patient_id, &[LABS])
-        })
+        let opened = open_relationship(
+            &chain,
+            &site.account.signer(),
+            store.as_ref(),
+            patient.address,
+            site.delegate.address,
+            &site.patient_id.parse()?,
+            LABS,
+        )
         .await?;
+        site.relationship = opened.relationship;
+        let client = provider_client(&chain, &site.running, &site.account);
+        tell_gatekeeper(&client, site.relationship, &site.patient_id, &[LABS]).await?;
         n.say(&format!(
             "   {}: relationship {} ({} lab results, data hash {})",
             site.name,
             short(site.relationship.0),
-            data.resources.len(),
-            short(data.data_hash)
+            opened.pointer.resources,
+            short(opened.pointer.data_hash)
         ));
     }
 
     n.step("The patient's inbox shows the new relationships.");
-    let notices =
-        inbox::read(&node_reader(&rpc)?, at.relationships, 0, patient.address, 0, None).await?;
-    for d in notices.iter().filter(|d| matches!(d.notice, Notice::Created { .. })) {
-        n.say(&format!(
-            "   new relationship {} from {}",
-            short(d.relationship.0),
-            provider_name(&sites, &d.notice)
-        ));
+    for d in chain.notices(patient.address, 0, None).await? {
+        if matches!(d.notice, Notice::Created { .. }) {
+            n.say(&format!(
+                "   new relationship {} from {}",
+                short(d.relationship.0),
+                provider_name(&sites, &d.notice)
+            ));
+        }
     }
 
     n.step("The patient accepts both.");
-    let by_patient = Relationships::new(at.relationships, wallet(&rpc, patient)?);
     for site in &sites {
-        mined(
-            &by_patient.accept(site.delegate.address).send().await?.get_receipt().await?,
-            "accepting",
-        )?;
+        me.answer(&target(site.relationship), Status::Accepted).await?;
     }
 
     n.step(
         "The patient fetches every pointer from every provider and checks each against the chain.",
     );
-    let summary = inbox::summarize(
-        &inbox::read(&node_reader(&rpc)?, at.relationships, 0, patient.address, 0, None).await?,
-    );
+    let summary = me.relationships().await?;
     for site in &sites {
-        let client = GatekeeperClient::new(
-            site.running.url(),
-            site.account.address,
-            CHAIN_ID,
-            patient.signer(),
-        );
+        let client = chain.gatekeeper(site.running.url(), site.account.address, patient.signer());
         client.sign_in(&site.running.local_addr().to_string()).await?;
         let on_chain = summary[&site.relationship].pointers[0].1;
-        let data =
-            until_caught_up(PAUSE, PATIENCE, || client.pointer(site.relationship, 0)).await?;
-        data.verify(on_chain)?;
+        let labs = fetch_verified(&client, site.relationship, 0, on_chain).await?;
         let everything = client.search("Observation", "_count=200").await?;
         n.say(&format!(
             "   {}: {} lab results, hash matches the chain; {} observations in the patient's compartment",
             site.name,
-            data.resources.len(),
+            labs.len(),
             everything.len()
         ));
     }
@@ -311,50 +304,29 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     n.step(
         "The patient shares the lab results at Riverside Clinic with a pharmacist for one hour.",
     );
-    let expires = node.now() + 3600;
-    let grant =
-        by_patient.grant(first.delegate.address, viewer.address, 1, U40::ZERO, U40::from(expires));
-    mined(&grant.send().await?.get_receipt().await?, "granting")?;
-    let pharmacist = GatekeeperClient::new(
-        first.running.url(),
-        first.account.address,
-        CHAIN_ID,
-        viewer.signer(),
-    );
-    let shared =
-        inbox::read(&node_reader(&rpc)?, at.relationships, 0, viewer.address, 0, None).await?;
+    let window = Window { until: Some(node.now() + 3600), ..Window::default() };
+    me.share(&target(first.relationship), viewer.address, Some(&[0u8][..]), window).await?;
+    let shared = chain.notices(viewer.address, 0, None).await?;
     n.say(&format!("   the pharmacist's inbox: {} grant(s)", shared.len()));
 
     n.step("The pharmacist reads them.");
-    let data =
-        until_caught_up(PAUSE, PATIENCE, || pharmacist.pointer(first.relationship, 0)).await?;
-    n.say(&format!("   {} lab results, data hash {}", data.resources.len(), short(data.data_hash)));
+    let pharmacist = ViewerSession::new(chain.clone(), viewer.signer());
+    let fetched = pharmacist.fetch(Some(&first.relationship.0.to_string())).await?;
+    n.say(&format!(
+        "   {} lab results, each checked against the hash on chain",
+        fetched.records.len()
+    ));
 
     n.step("The patient revokes the grant; the pharmacist is refused at once.");
-    mined(
-        &by_patient
-            .revoke(first.delegate.address, viewer.address)
-            .send()
-            .await?
-            .get_receipt()
-            .await?,
-        "revoking",
-    )?;
+    me.revoke(&target(first.relationship), viewer.address).await?;
+    let pharmacist = chain.gatekeeper(first.running.url(), first.account.address, viewer.signer());
     let refused = retry_until_refused(|| pharmacist.pointer(first.relationship, 0)).await?;
     n.say(&format!("   refused: {refused}"));
 
     let researcher = &accounts[RESEARCHER];
     n.step(&format!("Research: {COHORT} other patients of Riverside Clinic are enrolled; three in four opt in to research, and so does our patient."));
-    let opted_in = enroll_cohort(&n, &rpc, &at, first, &accounts, args.years).await?;
-    mined(
-        &by_patient
-            .setResearchConsent(first.delegate.address, true)
-            .send()
-            .await?
-            .get_receipt()
-            .await?,
-        "opting in",
-    )?;
+    let opted_in = enroll_cohort(&n, &chain, first, &accounts, args.years).await?;
+    me.set_research(&target(first.relationship), true).await?;
     n.say(&format!(
         "   {} of {} patients at Riverside Clinic now feed research bounties",
         opted_in + 1,
@@ -362,16 +334,7 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     ));
 
     n.step("The certified institution admits the researcher by vote: only admitted research entities earn bounties.");
-    let institution = Registrar::new(at.registrar, wallet(&rpc, &accounts[INSTITUTION])?);
-    mined(
-        &institution
-            .propose(crate::commands::common::ADMIT_RESEARCHER, researcher.address)
-            .send()
-            .await?
-            .get_receipt()
-            .await?,
-        "admitting the researcher",
-    )?;
+    researcher::admit(&chain, &accounts[INSTITUTION].signer(), researcher.address).await?;
     n.say(&format!("   {} is admitted", researcher.address));
 
     n.step("Riverside Clinic adds a new lab result and publishes the pointer's new hash, with a bounty query; the researcher mines the block that includes it, and so owns the bounty.");
@@ -386,20 +349,14 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         },
         "request": {"method": "PUT", "url": "Observation/demo-new-lab"}
     }]});
-    let provider_client = GatekeeperClient::new(
-        first.running.url(),
-        first.account.address,
-        CHAIN_ID,
-        first.account.signer(),
-    );
-    provider_client.import(&lab).await?;
+    let provider = provider_client(&chain, &first.running, &first.account);
+    provider.import(&lab).await?;
     let store = first.store.open().await?;
     let fresh =
         pointer::run(store.as_ref(), &PointerQuery::parse(LABS)?, &first.patient_id.parse()?)
             .await?;
-    let bounty =
-        provider_client.publish_bounty(BOUNTY).await.context("publishing the bounty query")?;
-    let by_delegate = Relationships::new(at.relationships, wallet(&rpc, &first.delegate)?);
+    let bounty = provider.publish_bounty(BOUNTY).await.context("publishing the bounty query")?;
+    let by_delegate = chain.relationships_as(first.delegate.signer());
     let update = by_delegate.updatePointer(
         patient.address,
         alloy::primitives::U256::ZERO,
@@ -408,7 +365,8 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     );
     // Hold instant sealing: the update waits in the pool for the researcher's miner.
     node.hold(true)?;
-    let pending = update.send().await?;
+    let what = "updating the pointer";
+    let pending = update.send().await.map_err(|e| tx::refused(e, what))?;
     let tx = *pending.tx_hash();
     let miner_config = MinerConfig {
         rpc_url: rpc.clone(),
@@ -422,8 +380,7 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let released = node.hold(false);
     mining.context("the researcher's miner failed")?;
     released?;
-    let receipt = pending.get_receipt().await?;
-    mined(&receipt, "updating the pointer")?;
+    let receipt = tx::confirmed(pending.get_receipt().await?, what)?;
     if let Some(m) = sealed {
         n.say(&format!(
             "   the researcher sealed block {} (difficulty {}, nonce {}) holding the update {}",
@@ -433,31 +390,22 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             short(tx)
         ));
     }
-    let posted = receipt
-        .inner
-        .logs()
-        .iter()
-        .find_map(|l| Relationships::BountyPosted::decode_log(&l.inner).ok())
+    let block = receipt.block_number.unwrap_or(0);
+    let posted = researcher::owned(&chain, Some(researcher.address))
+        .await?
+        .into_iter()
+        .find(|b| b.tx == Some(tx))
         .context("the update posted no bounty")?;
     n.say(&format!(
         "   bounty {}:{} now belongs to {} (query commitment {})",
-        short(posted.relId),
+        short(posted.relationship.0),
         posted.seq,
         posted.owner,
         short(posted.commitment)
     ));
 
     n.step("The patient is notified: an update is pending.");
-    let latest = inbox::read(
-        &node_reader(&rpc)?,
-        at.relationships,
-        0,
-        patient.address,
-        receipt.block_number.unwrap_or(0),
-        None,
-    )
-    .await?;
-    for d in &latest {
+    for d in &chain.notices(patient.address, block, None).await? {
         match &d.notice {
             Notice::PointerUpdated { pointer, data_hash } => n.say(&format!(
                 "   pointer {pointer} of {} has new data ({})",
@@ -468,24 +416,15 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             _ => {}
         }
     }
-    mined(
-        &by_patient.accept(first.delegate.address).send().await?.get_receipt().await?,
-        "accepting the update",
-    )?;
+    me.answer(&target(first.relationship), Status::Accepted).await?;
 
     n.step("The researcher redeems the bounty at Riverside Clinic's gatekeeper: an aggregate over the opted-in patients, with k-anonymity and differential privacy.");
-    let researcher_client = GatekeeperClient::new(
-        first.running.url(),
-        first.account.address,
-        CHAIN_ID,
-        researcher.signer(),
-    );
-    let text = researcher_client.bounty_text(posted.commitment).await?;
-    n.say(&format!("   the query, checked against its commitment on chain: {text}"));
-    let seq: u64 = posted.seq.try_into().context("a bounty sequence number out of range")?;
-    let answer =
-        until_caught_up(PAUSE, PATIENCE, || researcher_client.redeem(first.relationship, seq))
-            .await?;
+    let url = first.running.url();
+    let answer = redeem_when_seen(&chain, researcher, &posted, &url).await?;
+    n.say(&format!(
+        "   the query, checked against its commitment on chain: {}",
+        answer["query"].as_str().unwrap_or("?")
+    ));
     for cell in answer["release"]["cells"].as_array().into_iter().flatten() {
         let group = cell["group"]
             .as_object()
@@ -508,67 +447,42 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "   ε spent {} (total {} of {}); asking again returns the same stored answer",
         answer["epsilon"], answer["spent"], answer["budget"]
     ));
-    let again = researcher_client.redeem(first.relationship, seq).await?;
+    let again = researcher::redeem(&chain, &researcher.signer(), &posted, Some(&url)).await?;
     ensure!(again["release"] == answer["release"], "a second redemption gave a different answer");
-    let redeemed_id = format!("{}:{}", posted.relId, posted.seq);
 
     n.step("The patient reads the access log of their records at Riverside Clinic, each entry proven by a head anchored on chain.");
-    let patient_client = GatekeeperClient::new(
-        first.running.url(),
-        first.account.address,
-        CHAIN_ID,
-        patient.signer(),
-    );
-    let entries = wait_for_proofs(&patient_client).await?;
-    let reader = node_reader(&rpc)?;
-    for e in &entries {
-        let proof = e.proof.as_ref().context("an entry without proof")?;
-        verify(proof)?;
-        let claim = AnchorClaim {
-            size: proof.anchor.size,
-            head: proof.anchor.head,
-            block: proof.anchor.block,
+    for e in wait_for_proofs(&me, first.account.address).await? {
+        let block = match e.proof {
+            ProofStatus::Verified { block } => block,
+            other => bail!("an access log entry does not check out: {other:?}"),
         };
-        check_anchor(&reader, at.anchors, first.account.address, claim).await?;
         n.say(&format!(
-            "   #{:<3} {:<12} by {} → {} (proof checked, anchor in block {})",
+            "   #{:<3} {:<12} by {} → {} (proof checked, anchor in block {block})",
             e.entry["seq"],
             e.entry["action"].as_str().unwrap_or(""),
             e.entry["requester"].as_str().unwrap_or(""),
             e.entry["decision"].as_str().unwrap_or(""),
-            proof.anchor.block
         ));
     }
 
     // The bounties posted by pointer changes (redeemed in the research workflow).
-    let bounty_logs = reader
-        .get_logs(
-            &alloy::rpc::types::Filter::new()
-                .address(at.relationships)
-                .event_signature(Relationships::BountyPosted::SIGNATURE_HASH)
-                .from_block(0),
-        )
-        .await?;
-    let bounties: Vec<Value> = bounty_logs
+    let bounties: Vec<Value> = researcher::owned(&chain, None)
+        .await?
         .iter()
-        .filter_map(|l| {
-            let e = Relationships::BountyPosted::decode_log(&l.inner).ok()?;
-            let id = format!("{}:{}", e.relId, e.seq);
-            let redeemed = id == redeemed_id;
-            Some(json!({
-                "id": id,
-                "block": l.block_number,
-                "owner": e.owner,
+        .map(|b| {
+            let redeemed = b.id() == posted.id();
+            json!({
+                "id": b.id(),
+                "block": b.block,
+                "owner": b.owner,
                 "redeemed": redeemed,
                 "epsilon": if redeemed { answer["epsilon"].clone() } else { Value::Null },
                 "result": if redeemed { answer["release"].clone() } else { Value::Null },
-            }))
+            })
         })
         .collect();
 
-    let final_summary = inbox::summarize(
-        &inbox::read(&reader, at.relationships, 0, patient.address, 0, None).await?,
-    );
+    let final_summary = me.relationships().await?;
     let relationships: Vec<Value> = sites
         .iter()
         .map(|s| json!({
@@ -614,8 +528,13 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn node_reader(rpc: &str) -> anyhow::Result<impl Provider + Clone + use<>> {
-    Ok(ProviderBuilder::new().connect_http(rpc.parse().context("the RPC URL")?))
+/// A client of a demo provider's own gatekeeper, signing as the provider.
+fn provider_client(
+    chain: &Chain,
+    running: &RunningGatekeeper,
+    account: &DevAccount,
+) -> GatekeeperClient {
+    chain.gatekeeper(running.url(), account.address, account.signer())
 }
 
 fn short(h: B256) -> String {
@@ -649,13 +568,36 @@ where
     bail!("the gatekeeper still served the data after the revocation")
 }
 
-/// The patient's access log once every entry is covered by an anchor.
+/// Redeems `bounty` as the researcher once the gatekeeper has followed the chain to its
+/// block (it refuses with 403, 409 or 503 until then).
+async fn redeem_when_seen(
+    chain: &Chain,
+    researcher: &DevAccount,
+    bounty: &researcher::Bounty,
+    url: &str,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match researcher::redeem(chain, &researcher.signer(), bounty, Some(url)).await {
+            Err(Error::Gatekeeper {
+                source: ClientError::Refused { status: 403 | 409 | 503, .. },
+                ..
+            }) if Instant::now() < deadline => tokio::time::sleep(PAUSE).await,
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// The patient's access log at `provider` once every entry is covered by an anchor
+/// (each proof checked against the chain by the library).
 async fn wait_for_proofs(
-    client: &GatekeeperClient,
-) -> anyhow::Result<Vec<medrec_gatekeeper::client::AuditEntry>> {
+    me: &PatientSession,
+    provider: alloy::primitives::Address,
+) -> anyhow::Result<Vec<AccessEntry>> {
     for _ in 0..100 {
-        let entries = client.audit(0).await?;
-        if !entries.is_empty() && entries.iter().all(|e| e.proof.is_some()) {
+        let entries: Vec<AccessEntry> =
+            me.access_log(None).await?.into_iter().filter(|e| e.provider == provider).collect();
+        if !entries.is_empty() && entries.iter().all(|e| e.proof != ProofStatus::Pending) {
             return Ok(entries);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -668,22 +610,14 @@ async fn wait_for_proofs(
 /// Returns how many opted in.
 async fn enroll_cohort(
     n: &Narrator,
-    rpc: &str,
-    at: &Deployment,
+    chain: &Chain,
     site: &ProviderSite,
     accounts: &[DevAccount],
     years: u32,
 ) -> anyhow::Result<usize> {
     let records = generate(&Options { patients: COHORT, years, seed: 21, ..Options::default() });
-    let client = GatekeeperClient::new(
-        site.running.url(),
-        site.account.address,
-        CHAIN_ID,
-        site.account.signer(),
-    );
+    let client = provider_client(chain, &site.running, &site.account);
     let store = site.store.open().await?;
-    let by_provider = Relationships::new(at.relationships, wallet(rpc, &site.account)?);
-    let query = PointerQuery::parse(LABS)?;
     // The provider: records, then every relationship, then every enrollment (by then
     // its gatekeeper has followed the chain past all of them).
     let mut cohort = Vec::with_capacity(records.len());
@@ -692,50 +626,32 @@ async fn enroll_cohort(
         let patient = accounts.get(10 + i).context("not enough development accounts")?;
         let delegate =
             alloy::primitives::Address::from_word(keccak256(format!("riverside delegate {i}")));
-        let data = pointer::run(store.as_ref(), &query, &record.id.parse()?).await?;
-        let create =
-            by_provider.create(patient.address, delegate, query.commitment(), data.data_hash);
-        send_as_provider(&create, "creating a relationship").await?;
-        cohort.push((patient, delegate, record.id.as_str()));
+        let opened = open_relationship(
+            chain,
+            &site.account.signer(),
+            store.as_ref(),
+            patient.address,
+            delegate,
+            &record.id.parse()?,
+            LABS,
+        )
+        .await?;
+        cohort.push((patient, opened.relationship, record.id.as_str()));
     }
-    for (patient, delegate, id) in &cohort {
-        let relationship = RelationshipId::derive(patient.address, *delegate);
-        until_caught_up(PAUSE, PATIENCE, || client.enroll(relationship, id, &[LABS])).await?;
+    for (_, relationship, id) in &cohort {
+        tell_gatekeeper(&client, *relationship, id, &[LABS]).await?;
     }
     // The patients, each from their own account: accept, and three in four opt in.
-    let answers = cohort.iter().enumerate().map(|(i, (patient, delegate, _))| async move {
-        let by_patient = Relationships::new(at.relationships, wallet(rpc, patient)?);
-        mined(&by_patient.accept(*delegate).send().await?.get_receipt().await?, "accepting")?;
+    let answers = cohort.iter().enumerate().map(|(i, (patient, relationship, _))| async move {
+        let me = PatientSession::with_signer(chain.clone(), patient.signer());
+        me.answer(&target(*relationship), Status::Accepted).await?;
         let opt_in = i % 4 != 3;
         if opt_in {
-            mined(
-                &by_patient.setResearchConsent(*delegate, true).send().await?.get_receipt().await?,
-                "opting in",
-            )?;
+            me.set_research(&target(*relationship), true).await?;
         }
         anyhow::Ok(opt_in)
     });
     let opted_in = futures::future::try_join_all(answers).await?.into_iter().filter(|&o| o).count();
     n.say(&format!("   {COHORT} patients enrolled, {opted_in} opted in"));
     Ok(opted_in)
-}
-
-/// Sends a transaction from a provider's account and waits for it to be mined. The
-/// provider's gatekeeper anchors its access log from the same account at the same
-/// time, so a nonce taken by an anchor in between is retried with the next one.
-async fn send_as_provider<P: Provider, D: alloy::contract::CallDecoder>(
-    call: &alloy::contract::CallBuilder<P, D>,
-    what: &str,
-) -> anyhow::Result<()> {
-    let mut attempts = 0;
-    loop {
-        match call.send().await {
-            Ok(pending) => return mined(&pending.get_receipt().await?, what),
-            Err(e) if attempts < 20 && e.to_string().contains("nonce too low") => {
-                attempts += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            Err(e) => return Err(e).with_context(|| format!("{what} failed")),
-        }
-    }
 }

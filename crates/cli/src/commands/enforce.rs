@@ -2,7 +2,6 @@
 //! consent index enforcing it.
 
 use alloy::{
-    network::EthereumWallet,
     primitives::{Address, aliases::U40, keccak256},
     providers::ProviderBuilder,
 };
@@ -11,7 +10,7 @@ use medrec_chain::{
     consent::ConsentIndex,
     follower::{FollowConfig, Follower},
 };
-use medrec_contracts::{Registrar, Relationships};
+use medrec_client::{ChainSpec, provider::registration::register_provider, tx};
 use medrec_devchain::{
     chain::{Chain, ChainConfig},
     genesis::dev_accounts,
@@ -40,25 +39,21 @@ pub(crate) async fn measure(rounds: usize, poll_ms: u64) -> anyhow::Result<Enfor
     let at = node.with(|c| c.deployment()).context("no contracts")?;
     let a = dev_accounts(6);
     let (provider, patient, delegate, viewer) = (&a[1], &a[2], &a[3], &a[4]);
-    let on = |i: usize| {
-        ProviderBuilder::new()
-            .wallet(EthereumWallet::from(a[i].signer()))
-            .connect_client(node.rpc_client())
+    let spec = ChainSpec {
+        rpc_url: "in-process".to_owned(),
+        registrar: at.registrar,
+        relationships: at.relationships,
+        anchors: at.anchors,
+        from_block: 0,
     };
-    Registrar::new(at.registrar, on(0))
-        .registerProvider(keccak256("p"), provider.address, "https://gk".into(), keccak256("k"))
-        .send()
-        .await?
-        .get_receipt()
+    let chain = medrec_client::Chain::over(node.rpc_client(), spec).await?;
+    register_provider(&chain, &a[0].signer(), provider.address, "p", "https://gk", keccak256("k"))
         .await?;
-    Relationships::new(at.relationships, on(1))
-        .create(patient.address, delegate.address, keccak256("q"), keccak256("d"))
-        .send()
-        .await?
-        .get_receipt()
-        .await?;
-    let as_patient = Relationships::new(at.relationships, on(2));
-    as_patient.accept(delegate.address).send().await?.get_receipt().await?;
+    let create = chain.relationships_as(provider.signer());
+    let create = create.create(patient.address, delegate.address, keccak256("q"), keccak256("d"));
+    tx::send(&create, "creating the relationship").await?;
+    let as_patient = chain.relationships_as(patient.signer());
+    tx::send(&as_patient.accept(delegate.address), "accepting").await?;
 
     let index = Arc::new(RwLock::new(ConsentIndex::new(0)));
     let reader = ProviderBuilder::new().connect_client(node.rpc_client());
@@ -83,9 +78,9 @@ pub(crate) async fn measure(rounds: usize, poll_ms: u64) -> anyhow::Result<Enfor
             U40::ZERO,
             U40::from(4_000_000_000u64),
         );
-        grant.send().await?.get_receipt().await?;
+        tx::send(&grant, "granting").await?;
         grants.push(wait(|| allowed(viewer.address)).await?);
-        as_patient.revoke(delegate.address, viewer.address).send().await?.get_receipt().await?;
+        tx::send(&as_patient.revoke(delegate.address, viewer.address), "revoking").await?;
         revokes.push(wait(|| !allowed(viewer.address)).await?);
     }
     task.abort();

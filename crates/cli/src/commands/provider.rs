@@ -19,17 +19,12 @@ mod import;
 mod init;
 mod publish;
 mod serve;
-mod state;
-mod tx;
 
 use crate::commands::common::{ChainArgs, WalletArgs};
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
-use medrec_gatekeeper::{client::GatekeeperClient, serve::StoreUrl};
-use medrec_store::RecordStore;
-use medrec_wallet::Wallet;
-use state::ProviderConfig;
-use std::{path::PathBuf, process::ExitCode, sync::Arc, time::Duration};
+use medrec_client::provider::{ProviderSession, state::ProviderConfig};
+use std::process::ExitCode;
 
 /// What a provider runs: its gatekeeper, its setup and registration, enrolling
 /// patients, importing records and publishing their changes.
@@ -77,55 +72,13 @@ pub(crate) fn run(args: ProviderArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// An initialized provider: its configuration, wallet and chain.
-struct Context {
-    dir: PathBuf,
-    config: ProviderConfig,
-    chain: ChainArgs,
-    wallet: Wallet,
+/// Opens the initialized provider: reads `provider.json`, then opens the wallet (asking
+/// for its passphrase).
+fn open(chain: &ChainArgs, wallet: &WalletArgs) -> anyhow::Result<ProviderSession> {
+    let dir = wallet.dir("provider")?;
+    let config = ProviderConfig::load(&dir)?;
+    let opened = wallet.open("provider")?;
+    Ok(ProviderSession::new(&dir, config, opened, &chain.spec())?)
 }
 
-impl Context {
-    /// Reads the configuration, then opens the wallet (asking for its passphrase).
-    fn open(chain: &ChainArgs, wallet: &WalletArgs) -> anyhow::Result<Self> {
-        let dir = wallet.dir("provider")?;
-        let config = ProviderConfig::load(&dir)?;
-        let opened = wallet.open("provider")?;
-        anyhow::ensure!(
-            opened.address() == config.address,
-            "the wallet in {} is {}, but provider.json was written for {}",
-            dir.display(),
-            opened.address(),
-            config.address
-        );
-        let chain = config.chain.merged(chain);
-        Ok(Self { dir, config, chain, wallet: opened })
-    }
-
-    /// The provider's record store.
-    async fn store(&self) -> anyhow::Result<Arc<dyn RecordStore>> {
-        let url: StoreUrl =
-            self.config.store.parse().context("the record store URL in provider.json")?;
-        url.open().await.context("cannot open the provider's record store")
-    }
-
-    /// A client of the provider's own gatekeeper, acting as the provider.
-    fn client(&self) -> GatekeeperClient {
-        GatekeeperClient::new(
-            self.config.endpoint.clone(),
-            self.config.address,
-            self.config.chain.chain_id,
-            self.wallet.account().clone(),
-        )
-    }
-}
-
-/// How often, and for how long, the provider's commands ask a gatekeeper that is still
-/// following the chain (it answers 403, 409 or 503 until it has seen the latest block).
-const ENROLL_PAUSE: Duration = Duration::from_millis(200);
-const ENROLL_PATIENCE: Duration = Duration::from_secs(30);
-
-/// `n word` or `n words`.
-fn count(n: usize, word: &str) -> String {
-    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
-}
+pub(crate) use medrec_client::plural as count;

@@ -2,24 +2,19 @@
 //! the bounties of the blocks they seal; they redeem them at the providers'
 //! gatekeepers as private aggregates. Certified institutions admit them by vote.
 
-use super::common::{ADMIT_RESEARCHER, ChainArgs, WalletArgs, provider_endpoint};
+use super::common::{ChainArgs, WalletArgs};
 use crate::output;
 use alloy::{
-    primitives::{Address, B256, U256},
-    providers::Provider,
-    rpc::types::Filter,
+    primitives::{Address, B256},
     signers::local::PrivateKeySigner,
-    sol_types::SolEvent,
 };
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use medrec_contracts::{Registrar, Relationships};
+use medrec_client::researcher::{self, Answers, Bounty, owned};
 use medrec_devchain::miner::{self, MinerConfig};
-use medrec_gatekeeper::client::GatekeeperClient;
-use medrec_primitives::RelationshipId;
 use medrec_wallet::{Wallet, WordCount};
 use serde_json::{Value, json};
-use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 /// Arguments of `medrec research`.
 #[derive(Debug, Args)]
@@ -247,47 +242,14 @@ async fn admit(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let voter = institution.address();
-    let registrar = Registrar::new(chain.registrar, chain.sender(institution)?);
-    let reader = Registrar::new(chain.registrar, chain.reader()?);
-    if reader.isResearcher(researcher).call().await.context("the chain node does not answer")? {
-        bail!("{researcher} is already an admitted research entity");
-    }
-    if !reader.isInstitution(voter).call().await? {
-        bail!("{voter} is not a certified institution: only institutions vote on admissions");
-    }
-    // Vote on an open proposal to admit this researcher, or propose one.
-    let count: U256 = reader.proposalCount().call().await?;
-    let mut open = None;
-    let mut id = count;
-    while id > U256::ZERO {
-        id -= U256::from(1);
-        let p = reader.proposal(id).call().await?;
-        if p.subject == researcher && p.action == ADMIT_RESEARCHER && !p.executed {
-            open = Some(id);
-            break;
-        }
-    }
-    let receipt = match open {
-        Some(id) => {
-            if reader.hasVoted(id, voter).call().await? {
-                bail!(
-                    "{voter} already voted to admit {researcher} (proposal {id}); other institutions must vote"
-                );
-            }
-            registrar.vote(id).send().await?.get_receipt().await?
-        }
-        None => registrar.propose(ADMIT_RESEARCHER, researcher).send().await?.get_receipt().await?,
-    };
-    if !receipt.status() {
-        bail!("the vote was reverted on chain");
-    }
-    let admitted = reader.isResearcher(researcher).call().await?;
+    let chain = chain.connect().await?;
+    let outcome = researcher::admit(&chain, &institution, researcher).await?;
     if json {
         output::result(
-            &json!({"researcher": researcher, "voter": voter, "admitted": admitted, "tx": receipt.transaction_hash})
+            &json!({"researcher": researcher, "voter": voter, "admitted": outcome.admitted, "tx": outcome.tx})
                 .to_string(),
         );
-    } else if admitted {
+    } else if outcome.admitted {
         output::result(&format!("{researcher} is admitted: its mined bounties can be redeemed"));
     } else {
         output::result(&format!(
@@ -297,78 +259,20 @@ async fn admit(
     Ok(ExitCode::SUCCESS)
 }
 
-/// A bounty as the chain recorded it.
-#[derive(Debug, Clone)]
-struct Bounty {
-    relationship: RelationshipId,
-    seq: u64,
-    owner: Address,
-    commitment: B256,
-    block: Option<u64>,
-    tx: Option<B256>,
-}
-
-impl Bounty {
-    fn id(&self) -> String {
-        format!("{}:{}", self.relationship.0, self.seq)
-    }
-}
-
-async fn owned(chain: &ChainArgs, owner: Address) -> anyhow::Result<Vec<Bounty>> {
-    let filter = Filter::new()
-        .address(chain.relationships)
-        .event_signature(Relationships::BountyPosted::SIGNATURE_HASH)
-        .topic2(owner.into_word())
-        .from_block(chain.from_block);
-    let logs = chain
-        .reader()?
-        .get_logs(&filter)
-        .await
-        .with_context(|| format!("the chain node at {} does not answer", chain.rpc_url))?;
-    Ok(logs
-        .iter()
-        .filter_map(|l| {
-            let e = Relationships::BountyPosted::decode_log(&l.inner).ok()?;
-            Some(Bounty {
-                relationship: RelationshipId(e.relId),
-                seq: e.seq.try_into().ok()?,
-                owner: e.owner,
-                commitment: e.commitment,
-                block: l.block_number,
-                tx: l.transaction_hash,
-            })
-        })
-        .collect())
-}
-
-fn read_answers(file: &std::path::Path) -> anyhow::Result<BTreeMap<String, Value>> {
-    match std::fs::read_to_string(file) {
-        Ok(text) => serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a file of redeemed answers", file.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", file.display())),
-    }
-}
-
-fn write_answers(file: &std::path::Path, answers: &BTreeMap<String, Value>) -> anyhow::Result<()> {
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(answers)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, file).with_context(|| format!("cannot write {}", file.display()))
-}
-
 async fn bounties(
     chain: &ChainArgs,
     who: &Identity,
     owner: Address,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let list = owned(chain, owner).await?;
-    let answers = who.answers_file().map_or_else(|_| Ok(BTreeMap::new()), |f| read_answers(&f))?;
-    let admitted = Registrar::new(chain.registrar, chain.reader()?)
+    let chain = chain.connect().await?;
+    let list = owned(&chain, Some(owner)).await?;
+    let answers = match who.answers_file() {
+        Ok(f) => Answers::load(&f)?.by_bounty,
+        Err(_) => std::collections::BTreeMap::new(),
+    };
+    let admitted = chain
+        .registrar()
         .isResearcher(owner)
         .call()
         .await
@@ -426,67 +330,28 @@ async fn redeem(
 ) -> anyhow::Result<ExitCode> {
     let signer = who.signer()?;
     let me = signer.address();
-    let file = who.answers_file()?;
-    let mut answers = read_answers(&file)?;
-    let mine = owned(chain, me).await?;
-    let chosen: Vec<Bounty> = if bounty == "all" {
-        mine.into_iter().filter(|b| !answers.contains_key(&b.id())).collect()
-    } else {
-        let (rel, seq) = bounty
-            .split_once(':')
-            .context("a bounty is written <relationship id>:<sequence>, e.g. 0x12…ef:0")?;
-        let relationship =
-            RelationshipId(rel.parse().with_context(|| {
-                format!("'{rel}' is not a relationship id (0x + 64 hex digits)")
-            })?);
-        let seq: u64 = seq.parse().with_context(|| format!("'{seq}' is not a sequence number"))?;
-        match mine.into_iter().find(|b| b.relationship == relationship && b.seq == seq) {
-            Some(b) => vec![b],
-            None => {
-                // Not ours (or unknown): ask anyway so the gatekeeper's refusal says which.
-                vec![Bounty {
-                    relationship,
-                    seq,
-                    owner: me,
-                    commitment: B256::ZERO,
-                    block: None,
-                    tx: None,
-                }]
-            }
-        }
+    let mut answers = Answers::load(&who.answers_file()?)?;
+    // A malformed bounty id is an error before the chain is asked anything.
+    let wanted = if bounty == "all" { None } else { Some(Bounty::parse(bounty, me)?) };
+    let chain = chain.connect().await?;
+    let mine = owned(&chain, Some(me)).await?;
+    let chosen: Vec<Bounty> = match wanted {
+        None => mine.into_iter().filter(|b| !answers.by_bounty.contains_key(&b.id())).collect(),
+        // Not ours (or unknown): ask anyway so the gatekeeper's refusal says which.
+        Some(w) => vec![
+            mine.into_iter()
+                .find(|b| b.relationship == w.relationship && b.seq == w.seq)
+                .unwrap_or(w),
+        ],
     };
     if chosen.is_empty() {
         output::note("nothing to redeem: every bounty you own is redeemed");
     }
-    let chain_id = chain.chain_id().await?;
-    let relationships = Relationships::new(chain.relationships, chain.reader()?);
     let mut results = Vec::new();
     for b in chosen {
-        let provider = relationships
-            .relationship(b.relationship.0)
-            .call()
-            .await
-            .with_context(|| format!("relationship {} is not on chain", b.relationship.0))?
-            .provider;
-        let url = match gatekeeper {
-            Some(u) => u.to_owned(),
-            None => provider_endpoint(chain, provider).await?,
-        };
-        let client = GatekeeperClient::new(url.clone(), provider, chain_id, signer.clone());
-        let answer = client.redeem(b.relationship, b.seq).await.with_context(|| {
-            format!("the gatekeeper at {url} did not release bounty {}", b.id())
-        })?;
-        let query = if b.commitment == B256::ZERO {
-            None
-        } else {
-            Some(client.bounty_text(b.commitment).await.with_context(|| {
-                format!("the published text of bounty {} does not check out", b.id())
-            })?)
-        };
-        let mut answer = answer;
-        answer["query"] = json!(query);
-        answers.insert(b.id(), answer.clone());
-        write_answers(&file, &answers)?;
+        let answer = researcher::redeem(&chain, &signer, &b, gatekeeper).await?;
+        answers.by_bounty.insert(b.id(), answer.clone());
+        answers.save()?;
         results.push(answer);
     }
     if json {

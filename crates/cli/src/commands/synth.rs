@@ -4,7 +4,7 @@
 use crate::output;
 use anyhow::Context;
 use clap::Args;
-use medrec_testkit::synthetic::{self, Date, Options};
+use medrec_synth::{self as synthetic, Date, Options};
 use serde_json::Value;
 use std::{path::PathBuf, process::ExitCode};
 

@@ -24,7 +24,7 @@ use medrec_gatekeeper::{
     serve::{Anchoring, RunningGatekeeper, ServeConfig, StoreUrl, spawn},
 };
 use medrec_primitives::RelationshipId;
-use medrec_testkit::synthetic::{Options, generate, transaction_bundle};
+use medrec_synth::{Options, generate, transaction_bundle};
 use serde_json::{Value, json};
 use std::{
     collections::BTreeSet,

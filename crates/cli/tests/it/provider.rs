@@ -267,7 +267,7 @@ mod workflow {
     };
     use medrec_primitives::{RelationshipId, Status};
     use medrec_research::policy::Policy;
-    use medrec_testkit::synthetic::{Options, generate, transaction_bundle};
+    use medrec_synth::{Options, generate, transaction_bundle};
     use serde_json::{Value, json};
     use std::{
         path::{Path, PathBuf},

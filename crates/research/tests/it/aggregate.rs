@@ -7,7 +7,7 @@ use medrec_research::{
     policy::Policy,
     query::BountyQuery,
 };
-use medrec_testkit::synthetic::{self, Options};
+use medrec_synth::{self as synthetic, Options};
 use rand_chacha::{ChaCha20Rng, rand_core::SeedableRng};
 use serde_json::json;
 use std::collections::BTreeMap;

@@ -26,7 +26,6 @@
 //! the window is reported apart.
 
 use alloy::{
-    network::EthereumWallet,
     primitives::{Address, keccak256},
     providers::ProviderBuilder,
     signers::{SignerSync, local::PrivateKeySigner},
@@ -37,7 +36,7 @@ use medrec_chain::{
     consent::ConsentIndex,
     follower::{FollowConfig, Follower},
 };
-use medrec_contracts::{Registrar, Relationships};
+use medrec_client::{ChainSpec, provider::registration::register_provider, tx};
 use medrec_devchain::{
     chain::{Chain, ChainConfig},
     genesis::{DevAccount, dev_accounts},
@@ -236,25 +235,23 @@ impl Scenario {
         let node = Node::new(Chain::new(config)?, SealMode::Instant);
         let at = node.with(Chain::deployment).context("the devchain has no MedRec contracts")?;
         let a = dev_accounts(accounts);
-        let on = |i: usize| {
-            ProviderBuilder::new()
-                .wallet(EthereumWallet::from(a[i].signer()))
-                .connect_client(node.rpc_client())
+        let spec = ChainSpec {
+            rpc_url: "in-process".to_owned(),
+            registrar: at.registrar,
+            relationships: at.relationships,
+            anchors: at.anchors,
+            from_block: 0,
         };
+        let chain = medrec_client::Chain::over(node.rpc_client(), spec).await?;
         let (provider, delegate) = (a[PROVIDER].address, a[DELEGATE].address);
-        let receipt = Registrar::new(at.registrar, on(0))
-            .registerProvider(keccak256("bench"), provider, "https://gk".into(), keccak256("k"))
-            .send()
-            .await?
-            .get_receipt()
+        register_provider(&chain, &a[0].signer(), provider, "bench", "https://gk", keccak256("k"))
             .await?;
-        ensure!(receipt.status(), "registering the provider failed");
 
         let store = Arc::new(SqliteStore::open(dir.join("records.sqlite"))?);
         let query = PointerQuery::parse("Observation?category=laboratory")?;
         let (mut patients, mut relationships) = (Vec::new(), Vec::new());
         let (mut total_bytes, mut count, mut max_bytes) = (0usize, 0usize, 0usize);
-        let create = Relationships::new(at.relationships, on(PROVIDER));
+        let create = chain.relationships_as(a[PROVIDER].signer());
         for p in 0..opts.patients {
             let account = a[FIRST_PATIENT + p].clone();
             let pid = format!("p{p}");
@@ -273,20 +270,11 @@ impl Scenario {
             store.update_all(resources).await?;
             let patient_id = pid.parse()?;
             let published = run(store.as_ref(), &query, &patient_id).await?;
-            let receipt = create
-                .create(account.address, delegate, query.commitment(), published.data_hash)
-                .send()
-                .await?
-                .get_receipt()
-                .await?;
-            ensure!(receipt.status(), "creating a relationship failed");
-            let receipt = Relationships::new(at.relationships, on(FIRST_PATIENT + p))
-                .accept(delegate)
-                .send()
-                .await?
-                .get_receipt()
-                .await?;
-            ensure!(receipt.status(), "a patient's acceptance failed");
+            let call =
+                create.create(account.address, delegate, query.commitment(), published.data_hash);
+            tx::send(&call, "creating a relationship").await?;
+            let by_patient = chain.relationships_as(a[FIRST_PATIENT + p].signer());
+            tx::send(&by_patient.accept(delegate), "a patient's acceptance").await?;
             relationships.push((
                 RelationshipId::derive(account.address, delegate),
                 Enrollment { patient: patient_id, pointers: vec![query.clone()] },

@@ -18,21 +18,18 @@
 //! as `replayed`). Each timing is one signed `POST /research/redeem/{rel}/{seq}` over
 //! loopback, from the request to the parsed answer.
 
-use crate::{
-    commands::common::{mined, until_caught_up},
-    output,
-};
+use crate::output;
 use alloy::{
-    network::{EthereumWallet, TransactionBuilder},
     primitives::{Address, U256, keccak256},
-    providers::{Provider, ProviderBuilder},
-    rpc::types::TransactionRequest,
     signers::local::PrivateKeySigner,
     sol_types::SolEvent,
 };
 use anyhow::{Context, ensure};
 use futures::{StreamExt, TryStreamExt};
-use medrec_contracts::{Registrar, Relationships};
+use medrec_client::{
+    ChainSpec, provider::registration::register_provider, researcher, retry::until_caught_up, tx,
+};
+use medrec_contracts::Relationships;
 use medrec_devchain::{
     chain::{Chain, ChainConfig},
     genesis::{DevAccount, dev_accounts},
@@ -52,7 +49,7 @@ use medrec_store::{
     fhir::{ResourceId, ResourceType},
     search::SearchQuery,
 };
-use medrec_testkit::synthetic::{Options as SynthOptions, generate, transaction_bundle};
+use medrec_synth::{Options as SynthOptions, generate, transaction_bundle};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -155,12 +152,6 @@ fn latency(samples: &[f64]) -> Value {
     })
 }
 
-fn wallet(rpc: &str, signer: PrivateKeySigner) -> anyhow::Result<impl Provider + Clone + use<>> {
-    Ok(ProviderBuilder::new()
-        .wallet(EthereumWallet::from(signer))
-        .connect_http(rpc.parse().context("the RPC URL")?))
-}
-
 /// One patient of the cohort: their key, their relationship's delegate and record id.
 struct Member {
     signer: PrivateKeySigner,
@@ -205,6 +196,15 @@ async fn cohort(n: usize, options: &Options) -> anyhow::Result<Value> {
         let at = node.with(Chain::deployment).context("the contracts are deployed")?;
         let rpc_server = serve_rpc(node.clone(), "127.0.0.1:0".parse()?).await?;
         let rpc = rpc_server.url();
+        let chain = ChainSpec {
+            rpc_url: rpc.clone(),
+            registrar: at.registrar,
+            relationships: at.relationships,
+            anchors: at.anchors,
+            from_block: 0,
+        }
+        .connect()
+        .await?;
 
         let provider = &accounts[PROVIDER];
         let mut config = ServeConfig::new(
@@ -230,21 +230,15 @@ async fn cohort(n: usize, options: &Options) -> anyhow::Result<Value> {
         let running = spawn(config).await.context("the gatekeeper could not start")?;
         let url = running.url();
 
-        let institution = Registrar::new(at.registrar, wallet(&rpc, accounts[INSTITUTION].signer())?);
-        mined(
-            &institution
-                .registerProvider(
-                    keccak256(b"Bench Clinic"),
-                    provider.address,
-                    url.clone(),
-                    keccak256(b"Bench Clinic key"),
-                )
-                .send()
-                .await?
-                .get_receipt()
-                .await?,
-            "registering the provider",
-        )?;
+        register_provider(
+            &chain,
+            &accounts[INSTITUTION].signer(),
+            provider.address,
+            "Bench Clinic",
+            &url,
+            keccak256(b"Bench Clinic key"),
+        )
+        .await?;
 
         // The records.
         output::note(&format!("  generating and importing {n} synthetic patients"));
@@ -287,7 +281,7 @@ async fn cohort(n: usize, options: &Options) -> anyhow::Result<Value> {
             })
             .collect::<anyhow::Result<_>>()?;
         let query = medrec_gatekeeper::pointer::PointerQuery::parse(LABS)?;
-        let relationships = Relationships::new(at.relationships, wallet(&rpc, provider.signer())?);
+        let relationships = chain.relationships_as(provider.signer());
         for m in &members {
             let create = relationships.create(
                 m.signer.address(),
@@ -295,17 +289,15 @@ async fn cohort(n: usize, options: &Options) -> anyhow::Result<Value> {
                 query.commitment(),
                 keccak256(m.record.as_bytes()),
             );
-            mined(&create.send().await?.get_receipt().await?, "creating a relationship")?;
+            tx::send(&create, "creating a relationship").await?;
         }
 
         // Gas for the patients' opt-ins.
         output::note("  funding the patients and enrolling their relationships");
-        let funder = wallet(&rpc, accounts[FUNDER].signer())?;
+        let funder = chain.sender(accounts[FUNDER].signer());
+        let gas = U256::from(10u64).pow(U256::from(17u64));
         for m in &members {
-            let tx = TransactionRequest::default()
-                .with_to(m.signer.address())
-                .with_value(U256::from(10u64).pow(U256::from(17u64)));
-            mined(&funder.send_transaction(tx).await?.get_receipt().await?, "funding a patient")?;
+            tx::fund(&funder, m.signer.address(), gas, "a patient").await?;
         }
         futures::stream::iter(members.iter().map(|m| {
             let client = &by_provider;
@@ -319,29 +311,17 @@ async fn cohort(n: usize, options: &Options) -> anyhow::Result<Value> {
         .await?;
 
         output::note("  every patient opts in to research");
-        let rpc_ref = &rpc;
-        let relationships_at = at.relationships;
+        let chain_ref = &chain;
         futures::stream::iter(members.iter().map(|m| async move {
-            let by_patient = Relationships::new(relationships_at, wallet(rpc_ref, m.signer.clone())?);
-            mined(
-                &by_patient.setResearchConsent(m.delegate, true).send().await?.get_receipt().await?,
-                "opting in",
-            )
+            let by_patient = chain_ref.relationships_as(m.signer.clone());
+            tx::send(&by_patient.setResearchConsent(m.delegate, true), "opting in").await
         }))
         .buffer_unordered(SETUP_IN_FLIGHT)
         .try_collect::<Vec<_>>()
         .await?;
 
         let researcher = &accounts[RESEARCHER];
-        mined(
-            &institution
-                .propose(crate::commands::common::ADMIT_RESEARCHER, researcher.address)
-                .send()
-                .await?
-                .get_receipt()
-                .await?,
-            "admitting the researcher",
-        )?;
+        researcher::admit(&chain, &accounts[INSTITUTION].signer(), researcher.address).await?;
         let commitments = [
             by_provider.publish_bounty(MEAN_QUERY).await.context("publishing the mean query")?,
             by_provider
@@ -366,8 +346,7 @@ async fn cohort(n: usize, options: &Options) -> anyhow::Result<Value> {
         output::note(&format!("  posting and redeeming {} bounties", options.bounties));
         let first = &members[0];
         let bounty_rel = RelationshipId::derive(first.signer.address(), first.delegate);
-        let by_delegate =
-            Relationships::new(at.relationships, wallet(&rpc, accounts[BOUNTY_DELEGATE].signer())?);
+        let by_delegate = chain.relationships_as(accounts[BOUNTY_DELEGATE].signer());
         let by_researcher =
             GatekeeperClient::new(url.clone(), provider.address, CHAIN_ID, researcher.signer());
         let (mut fresh, mut replayed) = (Vec::new(), Vec::new());
@@ -387,7 +366,7 @@ async fn cohort(n: usize, options: &Options) -> anyhow::Result<Value> {
                 Ok(p) => p,
                 Err(e) => {
                     node.hold(false)?;
-                    return Err(e).context("sending a pointer update");
+                    return Err(tx::refused(e, "sending a pointer update").into());
                 }
             };
             let tx = *pending.tx_hash();
@@ -402,8 +381,7 @@ async fn cohort(n: usize, options: &Options) -> anyhow::Result<Value> {
             let released = node.hold(false);
             mining.context("the researcher's miner failed")?;
             released?;
-            let receipt = pending.get_receipt().await?;
-            mined(&receipt, "updating the pointer")?;
+            let receipt = tx::confirmed(pending.get_receipt().await?, "updating the pointer")?;
             mining_seconds += mining_started.elapsed().as_secs_f64();
             let posted = receipt
                 .inner

@@ -2,19 +2,12 @@
 //! each provider's gatekeeper, every entry's proof verified and its anchor checked on
 //! chain.
 
-use super::{PatientArgs, fhir, net::endpoint};
+use super::{PatientArgs, fhir};
 use crate::output;
-use alloy::primitives::Address;
-use anyhow::Context;
 use clap::Args;
-use medrec_chain::{
-    anchors::{AnchorClaim, check_anchor},
-    inbox::{read, summarize},
-};
-use medrec_gatekeeper::client::GatekeeperClient;
-use medrec_store::audit::verify;
+use medrec_client::patient::access_log::ProofStatus;
 use serde_json::{Value, json};
-use std::{collections::BTreeSet, process::ExitCode};
+use std::process::ExitCode;
 
 /// Arguments of `medrec patient access-log`.
 #[derive(Debug, Args)]
@@ -26,64 +19,24 @@ pub(crate) struct AccessLogArgs {
 
 /// Runs `medrec patient access-log`.
 pub(crate) async fn access_log(p: &PatientArgs, a: &AccessLogArgs) -> anyhow::Result<ExitCode> {
-    let wallet = p.wallet.open("patient")?;
-    let me = wallet.address();
-    let chain_id = p.chain.chain_id().await?;
-    let reader = p.chain.reader()?;
-    let notices = read(&reader, p.chain.relationships, p.chain.from_block, me, 0, None)
-        .await
-        .context("reading your relationships from the chain failed")?;
-    let summaries = summarize(&notices);
-    let mine: Vec<_> = summaries.iter().filter(|(_, s)| s.patient == Some(me)).collect();
-    let only = match &a.relationship {
-        Some(text) => Some(super::net::pick(mine.iter().map(|(id, _)| *id), text)?),
-        None => None,
-    };
-    let providers: BTreeSet<Address> = mine
-        .iter()
-        .filter(|(id, _)| only.is_none_or(|o| o == **id))
-        .filter_map(|(_, s)| s.provider)
-        .collect();
-    let mut rows = Vec::new();
+    let session = super::session(p).await?;
+    let entries = session.access_log(a.relationship.as_deref()).await?;
     let mut failures = 0usize;
-    for provider in providers {
-        let url = endpoint(&reader, p.chain.registrar, provider).await?;
-        let client = GatekeeperClient::new(url, provider, chain_id, wallet.account().clone());
-        let entries = client
-            .audit(0)
-            .await
-            .with_context(|| format!("cannot read the access log of provider {provider}"))?;
-        for e in entries {
-            if let Some(o) = only
-                && e.entry["relationship"].as_str().and_then(|r| r.parse().ok()) != Some(o.0)
-            {
-                continue;
-            }
+    let rows: Vec<Value> = entries
+        .iter()
+        .map(|e| {
             let proof = match &e.proof {
-                None => json!({"status": "pending", "message": "not anchored on chain yet"}),
-                Some(proof) => match verify(proof) {
-                    Err(err) => {
-                        failures += 1;
-                        json!({"status": "invalid", "message": err.to_string()})
-                    }
-                    Ok(()) => {
-                        let claim = AnchorClaim {
-                            size: proof.anchor.size,
-                            head: proof.anchor.head,
-                            block: proof.anchor.block,
-                        };
-                        match check_anchor(&reader, p.chain.anchors, provider, claim).await {
-                            Ok(()) => json!({"status": "verified", "block": proof.anchor.block}),
-                            Err(err) => {
-                                failures += 1;
-                                json!({"status": "invalid", "message": err.to_string()})
-                            }
-                        }
-                    }
-                },
+                ProofStatus::Pending => {
+                    json!({"status": "pending", "message": "not anchored on chain yet"})
+                }
+                ProofStatus::Verified { block } => json!({"status": "verified", "block": block}),
+                ProofStatus::Invalid { message } => {
+                    failures += 1;
+                    json!({"status": "invalid", "message": message})
+                }
             };
-            rows.push(json!({
-                "provider": provider,
+            json!({
+                "provider": e.provider,
                 "seq": e.entry["seq"],
                 "time": e.entry["time"],
                 "requester": e.entry["requester"],
@@ -93,10 +46,9 @@ pub(crate) async fn access_log(p: &PatientArgs, a: &AccessLogArgs) -> anyhow::Re
                 "resource": e.entry["resource"],
                 "decision": e.entry["decision"],
                 "proof": proof,
-            }));
-        }
-    }
-    rows.sort_by_key(|r| (r["time"].as_u64(), r["seq"].as_u64()));
+            })
+        })
+        .collect();
     if p.json {
         output::result(&json!({"entries": rows, "invalid": failures}).to_string());
     } else {

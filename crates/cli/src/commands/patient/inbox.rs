@@ -3,10 +3,10 @@
 
 use super::PatientArgs;
 use crate::output;
-use alloy::{primitives::Address, providers::Provider};
+use alloy::primitives::Address;
 use anyhow::Context;
 use clap::Args;
-use medrec_chain::inbox::{Dated, Notice, read, summarize};
+use medrec_chain::inbox::{Dated, Notice, summarize};
 use medrec_wallet::Wallet;
 use serde_json::{Value, json};
 use std::{process::ExitCode, time::Duration};
@@ -40,15 +40,10 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
             })?
         }
     };
-    let chain = p.chain.reader()?;
-    let head = chain
-        .get_block_number()
-        .await
-        .with_context(|| format!("the chain node at {} does not answer", p.chain.rpc_url))?;
-    let c = &p.chain;
-    let notices = read(&chain, c.relationships, c.from_block, address, a.since, Some(head))
-        .await
-        .context("reading the inbox failed")?;
+    let chain = p.chain.connect().await?;
+    let head = chain.head().await?;
+    let notices =
+        chain.notices(address, a.since, Some(head)).await.context("reading the inbox failed")?;
     if !a.follow {
         if p.json {
             let summaries: Vec<Value> = summarize(&notices)
@@ -90,14 +85,14 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
-        let Ok(head) = chain.get_block_number().await else {
+        let Ok(head) = chain.head().await else {
             output::note("the chain node does not answer; retrying");
             continue;
         };
         if head < next {
             continue;
         }
-        match read(&chain, c.relationships, c.from_block, address, next, Some(head)).await {
+        match chain.notices(address, next, Some(head)).await {
             Ok(new) => {
                 for n in &new {
                     print(n, p.json);

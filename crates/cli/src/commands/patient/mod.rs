@@ -5,24 +5,22 @@
 //! one FHIR Bundle.
 
 mod access_log;
-pub(crate) mod fhir;
+pub(crate) use medrec_client::timeline as fhir;
 mod inbox;
-pub(crate) mod net;
 mod records;
 
 use crate::{
     commands::common::{ChainArgs, WalletArgs},
     output,
 };
-use alloy::primitives::{Address, aliases::U40};
-use anyhow::{Context, bail, ensure};
+use alloy::primitives::Address;
+use anyhow::{Context, ensure};
 use clap::{Args, Subcommand};
-use medrec_chain::inbox::{Summary, read, summarize};
-use medrec_contracts::Relationships;
-use medrec_primitives::{PointerSet, RelationshipId, Status};
+use medrec_client::patient::{PatientSession, Window};
+use medrec_primitives::Status;
 use medrec_wallet::{Mnemonic, PassphraseSource, Wallet, WordCount};
 use serde_json::json;
-use std::{collections::BTreeMap, process::ExitCode};
+use std::process::ExitCode;
 
 /// Arguments of `medrec patient`.
 #[derive(Debug, Args)]
@@ -203,74 +201,31 @@ pub(crate) fn create_wallet(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The patient's relationships as the chain's events tell them.
-async fn relationships(
-    p: &PatientArgs,
-    me: Address,
-) -> anyhow::Result<BTreeMap<RelationshipId, Summary>> {
-    let reader = p.chain.reader()?;
-    let notices =
-        read(&reader, p.chain.relationships, p.chain.from_block, me, 0, None).await.with_context(
-            || format!("cannot read your relationships from the chain node at {}", p.chain.rpc_url),
-        )?;
-    Ok(summarize(&notices).into_iter().filter(|(_, s)| s.patient == Some(me)).collect())
-}
-
-/// The relationship a [`Target`] names among the patient's.
-/// Opens the patient's wallet and finds the relationship `target` names on chain, with
-/// its summary and delegate (which the patient's transactions name).
-async fn chosen(
-    p: &PatientArgs,
-    target: &Target,
-) -> anyhow::Result<(Wallet, RelationshipId, Summary, Address)> {
-    let wallet = p.wallet.open("patient")?;
-    p.chain.chain_id().await?;
-    let mine = relationships(p, wallet.address()).await?;
-    let (id, summary) = choose(&mine, target)?;
-    let delegate =
-        summary.delegate.context("the chain does not name this relationship's delegate")?;
-    Ok((wallet, id, summary, delegate))
-}
-
-fn choose(
-    mine: &BTreeMap<RelationshipId, Summary>,
-    target: &Target,
-) -> anyhow::Result<(RelationshipId, Summary)> {
-    let id = match (&target.relationship, target.provider) {
-        (Some(text), _) => net::pick(mine.keys(), text)?,
-        (None, Some(provider)) => {
-            let with: Vec<_> = mine.iter().filter(|(_, s)| s.provider == Some(provider)).collect();
-            match with.as_slice() {
-                [(id, _)] => **id,
-                [] => bail!("you have no relationship with provider {provider}"),
-                _ => bail!(
-                    "you have {} relationships with provider {provider}; name one with --relationship ({})",
-                    with.len(),
-                    with.iter().map(|(id, _)| id.0.to_string()).collect::<Vec<_>>().join(", ")
-                ),
+impl Target {
+    /// The relationship this names, for the library.
+    fn target(&self) -> anyhow::Result<medrec_client::patient::Target> {
+        use medrec_client::patient::Target as T;
+        match (&self.relationship, self.provider) {
+            (Some(text), _) => Ok(T::Id(text.clone())),
+            (None, Some(provider)) => Ok(T::Provider(provider)),
+            (None, None) => {
+                anyhow::bail!("say which relationship: --relationship ID or --provider ADDRESS")
             }
         }
-        (None, None) => bail!("say which relationship: --relationship ID or --provider ADDRESS"),
-    };
-    let summary = mine.get(&id).cloned().context("the relationship disappeared")?;
-    Ok((id, summary))
+    }
+}
+
+/// Opens the patient's wallet and connects to the chain.
+async fn session(p: &PatientArgs) -> anyhow::Result<PatientSession> {
+    let wallet = p.wallet.open("patient")?;
+    let chain = p.chain.connect().await?;
+    Ok(PatientSession::new(chain, &wallet))
 }
 
 async fn transition(p: &PatientArgs, target: &Target, to: Status) -> anyhow::Result<ExitCode> {
-    let (wallet, id, summary, delegate) = chosen(p, target).await?;
-    let verb = match to {
-        Status::Accepted => "accepting",
-        Status::Rejected => "rejecting",
-        _ => "deleting",
-    };
-    let contract =
-        Relationships::new(p.chain.relationships, p.chain.sender(wallet.account().clone())?);
-    let what = format!("{verb} relationship {}", id.0);
-    let receipt = match to {
-        Status::Accepted => net::confirm(contract.accept(delegate).send().await, &what).await?,
-        Status::Rejected => net::confirm(contract.reject(delegate).send().await, &what).await?,
-        _ => net::confirm(contract.remove(delegate).send().await, &what).await?,
-    };
+    let session = session(p).await?;
+    let (chosen, receipt) = session.answer(&target.target()?, to).await?;
+    let (id, summary) = (chosen.id, chosen.summary);
     if p.json {
         output::result(
             &json!({
@@ -293,92 +248,38 @@ async fn transition(p: &PatientArgs, target: &Target, to: Status) -> anyhow::Res
 }
 
 async fn share(p: &PatientArgs, a: &ShareArgs) -> anyhow::Result<ExitCode> {
-    let (wallet, id, summary, delegate) = chosen(p, &a.target).await?;
-    if let Some(status) = summary.status {
-        ensure!(
-            status.is_accepted(),
-            "relationship {} is {status}: accept it before sharing it",
-            id.0
-        );
-    }
-    let count = summary.pointers.len();
-    ensure!(count > 0, "relationship {} has no data pointers to share", id.0);
-    let ids: Vec<u8> = if a.all || a.pointers.is_empty() {
-        (0..u8::try_from(count).unwrap_or(u8::MAX)).collect()
-    } else {
-        for n in &a.pointers {
-            ensure!(
-                usize::from(*n) < count,
-                "relationship {} has pointers 0 to {}; there is no pointer {n}",
-                id.0,
-                count - 1
-            );
-        }
-        a.pointers.clone()
-    };
-    let set = PointerSet::from_ids(ids.iter().copied())
-        .map_err(|e| anyhow::anyhow!("pointer {} is out of range", e.0))?;
-    let reader = p.chain.reader()?;
-    let now = net::chain_now(&reader).await?;
-    let not_before = a.from.unwrap_or(0);
-    let expires_at = match (a.until, a.duration) {
-        (Some(until), _) => until,
-        (None, Some(d)) => not_before.max(now) + d,
-        (None, None) => not_before.max(now) + 7 * 86_400,
-    };
-    ensure!(
-        expires_at > now && expires_at > not_before,
-        "the grant would end ({}) before it starts or before now: choose a later --until",
-        fhir::when(expires_at)
-    );
-    let to40 = |t: u64| U40::from(t.min((1u64 << 40) - 1));
-    let contract =
-        Relationships::new(p.chain.relationships, p.chain.sender(wallet.account().clone())?);
-    let what = format!("sharing relationship {} with {}", id.0, a.viewer);
-    let receipt = net::confirm(
-        contract
-            .grant(delegate, a.viewer, set.bits(), to40(not_before), to40(expires_at))
-            .send()
-            .await,
-        &what,
-    )
-    .await?;
+    let session = session(p).await?;
+    let pointers = if a.all { None } else { Some(a.pointers.as_slice()) };
+    let window = Window { from: a.from, until: a.until, duration: a.duration };
+    let g = session.share(&a.target.target()?, a.viewer, pointers, window).await?;
     if p.json {
         output::result(
             &json!({
-                "relationship": id.0,
-                "viewer": a.viewer,
-                "pointers": ids,
-                "not_before": not_before,
-                "expires_at": expires_at,
-                "block": receipt.block_number,
+                "relationship": g.relationship.0,
+                "viewer": g.viewer,
+                "pointers": g.pointers,
+                "not_before": g.not_before,
+                "expires_at": g.expires_at,
+                "block": g.receipt.block_number,
             })
             .to_string(),
         );
     } else {
         output::result(&format!(
-            "{} may now see pointers {ids:?} of relationship {} from {} until {}",
-            a.viewer,
-            id.0,
-            if not_before == 0 { "now".to_owned() } else { fhir::when(not_before) },
-            fhir::when(expires_at)
+            "{} may now see pointers {:?} of relationship {} from {} until {}",
+            g.viewer,
+            g.pointers,
+            g.relationship.0,
+            if g.not_before == 0 { "now".to_owned() } else { fhir::when(g.not_before) },
+            fhir::when(g.expires_at)
         ));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn revoke(p: &PatientArgs, a: &RevokeArgs) -> anyhow::Result<ExitCode> {
-    let (wallet, id, summary, delegate) = chosen(p, &a.target).await?;
-    ensure!(
-        summary.grants.contains_key(&a.viewer),
-        "{} has no access to relationship {} to revoke",
-        a.viewer,
-        id.0
-    );
-    let contract =
-        Relationships::new(p.chain.relationships, p.chain.sender(wallet.account().clone())?);
-    let what = format!("revoking {}'s access to relationship {}", a.viewer, id.0);
-    let receipt = net::confirm(contract.revoke(delegate, a.viewer).send().await, &what).await?;
+    let session = session(p).await?;
+    let (id, receipt) = session.revoke(&a.target.target()?, a.viewer).await?;
     if p.json {
         output::result(
             &json!({"relationship": id.0, "viewer": a.viewer, "revoked": true, "block": receipt.block_number})
@@ -394,16 +295,12 @@ async fn revoke(p: &PatientArgs, a: &RevokeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn research(p: &PatientArgs, a: &ResearchArgs) -> anyhow::Result<ExitCode> {
-    let (wallet, id, summary, delegate) = chosen(p, &a.target).await?;
+    let session = session(p).await?;
     let on = a.opt_in;
-    if summary.research_opt_in == on {
+    let (id, sent) = session.set_research(&a.target.target()?, on).await?;
+    if sent.is_none() {
         let state = if on { "in" } else { "out" };
         output::note(&format!("relationship {} is already opted {state}; nothing sent", id.0));
-    } else {
-        let contract =
-            Relationships::new(p.chain.relationships, p.chain.sender(wallet.account().clone())?);
-        let what = format!("opting relationship {} {}", id.0, if on { "in" } else { "out" });
-        net::confirm(contract.setResearchConsent(delegate, on).send().await, &what).await?;
     }
     if p.json {
         output::result(&json!({"relationship": id.0, "research_opt_in": on}).to_string());
@@ -435,16 +332,18 @@ async fn recover(p: &PatientArgs) -> anyhow::Result<ExitCode> {
     let wallet = Wallet::recover(&dir, mnemonic, &passphrase, p.wallet.scrypt_params())
         .with_context(|| format!("cannot recreate the wallet in {}", dir.display()))?;
     output::note(&format!("wallet {} recreated in {}", wallet.address(), dir.display()));
+    let address = wallet.address();
     let found = async {
-        let mine = relationships(p, wallet.address()).await?;
-        let refreshed = records::refresh(p, &wallet).await?;
+        let session = PatientSession::new(p.chain.connect().await?, &wallet);
+        let mine = session.relationships().await?;
+        let refreshed = session.refresh().await?;
         anyhow::Ok((mine, refreshed))
     };
     let (mine, (records, problems)) = found.await.context(
         "the wallet was recreated, but finding your relationships and records failed; run `medrec patient records` once the chain and the providers answer",
     )?;
     for problem in &problems {
-        problem.tell();
+        records::tell(problem);
     }
     let list: Vec<serde_json::Value> = mine
         .iter()
@@ -462,15 +361,15 @@ async fn recover(p: &PatientArgs) -> anyhow::Result<ExitCode> {
     if p.json {
         output::result(
             &json!({
-                "address": wallet.address(),
+                "address": address,
                 "relationships": list,
                 "records": records.count(),
-                "problems": problems.iter().map(records::Problem::json).collect::<Vec<_>>(),
+                "problems": problems.iter().map(records::problem_json).collect::<Vec<_>>(),
             })
             .to_string(),
         );
     } else {
-        output::result(&format!("address: {}", wallet.address()));
+        output::result(&format!("address: {address}"));
         for r in &list {
             output::result(&format!(
                 "relationship {} with {}: {}, {} records",

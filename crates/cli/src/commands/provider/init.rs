@@ -5,18 +5,17 @@
 //! unlike a patient's identity, so it needs no salt. The Registrar's encryption key is
 //! zero unless `--encryption-key` gives one (nothing in MedRec uses it yet).
 
-use super::{
-    state::{ChainConfig, ProviderConfig},
-    tx,
-};
 use crate::{
     commands::common::{ChainArgs, DEV_REGISTRAR, WalletArgs},
     output,
 };
-use alloy::primitives::{Address, B256, keccak256};
+use alloy::primitives::{Address, B256};
 use anyhow::Context;
 use clap::Args;
-use medrec_contracts::Registrar;
+use medrec_client::provider::{
+    registration::{check_endpoint, provider_identity, register_provider, register_self},
+    state::{ChainConfig, ProviderConfig},
+};
 use medrec_gatekeeper::serve::StoreUrl;
 use medrec_wallet::{Mnemonic, PassphraseSource, Wallet, WordCount};
 use serde_json::{Value, json};
@@ -83,19 +82,6 @@ pub(super) struct RegisterArgs {
     wallet: WalletArgs,
 }
 
-/// A provider's identity commitment: `keccak256(name)`.
-pub(super) fn provider_identity(name: &str) -> B256 {
-    keccak256(name.as_bytes())
-}
-
-fn check_endpoint(endpoint: &str) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        endpoint.starts_with("http://") || endpoint.starts_with("https://"),
-        "the gatekeeper endpoint '{endpoint}' must be an http:// or https:// URL"
-    );
-    Ok(())
-}
-
 /// The command an institution runs to register this provider (naming the chain when
 /// it is not the embedded chain's default).
 fn register_command(account: Address, name: &str, endpoint: &str, chain: &ChainArgs) -> String {
@@ -127,7 +113,8 @@ pub(super) async fn init(a: &InitArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(!a.name.trim().is_empty(), "the provider's name must not be empty");
     anyhow::ensure!(a.words == 12 || a.words == 24, "--words must be 12 or 24");
     let _: StoreUrl = a.store.parse().context("the record store URL is not usable")?;
-    let chain_id = a.chain.chain_id().await?;
+    let chain = a.chain.connect().await?;
+    let chain_id = chain.chain_id();
     let dir = a.wallet.dir("provider")?;
 
     // The wallet: recovered, created, or (init run again) the one already there.
@@ -160,14 +147,7 @@ pub(super) async fn init(a: &InitArgs) -> anyhow::Result<ExitCode> {
         address: account,
         endpoint: a.endpoint.clone(),
         store: a.store.clone(),
-        chain: ChainConfig {
-            rpc_url: a.chain.rpc_url.clone(),
-            registrar: a.chain.registrar,
-            relationships: a.chain.relationships,
-            anchors: a.chain.anchors,
-            from_block: a.chain.from_block,
-            chain_id,
-        },
+        chain: ChainConfig::new(chain.spec(), chain_id),
     };
     config.save(&dir)?;
     if let Some(phrase) = &mnemonic_shown
@@ -181,37 +161,8 @@ pub(super) async fn init(a: &InitArgs) -> anyhow::Result<ExitCode> {
 
     let identity = provider_identity(&a.name);
     let key = a.encryption_key.unwrap_or_default();
-    let reader = a.chain.reader()?;
-    let registrar = Registrar::new(a.chain.registrar, &reader);
-    // `provider()` of the binding is its connection: call the function by its type.
-    let entry =
-        registrar.call_builder(&Registrar::providerCall { account }).call().await.with_context(
-            || format!("cannot read the Registrar at {} on {}", a.chain.registrar, a.chain.rpc_url),
-        )?;
-    let is_institution = registrar
-        .isInstitution(account)
-        .call()
-        .await
-        .context("cannot ask the Registrar whether this account is an institution")?;
-
-    let sender = a.chain.sender(wallet.account().clone())?;
-    let by_self = Registrar::new(a.chain.registrar, &sender);
-    let (registration, tx) = if entry.identity != B256::ZERO {
-        if entry.endpoint == a.endpoint && entry.encryptionKey == key {
-            ("already registered", None)
-        } else {
-            let receipt =
-                tx::send(by_self.updateProvider(a.endpoint.clone(), key), "updating the endpoint")
-                    .await?;
-            ("endpoint updated", Some(receipt.transaction_hash))
-        }
-    } else if is_institution {
-        let call = by_self.registerProvider(identity, account, a.endpoint.clone(), key);
-        let receipt = tx::send(call, "registering the provider").await?;
-        ("registered", Some(receipt.transaction_hash))
-    } else {
-        ("needs an institution", None)
-    };
+    let outcome = register_self(&chain, wallet.account(), &a.name, &a.endpoint, key).await?;
+    let (registration, tx) = (outcome.as_str(), outcome.tx());
     let registered = registration != "needs an institution";
     let command = register_command(account, &a.name, &a.endpoint, &a.chain);
 
@@ -275,25 +226,17 @@ pub(super) async fn register(a: &RegisterArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(!a.name.trim().is_empty(), "the provider's name must not be empty");
     let wallet = a.wallet.open("provider")?;
     let me = wallet.address();
-    let reader = a.chain.reader()?;
-    let registrar = Registrar::new(a.chain.registrar, &reader);
-    let is_institution = registrar.isInstitution(me).call().await.with_context(|| {
-        format!("cannot read the Registrar at {} on {}", a.chain.registrar, a.chain.rpc_url)
-    })?;
-    anyhow::ensure!(
-        is_institution,
-        "{me} is not a certified institution: only a certified institution may register a provider"
-    );
+    let chain = a.chain.connect().await?;
     let identity = provider_identity(&a.name);
-    let sender = a.chain.sender(wallet.account().clone())?;
-    let registrar = Registrar::new(a.chain.registrar, &sender);
-    let call = registrar.registerProvider(
-        identity,
+    let receipt = register_provider(
+        &chain,
+        wallet.account(),
         a.account,
-        a.endpoint.clone(),
+        &a.name,
+        &a.endpoint,
         a.encryption_key.unwrap_or_default(),
-    );
-    let receipt = tx::send(call, "registering the provider").await?;
+    )
+    .await?;
     let block = receipt.block_number.unwrap_or_default();
     if a.json {
         output::result(

@@ -18,7 +18,7 @@ use medrec_research::policy::Policy;
 use medrec_wallet::{PassphraseSource, Wallet};
 use serde_json::json;
 
-use super::state::ProviderConfig;
+use medrec_client::provider::state::ProviderConfig;
 
 const DEFAULT_RPC_URL: &str = "http://127.0.0.1:8545";
 const DEFAULT_CHAIN_ID: u64 = 31337;

@@ -6,29 +6,27 @@
 //! holds a secret, but `relationships.json` names patients' FHIR ids, so it stays private
 //! to the provider.
 
-use super::super::common::{ChainArgs, DEV_ANCHORS, DEV_REGISTRAR, DEV_RELATIONSHIPS};
+use crate::{
+    chain::{ChainSpec, DEV_ANCHORS, DEV_REGISTRAR, DEV_RELATIONSHIPS, DEV_RPC_URL},
+    error::{Context as _, Result},
+};
 use alloy::primitives::{Address, B256};
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::{
     collections::BTreeMap,
-    io::Write,
     path::{Path, PathBuf},
 };
 
 /// The configuration file in the data directory.
-pub(crate) const CONFIG_FILE: &str = "provider.json";
+pub const CONFIG_FILE: &str = "provider.json";
 /// The enrolled relationships in the data directory.
-pub(crate) const RELATIONSHIPS_FILE: &str = "relationships.json";
+pub const RELATIONSHIPS_FILE: &str = "relationships.json";
 /// The research policy read by default by `publish --offer`.
-pub(crate) const POLICY_FILE: &str = "policy.json";
-
-/// The default of `--rpc-url` (the embedded chain on this machine).
-const DEFAULT_RPC_URL: &str = "http://127.0.0.1:8545";
+pub const POLICY_FILE: &str = "policy.json";
 
 /// Where the chain is, as recorded at `init`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ChainConfig {
+pub struct ChainConfig {
     /// JSON-RPC URL of the node.
     pub rpc_url: String,
     /// The Registrar contract.
@@ -44,12 +42,24 @@ pub(crate) struct ChainConfig {
 }
 
 impl ChainConfig {
-    /// The chain recorded here, unless `args` names another one: a flag (or its
-    /// environment variable) that differs from the embedded chain's default wins.
-    pub(crate) fn merged(&self, args: &ChainArgs) -> ChainArgs {
+    /// Records where `spec` says the chain is, with its id.
+    pub fn new(spec: &ChainSpec, chain_id: u64) -> Self {
+        Self {
+            rpc_url: spec.rpc_url.clone(),
+            registrar: spec.registrar,
+            relationships: spec.relationships,
+            anchors: spec.anchors,
+            from_block: spec.from_block,
+            chain_id,
+        }
+    }
+
+    /// The chain recorded here, unless `args` names another one: a setting that differs
+    /// from the embedded chain's default wins.
+    pub fn merged(&self, args: &ChainSpec) -> ChainSpec {
         let pick = |given, default, recorded| if given == default { recorded } else { given };
-        ChainArgs {
-            rpc_url: if args.rpc_url == DEFAULT_RPC_URL {
+        ChainSpec {
+            rpc_url: if args.rpc_url == DEV_RPC_URL {
                 self.rpc_url.clone()
             } else {
                 args.rpc_url.clone()
@@ -64,7 +74,7 @@ impl ChainConfig {
 
 /// `provider.json`: who the provider is and where everything is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ProviderConfig {
+pub struct ProviderConfig {
     /// The provider's name (its identity commitment is `keccak256(name)`).
     pub name: String,
     /// The account (the wallet's address, which the gatekeeper serves as).
@@ -79,7 +89,7 @@ pub(crate) struct ProviderConfig {
 
 impl ProviderConfig {
     /// Reads `provider.json` from `dir`.
-    pub(crate) fn load(dir: &Path) -> anyhow::Result<Self> {
+    pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(CONFIG_FILE);
         let text = std::fs::read_to_string(&path).with_context(|| {
             format!(
@@ -92,14 +102,14 @@ impl ProviderConfig {
     }
 
     /// Writes `provider.json` into `dir`.
-    pub(crate) fn save(&self, dir: &Path) -> anyhow::Result<()> {
+    pub fn save(&self, dir: &Path) -> Result<()> {
         write_json(&dir.join(CONFIG_FILE), self)
     }
 }
 
 /// One enrolled relationship.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Enrolled {
+pub struct Enrolled {
     /// The HD index of its delegate (`m/44'/60'/1'/0/i'`).
     pub delegate_index: u32,
     /// The delegate's address.
@@ -117,7 +127,7 @@ pub(crate) struct Enrolled {
 
 /// `relationships.json`: relationship id → what the provider enrolled.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Enrollments {
+pub struct Enrollments {
     /// By relationship id.
     pub relationships: BTreeMap<B256, Enrolled>,
 }
@@ -128,7 +138,7 @@ impl Enrollments {
     }
 
     /// Reads `relationships.json` (empty when there is none yet).
-    pub(crate) fn load(dir: &Path) -> anyhow::Result<Self> {
+    pub fn load(dir: &Path) -> Result<Self> {
         let path = Self::path(dir);
         match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text)
@@ -139,42 +149,93 @@ impl Enrollments {
     }
 
     /// Writes `relationships.json`.
-    pub(crate) fn save(&self, dir: &Path) -> anyhow::Result<()> {
+    pub fn save(&self, dir: &Path) -> Result<()> {
         write_json(&Self::path(dir), self)
     }
 
     /// The first delegate index above every index recorded here.
-    pub(crate) fn next_index(&self) -> u32 {
+    pub fn next_index(&self) -> u32 {
         self.relationships.values().map(|r| r.delegate_index.saturating_add(1)).max().unwrap_or(0)
     }
 }
 
 /// Writes `value` as pretty JSON to `path`, atomically, mode 0600.
-fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
-    let json = serde_json::to_vec_pretty(value)?;
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let json = serde_json::to_vec_pretty(value)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    medrec_wallet::fs::write_private(path, &json)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy::primitives::address;
+
+    #[test]
+    fn the_recorded_chain_holds_unless_a_setting_names_another() {
+        let recorded = ChainConfig {
+            rpc_url: "http://node:8545".to_owned(),
+            registrar: address!("0x0000000000000000000000000000000000000001"),
+            relationships: address!("0x0000000000000000000000000000000000000002"),
+            anchors: address!("0x0000000000000000000000000000000000000003"),
+            from_block: 7,
+            chain_id: 5,
+        };
+        let same = recorded.merged(&ChainSpec::default());
+        assert_eq!(
+            same,
+            ChainSpec {
+                rpc_url: recorded.rpc_url.clone(),
+                registrar: recorded.registrar,
+                relationships: recorded.relationships,
+                anchors: recorded.anchors,
+                from_block: 7,
+            }
+        );
+        let other = ChainSpec {
+            rpc_url: "http://other:8545".to_owned(),
+            from_block: 9,
+            ..ChainSpec::default()
+        };
+        let merged = recorded.merged(&other);
+        assert_eq!((merged.rpc_url.as_str(), merged.from_block), ("http://other:8545", 9));
+        assert_eq!(merged.registrar, recorded.registrar);
+        assert_eq!(ChainConfig::new(&merged, 5).rpc_url, "http://other:8545");
     }
-    let result = (|| {
-        let mut file = options.open(&tmp)?;
-        file.write_all(&json)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+
+    #[test]
+    fn files_round_trip_privately_and_the_next_delegate_index_is_past_every_one() {
+        let dir = std::env::temp_dir().join(format!("medrec-client-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(Enrollments::load(&dir).unwrap(), Enrollments::default());
+        let mut e = Enrollments::default();
+        assert_eq!(e.next_index(), 0);
+        for (i, index) in [3u32, 1].into_iter().enumerate() {
+            e.relationships.insert(
+                B256::repeat_byte(u8::try_from(i).unwrap()),
+                Enrolled {
+                    delegate_index: index,
+                    delegate: Address::repeat_byte(1),
+                    patient: Address::repeat_byte(2),
+                    patient_id: "p1".to_owned(),
+                    pointers: vec!["Condition".to_owned()],
+                    gatekeeper_enrolled: false,
+                },
+            );
+        }
+        assert_eq!(e.next_index(), 4);
+        e.save(&dir).unwrap();
+        assert_eq!(Enrollments::load(&dir).unwrap(), e);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode =
+                std::fs::metadata(dir.join(RELATIONSHIPS_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let missing = ProviderConfig::load(&dir).unwrap_err().to_string();
+        assert!(missing.contains("medrec provider init"), "{missing}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    result.with_context(|| format!("cannot write {}", path.display()))
 }

@@ -7,7 +7,7 @@ use medrec_store::{
     search::SearchQuery,
     sqlite::SqliteStore,
 };
-use medrec_testkit::synthetic::{Options, PatientRecord, generate, transaction_bundle};
+use medrec_synth::{Options, PatientRecord, generate, transaction_bundle};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -8,7 +8,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 /// One resource as a line of the timeline.
 #[derive(Debug, Clone)]
-pub(crate) struct Line {
+pub struct Line {
     /// Its clinical date as written in the resource (`None` when it has none).
     pub date: Option<String>,
     /// The provider that serves it.
@@ -27,7 +27,7 @@ pub(crate) struct Line {
 
 impl Line {
     /// The line as JSON.
-    pub(crate) fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         json!({
             "date": self.date,
             "provider": self.provider,
@@ -40,7 +40,7 @@ impl Line {
     }
 
     /// The line for a person.
-    pub(crate) fn human(&self) -> String {
+    pub fn human(&self) -> String {
         let date = self.date.as_deref().map_or("(undated)", |d| d.get(..10).unwrap_or(d));
         let value = self.value.as_deref().map(|v| format!("  {v}")).unwrap_or_default();
         format!(
@@ -53,19 +53,19 @@ impl Line {
 }
 
 /// `0x1234…abcd`.
-pub(crate) fn short_address(a: Address) -> String {
+pub fn short_address(a: Address) -> String {
     let s = a.to_string();
     format!("{}…{}", &s[..6], &s[s.len() - 4..])
 }
 
 /// `0x12345678…`.
-pub(crate) fn short_hash(h: B256) -> String {
+pub fn short_hash(h: B256) -> String {
     let s = h.to_string();
     format!("{}…", &s[..10])
 }
 
 /// The clinical date of a resource: the first of the usual FHIR date elements it has.
-pub(crate) fn clinical_date(r: &Value) -> Option<String> {
+pub fn clinical_date(r: &Value) -> Option<String> {
     const PATHS: &[&[&str]] = &[
         &["effectiveDateTime"],
         &["effectivePeriod", "start"],
@@ -155,7 +155,7 @@ fn value_of(r: &Value) -> Option<String> {
 }
 
 /// `resourceType/id` of a resource.
-pub(crate) fn reference(r: &Value) -> String {
+pub fn reference(r: &Value) -> String {
     format!(
         "{}/{}",
         r["resourceType"].as_str().unwrap_or("Resource"),
@@ -165,9 +165,7 @@ pub(crate) fn reference(r: &Value) -> String {
 
 /// One timeline of resources (provider, relationship, resource), each resource once per
 /// provider, newest first, undated ones last.
-pub(crate) fn timeline<'a>(
-    items: impl IntoIterator<Item = (Address, B256, &'a Value)>,
-) -> Vec<Line> {
+pub fn timeline<'a>(items: impl IntoIterator<Item = (Address, B256, &'a Value)>) -> Vec<Line> {
     let mut seen = BTreeSet::new();
     let mut lines: Vec<Line> = items
         .into_iter()
@@ -194,7 +192,7 @@ pub(crate) fn timeline<'a>(
 
 /// One FHIR R4 `collection` Bundle of resources (gatekeeper base URL, resource), each
 /// resource once per gatekeeper, its `fullUrl` where that gatekeeper serves it.
-pub(crate) fn collection<'a>(items: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Value {
+pub fn collection<'a>(items: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Value {
     let mut seen = BTreeSet::new();
     let entries: Vec<Value> = items
         .into_iter()
@@ -217,12 +215,12 @@ pub(crate) fn collection<'a>(items: impl IntoIterator<Item = (&'a str, &'a Value
 }
 
 /// Seconds since the Unix epoch, by this machine's clock.
-pub(crate) fn unix_now() -> u64 {
+pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// A Unix time as RFC 3339 (`never` for the far future of "no expiry").
-pub(crate) fn when(unix: u64) -> String {
+pub fn when(unix: u64) -> String {
     if unix >= u64::from(u32::MAX) {
         return "never".to_owned();
     }
@@ -234,7 +232,7 @@ pub(crate) fn when(unix: u64) -> String {
 }
 
 /// A span of seconds in words (`3 h 5 min`).
-pub(crate) fn span(seconds: u64) -> String {
+pub fn span(seconds: u64) -> String {
     match seconds {
         s if s < 120 => format!("{s} s"),
         s if s < 7200 => format!("{} min", s / 60),
@@ -244,7 +242,7 @@ pub(crate) fn span(seconds: u64) -> String {
 }
 
 /// Parses a duration like `90s`, `15m`, `1h`, `7d` or `2w` into seconds.
-pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
+pub fn parse_duration(text: &str) -> Result<u64, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
@@ -265,7 +263,7 @@ pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
 }
 
 /// Parses an RFC 3339 time (`2026-05-01T09:00:00Z`) into Unix seconds.
-pub(crate) fn parse_time(text: &str) -> Result<u64, String> {
+pub fn parse_time(text: &str) -> Result<u64, String> {
     let t = OffsetDateTime::parse(text.trim(), &Rfc3339)
         .map_err(|_| format!("'{text}' is not an RFC 3339 time such as 2026-05-01T09:00:00Z"))?;
     u64::try_from(t.unix_timestamp()).map_err(|_| format!("'{text}' is before 1970"))

@@ -24,7 +24,7 @@ const NONCE_LEN: usize = 12;
 
 /// Why the cache could not be read or written.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum CacheError {
+pub enum CacheError {
     /// The file could not be read or written.
     #[error("cannot access the local cache {}: {source}", path.display())]
     Io {
@@ -56,7 +56,7 @@ pub(crate) enum CacheError {
 }
 
 /// An encrypted cache file, opened with the key of one wallet account.
-pub(crate) struct Cache {
+pub struct Cache {
     path: PathBuf,
     key: Zeroizing<[u8; 32]>,
     account: Address,
@@ -74,7 +74,7 @@ impl std::fmt::Debug for Cache {
 impl Cache {
     /// The cache at `path`, keyed by `account`'s private key for the purpose `label`
     /// (different labels give unrelated keys).
-    pub(crate) fn new(path: PathBuf, account: &PrivateKeySigner, label: &str) -> Self {
+    pub fn new(path: PathBuf, account: &PrivateKeySigner, label: &str) -> Self {
         let ikm = Zeroizing::new(account.to_bytes().0);
         let salt = format!("medrec/{label}/v1");
         let hk = Hkdf::<Sha256>::new(Some(salt.as_bytes()), ikm.as_slice());
@@ -95,7 +95,7 @@ impl Cache {
     }
 
     /// Reads and decrypts the document (`None` when there is no cache yet).
-    pub(crate) fn load<T: DeserializeOwned>(&self) -> Result<Option<T>, CacheError> {
+    pub fn load<T: DeserializeOwned>(&self) -> Result<Option<T>, CacheError> {
         let bytes = match std::fs::read(&self.path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -120,7 +120,7 @@ impl Cache {
     }
 
     /// Encrypts `value` under a fresh nonce and replaces the file atomically (mode 0600).
-    pub(crate) fn save<T: Serialize>(&self, value: &T) -> Result<(), CacheError> {
+    pub fn save<T: Serialize>(&self, value: &T) -> Result<(), CacheError> {
         let plain =
             Zeroizing::new(serde_json::to_vec(value).map_err(|e| CacheError::Format {
                 path: self.path.clone(),

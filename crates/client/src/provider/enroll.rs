@@ -1,0 +1,398 @@
+//! Enrolling a patient: a relationship on chain and at the gatekeeper.
+//!
+//! 1. The patient is resolved through the Registrar by identity commitment
+//!    (`keccak256(salt ‖ identity)`), or taken as an address; an institution registers
+//!    an unknown identity to the address given.
+//! 2. The wallet's next unused delegate (`m/44'/60'/1'/0/i'`) acts for this relationship
+//!    only; indexes already used on chain are skipped, so a lost `relationships.json`
+//!    never makes two relationships share a delegate.
+//! 3. `Relationships.create` (from the provider) carries pointer 0's query commitment and
+//!    data hash; the delegate gets gas money and sends `addPointer` for each further
+//!    pointer, each with the bounty query's commitment.
+//! 4. The gatekeeper is told the pointer queries, once its chain follower has seen the
+//!    relationship.
+
+use super::{
+    ProviderSession,
+    bounty::Bounty,
+    state::{Enrolled, Enrollments},
+};
+use crate::{
+    chain::Chain,
+    error::{Context as _, Error, OrInvalid as _, Result, bail, ensure},
+    retry::{PATIENCE, PAUSE, until_caught_up},
+    tx,
+};
+use alloy::{
+    primitives::{Address, B256, U256},
+    signers::local::PrivateKeySigner,
+};
+use medrec_chain::inbox::Notice;
+use medrec_gatekeeper::client::GatekeeperClient;
+use medrec_gatekeeper::pointer::{self, PointerQuery};
+use medrec_primitives::{IdentityCommitment, RelationshipId};
+use medrec_store::{
+    RecordStore,
+    fhir::{ResourceId, ResourceType},
+};
+use std::collections::BTreeSet;
+
+/// Who the patient is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientRef {
+    /// The patient's address (registered under `identity` when that is unknown and this
+    /// provider is a certified institution).
+    pub address: Option<Address>,
+    /// The patient's identity text (e.g. a medical record number) and the secret salt
+    /// of its commitment, resolved through the Registrar.
+    pub identity: Option<(String, B256)>,
+}
+
+/// What to enroll.
+#[derive(Debug, Clone)]
+pub struct EnrollRequest {
+    /// The patient's FHIR `Patient` id in the provider's record store.
+    pub patient_id: String,
+    /// Who the patient is on chain.
+    pub patient: PatientRef,
+    /// The pointers' queries (FHIR searches), pointer 0 first; empty means
+    /// [`super::DEFAULT_POINTERS`].
+    pub pointers: Vec<String>,
+    /// The bounty query every pointer after the first carries.
+    pub bounty: Option<Bounty>,
+    /// Wei sent to the relationship's delegate for its gas.
+    pub delegate_funding: U256,
+    /// Wei sent to the patient, when they hold less than half of it; 0 sends nothing.
+    pub patient_funding: U256,
+}
+
+/// One pointer put on chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedPointer {
+    /// Its number.
+    pub pointer: usize,
+    /// Its query.
+    pub query: String,
+    /// How many resources it covers now.
+    pub resources: usize,
+    /// Their data hash.
+    pub data_hash: B256,
+    /// The transaction that put it on chain.
+    pub tx: B256,
+}
+
+/// A finished enrollment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    /// The relationship.
+    pub relationship: RelationshipId,
+    /// The patient's address.
+    pub patient: Address,
+    /// The patient's FHIR id.
+    pub patient_id: String,
+    /// The relationship's delegate.
+    pub delegate: Address,
+    /// Its HD index.
+    pub delegate_index: u32,
+    /// The transaction that created the relationship.
+    pub tx: B256,
+    /// The pointers, pointer 0 first.
+    pub pointers: Vec<PlacedPointer>,
+    /// The bounty commitment the further pointers carry.
+    pub bounty: Option<B256>,
+    /// The identity commitment this provider registered to the patient, when it did.
+    pub registered_identity: Option<B256>,
+}
+
+impl ProviderSession {
+    /// Enrolls a patient (see the module's documentation for the steps). Progress is
+    /// saved in `relationships.json` after each transaction, so an interrupted
+    /// enrollment is finished by [`ProviderSession::publish`].
+    ///
+    /// # Errors
+    /// When a query does not parse, the patient's records are not in the store, the
+    /// patient cannot be resolved, a transaction is refused, or the gatekeeper does not
+    /// take the enrollment.
+    pub async fn enroll(&self, request: &EnrollRequest) -> Result<Enrollment> {
+        let texts: Vec<String> = if request.pointers.is_empty() {
+            super::DEFAULT_POINTERS.iter().map(|s| (*s).to_owned()).collect()
+        } else {
+            request.pointers.clone()
+        };
+        let queries = texts.iter().map(|t| parse_query(t)).collect::<Result<Vec<_>>>()?;
+        let patient_id: ResourceId = request.patient_id.parse().map_err(|_| {
+            Error::invalid(format!("'{}' is not a FHIR resource id", request.patient_id))
+        })?;
+        if queries.len() > 1 && request.bounty.is_none() {
+            bail!(
+                "every pointer after the first carries a bounty query on chain: pass --bounty TEXT or --offer NAME (or give a single --pointer)"
+            );
+        }
+
+        // The patient's records must be there before a pointer can hash them.
+        let store = self.store().await?;
+        let found = store
+            .read(ResourceType::Patient, &patient_id)
+            .await
+            .context("cannot read the provider's record store")?;
+        ensure!(
+            found.is_some(),
+            "there is no Patient/{} in the provider's record store: import the patient's records first (`medrec provider import`)",
+            request.patient_id
+        );
+
+        // The bounty's text goes to the gatekeeper before anything goes on chain, so that
+        // a gatekeeper that cannot take it stops the enrollment before it starts.
+        let bounty_commitment = match &request.bounty {
+            Some(b) if queries.len() > 1 => Some(b.publish(&self.client()).await?),
+            _ => None,
+        };
+        let chain = self.connect().await?;
+        let (patient, registered_identity) = self.resolve_patient(&chain, &request.patient).await?;
+        let me = self.wallet.address();
+
+        // The next delegate index not used on chain.
+        let mut state = Enrollments::load(&self.dir)?;
+        let used: BTreeSet<Address> = chain
+            .notices(me, 0, None)
+            .await?
+            .iter()
+            .filter_map(|d| match d.notice {
+                Notice::Created { provider, delegate, .. } if provider == me => Some(delegate),
+                _ => None,
+            })
+            .collect();
+        let mut index = state.next_index();
+        let mut delegate = self.wallet.delegate_address(index).context("no delegate address")?;
+        while used.contains(&delegate) {
+            index = index.checked_add(1).or_invalid(|| "no delegate index left")?;
+            delegate = self.wallet.delegate_address(index).context("no delegate address")?;
+        }
+        ensure!(delegate != patient, "the delegate address cannot be the patient's");
+        let relationship = RelationshipId::derive(patient, delegate);
+
+        // Pointer 0 comes with the relationship.
+        let signer = self.wallet.account().clone();
+        let opened = open_relationship(
+            &chain,
+            &signer,
+            store.as_ref(),
+            patient,
+            delegate,
+            &patient_id,
+            &texts[0],
+        )
+        .await?;
+        let by_provider = chain.sender(signer);
+        let mut placed = vec![opened.pointer];
+        let created_tx = opened.tx;
+        let mut entry = Enrolled {
+            delegate_index: index,
+            delegate,
+            patient,
+            patient_id: request.patient_id.clone(),
+            pointers: vec![texts[0].clone()],
+            gatekeeper_enrolled: false,
+        };
+        state.relationships.insert(relationship.0, entry.clone());
+        state.save(&self.dir)?;
+
+        tx::fund(&by_provider, patient, request.patient_funding, "the patient").await?;
+
+        // Further pointers, from the delegate, each with the bounty.
+        if let Some(commitment) = bounty_commitment {
+            tx::fund(&by_provider, delegate, request.delegate_funding, "the delegate").await?;
+            let signer = self.wallet.delegate(index).context("no delegate key")?;
+            let rels = chain.relationships_as(signer);
+            for (i, (q, text)) in queries.iter().zip(&texts).enumerate().skip(1) {
+                let data = pointer::run(store.as_ref(), q, &patient_id)
+                    .await
+                    .with_context(|| format!("cannot compute pointer {i}'s data"))?;
+                let receipt = tx::send(
+                    &rels.addPointer(patient, q.commitment(), data.data_hash, commitment),
+                    &format!("adding pointer {i}"),
+                )
+                .await?;
+                placed.push(PlacedPointer {
+                    pointer: i,
+                    query: text.clone(),
+                    resources: data.resources.len(),
+                    data_hash: data.data_hash,
+                    tx: receipt.transaction_hash,
+                });
+                entry.pointers.push(text.clone());
+                state.relationships.insert(relationship.0, entry.clone());
+                state.save(&self.dir)?;
+            }
+        }
+
+        // The gatekeeper learns the queries once it has seen the relationship.
+        self.tell_gatekeeper(relationship, &request.patient_id, &texts).await?;
+        entry.gatekeeper_enrolled = true;
+        state.relationships.insert(relationship.0, entry);
+        state.save(&self.dir)?;
+
+        Ok(Enrollment {
+            relationship,
+            patient,
+            patient_id: request.patient_id.clone(),
+            delegate,
+            delegate_index: index,
+            tx: created_tx,
+            pointers: placed,
+            bounty: bounty_commitment,
+            registered_identity,
+        })
+    }
+
+    /// Tells the provider's gatekeeper the pointer queries of `relationship`, waiting
+    /// while it catches up with the chain.
+    ///
+    /// # Errors
+    /// When the gatekeeper does not take them.
+    pub async fn tell_gatekeeper(
+        &self,
+        relationship: RelationshipId,
+        patient_id: &str,
+        queries: &[String],
+    ) -> Result<()> {
+        let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
+        tell_gatekeeper(&self.client(), relationship, patient_id, &refs).await
+    }
+
+    /// The patient's address: resolved from the identity commitment, registered (by an
+    /// institution) when unknown and an address is given, or the address given. Also
+    /// returns the commitment when this provider registered it.
+    async fn resolve_patient(
+        &self,
+        chain: &Chain,
+        who: &PatientRef,
+    ) -> Result<(Address, Option<B256>)> {
+        let Some((identity, salt)) = &who.identity else {
+            let address = who
+                .address
+                .or_invalid(|| "name the patient with --patient or --identity and --salt")?;
+            return Ok((address, None));
+        };
+        let commitment = IdentityCommitment::new(salt, identity).0;
+        let registrar = chain.registrar();
+        let found = registrar.resolve(commitment).call().await.with_context(|| {
+            format!(
+                "cannot read the Registrar at {} on {}",
+                chain.spec().registrar,
+                chain.rpc_url()
+            )
+        })?;
+        if found.account != Address::ZERO {
+            // Role 1 is Patient in the Registrar.
+            ensure!(
+                found.role == 1,
+                "the identity {commitment} belongs to a provider, not a patient"
+            );
+            if let Some(given) = who.address {
+                ensure!(
+                    given == found.account,
+                    "the identity {commitment} is registered to {}, not to {given}",
+                    found.account
+                );
+            }
+            return Ok((found.account, None));
+        }
+        let Some(patient) = who.address else {
+            bail!(
+                "no patient is registered under the identity commitment {commitment}: check the identity and the salt, or give the patient's address with --patient to register it"
+            );
+        };
+        let me = self.wallet.address();
+        let is_institution = registrar
+            .isInstitution(me)
+            .call()
+            .await
+            .context("cannot ask the Registrar whether this provider is an institution")?;
+        ensure!(
+            is_institution,
+            "no patient is registered under the identity commitment {commitment}, and only a certified institution may register one ({me} is not)"
+        );
+        tx::send(
+            &chain.registrar_as(self.wallet.account().clone()).registerPatient(commitment, patient),
+            "registering the patient",
+        )
+        .await?;
+        Ok((patient, Some(commitment)))
+    }
+}
+
+fn parse_query(text: &str) -> Result<PointerQuery> {
+    PointerQuery::parse(text).with_context(|| format!("the pointer query '{text}'"))
+}
+
+/// A relationship just created on chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// Its id, `keccak256(patient, delegate)`.
+    pub relationship: RelationshipId,
+    /// Pointer 0, which came with it.
+    pub pointer: PlacedPointer,
+    /// The creating transaction.
+    pub tx: B256,
+}
+
+/// The provider `provider` creates the relationship of `patient` with `delegate`,
+/// carrying pointer 0: `query` over the records of `patient_id` in `store`, by its
+/// query commitment and data hash.
+///
+/// # Errors
+/// When the query does not parse, the store cannot be read or the contract refuses.
+pub async fn open_relationship(
+    chain: &Chain,
+    provider: &PrivateKeySigner,
+    store: &dyn RecordStore,
+    patient: Address,
+    delegate: Address,
+    patient_id: &ResourceId,
+    query: &str,
+) -> Result<Opened> {
+    let parsed = parse_query(query)?;
+    let data = pointer::run(store, &parsed, patient_id)
+        .await
+        .context("cannot compute pointer 0's data")?;
+    let rels = chain.relationships_as(provider.clone());
+    let receipt = tx::send(
+        &rels.create(patient, delegate, parsed.commitment(), data.data_hash),
+        "creating the relationship",
+    )
+    .await?;
+    Ok(Opened {
+        relationship: RelationshipId::derive(patient, delegate),
+        pointer: PlacedPointer {
+            pointer: 0,
+            query: query.to_owned(),
+            resources: data.resources.len(),
+            data_hash: data.data_hash,
+            tx: receipt.transaction_hash,
+        },
+        tx: receipt.transaction_hash,
+    })
+}
+
+/// Tells a provider's gatekeeper (`client`, signing as the provider) the pointer
+/// queries of `relationship` for the patient `patient_id`, waiting while it catches up
+/// with the chain.
+///
+/// # Errors
+/// When the gatekeeper does not take them.
+pub async fn tell_gatekeeper(
+    client: &GatekeeperClient,
+    relationship: RelationshipId,
+    patient_id: &str,
+    queries: &[&str],
+) -> Result<()> {
+    until_caught_up(PAUSE, PATIENCE, || client.enroll(relationship, patient_id, queries))
+        .await
+        .map_err(|e| {
+            Error::gatekeeper(
+                format!("the gatekeeper did not take the enrollment of {}", relationship.0),
+                e,
+            )
+        })
+}

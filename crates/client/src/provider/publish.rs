@@ -1,0 +1,239 @@
+//! Publishing new data behind enrolled pointers, announced on chain.
+//!
+//! For each enrolled relationship (or those named), each pointer's query is run again
+//! over the record store and its data hash compared with the latest one on chain
+//! (`PointerAdded` / `PointerUpdated` events). Each changed pointer gets
+//! `updatePointer(patient, pointer, newHash, bounty)` from the relationship's delegate,
+//! which sets *update pending* in the patient's summary and posts the bounty, owned by
+//! the block's miner. The bounty query's text is published at the gatekeeper first, so
+//! anyone can check it against the commitment on chain.
+
+use super::{
+    ProviderSession,
+    bounty::Bounty,
+    state::{Enrolled, Enrollments, RELATIONSHIPS_FILE},
+};
+use crate::{
+    error::{Context as _, OrInvalid as _, Result, bail, ensure},
+    plural, tx,
+};
+use alloy::primitives::{B256, U256};
+use medrec_gatekeeper::pointer::{self, PointerQuery};
+use medrec_primitives::{RelationshipId, Status};
+use medrec_store::fhir::ResourceId;
+
+/// What to publish.
+#[derive(Debug, Clone, Default)]
+pub struct PublishRequest {
+    /// Only these relationships; empty means every enrolled one.
+    pub only: Vec<B256>,
+    /// The bounty query every update carries (needed when anything changed).
+    pub bounty: Option<Bounty>,
+    /// Wei sent to a delegate for its gas when it runs low.
+    pub delegate_funding: U256,
+}
+
+/// A pointer update sent on chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishedChange {
+    /// The relationship.
+    pub relationship: B256,
+    /// The pointer's number.
+    pub pointer: usize,
+    /// Its query.
+    pub query: String,
+    /// The data hash on chain before.
+    pub old_hash: B256,
+    /// The new data hash.
+    pub new_hash: B256,
+    /// How many resources it covers now.
+    pub resources: usize,
+    /// The update's transaction.
+    pub tx: B256,
+    /// Its block.
+    pub block: Option<u64>,
+}
+
+/// What [`ProviderSession::publish`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PublishReport {
+    /// The updates sent.
+    pub changes: Vec<PublishedChange>,
+    /// Pointers whose data matches the chain.
+    pub unchanged: usize,
+    /// Relationships left out because they are closed, with their status.
+    pub skipped: Vec<(B256, String)>,
+    /// Relationships looked at (selected and not closed).
+    pub relationships: usize,
+    /// Relationships this provider created on chain that `relationships.json` does not
+    /// know (their queries are unknown, so they are not published).
+    pub unknown: usize,
+    /// Interrupted enrollments whose pointers the gatekeeper was told now.
+    pub finished: Vec<B256>,
+    /// The bounty the updates carry, with its commitment, when any was sent.
+    pub bounty: Option<Bounty>,
+}
+
+/// A pointer whose data changed since it was last published.
+struct Change {
+    relationship: B256,
+    pointer: usize,
+    query: String,
+    old: B256,
+    new: B256,
+    resources: usize,
+}
+
+impl ProviderSession {
+    /// Publishes what changed behind the enrolled pointers (see the module's
+    /// documentation), finishing interrupted enrollments first.
+    ///
+    /// # Errors
+    /// When nothing is enrolled, `relationships.json` disagrees with the chain, data
+    /// changed but no bounty was given, or a transaction or the gatekeeper refuses.
+    pub async fn publish(&self, request: &PublishRequest) -> Result<PublishReport> {
+        let mut state = Enrollments::load(&self.dir)?;
+        let selected: Vec<(B256, Enrolled)> = if request.only.is_empty() {
+            state.relationships.iter().map(|(id, e)| (*id, e.clone())).collect()
+        } else {
+            request
+                .only
+                .iter()
+                .map(|id| {
+                    state.relationships.get(id).map(|e| (*id, e.clone())).or_invalid(|| {
+                        format!(
+                            "relationship {id} is not one this provider enrolled (see {RELATIONSHIPS_FILE} in {})",
+                            self.dir.display()
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        ensure!(
+            !selected.is_empty(),
+            "this provider has enrolled no relationship yet: run `medrec provider enroll` first"
+        );
+
+        let chain = self.connect().await?;
+        let me = self.wallet.address();
+        let on_chain = chain.summaries(me).await?;
+        let mut report = PublishReport::default();
+        if request.only.is_empty() {
+            report.unknown = on_chain
+                .iter()
+                .filter(|(id, s)| {
+                    s.provider == Some(me) && !state.relationships.contains_key(&id.0)
+                })
+                .count();
+        }
+        let store = self.store().await?;
+
+        let mut changes = Vec::new();
+        for (id, enrolled) in &selected {
+            let Some(summary) = on_chain.get(&RelationshipId(*id)) else {
+                bail!("relationship {id} is not on this chain (was it enrolled on another one?)");
+            };
+            if summary.status.is_some_and(Status::is_closed) {
+                let status = summary.status.map(|s| s.to_string()).unwrap_or_default();
+                report.skipped.push((*id, status));
+                continue;
+            }
+            let patient: ResourceId = enrolled.patient_id.parse().map_err(|_| {
+                crate::Error::invalid(format!("relationships.json: bad patient id for {id}"))
+            })?;
+            for (i, text) in enrolled.pointers.iter().enumerate() {
+                let query = PointerQuery::parse(text)
+                    .with_context(|| format!("the pointer query '{text}'"))?;
+                let Some(&(commitment, old)) = summary.pointers.get(i) else {
+                    bail!(
+                        "pointer {i} of relationship {id} is in relationships.json but not on chain"
+                    );
+                };
+                ensure!(
+                    commitment == query.commitment(),
+                    "pointer {i} of relationship {id} has another query on chain than in relationships.json"
+                );
+                let data = pointer::run(store.as_ref(), &query, &patient)
+                    .await
+                    .with_context(|| format!("cannot compute pointer {i} of {id}"))?;
+                if data.data_hash == old {
+                    report.unchanged += 1;
+                } else {
+                    changes.push(Change {
+                        relationship: *id,
+                        pointer: i,
+                        query: text.clone(),
+                        old,
+                        new: data.data_hash,
+                        resources: data.resources.len(),
+                    });
+                }
+            }
+        }
+        report.relationships = selected.len() - report.skipped.len();
+
+        // Enrollments the gatekeeper was not told about (an interrupted enrollment) are
+        // finished first, so that it serves what the chain announces.
+        for (id, enrolled) in &selected {
+            let closed = on_chain
+                .get(&RelationshipId(*id))
+                .and_then(|s| s.status)
+                .is_some_and(Status::is_closed);
+            if enrolled.gatekeeper_enrolled || closed {
+                continue;
+            }
+            self.tell_gatekeeper(RelationshipId(*id), &enrolled.patient_id, &enrolled.pointers)
+                .await?;
+            if let Some(e) = state.relationships.get_mut(id) {
+                e.gatekeeper_enrolled = true;
+            }
+            state.save(&self.dir)?;
+            report.finished.push(*id);
+        }
+
+        if changes.is_empty() {
+            return Ok(report);
+        }
+        let Some(bounty) = &request.bounty else {
+            bail!(
+                "{} changed: every update carries a bounty query, pass --bounty TEXT or --offer NAME",
+                plural(changes.len(), "pointer")
+            );
+        };
+        let commitment = bounty.publish(&self.client()).await?;
+        let by_provider = chain.sender(self.wallet.account().clone());
+        for c in &changes {
+            let enrolled = state.relationships.get(&c.relationship).or_invalid(|| "enrolled")?;
+            let delegate =
+                self.wallet.delegate(enrolled.delegate_index).context("no delegate key")?;
+            ensure!(
+                delegate.address() == enrolled.delegate,
+                "relationships.json names delegate {} for {}, but index {} of this wallet is {}",
+                enrolled.delegate,
+                c.relationship,
+                enrolled.delegate_index,
+                delegate.address()
+            );
+            tx::fund(&by_provider, enrolled.delegate, request.delegate_funding, "the delegate")
+                .await?;
+            let rels = chain.relationships_as(delegate);
+            let call =
+                rels.updatePointer(enrolled.patient, U256::from(c.pointer), c.new, commitment);
+            let receipt =
+                tx::send(&call, &format!("updating pointer {} of {}", c.pointer, c.relationship))
+                    .await?;
+            report.changes.push(PublishedChange {
+                relationship: c.relationship,
+                pointer: c.pointer,
+                query: c.query.clone(),
+                old_hash: c.old,
+                new_hash: c.new,
+                resources: c.resources,
+                tx: receipt.transaction_hash,
+                block: receipt.block_number,
+            });
+        }
+        report.bounty = Some(Bounty { text: bounty.text.clone(), commitment });
+        Ok(report)
+    }
+}

@@ -1,0 +1,118 @@
+//! The workflows against a real chain (the devchain, in process): every step through
+//! the library, and every revert as the contract's typed error.
+
+use alloy::primitives::{B256, keccak256};
+use medrec_client::{
+    Chain, ChainSpec, Error,
+    patient::{PatientSession, Target, Window},
+    provider::registration::{Registration, register_provider, register_self},
+    researcher, tx,
+};
+use medrec_contracts::ContractError;
+use medrec_primitives::Status;
+use medrec_testkit::medrec::{DELEGATE, INSTITUTION, Medrec, PATIENT, PROVIDER, STRANGER, VIEWER};
+
+async fn connect(m: &Medrec) -> Chain {
+    let spec = ChainSpec {
+        rpc_url: "in-process".to_owned(),
+        registrar: m.at.registrar,
+        relationships: m.at.relationships,
+        anchors: m.at.anchors,
+        from_block: 0,
+    };
+    Chain::over(m.node.rpc_client(), spec).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_patient_answers_shares_and_revokes_and_a_refusal_is_the_contracts_error() {
+    let m = Medrec::new().await;
+    let chain = connect(&m).await;
+    assert_eq!(chain.chain_id(), 31337);
+    let by_provider = chain.relationships_as(m.accounts[PROVIDER].signer());
+    let create = by_provider.create(
+        m.address(PATIENT),
+        m.address(DELEGATE),
+        keccak256("query"),
+        keccak256("data"),
+    );
+    tx::send(&create, "creating the relationship").await.unwrap();
+
+    let me = PatientSession::with_signer(chain.clone(), m.accounts[PATIENT].signer());
+    let by_provider = Target::Provider(m.address(PROVIDER));
+    let (chosen, _) = me.answer(&by_provider, Status::Accepted).await.unwrap();
+    assert_eq!(chosen.id, m.relationship());
+    assert_eq!(chosen.delegate, m.address(DELEGATE));
+    let by_id = Target::Id(m.relationship().0.to_string()[..10].to_owned());
+
+    let grant = me.share(&by_id, m.address(VIEWER), None, Window::default()).await.unwrap();
+    assert_eq!(grant.pointers, vec![0]);
+    assert!(grant.expires_at > grant.not_before && grant.not_before == 0);
+    let viewer = medrec_client::viewer::shared_with(&chain, m.address(VIEWER)).await.unwrap();
+    assert_eq!(viewer.len(), 1);
+    assert_eq!(viewer[0].viewable(), vec![0]);
+
+    me.revoke(&by_id, m.address(VIEWER)).await.unwrap();
+    let again = me.revoke(&by_id, m.address(VIEWER)).await.unwrap_err();
+    assert!(matches!(again, Error::Invalid(ref s) if s.contains("no access")), "{again}");
+
+    let (_, opted) = me.set_research(&by_id, true).await.unwrap();
+    assert!(opted.is_some());
+    let (_, unchanged) = me.set_research(&by_id, true).await.unwrap();
+    assert!(unchanged.is_none(), "already opted in: nothing is sent");
+
+    me.answer(&by_id, Status::Deleted).await.unwrap();
+    let refused = me.answer(&by_id, Status::Accepted).await.unwrap_err();
+    assert!(
+        matches!(refused.contract_error(), Some(ContractError::InvalidTransition { .. })),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("cannot go from deleted to accepted"), "{refused}");
+
+    let none = me.answer(&Target::Provider(m.address(STRANGER)), Status::Accepted).await;
+    assert!(matches!(none, Err(Error::Invalid(ref s)) if s.contains("no relationship")));
+}
+
+#[tokio::test]
+async fn providers_register_through_an_institution_and_researchers_are_admitted_by_vote() {
+    let m = Medrec::new().await;
+    let chain = connect(&m).await;
+    let (institution, stranger) = (m.accounts[INSTITUTION].signer(), m.accounts[STRANGER].signer());
+
+    let not_yet = register_self(&chain, &stranger, "Stranger", "https://s", B256::ZERO).await;
+    assert_eq!(not_yet.unwrap(), Registration::NeedsInstitution);
+    let refused =
+        register_provider(&chain, &stranger, m.address(VIEWER), "V", "https://v", B256::ZERO).await;
+    assert!(
+        matches!(refused, Err(Error::Invalid(ref s)) if s.contains("not a certified institution"))
+    );
+    let bad = register_provider(&chain, &institution, m.address(STRANGER), "S", "gk", B256::ZERO);
+    assert!(bad.await.unwrap_err().to_string().contains("http:// or https://"));
+
+    register_provider(&chain, &institution, m.address(STRANGER), "S", "https://s", B256::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(chain.endpoint(m.address(STRANGER)).await.unwrap(), "https://s");
+    let same = register_self(&chain, &stranger, "S", "https://s", B256::ZERO).await.unwrap();
+    assert_eq!(same, Registration::AlreadyRegistered);
+    let moved = register_self(&chain, &stranger, "S", "https://t", B256::ZERO).await.unwrap();
+    assert!(matches!(moved, Registration::EndpointUpdated(_)), "{moved:?}");
+    assert_eq!(chain.endpoint(m.address(STRANGER)).await.unwrap(), "https://t");
+    // Registering it twice is the contract's own refusal, typed.
+    let twice =
+        register_provider(&chain, &institution, m.address(STRANGER), "S", "https://s", B256::ZERO)
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(twice.contract_error(), Some(ContractError::ProviderExists { .. })),
+        "{twice:?}"
+    );
+
+    let researcher = m.address(VIEWER);
+    let admitted = researcher::admit(&chain, &institution, researcher).await.unwrap();
+    assert!(admitted.admitted, "one institution is a majority of one");
+    let again = researcher::admit(&chain, &institution, researcher).await.unwrap_err();
+    assert!(again.to_string().contains("already an admitted research entity"), "{again}");
+    let not_voter = researcher::admit(&chain, &stranger, m.address(PATIENT)).await.unwrap_err();
+    assert!(not_voter.to_string().contains("not a certified institution"), "{not_voter}");
+    assert!(researcher::owned(&chain, Some(researcher)).await.unwrap().is_empty());
+}
