@@ -23,7 +23,8 @@ macro_rules! conformance_tests {
             search_by_patient_compartment, search_by_category_and_code, search_by_date,
             search_by_last_updated, paging_is_stable_and_complete, sorting,
                         sql_metacharacters_are_data, json_round_trips_exactly, concurrent_updates_get_distinct_versions,
-            reads_of_unknown_resources_are_empty, undated_resources_sort_last_and_match_no_date);
+            reads_of_unknown_resources_are_empty, undated_resources_sort_last_and_match_no_date,
+            raw_reads_serve_the_stored_text_and_its_compartment);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -363,4 +364,22 @@ pub async fn undated_resources_sort_last_and_match_no_date(store: &dyn RecordSto
         let query = SearchQuery::parse(ResourceType::Observation, [("date", bound)]).unwrap();
         assert!(!ids(store, &query).await.contains(&"o-undated".to_owned()), "{bound}");
     }
+}
+
+pub async fn raw_reads_serve_the_stored_text_and_its_compartment(store: &dyn RecordStore) {
+    seed(store).await;
+    let obs = store
+        .update(r(json!({
+            "resourceType": "Observation", "id": "o-raw", "status": "final",
+            "subject": {"reference": "Patient/p1"}, "valueString": "a \"quoted\" ü"
+        })))
+        .await
+        .unwrap();
+    let raw = store.read_raw(ResourceType::Observation, &id("o-raw")).await.unwrap().unwrap();
+    assert_eq!(raw.json, obs.json.to_string(), "the text served is the resource, byte for byte");
+    assert_eq!((raw.version, raw.last_updated), (obs.version, obs.last_updated));
+    assert_eq!(raw.patient.as_deref(), Some("p1"));
+    let patient = store.read_raw(ResourceType::Patient, &id("p1")).await.unwrap().unwrap();
+    assert_eq!(patient.patient.as_deref(), Some("p1"), "a Patient is its own compartment");
+    assert!(store.read_raw(ResourceType::Patient, &id("nobody")).await.unwrap().is_none());
 }

@@ -114,6 +114,39 @@ pub trait RecordReader: Send + Sync + std::fmt::Debug {
     async fn search(&self, query: &SearchQuery) -> Result<Page>;
 }
 
+/// The current version of a resource exactly as the store keeps it: its JSON text, to
+/// be served as is, and the patient whose compartment holds it (the indexed value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawStored {
+    /// Its type.
+    pub resource_type: ResourceType,
+    /// Its id.
+    pub id: ResourceId,
+    /// Its version, from 1.
+    pub version: u64,
+    /// When this version was stored, unix milliseconds.
+    pub last_updated: i64,
+    /// The patient whose compartment holds it (a Patient's own id), as indexed.
+    pub patient: Option<String>,
+    /// The resource's JSON text, as [`Stored::json`] would serialise.
+    pub json: String,
+}
+
+impl RawStored {
+    /// From a parsed stored version (the default path of [`RecordStore::read_raw`]).
+    pub fn from_stored(stored: Stored) -> Self {
+        let patient = Resource::parse(stored.json.clone()).ok().and_then(|r| r.index.patient);
+        Self {
+            resource_type: stored.resource_type,
+            id: stored.id,
+            version: stored.version,
+            last_updated: stored.last_updated,
+            patient,
+            json: stored.json.to_string(),
+        }
+    }
+}
+
 /// A provider's full record store: it reads ([`RecordReader`], by the blanket
 /// implementation) and writes. The SQLite, PostgreSQL and MySQL/MariaDB backends are
 /// full stores; a read-only store serves where a `RecordStore` is expected only
@@ -148,6 +181,17 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
 
     /// Current versions matching `query`, one page.
     async fn search(&self, query: &SearchQuery) -> Result<Page>;
+
+    /// The current version of a resource as stored, for serving as is: no JSON parsed
+    /// and written again, the compartment's patient from the index. The backends
+    /// answer it from the row; this default reads and serialises again.
+    async fn read_raw(
+        &self,
+        resource_type: ResourceType,
+        id: &ResourceId,
+    ) -> Result<Option<RawStored>> {
+        Ok(self.read(resource_type, id).await?.map(RawStored::from_stored))
+    }
 }
 
 #[async_trait::async_trait]

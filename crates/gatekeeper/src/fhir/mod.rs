@@ -35,7 +35,7 @@ use axum::{
     routing::{get, post},
 };
 use medrec_store::{
-    Stored,
+    RawStored, Stored,
     audit::{Decision, ResourceRef},
     fhir::{Resource, ResourceId, ResourceType},
 };
@@ -183,18 +183,11 @@ fn note_scope(audit: &Audit, scope: &Scope, ty: Option<ResourceType>, patient: O
     }
 }
 
-/// Notes for the log the provider's read of `resources`: one entry for each
-/// relationship about the patient of a resource read (so the patient sees the
-/// provider's own reads), or one without a relationship when none is.
-fn note_provider_read<'a>(
-    g: &Gatekeeper,
-    audit: &Audit,
-    resources: impl IntoIterator<Item = &'a Value>,
-) {
-    let mut patients: Vec<String> = resources
-        .into_iter()
-        .filter_map(|json| Resource::parse(json.clone()).ok()?.index.patient)
-        .collect();
+/// Notes for the log the provider's read of resources in the compartments of
+/// `patients`: one entry for each relationship about one of them (so the patient sees
+/// the provider's own reads), or one without a relationship when none is.
+fn note_provider_read(g: &Gatekeeper, audit: &Audit, patients: impl IntoIterator<Item = String>) {
+    let mut patients: Vec<String> = patients.into_iter().collect();
     patients.sort();
     patients.dedup();
     let touched = g.with_enrolled(|e| {
@@ -208,4 +201,21 @@ fn note_provider_read<'a>(
         audit.touch(Touch::relationship(id.0, Decision::AllowProvider));
     }
     audit.decided(Decision::AllowProvider);
+}
+
+/// The patients whose compartments hold `resources`.
+fn patients_of<'a>(resources: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
+    resources
+        .into_iter()
+        .filter_map(|json| Resource::parse(json.clone()).ok()?.index.patient)
+        .collect()
+}
+
+/// A resource as stored, served as is, with its `ETag`.
+fn raw_response(raw: RawStored) -> Response {
+    let mut response = fhir_json(StatusCode::OK, raw.json.into_bytes());
+    if let Ok(v) = HeaderValue::from_str(&format!("W/\"{}\"", raw.version)) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
 }

@@ -3,7 +3,8 @@
 
 use super::{
     ApiResult, Link, SearchEntry, SearchMode, Searchset, base_url, fhir_json, note_provider_read,
-    note_scope, resource_id, resource_ref, resource_response, resource_type,
+    note_scope, patients_of, raw_response, resource_id, resource_ref, resource_response,
+    resource_type,
 };
 use crate::{
     access::{Candidate, Scope},
@@ -18,7 +19,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
 };
 use medrec_store::{
-    Page, RecordStore, StoreError, Stored,
+    Page, RecordStore, Stored,
     fhir::{Resource, ResourceId, ResourceType},
     search::{MAX_COUNT, SearchQuery, SortField},
 };
@@ -39,46 +40,42 @@ pub(crate) async fn read(
     audit.resource(resource_ref(&ty, Some(&id)));
     let (ty, id) = (resource_type(&ty)?, resource_id(&id)?);
     let scope = g.scope(caller.address)?;
-    let found = if matches!(scope, Scope::Provider) {
-        g.store().read(ty, &id).await?
-    } else if let Scope::Limited(c) = &scope
-        && c.iter().all(|c| matches!(c, Candidate::Compartment { .. }))
-    {
-        // Only compartments (a patient reading their own records): read by id and keep
-        // it only if its compartment is one of theirs, the very condition the scoped
-        // search puts on the store's patient column (filled from the same index), at
-        // the cost of one primary-key read instead of a counted search.
-        let stored = g.store().read(ty, &id).await?;
-        let mut stored = stored.ok_or(not_found())?;
-        let resource = Resource::parse(stored.json).map_err(|e| {
-            ApiError::Store(StoreError::Database(format!("a stored resource is invalid: {e}")))
-        })?;
-        let patient = resource.index.patient;
-        stored.json = resource.json;
-        let mine = patient.is_some_and(|p| c.iter().any(|c| c.patient().as_str() == p));
-        mine.then_some(stored)
-    } else {
-        let mut user = SearchQuery::all(ty);
-        user.ids = vec![id];
-        user.count = 1;
-        scoped_search(g.store(), &scope, &user).await?.entries.into_iter().next()
-    };
-    let Some(stored) = found else {
-        note_scope(&audit, &scope, Some(ty), None);
-        return Err(not_found());
-    };
-    match &scope {
-        Scope::Provider => note_provider_read(&g, &audit, [&stored.json]),
-        Scope::Limited(c) => {
-            let patient = if c.len() > 1 {
-                Resource::parse(stored.json.clone()).ok().and_then(|r| r.index.patient)
-            } else {
-                None
-            };
+    let compartments = match &scope {
+        Scope::Provider => None,
+        Scope::Limited(c) if c.iter().all(|c| matches!(c, Candidate::Compartment { .. })) => {
+            Some(c)
+        }
+        Scope::Limited(_) => {
+            // A viewer: the read runs as a search within each granted pointer.
+            let mut user = SearchQuery::all(ty);
+            user.ids = vec![id];
+            user.count = 1;
+            let found = scoped_search(g.store(), &scope, &user).await?.entries.into_iter().next();
+            let patient = found.as_ref().and_then(|s| patients_of([&s.json]).pop());
             note_scope(&audit, &scope, Some(ty), patient.as_deref());
+            let stored = found.ok_or_else(not_found)?;
+            return Ok(resource_response(StatusCode::OK, &stored, None));
+        }
+    };
+    // The provider, or a patient reading their own compartments: one primary-key read
+    // of the row as stored, kept for a patient only if its compartment is one of theirs
+    // (the very condition a scoped search puts on the same indexed column), served as
+    // is.
+    let raw = g.store().read_raw(ty, &id).await?;
+    match compartments {
+        None => {
+            note_provider_read(&g, &audit, raw.as_ref().and_then(|r| r.patient.clone()));
+            Ok(raw_response(raw.ok_or_else(not_found)?))
+        }
+        Some(c) => {
+            let mine = raw.filter(|r| {
+                r.patient.as_deref().is_some_and(|p| c.iter().any(|c| c.patient().as_str() == p))
+            });
+            let patient = mine.as_ref().and_then(|r| r.patient.as_deref());
+            note_scope(&audit, &scope, Some(ty), if c.len() > 1 { patient } else { None });
+            mine.map(raw_response).ok_or_else(not_found)
         }
     }
-    Ok(resource_response(StatusCode::OK, &stored, None))
 }
 
 /// `GET /fhir/{type}/{id}/_history/{version}` (the provider's).
@@ -94,8 +91,8 @@ pub(crate) async fn vread(
         .parse()
         .map_err(|_| ApiError::Invalid("the version must be a whole number".into()))?;
     g.provider_only(caller.address)?;
-    let stored = g.store().read_version(ty, &id, version).await?.ok_or(not_found())?;
-    note_provider_read(&g, &audit, [&stored.json]);
+    let stored = g.store().read_version(ty, &id, version).await?.ok_or_else(not_found)?;
+    note_provider_read(&g, &audit, patients_of([&stored.json]));
     Ok(resource_response(StatusCode::OK, &stored, None))
 }
 
@@ -118,7 +115,9 @@ pub(crate) async fn search(
     let scope = g.scope(caller.address)?;
     let page = scoped_search(g.store(), &scope, &user).await?;
     match &scope {
-        Scope::Provider => note_provider_read(&g, &audit, page.entries.iter().map(|s| &s.json)),
+        Scope::Provider => {
+            note_provider_read(&g, &audit, patients_of(page.entries.iter().map(|s| &s.json)));
+        }
         Scope::Limited(_) => note_scope(&audit, &scope, Some(ty), None),
     }
     let base = base_url(&headers);
