@@ -27,7 +27,6 @@
 
 use alloy::{
     primitives::{Address, keccak256},
-    providers::ProviderBuilder,
     signers::{SignerSync, local::PrivateKeySigner},
 };
 use anyhow::{Context, bail, ensure};
@@ -285,7 +284,7 @@ impl Scenario {
 
         let index = Arc::new(RwLock::new(ConsentIndex::new(0)));
         let mut follower = Follower::new(
-            ProviderBuilder::new().connect_client(node.rpc_client()),
+            chain.reader().clone(),
             FollowConfig { reorg_depth: 0, ..FollowConfig::new(at.relationships, 0) },
             index.clone(),
         );
