@@ -367,37 +367,37 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     );
     // Hold instant sealing: the update waits in the pool for the researcher's miner.
     node.hold(true)?;
-    let what = "updating the pointer";
-    let pending = update.send().await.map_err(|e| tx::refused(e, what))?;
-    let tx = *pending.tx_hash();
-    let miner_config = MinerConfig {
-        rpc_url: rpc.clone(),
-        coinbase: researcher.address,
-        blocks: Some(1),
-        include: Some(vec![tx]),
-        refresh: Duration::from_millis(200),
-    };
-    let mut sealed = None;
-    let mining = miner::mine(&miner_config, |m| sealed = Some(m.clone())).await;
-    let released = node.hold(false);
+    let (receipt, (mining, released, sealed)) =
+        tx::send_and_seal(&update, "updating the pointer", |tx| {
+            let miner_config = MinerConfig {
+                rpc_url: rpc.clone(),
+                coinbase: researcher.address,
+                blocks: Some(1),
+                include: Some(vec![tx]),
+                refresh: Duration::from_millis(200),
+            };
+            let node = &node;
+            async move {
+                let mut sealed = None;
+                let mining = miner::mine(&miner_config, |m| sealed = Some(m.clone())).await;
+                (mining, node.hold(false), sealed)
+            }
+        })
+        .await
+        .inspect_err(|_| drop(node.hold(false)))?;
     mining.context("the researcher's miner failed")?;
     released?;
-    let receipt = tx::confirmed(pending.get_receipt().await?, what)?;
     if let Some(m) = sealed {
         n.say(&format!(
             "   the researcher sealed block {} (difficulty {}, nonce {}) holding the update {}",
             m.block,
             m.difficulty,
             m.nonce,
-            short(tx)
+            short(receipt.transaction_hash)
         ));
     }
     let block = receipt.block_number.unwrap_or(0);
-    let posted = researcher::owned(&chain, Some(researcher.address))
-        .await?
-        .into_iter()
-        .find(|b| b.tx == Some(tx))
-        .context("the update posted no bounty")?;
+    let posted = researcher::posted(&receipt).context("the update posted no bounty")?;
     n.say(&format!(
         "   bounty {}:{} now belongs to {} (query commitment {})",
         short(posted.relationship.0),
