@@ -11,7 +11,7 @@ use crate::{
 use alloy::{
     primitives::{Address, B256, U256},
     providers::Provider,
-    rpc::types::Filter,
+    rpc::types::{Filter, TransactionReceipt},
     signers::local::PrivateKeySigner,
     sol_types::SolEvent,
 };
@@ -130,6 +130,21 @@ impl Bounty {
             seq.parse().map_err(|_| Error::invalid(format!("'{seq}' is not a sequence number")))?;
         Ok(Self { relationship, seq, owner, commitment: B256::ZERO, block: None, tx: None })
     }
+}
+
+/// The bounty a pointer update's transaction posted, from its receipt.
+pub fn posted(receipt: &TransactionReceipt) -> Option<Bounty> {
+    receipt.inner.logs().iter().find_map(|l| {
+        let e = Relationships::BountyPosted::decode_log(&l.inner).ok()?;
+        Some(Bounty {
+            relationship: RelationshipId(e.relId),
+            seq: e.seq.try_into().ok()?,
+            owner: e.owner,
+            commitment: e.commitment,
+            block: receipt.block_number,
+            tx: Some(receipt.transaction_hash),
+        })
+    })
 }
 
 /// The bounties `owner` owns on chain (all of them, `owner` `None`), in chain order.

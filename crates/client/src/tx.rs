@@ -48,6 +48,33 @@ pub async fn send<P: Provider, D: CallDecoder>(
     confirmed(receipt, what)
 }
 
+/// Sends `call` without waiting for it, hands its hash to `seal` (which gets it into a
+/// block: a researcher's miner choosing it, say) and awaits that, then waits for the
+/// receipt and checks it. Returns the receipt and what `seal` returned.
+///
+/// # Errors
+/// As [`send`]; `seal`'s own outcome is returned for the caller to judge.
+pub async fn send_and_seal<P, D, F, Fut, T>(
+    call: &CallBuilder<P, D>,
+    what: &str,
+    seal: F,
+) -> Result<(TransactionReceipt, T)>
+where
+    P: Provider,
+    D: CallDecoder,
+    F: FnOnce(alloy::primitives::B256) -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let pending = call.send().await.map_err(|e| refused(e, what))?;
+    let hash = *pending.tx_hash();
+    let sealed = seal(hash).await;
+    let receipt = pending
+        .get_receipt()
+        .await
+        .with_context(|| format!("{what}: transaction {hash} was not confirmed"))?;
+    Ok((confirmed(receipt, what)?, sealed))
+}
+
 /// Checks that a mined transaction succeeded.
 ///
 /// # Errors

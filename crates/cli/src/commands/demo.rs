@@ -7,18 +7,16 @@
 //! shown with proofs checked on chain. Demo identities are the public development
 //! accounts of the `test … junk` mnemonic: never use them for anything real.
 
+mod steps;
+
 use crate::output;
 use alloy::primitives::{B256, keccak256};
 use anyhow::{Context, bail, ensure};
 use clap::Args;
 use medrec_chain::inbox::Notice;
 use medrec_client::{
-    Chain, ChainSpec, Error,
-    patient::{
-        PatientSession, Target, Window,
-        access_log::{AccessEntry, ProofStatus},
-        records::fetch_verified,
-    },
+    ChainSpec,
+    patient::{PatientSession, Target, Window, access_log::ProofStatus, records::fetch_verified},
     provider::{
         enroll::{open_relationship, tell_gatekeeper},
         registration::register_provider,
@@ -35,7 +33,6 @@ use medrec_devchain::{
     server::{ServerHandle, serve as serve_rpc},
 };
 use medrec_gatekeeper::{
-    client::{ClientError, GatekeeperClient},
     pointer::{self, PointerQuery},
     serve::{Anchoring, ResearchSetup, RunningGatekeeper, ServeConfig, StoreUrl, spawn},
 };
@@ -135,6 +132,11 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(story(args))
 }
+
+use steps::{
+    enroll_cohort, provider_client, provider_name, redeem_when_seen, retry_until_refused, short,
+    wait_for_proofs,
+};
 
 /// Which relationship, for the patient's steps.
 fn target(id: RelationshipId) -> Target {
@@ -365,37 +367,37 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     );
     // Hold instant sealing: the update waits in the pool for the researcher's miner.
     node.hold(true)?;
-    let what = "updating the pointer";
-    let pending = update.send().await.map_err(|e| tx::refused(e, what))?;
-    let tx = *pending.tx_hash();
-    let miner_config = MinerConfig {
-        rpc_url: rpc.clone(),
-        coinbase: researcher.address,
-        blocks: Some(1),
-        include: Some(vec![tx]),
-        refresh: Duration::from_millis(200),
-    };
-    let mut sealed = None;
-    let mining = miner::mine(&miner_config, |m| sealed = Some(m.clone())).await;
-    let released = node.hold(false);
+    let (receipt, (mining, released, sealed)) =
+        tx::send_and_seal(&update, "updating the pointer", |tx| {
+            let miner_config = MinerConfig {
+                rpc_url: rpc.clone(),
+                coinbase: researcher.address,
+                blocks: Some(1),
+                include: Some(vec![tx]),
+                refresh: Duration::from_millis(200),
+            };
+            let node = &node;
+            async move {
+                let mut sealed = None;
+                let mining = miner::mine(&miner_config, |m| sealed = Some(m.clone())).await;
+                (mining, node.hold(false), sealed)
+            }
+        })
+        .await
+        .inspect_err(|_| drop(node.hold(false)))?;
     mining.context("the researcher's miner failed")?;
     released?;
-    let receipt = tx::confirmed(pending.get_receipt().await?, what)?;
     if let Some(m) = sealed {
         n.say(&format!(
             "   the researcher sealed block {} (difficulty {}, nonce {}) holding the update {}",
             m.block,
             m.difficulty,
             m.nonce,
-            short(tx)
+            short(receipt.transaction_hash)
         ));
     }
     let block = receipt.block_number.unwrap_or(0);
-    let posted = researcher::owned(&chain, Some(researcher.address))
-        .await?
-        .into_iter()
-        .find(|b| b.tx == Some(tx))
-        .context("the update posted no bounty")?;
+    let posted = researcher::posted(&receipt).context("the update posted no bounty")?;
     n.say(&format!(
         "   bounty {}:{} now belongs to {} (query commitment {})",
         short(posted.relationship.0),
@@ -526,132 +528,4 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     rpc_server.shutdown().await?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(ExitCode::SUCCESS)
-}
-
-/// A client of a demo provider's own gatekeeper, signing as the provider.
-fn provider_client(
-    chain: &Chain,
-    running: &RunningGatekeeper,
-    account: &DevAccount,
-) -> GatekeeperClient {
-    chain.gatekeeper(running.url(), account.address, account.signer())
-}
-
-fn short(h: B256) -> String {
-    let s = h.to_string();
-    format!("{}…", &s[..10])
-}
-
-fn provider_name(sites: &[ProviderSite], notice: &Notice) -> String {
-    match notice {
-        Notice::Created { provider, .. } => sites
-            .iter()
-            .find(|s| s.account.address == *provider)
-            .map_or_else(|| provider.to_string(), |s| s.name.to_owned()),
-        _ => String::new(),
-    }
-}
-
-/// Waits until the request is refused (the revocation indexed); returns the reason.
-async fn retry_until_refused<T, F, Fut>(mut f: F) -> anyhow::Result<String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ClientError>>,
-{
-    for _ in 0..100 {
-        match f().await {
-            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(ClientError::Refused { status: 403, diagnostics }) => return Ok(diagnostics),
-            Err(e) => return Err(e.into()),
-        }
-    }
-    bail!("the gatekeeper still served the data after the revocation")
-}
-
-/// Redeems `bounty` as the researcher once the gatekeeper has followed the chain to its
-/// block (it refuses with 403, 409 or 503 until then).
-async fn redeem_when_seen(
-    chain: &Chain,
-    researcher: &DevAccount,
-    bounty: &researcher::Bounty,
-    url: &str,
-) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        match researcher::redeem(chain, &researcher.signer(), bounty, Some(url)).await {
-            Err(Error::Gatekeeper {
-                source: ClientError::Refused { status: 403 | 409 | 503, .. },
-                ..
-            }) if Instant::now() < deadline => tokio::time::sleep(PAUSE).await,
-            other => return Ok(other?),
-        }
-    }
-}
-
-/// The patient's access log at `provider` once every entry is covered by an anchor
-/// (each proof checked against the chain by the library).
-async fn wait_for_proofs(
-    me: &PatientSession,
-    provider: alloy::primitives::Address,
-) -> anyhow::Result<Vec<AccessEntry>> {
-    for _ in 0..100 {
-        let entries: Vec<AccessEntry> =
-            me.access_log(None).await?.into_iter().filter(|e| e.provider == provider).collect();
-        if !entries.is_empty() && entries.iter().all(|e| e.proof != ProofStatus::Pending) {
-            return Ok(entries);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    bail!("the access log was not anchored in time")
-}
-
-/// Enrolls Riverside Clinic's other patients (synthetic records, dev accounts 10 and
-/// up, one delegate address each); each accepts and three in four opt in to research.
-/// Returns how many opted in.
-async fn enroll_cohort(
-    n: &Narrator,
-    chain: &Chain,
-    site: &ProviderSite,
-    accounts: &[DevAccount],
-    years: u32,
-) -> anyhow::Result<usize> {
-    let records = generate(&Options { patients: COHORT, years, seed: 21, ..Options::default() });
-    let client = provider_client(chain, &site.running, &site.account);
-    let store = site.store.open().await?;
-    // The provider: records, then every relationship, then every enrollment (by then
-    // its gatekeeper has followed the chain past all of them).
-    let mut cohort = Vec::with_capacity(records.len());
-    for (i, record) in records.iter().enumerate() {
-        client.import(&transaction_bundle(record)).await.context("importing the records")?;
-        let patient = accounts.get(10 + i).context("not enough development accounts")?;
-        let delegate =
-            alloy::primitives::Address::from_word(keccak256(format!("riverside delegate {i}")));
-        let opened = open_relationship(
-            chain,
-            &site.account.signer(),
-            store.as_ref(),
-            patient.address,
-            delegate,
-            &record.id.parse()?,
-            LABS,
-        )
-        .await?;
-        cohort.push((patient, opened.relationship, record.id.as_str()));
-    }
-    for (_, relationship, id) in &cohort {
-        tell_gatekeeper(&client, *relationship, id, &[LABS]).await?;
-    }
-    // The patients, each from their own account: accept, and three in four opt in.
-    let answers = cohort.iter().enumerate().map(|(i, (patient, relationship, _))| async move {
-        let me = PatientSession::with_signer(chain.clone(), patient.signer());
-        me.answer(&target(*relationship), Status::Accepted).await?;
-        let opt_in = i % 4 != 3;
-        if opt_in {
-            me.set_research(&target(*relationship), true).await?;
-        }
-        anyhow::Ok(opt_in)
-    });
-    let opted_in = futures::future::try_join_all(answers).await?.into_iter().filter(|&o| o).count();
-    n.say(&format!("   {COHORT} patients enrolled, {opted_in} opted in"));
-    Ok(opted_in)
 }

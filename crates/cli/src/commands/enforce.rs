@@ -1,10 +1,7 @@
 //! `medrec bench enforce`: time from the block that holds a grant or revoke to the
 //! consent index enforcing it.
 
-use alloy::{
-    primitives::{Address, aliases::U40, keccak256},
-    providers::ProviderBuilder,
-};
+use alloy::primitives::{Address, aliases::U40, keccak256};
 use anyhow::Context;
 use medrec_chain::{
     consent::ConsentIndex,
@@ -56,9 +53,8 @@ pub(crate) async fn measure(rounds: usize, poll_ms: u64) -> anyhow::Result<Enfor
     tx::send(&as_patient.accept(delegate.address), "accepting").await?;
 
     let index = Arc::new(RwLock::new(ConsentIndex::new(0)));
-    let reader = ProviderBuilder::new().connect_client(node.rpc_client());
     let follower = Follower::new(
-        reader,
+        chain.reader().clone(),
         FollowConfig { reorg_depth: 0, ..FollowConfig::new(at.relationships, 0) },
         index.clone(),
     );

@@ -20,6 +20,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
+/// What a patient whose wallet was recreated from its recovery phrase finds again.
+#[derive(Debug, Clone)]
+pub struct Recovery {
+    /// Their relationships, from the chain.
+    pub relationships: BTreeMap<RelationshipId, medrec_chain::inbox::Summary>,
+    /// Their records, fetched again, verified and cached.
+    pub records: Records,
+    /// What went wrong while fetching.
+    pub problems: Vec<Problem>,
+}
+
 /// The cache file in the patient's data directory.
 pub const CACHE_FILE: &str = "records.cache";
 const CACHE_LABEL: &str = "patient-records-cache";
@@ -173,6 +184,18 @@ pub async fn fetch_verified(
 }
 
 impl PatientSession {
+    /// Recovery, once the wallet is recreated from its phrase
+    /// (`medrec_wallet::Wallet::recover`): finds the patient's relationships on chain
+    /// again, and fetches and verifies their records into a new cache.
+    ///
+    /// # Errors
+    /// As [`PatientSession::relationships`] and [`PatientSession::refresh`].
+    pub async fn find_again(&self) -> Result<Recovery> {
+        let relationships = self.relationships().await?;
+        let (records, problems) = self.refresh().await?;
+        Ok(Recovery { relationships, records, problems })
+    }
+
     /// Refreshes the cache from the chain and every accepted relationship's gatekeeper:
     /// returns what it holds now and what went wrong. Data that does not match the
     /// chain is never accepted; a copy verified earlier is kept instead.

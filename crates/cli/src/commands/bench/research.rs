@@ -22,14 +22,12 @@ use crate::output;
 use alloy::{
     primitives::{Address, U256, keccak256},
     signers::local::PrivateKeySigner,
-    sol_types::SolEvent,
 };
 use anyhow::{Context, ensure};
 use futures::{StreamExt, TryStreamExt};
 use medrec_client::{
     ChainSpec, provider::registration::register_provider, researcher, retry::until_caught_up, tx,
 };
-use medrec_contracts::Relationships;
 use medrec_devchain::{
     chain::{Chain, ChainConfig},
     genesis::{DevAccount, dev_accounts},
@@ -361,36 +359,25 @@ async fn cohort(n: usize, options: &Options) -> anyhow::Result<Value> {
             );
             let mining_started = Instant::now();
             node.hold(true)?;
-            let sent = update.send().await;
-            let pending = match sent {
-                Ok(p) => p,
-                Err(e) => {
-                    node.hold(false)?;
-                    return Err(tx::refused(e, "sending a pointer update").into());
-                }
-            };
-            let tx = *pending.tx_hash();
-            let miner_config = MinerConfig {
-                rpc_url: rpc.clone(),
-                coinbase: researcher.address,
-                blocks: Some(1),
-                include: Some(vec![tx]),
-                refresh: Duration::from_millis(200),
-            };
-            let mining = miner::mine(&miner_config, |_| {}).await;
-            let released = node.hold(false);
+            let (receipt, (mining, released)) = tx::send_and_seal(&update, "updating the pointer", |tx| {
+                let miner_config = MinerConfig {
+                    rpc_url: rpc.clone(),
+                    coinbase: researcher.address,
+                    blocks: Some(1),
+                    include: Some(vec![tx]),
+                    refresh: Duration::from_millis(200),
+                };
+                let node = &node;
+                async move { (miner::mine(&miner_config, |_| {}).await, node.hold(false)) }
+            })
+            .await
+            .inspect_err(|_| drop(node.hold(false)))?;
             mining.context("the researcher's miner failed")?;
             released?;
-            let receipt = tx::confirmed(pending.get_receipt().await?, "updating the pointer")?;
             mining_seconds += mining_started.elapsed().as_secs_f64();
-            let posted = receipt
-                .inner
-                .logs()
-                .iter()
-                .find_map(|l| Relationships::BountyPosted::decode_log(&l.inner).ok())
-                .context("the update posted no bounty")?;
+            let posted = researcher::posted(&receipt).context("the update posted no bounty")?;
             ensure!(posted.owner == researcher.address, "the bounty belongs to someone else");
-            let seq: u64 = posted.seq.try_into().context("a bounty sequence out of range")?;
+            let seq = posted.seq;
 
             // Fresh: time the attempt that is served (earlier ones wait for the index).
             let mut answer = None;

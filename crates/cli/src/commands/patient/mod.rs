@@ -335,13 +335,12 @@ async fn recover(p: &PatientArgs) -> anyhow::Result<ExitCode> {
     let address = wallet.address();
     let found = async {
         let session = PatientSession::new(p.chain.connect().await?, &wallet);
-        let mine = session.relationships().await?;
-        let refreshed = session.refresh().await?;
-        anyhow::Ok((mine, refreshed))
+        anyhow::Ok(session.find_again().await?)
     };
-    let (mine, (records, problems)) = found.await.context(
+    let recovery = found.await.context(
         "the wallet was recreated, but finding your relationships and records failed; run `medrec patient records` once the chain and the providers answer",
     )?;
+    let (mine, records, problems) = (recovery.relationships, recovery.records, recovery.problems);
     for problem in &problems {
         records::tell(problem);
     }

@@ -1,0 +1,153 @@
+//! The demo's longer steps: the research cohort, and waiting for a gatekeeper to
+//! refuse, to redeem, or to have every access-log entry anchored.
+
+use super::{COHORT, LABS, Narrator, PATIENCE, PAUSE, ProviderSite, target};
+use alloy::primitives::{B256, keccak256};
+use anyhow::{Context, bail};
+use medrec_chain::inbox::Notice;
+use medrec_client::{
+    Chain, Error,
+    patient::{
+        PatientSession,
+        access_log::{AccessEntry, ProofStatus},
+    },
+    provider::enroll::{open_relationship, tell_gatekeeper},
+    researcher,
+};
+use medrec_devchain::genesis::DevAccount;
+use medrec_gatekeeper::{
+    client::{ClientError, GatekeeperClient},
+    serve::RunningGatekeeper,
+};
+use medrec_primitives::Status;
+use medrec_synth::{Options, generate, transaction_bundle};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// A client of a demo provider's own gatekeeper, signing as the provider.
+pub(super) fn provider_client(
+    chain: &Chain,
+    running: &RunningGatekeeper,
+    account: &DevAccount,
+) -> GatekeeperClient {
+    chain.gatekeeper(running.url(), account.address, account.signer())
+}
+
+pub(super) fn short(h: B256) -> String {
+    let s = h.to_string();
+    format!("{}…", &s[..10])
+}
+
+pub(super) fn provider_name(sites: &[ProviderSite], notice: &Notice) -> String {
+    match notice {
+        Notice::Created { provider, .. } => sites
+            .iter()
+            .find(|s| s.account.address == *provider)
+            .map_or_else(|| provider.to_string(), |s| s.name.to_owned()),
+        _ => String::new(),
+    }
+}
+
+/// Waits until the request is refused (the revocation indexed); returns the reason.
+pub(super) async fn retry_until_refused<T, F, Fut>(mut f: F) -> anyhow::Result<String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClientError>>,
+{
+    for _ in 0..100 {
+        match f().await {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(ClientError::Refused { status: 403, diagnostics }) => return Ok(diagnostics),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("the gatekeeper still served the data after the revocation")
+}
+
+/// Redeems `bounty` as the researcher once the gatekeeper has followed the chain to its
+/// block (it refuses with 403, 409 or 503 until then).
+pub(super) async fn redeem_when_seen(
+    chain: &Chain,
+    researcher: &DevAccount,
+    bounty: &researcher::Bounty,
+    url: &str,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match researcher::redeem(chain, &researcher.signer(), bounty, Some(url)).await {
+            Err(Error::Gatekeeper {
+                source: ClientError::Refused { status: 403 | 409 | 503, .. },
+                ..
+            }) if Instant::now() < deadline => tokio::time::sleep(PAUSE).await,
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// The patient's access log at `provider` once every entry is covered by an anchor
+/// (each proof checked against the chain by the library).
+pub(super) async fn wait_for_proofs(
+    me: &PatientSession,
+    provider: alloy::primitives::Address,
+) -> anyhow::Result<Vec<AccessEntry>> {
+    for _ in 0..100 {
+        let entries: Vec<AccessEntry> =
+            me.access_log(None).await?.into_iter().filter(|e| e.provider == provider).collect();
+        if !entries.is_empty() && entries.iter().all(|e| e.proof != ProofStatus::Pending) {
+            return Ok(entries);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("the access log was not anchored in time")
+}
+
+/// Enrolls Riverside Clinic's other patients (synthetic records, dev accounts 10 and
+/// up, one delegate address each); each accepts and three in four opt in to research.
+/// Returns how many opted in.
+pub(super) async fn enroll_cohort(
+    n: &Narrator,
+    chain: &Chain,
+    site: &ProviderSite,
+    accounts: &[DevAccount],
+    years: u32,
+) -> anyhow::Result<usize> {
+    let records = generate(&Options { patients: COHORT, years, seed: 21, ..Options::default() });
+    let client = provider_client(chain, &site.running, &site.account);
+    let store = site.store.open().await?;
+    // The provider: records, then every relationship, then every enrollment (by then
+    // its gatekeeper has followed the chain past all of them).
+    let mut cohort = Vec::with_capacity(records.len());
+    for (i, record) in records.iter().enumerate() {
+        client.import(&transaction_bundle(record)).await.context("importing the records")?;
+        let patient = accounts.get(10 + i).context("not enough development accounts")?;
+        let delegate =
+            alloy::primitives::Address::from_word(keccak256(format!("riverside delegate {i}")));
+        let opened = open_relationship(
+            chain,
+            &site.account.signer(),
+            store.as_ref(),
+            patient.address,
+            delegate,
+            &record.id.parse()?,
+            LABS,
+        )
+        .await?;
+        cohort.push((patient, opened.relationship, record.id.as_str()));
+    }
+    for (_, relationship, id) in &cohort {
+        tell_gatekeeper(&client, *relationship, id, &[LABS]).await?;
+    }
+    // The patients, each from their own account: accept, and three in four opt in.
+    let answers = cohort.iter().enumerate().map(|(i, (patient, relationship, _))| async move {
+        let me = PatientSession::with_signer(chain.clone(), patient.signer());
+        me.answer(&target(*relationship), Status::Accepted).await?;
+        let opt_in = i % 4 != 3;
+        if opt_in {
+            me.set_research(&target(*relationship), true).await?;
+        }
+        anyhow::Ok(opt_in)
+    });
+    let opted_in = futures::future::try_join_all(answers).await?.into_iter().filter(|&o| o).count();
+    n.say(&format!("   {COHORT} patients enrolled, {opted_in} opted in"));
+    Ok(opted_in)
+}
