@@ -10,11 +10,6 @@
 
 pub mod medrec;
 
-/// The synthetic FHIR generator, which moved to its own crate (`medrec-synth`) so that
-/// the production binary does not link the test harness; kept here under its old path
-/// for the tests that still name it so.
-pub use medrec_synth as synthetic;
-
 use std::{
     io::{BufRead, BufReader},
     path::PathBuf,

@@ -42,7 +42,7 @@ use medrec_store::{
     fhir::Resource,
     sqlite::SqliteStore,
 };
-use medrec_testkit::synthetic;
+use medrec_synth as synthetic;
 use serde_json::Value;
 use std::{
     collections::BTreeSet,
