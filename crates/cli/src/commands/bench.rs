@@ -113,6 +113,11 @@ enum Bench {
         /// connection that runs out stops, and the run is reported invalid).
         #[arg(long, default_value_t = 16_000)]
         signed_rate: u64,
+        /// Also measure from outside the process with wrk (installed separately):
+        /// /healthz against bearer reads on 32 connections, and a reader beside a flood
+        /// of requests without credentials or signed by unknown keys.
+        #[arg(long)]
+        wrk: bool,
     },
     /// How long a research bounty redemption takes at the gatekeeper as the opted-in
     /// cohort grows (devchain, SQLite store and ledger in process; fresh aggregate and
@@ -246,6 +251,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             patients,
             records,
             signed_rate,
+            wrk,
         } => {
             let options = gatekeeper::Options {
                 mode,
@@ -256,6 +262,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 patients,
                 records,
                 signed_rate,
+                wrk,
             };
             let report = gatekeeper::measure(&options)?;
             let value = serde_json::json!({ "gatekeeper": report, "machine": machine() });

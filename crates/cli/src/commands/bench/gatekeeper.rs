@@ -23,9 +23,12 @@
 //!
 //! The server runs on a tokio runtime of its own (threads `gk-server`, as many as
 //! CPUs), the load generator on another (threads `gk-load`), so the CPU each used in
-//! the window is reported apart.
+//! the window is reported apart. With `--wrk` the same server is also measured from
+//! outside the process (the `wrk` module): `/healthz` against bearer reads, and a
+//! reader beside a flood of strangers' requests.
 
 mod data;
+mod wrk;
 
 use alloy::{
     primitives::{Address, keccak256},
@@ -53,6 +56,7 @@ use medrec_gatekeeper::{
         sign_request, unix_now,
     },
     bench::{LoadConfig, LoadReport, ProcessStats, RequestSource, RequestSpec, run_load},
+    limits::RateLimits,
     pointer::PointerQuery,
     server::{Enrollment, Gatekeeper, Readiness},
 };
@@ -114,6 +118,8 @@ pub(crate) struct Options {
     pub(crate) records: usize,
     /// Signed mode: requests signed beforehand, per second of warm-up and window.
     pub(crate) signed_rate: u64,
+    /// Also measure from outside the process with wrk (see the `wrk` module).
+    pub(crate) wrk: bool,
 }
 
 /// The gatekeeper's address in the EIP-712 domain of signed requests.
@@ -204,6 +210,7 @@ pub(crate) fn measure(opts: &Options) -> anyhow::Result<Value> {
             let value = scenario.run_mode(&server, &client, opts, mode)?;
             results.insert(mode.name(), value);
         }
+        let external = if opts.wrk { Some(wrk::measure(&scenario, &server, opts)?) } else { None };
         let after = ProcessStats::now();
         let per_sec = |m: &str| results.get(m).and_then(|v: &Value| v["per_sec"].as_f64());
         let ratio = per_sec("bearer").zip(per_sec("off")).map(|(b, o)| b / o);
@@ -224,6 +231,8 @@ pub(crate) fn measure(opts: &Options) -> anyhow::Result<Value> {
             },
             "modes": results,
             "bearer_over_off": ratio,
+            "signed_over_bearer": per_sec("signed").zip(per_sec("bearer")).map(|(s, b)| s / b),
+            "external": external,
             "memory": {
                 "rss_before_load_kib": before_load.rss_kib,
                 "rss_after_kib": after.rss_kib,
@@ -320,18 +329,23 @@ impl Scenario {
         })
     }
 
-    /// A gatekeeper for `mode` with a fresh access log, serving on loopback.
+    /// A gatekeeper for `mode` with a fresh access log and `limits`, serving on
+    /// loopback (with each connection's peer address, for the per-source limits).
     fn serve(
         &self,
         server: &tokio::runtime::Runtime,
         mode: Mode,
+        limits: RateLimits,
+        log_name: &str,
     ) -> anyhow::Result<(Gatekeeper, Arc<dyn AccessLog>, std::net::SocketAddr)> {
         let _runtime = server.enter();
-        let auth = AuthState::new(
+        let auth = AuthState::with_rate_limits(
             RequestVerifier::new(CHAIN_ID, GATEKEEPER),
             SiweAuthenticator::new(SiweConfig::new(DOMAIN.parse()?, CHAIN_ID)),
+            medrec_gatekeeper::auth::Clock::system(),
+            limits,
         );
-        let path = self.dir.join(format!("access-{}.sqlite", mode.name()));
+        let path = self.dir.join(format!("access-{log_name}.sqlite"));
         let log: Arc<dyn AccessLog> = Arc::new(SqliteAccessLog::open(&path)?);
         let mut gk = Gatekeeper::new(
             Arc::clone(&self.store),
@@ -352,8 +366,8 @@ impl Scenario {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let router = gk.router();
-        server.spawn(async move { axum::serve(listener, router).await });
+        let app = gk.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
+        server.spawn(async move { axum::serve(listener, app).await });
         Ok((gk, log, addr))
     }
 
@@ -364,7 +378,7 @@ impl Scenario {
         opts: &Options,
         mode: Mode,
     ) -> anyhow::Result<Value> {
-        let (gk, log, addr) = self.serve(server, mode)?;
+        let (gk, log, addr) = self.serve(server, mode, RateLimits::off(), mode.name())?;
         let config = LoadConfig {
             warmup: Duration::from_secs(opts.warmup),
             duration: Duration::from_secs(opts.seconds),
