@@ -146,35 +146,34 @@ fn provider_patient_and_viewer_run_the_whole_story_as_separate_processes() {
     );
     assert_eq!(init["registered"], true, "{init}");
     let ledger = provider.dir.join("research.db");
-    let enrollments = provider.dir.join("enrollments.json");
-    let listen = format!("127.0.0.1:{port}");
-    let (_gatekeeper, g) = start(
-        &[
-            "provider",
-            "serve",
-            "--data-dir",
-            provider.dir.to_str().unwrap(),
-            "--rpc-url",
-            &rpc,
-            "--listen",
-            &listen,
-            "--poll-ms",
-            "200",
-            "--enrollments",
-            enrollments.to_str().unwrap(),
-            "--research-ledger",
-            ledger.to_str().unwrap(),
-            "--anchors",
-            "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
-            "--anchor-period",
-            "1",
-            "--passphrase-env",
-            "MEDREC_TEST_PASSPHRASE",
-            "--json",
-        ],
-        // The anchoring key comes from the provider's wallet.
-        &[("MEDREC_TEST_PASSPHRASE", PASSPHRASE)],
-    );
+    // As the README runs it: the data directory says where to listen and keeps the
+    // enrollments.
+    let serve: Vec<String> = [
+        "provider",
+        "serve",
+        "--data-dir",
+        provider.dir.to_str().unwrap(),
+        "--rpc-url",
+        &rpc,
+        "--poll-ms",
+        "200",
+        "--research-ledger",
+        ledger.to_str().unwrap(),
+        "--anchors",
+        "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0",
+        "--anchor-period",
+        "1",
+        "--passphrase-env",
+        "MEDREC_TEST_PASSPHRASE",
+        "--json",
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    let serve: Vec<&str> = serve.iter().map(String::as_str).collect();
+    // The anchoring key comes from the provider's wallet.
+    let key = [("MEDREC_TEST_PASSPHRASE", PASSPHRASE)];
+    let (gatekeeper, g) = start(&serve, &key);
     assert!(g["url"].as_str().unwrap().contains(&port.to_string()), "{g}");
 
     // Its records: one synthetic patient, imported through the gatekeeper.
@@ -235,6 +234,18 @@ fn provider_patient_and_viewer_run_the_whole_story_as_separate_processes() {
     let timeline = records["timeline"].as_array().expect("a timeline");
     assert!(timeline.len() > 10, "{records}");
     let record_count = timeline.len();
+
+    // The provider restarts its gatekeeper the same way: nothing is enrolled again, and
+    // the patient's records are served as before.
+    drop(gatekeeper);
+    assert!(provider.dir.join("enrollments.json").exists(), "the enrollments are on disk");
+    let (_gatekeeper, again) = start(&serve, &key);
+    assert_eq!(again["url"], g["url"], "it listens where it was registered");
+    let records = eventually("the patient's records after a restart", || {
+        let out = patient.run(&["patient", "records", "--json"], &[]);
+        out.status.success().then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
+    });
+    assert_eq!(records["timeline"].as_array().unwrap().len(), record_count, "{records}");
 
     // A viewer: shared one pointer, fetches it; revoked, refused.
     let viewer = Party { dir: tempdir("viewer"), rpc: rpc.clone() };
