@@ -15,7 +15,10 @@
 //!
 //! A refusal at any of these steps is counted ([`Gatekeeper::refusals`]) and takes one
 //! token of the source address's budget, but is not appended to the access log: the log
-//! records decisions about patients' records, and strangers cannot grow it. A request
+//! records decisions about patients' records, and strangers cannot grow it. Once a
+//! source's budget is spent, its refusals (429) are held back for up to a second each,
+//! so a flood from it slows to a trickle per connection (and connections per source are
+//! capped: `serve::ConnectionLimits`) instead of taking the cores. A request
 //! that passes is marked with its requester in the request's [`Audit`] note (from then
 //! on it is logged) and carries a [`Caller`] for the handler.
 
@@ -34,8 +37,11 @@ use axum::{
 };
 use std::{
     net::{IpAddr, SocketAddr},
-    time::Instant,
+    time::{Duration, Instant},
 };
+
+/// The longest a refusal to a source over its budget is held back.
+const MAX_PAUSE: Duration = Duration::from_secs(1);
 
 /// Who sent an authenticated request, and its body (already read: a signed request's
 /// signature covers it). A request extension of the data routes.
@@ -73,14 +79,26 @@ pub(crate) async fn authenticate(
         Ok(request) => next.run(request).await,
         Err((refusal, source, error)) => {
             g.count_refusal(refusal);
-            // Every refusal spends the source's budget; once it is spent, say so.
-            let error = match (source, g.note_failed_authentication(source)) {
+            // Every refusal spends the source's budget; once it is spent, say so, and
+            // only after a pause: a source that keeps failing is slowed to a trickle on
+            // each of its connections (a sleeping task costs no CPU), so that a flood
+            // cannot take the cores from the requesters who authenticate.
+            let over = match (source, g.note_failed_authentication(source)) {
                 (Some(_), Some(throttled)) if refusal != Refusal::RequesterThrottled => {
-                    ApiError::Throttled(throttled)
+                    Some(throttled)
                 }
-                _ => error,
+                _ => match &error {
+                    ApiError::Throttled(t) if refusal == Refusal::SourceThrottled => Some(*t),
+                    _ => None,
+                },
             };
-            error.into_response()
+            match over {
+                Some(throttled) => {
+                    tokio::time::sleep(throttled.retry_after.min(MAX_PAUSE)).await;
+                    ApiError::Throttled(throttled).into_response()
+                }
+                None => error.into_response(),
+            }
         }
     }
 }
