@@ -16,7 +16,7 @@
 //! A refusal at any of these steps is counted ([`Gatekeeper::refusals`]) and takes one
 //! token of the source address's budget, but is not appended to the access log: the log
 //! records decisions about patients' records, and strangers cannot grow it. Once a
-//! source's budget is spent, its refusals (429) are held back for up to a second each,
+//! source's budget is spent, its refusals (429) are held back for a second each,
 //! so a flood from it slows to a trickle per connection (and connections per source are
 //! capped: `serve::ConnectionLimits`) instead of taking the cores. A request
 //! that passes is marked with its requester in the request's [`Audit`] note (from then
@@ -40,8 +40,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The longest a refusal to a source over its budget is held back.
-const MAX_PAUSE: Duration = Duration::from_secs(1);
+/// How long a refusal to a source over its budget is held back.
+const PAUSE: Duration = Duration::from_secs(1);
 
 /// Who sent an authenticated request, and its body (already read: a signed request's
 /// signature covers it). A request extension of the data routes.
@@ -80,7 +80,7 @@ pub(crate) async fn authenticate(
         Err((refusal, source, error)) => {
             g.count_refusal(refusal);
             // Every refusal spends the source's budget; once it is spent, say so, and
-            // only after a pause: a source that keeps failing is slowed to a trickle on
+            // only after a second's pause: a source that keeps failing is slowed to a trickle on
             // each of its connections (a sleeping task costs no CPU), so that a flood
             // cannot take the cores from the requesters who authenticate.
             let over = match (source, g.note_failed_authentication(source)) {
@@ -94,7 +94,7 @@ pub(crate) async fn authenticate(
             };
             match over {
                 Some(throttled) => {
-                    tokio::time::sleep(throttled.retry_after.min(MAX_PAUSE)).await;
+                    tokio::time::sleep(PAUSE).await;
                     ApiError::Throttled(throttled).into_response()
                 }
                 None => error.into_response(),
