@@ -265,4 +265,62 @@ mod tests {
         json["entry"]["seq"] = "three".into();
         assert!(proof_from_json(&json).is_err());
     }
+
+    /// A page of 100 proven entries about one relationship, in a log of `size` entries
+    /// where they are spread evenly and one anchor covers them all: (bytes of the page's
+    /// JSON, bytes of its largest proof, longest path).
+    async fn page_at(size: u64) -> (usize, usize, usize) {
+        use medrec_store::audit::{AccessLog, prove_entries, sqlite::SqliteAccessLog};
+        let mine = B256::repeat_byte(0x42);
+        let log = SqliteAccessLog::open_in_memory().unwrap();
+        let entries = (0..size)
+            .map(|i| {
+                let mut e = logged().entry;
+                e.time += i64::try_from(i).unwrap();
+                e.relationship =
+                    Some(if i % (size / 100) == 0 { mine } else { B256::repeat_byte(1) });
+                e
+            })
+            .collect();
+        log.append_batch(entries).await.unwrap();
+        let head = log.head().await.unwrap();
+        log.record_anchor(Anchor { size, root: head.root, block: 7, tx: B256::repeat_byte(7) })
+            .await
+            .unwrap();
+        let about = log.entries_about(&[mine], 0, 100).await.unwrap();
+        assert_eq!(about.len(), 100);
+        let wires: Vec<EntryWire> = about.iter().map(EntryWire::from).collect();
+        let proofs = prove_entries(&log, about).await.unwrap();
+        let (mut largest, mut longest) = (0, 0);
+        let mut out = Vec::new();
+        for (entry, proof) in wires.into_iter().zip(proofs) {
+            let proof = proof.expect("anchored");
+            medrec_store::audit::verify(&proof).unwrap();
+            let wire = ProofWire::from(&proof);
+            largest = largest.max(serde_json::to_vec(&wire).unwrap().len());
+            longest = longest.max(proof.path.len());
+            out.push(ProvenEntry { entry, proof: Some(wire) });
+        }
+        let page = AuditPage {
+            entries: out,
+            head: HeadWire { size: head.size, head: head.head, root: head.root },
+        };
+        (serde_json::to_vec(&page).unwrap().len(), largest, longest)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_page_of_proofs_stays_small_however_large_the_log() {
+        let (small_page, small_proof, small_path) = page_at(1_000).await;
+        let (large_page, large_proof, large_path) = page_at(100_000).await;
+        eprintln!(
+            "100-entry /audit page: {small_page} bytes at 1,000 entries (proofs up to \
+             {small_proof} bytes, {small_path} hashes), {large_page} bytes at 100,000 \
+             (proofs up to {large_proof} bytes, {large_path} hashes)"
+        );
+        assert!(small_path <= 10 && large_path <= 17, "⌈log2 n⌉ hashes at most");
+        // A hundredfold more traffic adds a few hashes per proof, not a hundredfold.
+        assert!(large_proof <= small_proof + 7 * 70, "{small_proof} -> {large_proof}");
+        assert!(large_page <= small_page + 100 * 7 * 70, "{small_page} -> {large_page}");
+        assert!(large_page < 300_000, "{large_page} bytes for 100 entries");
+    }
 }
