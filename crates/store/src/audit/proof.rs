@@ -143,23 +143,35 @@ pub async fn prove(log: &dyn AccessLog, seq: u64) -> Result<Option<Proof>> {
 }
 
 /// Proofs of `entries` (as read from `log`), each against the first anchor that covers
-/// it (`None` until one does), reading the anchors once.
+/// it (`None` until one does), reading the anchors once and every stored subtree the
+/// paths need in one read.
 pub async fn prove_entries(
     log: &dyn AccessLog,
     entries: Vec<LoggedEntry>,
 ) -> Result<Vec<Option<Proof>>> {
     let anchors = log.anchors().await?;
-    let mut out = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let first = anchors.partition_point(|a| a.size < entry.seq);
-        let Some(anchor) = anchors.get(first).copied().filter(|_| entry.seq > 0) else {
-            out.push(None);
-            continue;
-        };
-        let path = inclusion_path(log, entry.seq, anchor.size).await?;
-        out.push(Some(Proof { entry, path, anchor }));
-    }
-    Ok(out)
+    let covering: Vec<Option<Anchor>> = entries
+        .iter()
+        .map(|e| {
+            let first = anchors.partition_point(|a| a.size < e.seq);
+            anchors.get(first).copied().filter(|_| e.seq > 0)
+        })
+        .collect();
+    let ranges: Vec<Vec<(u64, u64)>> = entries
+        .iter()
+        .zip(&covering)
+        .map(|(e, anchor)| anchor.map_or_else(Vec::new, |a| tree::path_ranges(e.seq - 1, a.size)))
+        .collect();
+    let mut roots = ranges_roots(log, &ranges.concat()).await?.into_iter();
+    Ok(entries
+        .into_iter()
+        .zip(covering)
+        .zip(&ranges)
+        .map(|((entry, anchor), ranges)| {
+            let path: Vec<B256> = roots.by_ref().take(ranges.len()).collect();
+            anchor.map(|anchor| Proof { entry, path, anchor })
+        })
+        .collect())
 }
 
 /// Reads the whole log from the start, `page` entries at a time, and checks that
