@@ -1,10 +1,12 @@
 //! Checking an access-log anchor against the chain.
 //!
-//! A provider's gatekeeper anchors the head of its hash-chained access log in the
-//! `AccessAnchors` contract now and then; a proof that an entry is in the log ends at
-//! one of those anchors, named by `(size, head, block)`. Before a patient's client
-//! trusts the proof it asks the chain, with [`check_anchor`], whether that provider
-//! really emitted `Anchored(provider, size, head)` in that block. The answer comes
+//! A provider's gatekeeper anchors its access log in the `AccessAnchors` contract now
+//! and then: the `bytes32` the contract calls `head` is the Merkle root of the log's
+//! first `size` entries (RFC 6962, see `medrec_store::audit`). A proof that an entry is
+//! in the log ends at one of those anchors, named by `(size, root, block)`. Before a
+//! patient's client trusts the proof it asks the chain, with [`check_anchor`], whether
+//! that provider really emitted `Anchored(provider, size, root)` in that block: the
+//! size and the root together, as the proof's path only means something for both. The answer comes
 //! from `eth_getLogs` on any Ethereum node, so the client needs no trust in the
 //! provider, only in its own node.
 
@@ -21,8 +23,8 @@ use medrec_contracts::AccessAnchors;
 pub struct AnchorClaim {
     /// Number of log entries the anchor covers.
     pub size: u64,
-    /// Hash of entry `size`.
-    pub head: B256,
+    /// The Merkle root of entries `1..=size` (the event's `head`).
+    pub root: B256,
     /// The block whose `Anchored` event the claim points at.
     pub block: u64,
 }
@@ -54,7 +56,7 @@ pub enum AnchorCheckError {
     },
     /// The provider anchored something else in that block.
     #[error(
-        "{provider} anchored a different head in block {block} (size {anchored_size}, head {anchored_head}): the proof's anchor is not the one on chain"
+        "{provider} anchored a different root in block {block} (size {anchored_size}, root {anchored_root}): the proof's anchor is not the one on chain"
     )]
     Different {
         /// The provider.
@@ -63,15 +65,15 @@ pub enum AnchorCheckError {
         block: u64,
         /// The size anchored in that block.
         anchored_size: u64,
-        /// The head anchored in that block.
-        anchored_head: B256,
+        /// The root anchored in that block.
+        anchored_root: B256,
     },
 }
 
-/// Checks on chain that `provider` emitted `Anchored(provider, claim.size, claim.head)`
+/// Checks on chain that `provider` emitted `Anchored(provider, claim.size, claim.root)`
 /// from the `AccessAnchors` contract at `anchors` in block `claim.block`.
 ///
-/// `Ok(())` means the claimed head is anchored exactly as claimed. A different anchor
+/// `Ok(())` means the claimed root is anchored exactly as claimed, with its size. A different anchor
 /// by the same provider in that block, no anchor there, a block not mined yet, or a
 /// node that does not answer are each their own error.
 pub async fn check_anchor<P: Provider>(
@@ -102,17 +104,17 @@ pub async fn check_anchor<P: Provider>(
         if event.provider != provider {
             continue;
         }
-        if event.size == claim.size && event.head == claim.head {
+        if event.size == claim.size && event.head == claim.root {
             return Ok(());
         }
         other.get_or_insert((event.size, event.head));
     }
     Err(match other {
-        Some((anchored_size, anchored_head)) => AnchorCheckError::Different {
+        Some((anchored_size, anchored_root)) => AnchorCheckError::Different {
             provider,
             block: claim.block,
             anchored_size,
-            anchored_head,
+            anchored_root,
         },
         None => AnchorCheckError::NotAnchored { provider, block: claim.block },
     })

@@ -212,8 +212,8 @@ pub enum ContractError {
         /// Size given for the new anchor.
         size: u64,
     },
-    /// An access-log anchor with a zero head hash.
-    #[error("the access log's head hash is missing (zero): only an empty log has no head")]
+    /// An access-log anchor with a zero `head` (the Merkle root of the log's entries).
+    #[error("the access log's anchored root is missing (zero): a log's root is never zero")]
     EmptyHead,
     /// A Solidity panic (a bug: arithmetic overflow, bad enum, ...).
     #[error("the contract panicked with code {0:#x} (a bug in the contract)")]

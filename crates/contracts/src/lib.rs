@@ -9,8 +9,10 @@
 //!   institutions and admitted researchers, governed by strict-majority votes.
 //! - [`Relationships`]: every patient–provider relationship, its status in the
 //!   patient's summary, data pointers, viewer grants, research consent and bounties.
-//! - [`AccessAnchors`]: each provider's latest access-log anchor (head hash and size)
-//!   and the `Anchored` event that a patient's proof names.
+//! - [`AccessAnchors`]: each provider's latest access-log anchor (`head` and size)
+//!   and the `Anchored` event that a patient's proof names. The `bytes32` the contract
+//!   calls `head` is the Merkle root (RFC 6962) of the log's first `size` entry hashes,
+//!   against which a proof is an inclusion path (see `medrec_store::audit`).
 //! - [`ContractError`]: every custom error of the contracts, decoded from revert data,
 //!   with a message a person understands.
 //!

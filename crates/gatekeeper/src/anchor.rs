@@ -2,10 +2,12 @@
 //!
 //! Every request the gatekeeper decides goes into its hash-chained access log
 //! ([`medrec_store::audit`]). Once per period the [`Anchorer`] reads the log's head and,
-//! if the log grew since the last anchor, sends **one** `AccessAnchors.anchor(head,
+//! if the log grew since the last anchor, sends **one** `AccessAnchors.anchor(root,
 //! size)` transaction from the provider's account, however many requests the period
-//! saw. When the transaction is mined it records the anchor (size, head, block,
-//! transaction) in the log, so that proofs handed to patients can name it.
+//! saw: the `bytes32` (the contract's `head` parameter) is the Merkle root of the log's
+//! first `size` entries, against which a patient's proof is an inclusion path of
+//! O(log size) hashes. When the transaction is mined it records the anchor (size, root,
+//! block, transaction) in the log, so that proofs handed to patients can name it.
 //!
 //! A failure (node down, transaction refused or reverted, store unavailable) is logged
 //! and tried again next period: the anchorer never panics and never stops on its own.
@@ -68,7 +70,7 @@ pub enum AnchorOutcome {
         /// The log's size, already anchored.
         size: u64,
     },
-    /// One transaction anchored the head, and the anchor is recorded in the log.
+    /// One transaction anchored the root, and the anchor is recorded in the log.
     Anchored(Anchor),
 }
 
@@ -112,7 +114,7 @@ struct State {
     unrecorded: Option<Anchor>,
 }
 
-/// Anchors an [`AccessLog`]'s head on chain, at most once per period.
+/// Anchors an [`AccessLog`]'s Merkle root on chain, at most once per period.
 #[derive(Debug)]
 pub struct Anchorer<P> {
     chain: P,
@@ -164,11 +166,11 @@ impl<P: Provider> Anchorer<P> {
                 size
             }
         };
-        let LogHead { size, head } = self.log.head().await?;
+        let LogHead { size, root, .. } = self.log.head().await?;
         if size <= anchored {
             return Ok(AnchorOutcome::Unchanged { size });
         }
-        let anchor = self.send(head, size).await.inspect_err(|e| {
+        let anchor = self.send(root, size).await.inspect_err(|e| {
             if let AnchorError::Refused(ContractError::SizeNotGrown { anchored_size, .. }) = e {
                 // An earlier transaction that was not seen mined in time got there first:
                 // wait for the log to grow past it.
@@ -204,7 +206,7 @@ impl<P: Provider> Anchorer<P> {
         Ok(recorded.max(on_chain))
     }
 
-    async fn send(&self, head: B256, size: u64) -> Result<Anchor, AnchorError> {
+    async fn send(&self, root: B256, size: u64) -> Result<Anchor, AnchorError> {
         // The provider's account also sends relationships and pointer updates (from
         // other processes): take the node's next nonce each time rather than a count
         // kept here, which another sender would make stale.
@@ -215,7 +217,7 @@ impl<P: Provider> Anchorer<P> {
             .await
             .map_err(|e| AnchorError::Chain(e.to_string()))?;
         let pending = AccessAnchors::new(self.config.anchors, &self.chain)
-            .anchor(head, size)
+            .anchor(root, size)
             .from(self.config.account)
             .nonce(nonce)
             .send()
@@ -236,7 +238,7 @@ impl<P: Provider> Anchorer<P> {
         let block = receipt
             .block_number
             .ok_or_else(|| AnchorError::Chain(format!("the receipt of {tx} names no block")))?;
-        Ok(Anchor { size, head, block, tx })
+        Ok(Anchor { size, root, block, tx })
     }
 
     /// Runs a round every period until the handle is shut down; the first round comes

@@ -87,7 +87,7 @@ impl PointerData {
 pub struct AuditEntry {
     /// The entry as the gatekeeper serves it (see [`crate::audit::entry_json`]).
     pub entry: Value,
-    /// The proof that an anchored head covers it (`None` until the next anchor).
+    /// The proof that an anchored root covers it (`None` until the next anchor).
     pub proof: Option<Proof>,
 }
 

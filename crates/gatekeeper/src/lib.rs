@@ -12,7 +12,7 @@
 //!   chain knows) and how fast (rate limits), before any handler; refusals there are
 //!   counted, never logged.
 //! - [`audit`]: the access log as a layer around the data routes, and its typed wire
-//!   format; [`anchor`]: anchoring the log's head on chain every period.
+//!   format; [`anchor`]: anchoring the log's Merkle root on chain every period.
 //! - `fhir`: the FHIR R4 REST API (read, search, the provider's writes), scoped by the
 //!   private `access` module before the store is read.
 //! - [`research`]: bounty queries published and redeemed.

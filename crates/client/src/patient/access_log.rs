@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 /// Where an entry's proof stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProofStatus {
-    /// Proven against a head anchored on chain in this block.
+    /// Proven against a root anchored on chain in this block.
     Verified {
         /// The anchor's block.
         block: u64,
@@ -80,7 +80,7 @@ impl PatientSession {
                         Ok(()) => {
                             let claim = AnchorClaim {
                                 size: proof.anchor.size,
-                                head: proof.anchor.head,
+                                root: proof.anchor.root,
                                 block: proof.anchor.block,
                             };
                             let anchors = self.chain.spec().anchors;

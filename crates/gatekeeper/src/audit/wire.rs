@@ -1,13 +1,17 @@
 //! The access log's wire format: entries, proofs and a page of `GET /audit`, as typed
 //! serde structs. Every field the proof needs to recompute an entry's hash is there, so
 //! a patient checks a proof with [`medrec_store::audit::verify`] and its anchor on chain.
+//! A proof is the entry, its inclusion path in the Merkle tree whose root was anchored
+//! (at most `⌈log2 size⌉` hashes, however much traffic came between) and the anchor.
 //!
 //! ```json
 //! {"entries": [{"seq": 7, "time": 1767225600000, "requester": "0x…", "action": "fhir-read",
 //!   "relationship": "0x…", "pointer": null, "resource": {"type": "Observation", "id": "o1"},
 //!   "decision": "allow-patient", "response_hash": "0x…", "epsilon_bits": null,
-//!   "prev_hash": "0x…", "hash": "0x…", "proof": null}],
-//!  "head": {"size": 9, "head": "0x…"}}
+//!   "prev_hash": "0x…", "hash": "0x…",
+//!   "proof": {"entry": {…}, "path": ["0x…", "0x…", "0x…", "0x…"],
+//!             "anchor": {"size": 9, "root": "0x…", "block": 41, "tx": "0x…"}}}],
+//!  "head": {"size": 9, "head": "0x…", "root": "0x…"}}
 //! ```
 
 use alloy::primitives::{Address, B256};
@@ -54,24 +58,25 @@ pub struct ResourceWire {
     pub id: Option<String>,
 }
 
-/// A proof that an anchored head covers an entry.
+/// A proof that an anchored root covers an entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProofWire {
     /// The entry.
     pub entry: EntryWire,
-    /// The digests of the entries after it, up to the anchor.
-    pub following: Vec<B256>,
+    /// The entry's inclusion path in the tree of the anchor's size, from the leaf up
+    /// (see [`medrec_store::audit::Proof::path`]).
+    pub path: Vec<B256>,
     /// The anchor.
     pub anchor: AnchorWire,
 }
 
-/// An anchor of the log's head on chain.
+/// An anchor of the log on chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnchorWire {
     /// Entries covered.
     pub size: u64,
-    /// The head hash anchored.
-    pub head: B256,
+    /// The Merkle root of those entries, as anchored.
+    pub root: B256,
     /// The block of the anchoring transaction.
     pub block: u64,
     /// The anchoring transaction.
@@ -88,13 +93,16 @@ pub struct ProvenEntry {
     pub proof: Option<ProofWire>,
 }
 
-/// The log's head: how many entries it holds and the hash of the last.
+/// The log's head: how many entries it holds, the hash of the last and the Merkle root
+/// of all of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeadWire {
     /// Entries in the whole log.
     pub size: u64,
     /// The last entry's hash.
     pub head: B256,
+    /// The Merkle root of all the entries.
+    pub root: B256,
 }
 
 /// A page of `GET /audit`.
@@ -134,8 +142,8 @@ impl From<&Proof> for ProofWire {
         let a = p.anchor;
         Self {
             entry: EntryWire::from(&p.entry),
-            following: p.following.clone(),
-            anchor: AnchorWire { size: a.size, head: a.head, block: a.block, tx: a.tx },
+            path: p.path.clone(),
+            anchor: AnchorWire { size: a.size, root: a.root, block: a.block, tx: a.tx },
         }
     }
 }
@@ -183,8 +191,8 @@ impl TryFrom<&ProofWire> for Proof {
         let a = w.anchor;
         Ok(Self {
             entry: LoggedEntry::try_from(&w.entry)?,
-            following: w.following.clone(),
-            anchor: Anchor { size: a.size, head: a.head, block: a.block, tx: a.tx },
+            path: w.path.clone(),
+            anchor: Anchor { size: a.size, root: a.root, block: a.block, tx: a.tx },
         })
     }
 }
@@ -194,7 +202,7 @@ pub fn entry_json(e: &LoggedEntry) -> Value {
     serde_json::to_value(EntryWire::from(e)).expect("an entry serialises")
 }
 
-/// A proof as JSON: the entry, the digests that follow it and the anchor.
+/// A proof as JSON: the entry, its inclusion path and the anchor.
 pub fn proof_json(p: &Proof) -> Value {
     serde_json::to_value(ProofWire::from(p)).expect("a proof serialises")
 }
@@ -232,12 +240,14 @@ mod tests {
     fn a_proof_round_trips_through_json_exactly() {
         let proof = Proof {
             entry: logged(),
-            following: vec![B256::repeat_byte(4)],
-            anchor: Anchor { size: 4, head: B256::repeat_byte(5), block: 12, tx: B256::ZERO },
+            path: vec![B256::repeat_byte(4), B256::repeat_byte(6)],
+            anchor: Anchor { size: 4, root: B256::repeat_byte(5), block: 12, tx: B256::ZERO },
         };
         let json = proof_json(&proof);
         assert_eq!(json["entry"]["action"], "bounty-redemption");
         assert_eq!(json["entry"]["resource"]["type"], "Observation");
+        assert_eq!(json["path"].as_array().map(Vec::len), Some(2));
+        assert_eq!(json["anchor"]["root"], format!("0x{}", "05".repeat(32)));
         let back = proof_from_json(&json).unwrap();
         assert_eq!(back, proof);
         assert_eq!(back.entry.entry.epsilon.unwrap().to_bits(), 0.1f64.to_bits());
@@ -247,12 +257,70 @@ mod tests {
     fn a_malformed_proof_says_which_field() {
         let mut json = proof_json(&Proof {
             entry: logged(),
-            following: Vec::new(),
-            anchor: Anchor { size: 3, head: B256::ZERO, block: 1, tx: B256::ZERO },
+            path: Vec::new(),
+            anchor: Anchor { size: 3, root: B256::ZERO, block: 1, tx: B256::ZERO },
         });
         json["entry"]["action"] = "dance".into();
         assert!(proof_from_json(&json).unwrap_err().to_string().contains("entry.action"));
         json["entry"]["seq"] = "three".into();
         assert!(proof_from_json(&json).is_err());
+    }
+
+    /// A page of 100 proven entries about one relationship, in a log of `size` entries
+    /// where they are spread evenly and one anchor covers them all: (bytes of the page's
+    /// JSON, bytes of its largest proof, longest path).
+    async fn page_at(size: u64) -> (usize, usize, usize) {
+        use medrec_store::audit::{AccessLog, prove_entries, sqlite::SqliteAccessLog};
+        let mine = B256::repeat_byte(0x42);
+        let log = SqliteAccessLog::open_in_memory().unwrap();
+        let entries = (0..size)
+            .map(|i| {
+                let mut e = logged().entry;
+                e.time += i64::try_from(i).unwrap();
+                e.relationship =
+                    Some(if i % (size / 100) == 0 { mine } else { B256::repeat_byte(1) });
+                e
+            })
+            .collect();
+        log.append_batch(entries).await.unwrap();
+        let head = log.head().await.unwrap();
+        log.record_anchor(Anchor { size, root: head.root, block: 7, tx: B256::repeat_byte(7) })
+            .await
+            .unwrap();
+        let about = log.entries_about(&[mine], 0, 100).await.unwrap();
+        assert_eq!(about.len(), 100);
+        let wires: Vec<EntryWire> = about.iter().map(EntryWire::from).collect();
+        let proofs = prove_entries(&log, about).await.unwrap();
+        let (mut largest, mut longest) = (0, 0);
+        let mut out = Vec::new();
+        for (entry, proof) in wires.into_iter().zip(proofs) {
+            let proof = proof.expect("anchored");
+            medrec_store::audit::verify(&proof).unwrap();
+            let wire = ProofWire::from(&proof);
+            largest = largest.max(serde_json::to_vec(&wire).unwrap().len());
+            longest = longest.max(proof.path.len());
+            out.push(ProvenEntry { entry, proof: Some(wire) });
+        }
+        let page = AuditPage {
+            entries: out,
+            head: HeadWire { size: head.size, head: head.head, root: head.root },
+        };
+        (serde_json::to_vec(&page).unwrap().len(), largest, longest)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_page_of_proofs_stays_small_however_large_the_log() {
+        let (small_page, small_proof, small_path) = page_at(1_000).await;
+        let (large_page, large_proof, large_path) = page_at(100_000).await;
+        eprintln!(
+            "100-entry /audit page: {small_page} bytes at 1,000 entries (proofs up to \
+             {small_proof} bytes, {small_path} hashes), {large_page} bytes at 100,000 \
+             (proofs up to {large_proof} bytes, {large_path} hashes)"
+        );
+        assert!(small_path <= 10 && large_path <= 17, "⌈log2 n⌉ hashes at most");
+        // A hundredfold more traffic adds a few hashes per proof, not a hundredfold.
+        assert!(large_proof <= small_proof + 7 * 70, "{small_proof} -> {large_proof}");
+        assert!(large_page <= small_page + 100 * 7 * 70, "{small_page} -> {large_page}");
+        assert!(large_page < 300_000, "{large_page} bytes for 100 entries");
     }
 }

@@ -1,6 +1,8 @@
 //! `GET /audit?after=<seq>&limit=<n>`: the access log entries about the requester's
 //! relationships as a patient at this provider, each with its proof of anchoring
-//! (`null` until the next anchor covers it), and the log's head ([`AuditPage`]).
+//! (`null` until the next anchor covers it): an inclusion path of at most
+//! `⌈log2 size⌉` hashes, so a page stays small however much traffic came between
+//! anchors; and the log's head ([`AuditPage`]).
 
 use crate::{
     audit::{
@@ -16,7 +18,7 @@ use axum::{
     Extension, Json,
     extract::{RawQuery, State},
 };
-use medrec_store::audit::{Decision, prove};
+use medrec_store::audit::{Decision, prove_entries};
 
 /// Most entries one page returns.
 const PAGE_LIMIT: u32 = 500;
@@ -60,17 +62,19 @@ pub(crate) async fn get(
     } else {
         log.entries_about(&relationships, after, limit).await.map_err(failed)?
     };
-    let mut out = Vec::with_capacity(entries.len());
-    for e in &entries {
-        let proof = prove(log, e.seq).await.map_err(failed)?;
-        out.push(ProvenEntry {
-            entry: EntryWire::from(e),
-            proof: proof.as_ref().map(ProofWire::from),
-        });
-    }
+    let wires: Vec<EntryWire> = entries.iter().map(EntryWire::from).collect();
+    let proofs = prove_entries(log, entries).await.map_err(failed)?;
+    let out = wires
+        .into_iter()
+        .zip(proofs)
+        .map(|(entry, proof)| ProvenEntry { entry, proof: proof.as_ref().map(ProofWire::from) })
+        .collect();
     let head = log.head().await.map_err(failed)?;
     for id in relationships {
         audit.touch(Touch::relationship(id, Decision::AllowPatient));
     }
-    Ok(Json(AuditPage { entries: out, head: HeadWire { size: head.size, head: head.head } }))
+    Ok(Json(AuditPage {
+        entries: out,
+        head: HeadWire { size: head.size, head: head.head, root: head.root },
+    }))
 }

@@ -159,7 +159,7 @@ pub struct ServeConfig {
     pub legacy: Option<PathBuf>,
     /// Where the access log is kept (default: the record store's database).
     pub access_log: Option<StoreUrl>,
-    /// Anchoring of the access log's head on chain (the log is kept either way, in the
+    /// Anchoring of the access log's Merkle root on chain (the log is kept either way, in the
     /// record store's database; without this its head is never anchored).
     pub anchoring: Option<Anchoring>,
     /// Research bounties: served when set (see [`crate::research`]).
@@ -215,7 +215,7 @@ pub struct ResearchSetup {
     pub ledger: PathBuf,
 }
 
-/// How the access log's head is anchored on chain.
+/// How the access log's Merkle root is anchored on chain.
 #[derive(Debug, Clone)]
 pub struct Anchoring {
     /// The `AccessAnchors` contract.

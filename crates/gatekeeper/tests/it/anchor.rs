@@ -10,7 +10,9 @@ use medrec_chain::anchors::{AnchorClaim, check_anchor};
 use medrec_contracts::{AccessAnchors, ContractError};
 use medrec_devchain::server;
 use medrec_gatekeeper::anchor::{AnchorConfig, AnchorError, AnchorOutcome, Anchorer};
-use medrec_store::audit::{AccessLog, Action, Decision, NewEntry, sqlite::SqliteAccessLog};
+use medrec_store::audit::{
+    AccessLog, Action, Decision, NewEntry, root_at, sqlite::SqliteAccessLog,
+};
 use medrec_testkit::medrec::{Medrec, PROVIDER, STRANGER};
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -71,11 +73,12 @@ async fn any_number_of_entries_is_one_transaction_per_round() {
             panic!("the log grew: round {round} must anchor")
         };
         let head = log.head().await.unwrap();
-        assert_eq!((anchor.size, anchor.head), (total, head.head));
+        assert_eq!((anchor.size, anchor.root), (total, head.root), "the Merkle root is anchored");
+        assert_eq!(root_at(&*log, total).await.unwrap(), head.root);
         assert_eq!(sent(&m, PROVIDER).await, round as u64 + 1, "one transaction for {n} entries");
         assert_eq!(log.anchors().await.unwrap().last(), Some(&anchor), "recorded in the log");
         // What a patient's client checks: this very anchor is on chain.
-        let claim = AnchorClaim { size: anchor.size, head: anchor.head, block: anchor.block };
+        let claim = AnchorClaim { size: anchor.size, root: anchor.root, block: anchor.block };
         check_anchor(&m.reader(), m.at.anchors, m.address(PROVIDER), claim)
             .await
             .expect("the recorded anchor is on chain");
@@ -174,13 +177,13 @@ async fn the_periodic_task_anchors_once_per_growth_and_stops_on_shutdown() {
     assert_eq!(sent(&m, PROVIDER).await, 1, "25 entries, {rounds} rounds, one transaction");
     let anchors = log.anchors().await.unwrap();
     assert_eq!(anchors.len(), 1);
-    assert_eq!((anchors[0].size, anchors[0].head), (25, log.head().await.unwrap().head));
+    assert_eq!((anchors[0].size, anchors[0].root), (25, log.head().await.unwrap().root));
     // Stopped: no round runs any more, even when the log grows.
     append(&log, 1).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(a.rounds(), rounds);
     assert_eq!(sent(&m, PROVIDER).await, 1);
-    assert_ne!(anchors[0].head, B256::ZERO);
+    assert_ne!(anchors[0].root, B256::ZERO);
 }
 
 /// Polls `done` until it holds (a hung task fails the test after a minute).

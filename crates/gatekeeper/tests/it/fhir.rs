@@ -594,8 +594,8 @@ async fn every_request_is_logged_and_the_patient_verifies_the_entries_against_th
     assert_eq!(entries[0]["resource"], json!({"type": "Observation", "id": "a1"}));
     assert_eq!(entries[0]["requester"], json!(f.m.address(VIEWER)));
 
-    // The provider anchors the head (with the patient's log read above in it): one
-    // transaction.
+    // The provider anchors the log's root (with the patient's log read above in it):
+    // one transaction.
     f.gk.flush_access_log().await;
     let anchorer = Anchorer::new(
         f.m.wallet(PROVIDER),
@@ -615,16 +615,24 @@ async fn every_request_is_logged_and_the_patient_verifies_the_entries_against_th
         verify(&proof).expect("the proof holds");
         let claim = AnchorClaim {
             size: proof.anchor.size,
-            head: proof.anchor.head,
+            root: proof.anchor.root,
             block: proof.anchor.block,
         };
         check_anchor(&f.m.reader(), f.m.at.anchors, f.m.address(PROVIDER), claim)
             .await
             .expect("the anchor is on chain");
-        // Any change to the entry breaks the proof.
+        // The proof is a path of at most ⌈log2 size⌉ hashes.
+        let size = proof.anchor.size;
+        assert!(proof.path.len() <= (64 - (size - 1).leading_zeros()) as usize, "size {size}");
+        // Any change to the entry or the path breaks the proof.
         let mut forged = proof.clone();
         forged.entry.entry.requester = Address::repeat_byte(0xee);
         assert!(verify(&forged).is_err());
+        for i in 0..proof.path.len() {
+            let mut forged = proof.clone();
+            forged.path[i].0[0] ^= 0x80;
+            assert!(verify(&forged).is_err());
+        }
     }
     // Someone else gets nothing about this patient's records.
     let other = f.get("/audit", VIEWER).await;

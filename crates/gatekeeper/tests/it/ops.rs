@@ -495,14 +495,14 @@ async fn served_requests_are_logged_and_the_log_head_is_anchored_by_the_provider
     assert!(anchored >= 2, "the head was not anchored (size {anchored})");
     running.shutdown().await.unwrap();
 
-    // The log is in the record store's database, and its head is the anchored one.
+    // The log is in the record store's database, and its root is the anchored one.
     let log = SqliteAccessLog::open(&path).unwrap();
     let entries = log.entries(0, 10).await.unwrap();
     let decisions: Vec<String> = entries.iter().map(|e| e.entry.decision.to_string()).collect();
     assert_eq!(decisions, ["allow-viewer", "deny:unknown-pointer"]);
     let recorded = log.anchors().await.unwrap();
     assert_eq!(recorded.last().map(|a| a.size), Some(2));
-    assert_eq!(recorded.last().unwrap().head, log.head().await.unwrap().head);
+    assert_eq!(recorded.last().unwrap().root, log.head().await.unwrap().root);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

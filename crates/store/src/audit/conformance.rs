@@ -8,7 +8,8 @@
 
 use super::{
     AccessLog, Action, Anchor, AuditWriter, ChainError, Decision, LogHead, LoggedEntry, NewEntry,
-    ProofError, ResourceRef, WriterConfig, check_chain, prove, verify,
+    Proof, ProofError, ResourceRef, WriterConfig, check_chain, inclusion_path, prove, root_at,
+    tree::Frontier, verify,
 };
 use crate::{
     Result,
@@ -29,7 +30,9 @@ macro_rules! audit_conformance_tests {
         $crate::audit_conformance_tests!(@cases $make;
             appends_continue_the_chain, concurrent_appends_form_one_chain,
             entries_about_filters_by_relationship, anchors_round_trip, proofs_verify,
-            tampering_is_detected, the_writer_flushes_everything_in_order);
+            every_entry_proves_in_every_prefix, tampering_is_detected,
+            tampering_with_the_tree_is_detected,
+            the_writer_flushes_everything_in_order);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -105,12 +108,25 @@ pub fn denied(time: i64, relationship: Option<B256>) -> NewEntry {
     e
 }
 
+/// The head of a log of `entries`, its root computed here, in memory.
+pub fn head_of(entries: &[LoggedEntry]) -> LogHead {
+    let mut tree = Frontier::new(0, Vec::new()).expect("the empty frontier");
+    for e in entries {
+        tree.push(&e.hash);
+    }
+    LogHead {
+        size: entries.len() as u64,
+        head: entries.last().map_or(B256::ZERO, |e| e.hash),
+        root: tree.root(),
+    }
+}
+
 async fn all(log: &dyn AccessLog) -> Vec<LoggedEntry> {
     log.entries(0, 10_000).await.unwrap()
 }
 
 pub async fn appends_continue_the_chain(log: &dyn AccessLog) {
-    assert_eq!(log.head().await.unwrap(), LogHead { size: 0, head: B256::ZERO });
+    assert_eq!(log.head().await.unwrap(), LogHead::EMPTY);
     assert!(all(log).await.is_empty());
     assert!(log.append_batch(Vec::new()).await.unwrap().is_empty());
     assert_eq!(log.head().await.unwrap().size, 0);
@@ -118,7 +134,7 @@ pub async fn appends_continue_the_chain(log: &dyn AccessLog) {
     let first = log.append(full(1)).await.unwrap();
     assert_eq!((first.seq, first.prev_hash), (1, B256::ZERO));
     assert!(first.is_consistent());
-    assert_eq!(log.head().await.unwrap(), LogHead { size: 1, head: first.hash });
+    assert_eq!(log.head().await.unwrap(), head_of(std::slice::from_ref(&first)));
     let second = log.append(denied(5, None)).await.unwrap();
     assert_eq!((second.seq, second.prev_hash), (2, first.hash));
     let batch = log
@@ -132,7 +148,8 @@ pub async fn appends_continue_the_chain(log: &dyn AccessLog) {
     }
     let mut written = vec![first, second];
     written.extend(batch);
-    assert_eq!(log.head().await.unwrap(), LogHead { size: 6, head: written[5].hash });
+    assert_eq!(log.head().await.unwrap(), head_of(&written));
+    assert_eq!(log.head().await.unwrap().head, written[5].hash);
 
     // Everything reads back exactly, epsilon bits and all.
     let read = all(log).await;
@@ -149,7 +166,11 @@ pub async fn appends_continue_the_chain(log: &dyn AccessLog) {
     assert_eq!(log.hashes(5, 99).await.unwrap(), hashes[4..]);
     assert!(log.hashes(4, 3).await.unwrap().is_empty());
     assert_eq!(log.digests(1, 6).await.unwrap(), digests);
-    assert_eq!(check_chain(log, 4).await.unwrap(), LogHead { size: 6, head: hashes[5] });
+    assert_eq!(check_chain(log, 4).await.unwrap(), head_of(&written));
+    for size in 0..=6usize {
+        assert_eq!(root_at(log, size as u64).await.unwrap(), head_of(&written[..size]).root);
+    }
+    assert!(root_at(log, 7).await.is_err(), "no tree of 7 entries yet");
 }
 
 pub async fn concurrent_appends_form_one_chain<L: TestLog>(log: &L) {
@@ -229,7 +250,7 @@ pub async fn anchors_round_trip(log: &dyn AccessLog) {
     let written = log.append_batch((1..=6).map(full).collect()).await.unwrap();
     let anchor = |size: usize, block: u64| Anchor {
         size: size as u64,
-        head: written[size - 1].hash,
+        root: head_of(&written[..size]).root,
         block,
         tx: B256::repeat_byte(u8::try_from(block).unwrap()),
     };
@@ -237,14 +258,17 @@ pub async fn anchors_round_trip(log: &dyn AccessLog) {
     log.record_anchor(anchor(2, 10)).await.unwrap();
     log.record_anchor(anchor(2, 10)).await.unwrap(); // the same again: nothing changes
     assert_eq!(log.anchors().await.unwrap(), [anchor(2, 10), anchor(5, 20)]);
-    // Another anchor at a recorded size, a head that is not the log's, or a size the
-    // log has not reached are refused.
+    // Another anchor at a recorded size, a root that is not the log's (the hash of the
+    // last entry, as anchored before the tree, or the root of another size), or a size
+    // the log has not reached are refused.
     let err = log.record_anchor(anchor(2, 11)).await.unwrap_err();
     assert!(err.to_string().contains("already recorded"), "{err}");
-    let mut wrong = anchor(3, 15);
-    wrong.head = written[2].prev_hash;
-    let err = log.record_anchor(wrong).await.unwrap_err();
-    assert!(err.to_string().contains("is not the access log's hash"), "{err}");
+    for root in [written[2].hash, written[2].prev_hash, anchor(4, 15).root] {
+        let mut wrong = anchor(3, 15);
+        wrong.root = root;
+        let err = log.record_anchor(wrong).await.unwrap_err();
+        assert!(err.to_string().contains("is not the access log's root"), "{err}");
+    }
     let mut beyond = anchor(6, 30);
     beyond.size = 7;
     let err = log.record_anchor(beyond).await.unwrap_err();
@@ -257,17 +281,18 @@ pub async fn proofs_verify(log: &dyn AccessLog) {
     let written = log.append_batch((1..=6).map(full).collect()).await.unwrap();
     assert!(prove(log, 1).await.unwrap().is_none(), "nothing anchored");
     let head = log.head().await.unwrap();
-    let at3 = Anchor { size: 3, head: written[2].hash, block: 1, tx: B256::repeat_byte(1) };
+    let at3 =
+        Anchor { size: 3, root: head_of(&written[..3]).root, block: 1, tx: B256::repeat_byte(1) };
     log.record_anchor(at3).await.unwrap();
     for seq in 1..=3 {
         let proof = prove(log, seq).await.unwrap().expect("anchored");
         assert_eq!(proof.anchor, at3);
         assert_eq!(proof.entry, written[usize::try_from(seq).unwrap() - 1]);
-        assert_eq!(proof.following.len() as u64, 3 - seq);
+        assert_eq!(proof.path.len(), if seq == 3 { 1 } else { 2 }, "entry {seq} of 3");
         verify(&proof).unwrap();
     }
     assert!(prove(log, 4).await.unwrap().is_none(), "not anchored yet");
-    let at6 = Anchor { size: 6, head: head.head, block: 2, tx: B256::repeat_byte(2) };
+    let at6 = Anchor { size: 6, root: head.root, block: 2, tx: B256::repeat_byte(2) };
     log.record_anchor(at6).await.unwrap();
     for seq in 1..=6 {
         let proof = prove(log, seq).await.unwrap().expect("anchored");
@@ -278,8 +303,36 @@ pub async fn proofs_verify(log: &dyn AccessLog) {
     assert!(prove(log, 7).await.unwrap().is_none());
     // A proof against the wrong anchor fails.
     let mut proof = prove(log, 2).await.unwrap().unwrap();
-    proof.anchor.head = at6.head;
-    assert_eq!(verify(&proof), Err(ProofError::HeadMismatch { seq: 2, anchor_size: 3 }));
+    proof.anchor.root = at6.root;
+    assert_eq!(verify(&proof), Err(ProofError::RootMismatch { seq: 2, anchor_size: 3 }));
+}
+
+/// For every size from 1 to 20, anchored: every entry's proof from the stored tree
+/// verifies, and its path is the one computed here in memory.
+pub async fn every_entry_proves_in_every_prefix(log: &dyn AccessLog) {
+    let mut written = Vec::new();
+    for n in 1..=20u8 {
+        written.extend(log.append_batch(vec![full(n)]).await.unwrap());
+        let root = head_of(&written).root;
+        assert_eq!(log.head().await.unwrap().root, root);
+        let anchor =
+            Anchor { size: u64::from(n), root, block: u64::from(n), tx: B256::repeat_byte(n) };
+        log.record_anchor(anchor).await.unwrap();
+    }
+    for anchor in log.anchors().await.unwrap() {
+        for seq in 1..=anchor.size {
+            let path = inclusion_path(log, seq, anchor.size).await.unwrap();
+            assert!(path.len() <= 5, "entry {seq} of {}", anchor.size);
+            let entry = written[usize::try_from(seq).unwrap() - 1].clone();
+            verify(&Proof { entry, path, anchor }).unwrap();
+        }
+        assert!(inclusion_path(log, anchor.size + 1, anchor.size).await.is_err());
+    }
+    // Batches of every length continue the same tree.
+    let more = log.append_batch((21..=33).map(full).collect()).await.unwrap();
+    written.extend(more);
+    assert_eq!(log.head().await.unwrap(), head_of(&written));
+    assert_eq!(check_chain(log, 7).await.unwrap(), head_of(&written));
 }
 
 pub async fn tampering_is_detected<L: TestLog>(log: &L) {
@@ -287,7 +340,7 @@ pub async fn tampering_is_detected<L: TestLog>(log: &L) {
     entries[1] = denied(2, Some(rel(0xa0)));
     log.append_batch(entries).await.unwrap();
     let head = log.head().await.unwrap();
-    log.record_anchor(Anchor { size: 5, head: head.head, block: 9, tx: B256::repeat_byte(9) })
+    log.record_anchor(Anchor { size: 5, root: head.root, block: 9, tx: B256::repeat_byte(9) })
         .await
         .unwrap();
     for seq in 1..=5 {
@@ -299,10 +352,11 @@ pub async fn tampering_is_detected<L: TestLog>(log: &L) {
     let proof = prove(log, 2).await.unwrap().unwrap();
     assert_eq!(proof.entry.entry.decision, Decision::AllowPatient, "the update took");
     assert_eq!(verify(&proof), Err(ProofError::EntryAltered { seq: 2 }));
-    // The same with the entry's hash recomputed to match: the chain breaks instead.
+    // The same with the entry's hash recomputed to match: the path no longer leads to
+    // the anchored root.
     let mut forged = proof.clone();
     forged.entry = LoggedEntry::chain(2, forged.entry.prev_hash, forged.entry.entry);
-    assert_eq!(verify(&forged), Err(ProofError::HeadMismatch { seq: 2, anchor_size: 5 }));
+    assert_eq!(verify(&forged), Err(ProofError::RootMismatch { seq: 2, anchor_size: 5 }));
 
     // Another requester put on entry 4.
     log.execute(
@@ -320,6 +374,32 @@ pub async fn tampering_is_detected<L: TestLog>(log: &L) {
     verify(&prove(log, 5).await.unwrap().unwrap()).unwrap();
     let err = check_chain(log, 10).await.unwrap_err();
     assert!(matches!(err, ChainError::Broken { seq: 2 }), "{err}");
+}
+
+/// A stored subtree rewritten: the proofs that climb through it fail, the others
+/// hold, and the check of the whole log finds it.
+pub async fn tampering_with_the_tree_is_detected<L: TestLog>(log: &L) {
+    log.append_batch((1..=6).map(full).collect()).await.unwrap();
+    let head = log.head().await.unwrap();
+    log.record_anchor(Anchor { size: 6, root: head.root, block: 9, tx: B256::repeat_byte(9) })
+        .await
+        .unwrap();
+    check_chain(log, 10).await.unwrap();
+    // The leaf of entry 3 (the sibling of entry 4's leaf).
+    log.execute(
+        "UPDATE audit_tree SET hash = \
+         '0x1111111111111111111111111111111111111111111111111111111111111111' \
+         WHERE level = 0 AND idx = 2",
+    )
+    .await
+    .unwrap();
+    let proof = prove(log, 4).await.unwrap().unwrap();
+    assert_eq!(verify(&proof), Err(ProofError::RootMismatch { seq: 4, anchor_size: 6 }));
+    for seq in [1, 2, 5, 6] {
+        verify(&prove(log, seq).await.unwrap().unwrap()).unwrap();
+    }
+    let err = check_chain(log, 10).await.unwrap_err();
+    assert!(matches!(err, ChainError::TreeMismatch { level: 0, index: 2 }), "{err}");
 }
 
 pub async fn the_writer_flushes_everything_in_order<L: TestLog>(log: &L) {

@@ -1,17 +1,27 @@
 //! The access log in SQLite (rusqlite).
 //!
-//! Two tables, created when missing: `audit_log` (one row per entry, keyed by `seq`,
-//! indexed by `(relationship, seq)`) and `audit_anchors` (keyed by size). They can live
-//! in the record store's file or in a file of their own. Appends run in `IMMEDIATE`
-//! transactions, so they serialise against every other writer of the file, in this
-//! process or another; the head is the row with the highest `seq` (a primary key
-//! lookup). All SQLite work runs on tokio's blocking pool.
+//! Three tables, created when missing: `audit_log` (one row per entry, keyed by `seq`,
+//! indexed by `(relationship, seq)`), `audit_tree` (the hash of each complete subtree of
+//! the Merkle tree, keyed by `(level, idx)`, written in the append that completes it)
+//! and `audit_roots` (the anchored roots, keyed by size). They can live in the record
+//! store's file or in a file of their own. Appends run in `IMMEDIATE` transactions, so
+//! they serialise against every other writer of the file, in this process or another;
+//! the head is the row with the highest `seq` (a primary key lookup) and the root comes
+//! from at most `log2(size)` rows of `audit_tree`. A log written before the tree existed
+//! gets its tree when opened. (`audit_anchors`, where earlier versions recorded the
+//! anchored heads of the hash chain, is left as it is and no longer read.) All SQLite
+//! work runs on tokio's blocking pool.
 
-use super::{AccessLog, Anchor, COLUMNS, LogHead, LoggedEntry, NewEntry, Row, to_i64};
+use super::{
+    AccessLog, Anchor, LogHead, LoggedEntry, NewEntry,
+    row::{self, COLUMNS, Row, corrupt, hex32, parse_b256, to_i64},
+    tree::{self, Frontier, Node},
+};
 use crate::{Result, StoreError};
 use alloy_primitives::B256;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use std::{
+    collections::HashMap,
     fmt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, PoisonError},
@@ -39,13 +49,26 @@ CREATE TABLE IF NOT EXISTS audit_log (
     hash TEXT NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS audit_log_relationship ON audit_log (relationship, seq);
-CREATE TABLE IF NOT EXISTS audit_anchors (
+CREATE TABLE IF NOT EXISTS audit_tree (
+    level INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (level, idx)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_roots (
     log_size INTEGER PRIMARY KEY,
-    head TEXT NOT NULL,
+    root TEXT NOT NULL,
     block_number INTEGER NOT NULL,
     tx_hash TEXT NOT NULL
 ) STRICT;
 ";
+
+/// How many entry hashes a log written before the tree existed reads at a time while
+/// its tree is built.
+const CATCH_UP_PAGE: u64 = 10_000;
+
+/// Most subtrees asked in one statement.
+const NODES_PER_QUERY: usize = 200;
 
 /// An [`AccessLog`] in a SQLite database file. Cloning shares the connection.
 #[derive(Clone)]
@@ -94,9 +117,19 @@ impl SqliteAccessLog {
     }
 
     fn with_connection(conn: Connection, path: Option<PathBuf>) -> Result<Self> {
+        let mut conn = conn;
         conn.execute_batch(SCHEMA).map_err(|e| {
             StoreError::Database(format!("cannot create the access log's SQLite tables: {e}"))
         })?;
+        let (size, _) = last_of(&conn)?;
+        if tree_size(&conn)? < size {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| db_error(&e))?;
+            let (size, _) = last_of(&tx)?;
+            catch_up(&tx, size)?;
+            tx.commit().map_err(|e| db_error(&e))?;
+        }
         Ok(Self { path, conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -127,7 +160,8 @@ impl SqliteAccessLog {
     }
 }
 
-fn head_of(conn: &Connection) -> Result<LogHead> {
+/// The size and last entry hash of the log (0 and zero when empty).
+fn last_of(conn: &Connection) -> Result<(u64, B256)> {
     let last: Option<(i64, String)> = conn
         .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |row| {
             Ok((row.get(0)?, row.get(1)?))
@@ -135,13 +169,102 @@ fn head_of(conn: &Connection) -> Result<LogHead> {
         .optional()
         .map_err(|e| db_error(&e))?;
     match last {
-        None => Ok(LogHead { size: 0, head: B256::ZERO }),
-        Some((seq, hash)) => Ok(LogHead {
-            size: u64::try_from(seq)
-                .map_err(|_| super::corrupt("holds a negative sequence number"))?,
-            head: super::parse_b256(&hash, "an entry hash")?,
-        }),
+        None => Ok((0, B256::ZERO)),
+        Some((seq, hash)) => Ok((
+            u64::try_from(seq).map_err(|_| corrupt("holds a negative sequence number"))?,
+            parse_b256(&hash, "an entry hash")?,
+        )),
     }
+}
+
+/// The log's head: its last entry and the root of its tree.
+fn head_of(conn: &Connection) -> Result<LogHead> {
+    let (size, head) = last_of(conn)?;
+    Ok(LogHead { size, head, root: root_of(conn, size)? })
+}
+
+/// The Merkle root of the first `size` entries, from the stored subtrees.
+fn root_of(conn: &Connection, size: u64) -> Result<B256> {
+    Ok(tree::fold(&tree_nodes(conn, &tree::decompose(0, size))?))
+}
+
+/// How many leaves the stored tree has.
+fn tree_size(conn: &Connection) -> Result<u64> {
+    let leaves: i64 = conn
+        .query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_tree WHERE level = 0", [], |row| {
+            row.get(0)
+        })
+        .map_err(|e| db_error(&e))?;
+    u64::try_from(leaves).map_err(|_| corrupt("holds a negative tree index"))
+}
+
+/// The stored hashes of `nodes`, in order; a missing one is an error.
+fn tree_nodes(conn: &Connection, nodes: &[Node]) -> Result<Vec<B256>> {
+    let mut found = HashMap::with_capacity(nodes.len());
+    for chunk in nodes.chunks(NODES_PER_QUERY) {
+        let terms = vec!["(level = ? AND idx = ?)"; chunk.len()].join(" OR ");
+        let sql = format!("SELECT level, idx, hash FROM audit_tree WHERE {terms}");
+        let mut args: Vec<i64> = Vec::with_capacity(2 * chunk.len());
+        for node in chunk {
+            args.push(i64::from(node.level));
+            args.push(to_i64(node.index, "tree index")?);
+        }
+        let mut statement = conn.prepare_cached(&sql).map_err(|e| db_error(&e))?;
+        let rows = statement
+            .query_map(params_from_iter(args), |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?))
+            })
+            .map_err(|e| db_error(&e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| db_error(&e))?;
+        for (level, index, hash) in rows {
+            found.insert((level, index), parse_b256(&hash, "a tree node")?);
+        }
+    }
+    nodes
+        .iter()
+        .map(|n| {
+            let key = (i64::from(n.level), to_i64(n.index, "tree index")?);
+            found.get(&key).copied().ok_or_else(|| {
+                corrupt(&format!("has no tree node at level {} index {}", n.level, n.index))
+            })
+        })
+        .collect()
+}
+
+/// Stores the subtrees an append completed.
+fn insert_nodes(conn: &Connection, nodes: &[(Node, B256)]) -> Result<()> {
+    let mut insert = conn
+        .prepare_cached("INSERT INTO audit_tree (level, idx, hash) VALUES (?1, ?2, ?3)")
+        .map_err(|e| db_error(&e))?;
+    for (node, hash) in nodes {
+        insert
+            .execute(params![i64::from(node.level), to_i64(node.index, "tree index")?, hex32(hash)])
+            .map_err(|e| db_error(&e))?;
+    }
+    Ok(())
+}
+
+/// The tree's frontier, after adding the leaves of entries the tree does not cover yet
+/// (a log written before the tree existed) up to `size`. Call inside a write
+/// transaction.
+fn catch_up(conn: &Connection, size: u64) -> Result<Frontier> {
+    let have = tree_size(conn)?;
+    let subtrees = tree_nodes(conn, &tree::decompose(0, have))?;
+    let mut frontier =
+        Frontier::new(have, subtrees).ok_or_else(|| corrupt("has an incomplete tree"))?;
+    while frontier.size() < size {
+        let from = frontier.size() + 1;
+        let to = size.min(frontier.size() + CATCH_UP_PAGE);
+        let hashes = hash_column(conn, "hash", to_i64(from, "seq")?, to_i64(to, "seq")?)?;
+        if hashes.len() as u64 != to - from + 1 {
+            return Err(corrupt(&format!("misses entries between {from} and {to}")));
+        }
+        for hash in &hashes {
+            insert_nodes(conn, &frontier.push(hash))?;
+        }
+    }
+    Ok(frontier)
 }
 
 fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
@@ -185,7 +308,7 @@ fn hash_column(conn: &Connection, column: &'static str, from: i64, to: i64) -> R
         .map_err(|e| db_error(&e))?
         .collect::<rusqlite::Result<Vec<String>>>()
         .map_err(|e| db_error(&e))?;
-    texts.iter().map(|t| super::parse_b256(t, column)).collect()
+    texts.iter().map(|t| parse_b256(t, column)).collect()
 }
 
 /// `from..=to` as SQLite integers (clamped: no entry is beyond `i64::MAX`).
@@ -204,7 +327,8 @@ impl AccessLog for SqliteAccessLog {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| db_error(&e))?;
-            let mut head = head_of(&tx)?;
+            let (mut size, mut last) = last_of(&tx)?;
+            let mut frontier = catch_up(&tx, size)?;
             let mut logged = Vec::with_capacity(entries.len());
             {
                 let sql = format!(
@@ -213,7 +337,7 @@ impl AccessLog for SqliteAccessLog {
                 );
                 let mut insert = tx.prepare_cached(&sql).map_err(|e| db_error(&e))?;
                 for entry in entries {
-                    let entry = LoggedEntry::chain(head.size + 1, head.head, entry);
+                    let entry = LoggedEntry::chain(size + 1, last, entry);
                     let r = Row::from_logged(&entry)?;
                     insert
                         .execute(params![
@@ -233,7 +357,8 @@ impl AccessLog for SqliteAccessLog {
                             r.hash
                         ])
                         .map_err(|e| db_error(&e))?;
-                    head = LogHead { size: entry.seq, head: entry.hash };
+                    insert_nodes(&tx, &frontier.push(&entry.hash))?;
+                    (size, last) = (entry.seq, entry.hash);
                     logged.push(entry);
                 }
             }
@@ -254,15 +379,16 @@ impl AccessLog for SqliteAccessLog {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| db_error(&e))?;
-            let own: Option<String> = tx
-                .query_row("SELECT hash FROM audit_log WHERE seq = ?1", [size], |row| row.get(0))
-                .optional()
-                .map_err(|e| db_error(&e))?;
-            let own = own.map(|h| super::parse_b256(&h, "an entry hash")).transpose()?;
-            super::check_anchor(&anchor, own)?;
+            let (log_size, _) = last_of(&tx)?;
+            let own = if anchor.size == 0 || anchor.size > log_size {
+                None
+            } else {
+                Some(root_of(&tx, anchor.size)?)
+            };
+            row::check_anchor(&anchor, own)?;
             let old = tx
                 .query_row(
-                    "SELECT head, block_number, tx_hash FROM audit_anchors WHERE log_size = ?1",
+                    "SELECT root, block_number, tx_hash FROM audit_roots WHERE log_size = ?1",
                     [size],
                     |row| {
                         Ok((
@@ -274,14 +400,14 @@ impl AccessLog for SqliteAccessLog {
                 )
                 .optional()
                 .map_err(|e| db_error(&e))?;
-            if let Some((head, block, tx_hash)) = old {
-                let old = anchor_from(anchor.size, &head, block, &tx_hash)?;
-                return super::check_same_anchor(&anchor, &old);
+            if let Some((root, block, tx_hash)) = old {
+                let old = anchor_from(anchor.size, &root, block, &tx_hash)?;
+                return row::check_same_anchor(&anchor, &old);
             }
             tx.execute(
-                "INSERT INTO audit_anchors (log_size, head, block_number, tx_hash) \
+                "INSERT INTO audit_roots (log_size, root, block_number, tx_hash) \
                  VALUES (?1, ?2, ?3, ?4)",
-                params![size, super::hex32(&anchor.head), block, super::hex32(&anchor.tx)],
+                params![size, hex32(&anchor.root), block, hex32(&anchor.tx)],
             )
             .map_err(|e| db_error(&e))?;
             tx.commit().map_err(|e| db_error(&e))
@@ -293,7 +419,7 @@ impl AccessLog for SqliteAccessLog {
         self.run(|conn| {
             let mut statement = conn
                 .prepare_cached(
-                    "SELECT log_size, head, block_number, tx_hash FROM audit_anchors \
+                    "SELECT log_size, root, block_number, tx_hash FROM audit_roots \
                      ORDER BY log_size",
                 )
                 .map_err(|e| db_error(&e))?;
@@ -312,7 +438,7 @@ impl AccessLog for SqliteAccessLog {
             rows.iter()
                 .map(|(size, head, block, tx)| {
                     let size = u64::try_from(*size)
-                        .map_err(|_| super::corrupt("holds a negative anchor size"))?;
+                        .map_err(|_| corrupt("holds a negative anchor size"))?;
                     anchor_from(size, head, *block, tx)
                 })
                 .collect()
@@ -341,7 +467,7 @@ impl AccessLog for SqliteAccessLog {
         }
         let after = to_i64(after_seq, "sequence number")?;
         let mut args: Vec<rusqlite::types::Value> =
-            relationships.iter().map(|r| super::hex32(r).into()).collect();
+            relationships.iter().map(|r| hex32(r).into()).collect();
         let marks = vec!["?"; args.len()].join(", ");
         args.push(after.into());
         args.push(i64::from(limit).into());
@@ -368,13 +494,18 @@ impl AccessLog for SqliteAccessLog {
         };
         self.run(move |conn| hash_column(conn, "digest", from, to)).await
     }
+
+    async fn nodes(&self, nodes: &[Node]) -> Result<Vec<B256>> {
+        let nodes = nodes.to_vec();
+        self.run(move |conn| tree_nodes(conn, &nodes)).await
+    }
 }
 
-fn anchor_from(size: u64, head: &str, block: i64, tx: &str) -> Result<Anchor> {
+fn anchor_from(size: u64, root: &str, block: i64, tx: &str) -> Result<Anchor> {
     Ok(Anchor {
         size,
-        head: super::parse_b256(head, "an anchored head")?,
-        block: u64::try_from(block).map_err(|_| super::corrupt("holds a negative block number"))?,
-        tx: super::parse_b256(tx, "an anchoring transaction")?,
+        root: parse_b256(root, "an anchored root")?,
+        block: u64::try_from(block).map_err(|_| corrupt("holds a negative block number"))?,
+        tx: parse_b256(tx, "an anchoring transaction")?,
     })
 }

@@ -5,11 +5,14 @@
 use medrec_store::{
     Result, StoreError,
     audit::{
-        AccessLog, Anchor, AuditWriter, EnqueueError, LogHead, LoggedEntry, NewEntry, WriterConfig,
-        check_chain,
-        conformance::{denied, full},
+        AccessLog, Anchor, AuditWriter, EnqueueError, LogHead, LoggedEntry, NewEntry, Proof,
+        WriterConfig, check_chain,
+        conformance::{TestLog, denied, full, head_of},
+        inclusion_path, prove, prove_entries, root_at,
         sql::{MysqlAccessLog, PostgresAccessLog},
         sqlite::SqliteAccessLog,
+        tree::Node,
+        verify,
     },
     sql::{
         MysqlStore, PostgresStore,
@@ -198,7 +201,7 @@ async fn the_log_survives_reopening_its_file() {
         let log = SqliteAccessLog::open(&path.0).unwrap();
         log.append_batch((1..=4).map(full).collect()).await.unwrap();
         let head = log.head().await.unwrap();
-        let anchor = Anchor { size: 4, head: head.head, block: 3, tx: head.head };
+        let anchor = Anchor { size: 4, root: head.root, block: 3, tx: head.head };
         log.record_anchor(anchor).await.unwrap();
         (head, anchor)
     };
@@ -278,6 +281,10 @@ impl AccessLog for Flaky {
     async fn digests(&self, from: u64, to: u64) -> Result<Vec<alloy_primitives::B256>> {
         self.inner.digests(from, to).await
     }
+
+    async fn nodes(&self, nodes: &[Node]) -> Result<Vec<alloy_primitives::B256>> {
+        self.inner.nodes(nodes).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,4 +323,90 @@ async fn a_full_queue_refuses_and_a_database_back_up_gets_everything() {
     writer.flush().await.unwrap();
     assert_eq!(flaky.head().await.unwrap().size, u64::try_from(accepted).unwrap() + 1);
     check_chain(&*flaky, 10).await.unwrap();
+}
+
+/// A log of 100,000 entries appended in one batch: a root or a path reads a few stored
+/// subtrees, and a proof stays within `2·log2(n)` hashes wherever the entry is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proofs_stay_logarithmic_in_a_large_log() {
+    const N: u64 = 100_000;
+    let log = SqliteAccessLog::open_in_memory().unwrap();
+    let entries = (0..N).map(|t| denied(i64::try_from(t).unwrap(), None)).collect();
+    let written = log.append_batch(entries).await.unwrap();
+    let head = log.head().await.unwrap();
+    assert_eq!(head, head_of(&written));
+    let anchor = Anchor { size: N, root: head.root, block: 1, tx: head.head };
+    log.record_anchor(anchor).await.unwrap();
+    // 2·log2(100,000) ≈ 33.2; the path is ⌈log2 n⌉ = 17 at most.
+    let bound = 2 * (64 - (N - 1).leading_zeros()) as usize;
+    for seq in [1, 2, 3, 777, 50_000, 65_536, 65_537, 99_999, N] {
+        let proof = prove(&log, seq).await.unwrap().expect("anchored");
+        assert!(proof.path.len() <= 17 && proof.path.len() <= bound, "entry {seq}");
+        verify(&proof).unwrap();
+    }
+    // Earlier prefixes too, and a page of proofs at once.
+    for size in [1, 1000, 65_536, 99_999] {
+        let root = root_at(&log, size).await.unwrap();
+        let prefix = usize::try_from(size).unwrap();
+        assert_eq!(root, head_of(&written[..prefix]).root, "size {size}");
+        let path = inclusion_path(&log, size, size).await.unwrap();
+        let entry = written[prefix - 1].clone();
+        verify(&Proof { entry, path, anchor: Anchor { size, root, ..anchor } }).unwrap();
+    }
+    let page = written[40_000..40_100].to_vec();
+    for proof in prove_entries(&log, page).await.unwrap() {
+        verify(&proof.expect("anchored")).unwrap();
+    }
+}
+
+/// A log written before the Merkle tree existed (its tree rows gone) gets its tree when
+/// it is opened again, and its entries prove against the root.
+async fn a_log_without_a_tree_gets_one<L: TestLog>(log: &L, reopen: impl AsyncFnOnce() -> L) {
+    let written = log.append_batch((1..=13).map(full).collect()).await.unwrap();
+    log.execute("DELETE FROM audit_tree").await.unwrap();
+    assert!(log.head().await.is_err(), "no tree");
+    let log = reopen().await;
+    let head = log.head().await.unwrap();
+    assert_eq!(head, head_of(&written));
+    log.record_anchor(Anchor { size: 13, root: head.root, block: 1, tx: head.head }).await.unwrap();
+    for seq in 1..=13 {
+        verify(&prove(&log, seq).await.unwrap().unwrap()).unwrap();
+    }
+    let next = log.append(full(14)).await.unwrap();
+    let mut all = written;
+    all.push(next);
+    assert_eq!(check_chain(&log, 5).await.unwrap(), head_of(&all));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_log_without_a_tree_gets_one() {
+    let path = TempPath::new("no-tree");
+    let log = SqliteAccessLog::open(&path.0).unwrap();
+    a_log_without_a_tree_gets_one(&log, async || SqliteAccessLog::open(&path.0).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_log_without_a_tree_gets_one() {
+    let first = postgres::fresh().await;
+    let url = std::env::var("MEDREC_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let database = first._keep.database().to_owned();
+    a_log_without_a_tree_gets_one(&first.log, async || {
+        PostgresAccessLog::connect_options(options.database(&database), 3).await.unwrap()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mysql_log_without_a_tree_gets_one() {
+    let first = mysql::fresh().await;
+    let url = std::env::var("MEDREC_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned());
+    let options: sqlx::mysql::MySqlConnectOptions = url.parse().unwrap();
+    let database = first._keep.database().to_owned();
+    a_log_without_a_tree_gets_one(&first.log, async || {
+        MysqlAccessLog::connect_options(options.database(&database), 3).await.unwrap()
+    })
+    .await;
 }

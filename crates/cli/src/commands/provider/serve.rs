@@ -111,7 +111,7 @@ pub(super) struct ServeArgs {
     /// URL.
     #[arg(long, env = "MEDREC_ACCESS_LOG", value_name = "URL")]
     access_log: Option<String>,
-    /// Anchor the access log's head on chain in this AccessAnchors contract
+    /// Anchor the access log's Merkle root on chain in this AccessAnchors contract
     /// (`medrec chain --json` prints it), signed with the provider's key: from the
     /// wallet in --data-dir (its passphrase read with --passphrase-env or
     /// --passphrase-file), or else from the environment variable MEDREC_PROVIDER_KEY

@@ -1,14 +1,24 @@
 //! The access log in PostgreSQL and MySQL/MariaDB (sqlx).
 //!
-//! Three tables, created when missing by `connect`: `audit_log` (one row per entry,
+//! Four tables, created when missing by `connect`: `audit_log` (one row per entry,
 //! keyed by `seq`, indexed by `(relationship, seq)`), `audit_head` (one row: the size
-//! and head) and `audit_anchors` (keyed by size). An append locks the `audit_head` row
-//! (`SELECT ... FOR UPDATE`) first, then inserts its entries after that head and moves
-//! the head, all in one transaction: concurrent appends, from this process or any other,
-//! queue on that lock, so sequence numbers have no gaps and the chain never forks (the
-//! primary key on `seq` would refuse a fork anyway). Every value is bound as a parameter.
+//! and last entry hash), `audit_tree` (the hash of each complete subtree of the Merkle
+//! tree, keyed by `(level, idx)`) and `audit_roots` (the anchored roots, keyed by size).
+//! An append locks the `audit_head` row (`SELECT ... FOR UPDATE`) first, then inserts
+//! its entries after that head and the subtrees they complete, and moves the head, all
+//! in one transaction: concurrent appends, from this process or any other, queue on that
+//! lock, so sequence numbers have no gaps and the chain never forks (the primary key on
+//! `seq` would refuse a fork anyway). The root of any prefix comes from at most
+//! `log2(size)` rows of `audit_tree`. A log written before the tree existed gets its
+//! tree when connected to. (`audit_anchors`, where earlier versions recorded the
+//! anchored heads of the hash chain, is left as it is and no longer read.) Every value
+//! is bound as a parameter.
 
-use super::{AccessLog, Anchor, COLUMNS, LogHead, LoggedEntry, NewEntry, Row, to_i64};
+use super::{
+    AccessLog, Anchor, LogHead, LoggedEntry, NewEntry,
+    row::{self, COLUMNS, Row, corrupt, hex32, parse_b256, to_i64},
+    tree::{self, Frontier, Node},
+};
 use crate::{Result, StoreError};
 use alloy_primitives::B256;
 use sqlx::{
@@ -18,7 +28,11 @@ use sqlx::{
     pool::PoolOptions,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
-use std::{fmt::Write as _, time::Duration};
+use std::{collections::HashMap, time::Duration};
+
+mod schema;
+
+use schema::{Backend, sql};
 
 /// Connections per pool when the caller does not say.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
@@ -29,121 +43,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an operation waits for a pooled connection.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The hash of the empty log, as stored.
-const ZERO: &str = "0x0000000000000000000000000000000000000000000000000000000000000000";
+/// How many entry hashes a log written before the tree existed reads at a time while
+/// its tree is built.
+const CATCH_UP_PAGE: u64 = 10_000;
 
-/// The `audit_log` columns (types common to both servers).
-const LOG_COLUMNS: &str = "
-    seq BIGINT NOT NULL PRIMARY KEY,
-    at_ms BIGINT NOT NULL,
-    requester VARCHAR(42) NOT NULL,
-    action VARCHAR(32) NOT NULL,
-    relationship VARCHAR(66) NULL,
-    pointer BIGINT NULL,
-    resource_type VARCHAR(32) NULL,
-    resource_id VARCHAR(64) NULL,
-    decision VARCHAR(80) NOT NULL,
-    response_hash VARCHAR(66) NULL,
-    epsilon_bits BIGINT NULL,
-    prev_hash VARCHAR(66) NOT NULL,
-    digest VARCHAR(66) NOT NULL,
-    hash VARCHAR(66) NOT NULL";
-
-/// What differs between the servers.
-trait Backend: Database {
-    /// The server's name, for messages.
-    const SERVER: &'static str;
-    /// `$1, $2, ...` (PostgreSQL) rather than `?` (MySQL).
-    const NUMBERED: bool;
-
-    /// The statements that create the schema when missing; idempotent.
-    fn schema() -> Vec<String>;
-
-    /// Where `options` point, for messages (never the password).
-    fn describe(options: &<Self::Connection as Connection>::Options) -> String;
-}
-
-impl Backend for Postgres {
-    const SERVER: &'static str = "PostgreSQL";
-    const NUMBERED: bool = true;
-
-    fn schema() -> Vec<String> {
-        vec![
-            "BEGIN".into(),
-            // Two logs starting at once on a new database must not race on the DDL.
-            "SELECT pg_advisory_xact_lock(7306925846211536)".into(),
-            format!("CREATE TABLE IF NOT EXISTS audit_log ({LOG_COLUMNS})"),
-            "CREATE INDEX IF NOT EXISTS audit_log_relationship ON audit_log (relationship, seq)"
-                .into(),
-            "CREATE TABLE IF NOT EXISTS audit_head (id INTEGER NOT NULL PRIMARY KEY, \
-             log_size BIGINT NOT NULL, head VARCHAR(66) NOT NULL)"
-                .into(),
-            format!(
-                "INSERT INTO audit_head (id, log_size, head) VALUES (1, 0, '{ZERO}') \
-                 ON CONFLICT (id) DO NOTHING"
-            ),
-            "CREATE TABLE IF NOT EXISTS audit_anchors (log_size BIGINT NOT NULL PRIMARY KEY, \
-             head VARCHAR(66) NOT NULL, block_number BIGINT NOT NULL, tx_hash VARCHAR(66) NOT NULL)"
-                .into(),
-            "COMMIT".into(),
-        ]
-    }
-
-    fn describe(options: &PgConnectOptions) -> String {
-        let (user, host, port) = (options.get_username(), options.get_host(), options.get_port());
-        let database = options.get_database().unwrap_or(user);
-        format!("postgres://{user}@{host}:{port}/{database}")
-    }
-}
-
-impl Backend for MySql {
-    const SERVER: &'static str = "MySQL";
-    const NUMBERED: bool = false;
-
-    fn schema() -> Vec<String> {
-        let table = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin";
-        vec![
-            format!(
-                "CREATE TABLE IF NOT EXISTS audit_log ({LOG_COLUMNS}, \
-                 INDEX audit_log_relationship (relationship, seq)) {table}"
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS audit_head (id INTEGER NOT NULL PRIMARY KEY, \
-                 log_size BIGINT NOT NULL, head VARCHAR(66) NOT NULL) {table}"
-            ),
-            format!("INSERT IGNORE INTO audit_head (id, log_size, head) VALUES (1, 0, '{ZERO}')"),
-            format!(
-                "CREATE TABLE IF NOT EXISTS audit_anchors (log_size BIGINT NOT NULL PRIMARY KEY, \
-                 head VARCHAR(66) NOT NULL, block_number BIGINT NOT NULL, \
-                 tx_hash VARCHAR(66) NOT NULL) {table}"
-            ),
-        ]
-    }
-
-    fn describe(options: &MySqlConnectOptions) -> String {
-        let (user, host, port) = (options.get_username(), options.get_host(), options.get_port());
-        let database = options.get_database().unwrap_or("");
-        format!("mysql://{user}@{host}:{port}/{database}")
-    }
-}
-
-/// `sql` written with `?` placeholders, in the server's form.
-fn sql<DB: Backend>(sql: &str) -> AssertSqlSafe<String> {
-    if !DB::NUMBERED {
-        return AssertSqlSafe(sql.to_owned());
-    }
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    for c in sql.chars() {
-        if c == '?' {
-            n += 1;
-            let _ = write!(out, "${n}");
-        } else {
-            out.push(c);
-        }
-    }
-    AssertSqlSafe(out)
-}
+/// Most subtrees asked in one statement.
+const NODES_PER_QUERY: usize = 200;
 
 fn db_error(name: &str, e: &sqlx::Error) -> StoreError {
     StoreError::Database(format!("the access log ({name}) failed: {e}"))
@@ -206,6 +111,11 @@ where
                 )));
             }
         }
+        Self::catch_up_on(&mut conn).await.map_err(|e| {
+            StoreError::Database(format!(
+                "cannot build the access log's tree in {name} at {at}: {e}"
+            ))
+        })?;
         let _ = conn.close().await;
         let pool = pool
             .max_connections(max_connections.max(1))
@@ -228,13 +138,14 @@ where
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| Self::err(&e))?;
-        let mut head = Self::head_from(&row)?;
+        let (mut size, mut last) = Self::last_from(&row)?;
+        let mut frontier = Self::catch_up(&mut tx, size).await?;
         let insert = format!(
             "INSERT INTO audit_log ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         );
         let mut logged = Vec::with_capacity(entries.len());
         for entry in entries {
-            let entry = LoggedEntry::chain(head.size + 1, head.head, entry);
+            let entry = LoggedEntry::chain(size + 1, last, entry);
             let r = Row::from_logged(&entry)?;
             sqlx::query(sql::<DB>(&insert))
                 .bind(r.seq)
@@ -254,12 +165,13 @@ where
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| Self::err(&e))?;
-            head = LogHead { size: entry.seq, head: entry.hash };
+            Self::insert_nodes(&mut tx, &frontier.push(&entry.hash)).await?;
+            (size, last) = (entry.seq, entry.hash);
             logged.push(entry);
         }
         sqlx::query(sql::<DB>("UPDATE audit_head SET log_size = ?, head = ? WHERE id = 1"))
-            .bind(to_i64(head.size, "log size")?)
-            .bind(super::hex32(&head.head))
+            .bind(to_i64(size, "log size")?)
+            .bind(hex32(&last))
             .execute(&mut *tx)
             .await
             .map_err(|e| Self::err(&e))?;
@@ -267,53 +179,170 @@ where
         Ok(logged)
     }
 
-    fn head_from(row: &DB::Row) -> Result<LogHead> {
+    /// The size and last entry hash in a row of `audit_head`.
+    fn last_from(row: &DB::Row) -> Result<(u64, B256)> {
         let size: i64 = row.try_get(0).map_err(|e| Self::err(&e))?;
         let head: String = row.try_get(1).map_err(|e| Self::err(&e))?;
-        Ok(LogHead {
-            size: u64::try_from(size).map_err(|_| super::corrupt("holds a negative size"))?,
-            head: super::parse_b256(&head, "a head")?,
-        })
+        Ok((
+            u64::try_from(size).map_err(|_| corrupt("holds a negative size"))?,
+            parse_b256(&head, "a head")?,
+        ))
+    }
+
+    /// The size and last entry hash, as `audit_head` holds them.
+    async fn last(conn: &mut DB::Connection) -> Result<(u64, B256)> {
+        let row = sqlx::query(sql::<DB>("SELECT log_size, head FROM audit_head WHERE id = 1"))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| Self::err(&e))?;
+        Self::last_from(&row)
     }
 
     async fn head(&self) -> Result<LogHead> {
-        let row = sqlx::query(sql::<DB>("SELECT log_size, head FROM audit_head WHERE id = 1"))
-            .fetch_one(&self.pool)
+        let mut conn = self.pool.acquire().await.map_err(|e| Self::err(&e))?;
+        let (size, head) = Self::last(&mut conn).await?;
+        let root = tree::fold(&Self::tree_nodes(&mut conn, &tree::decompose(0, size)).await?);
+        Ok(LogHead { size, head, root })
+    }
+
+    /// How many leaves the stored tree has.
+    async fn tree_size(conn: &mut DB::Connection) -> Result<u64> {
+        let leaves: Option<i64> =
+            sqlx::query_scalar(sql::<DB>("SELECT MAX(idx) FROM audit_tree WHERE level = 0"))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| Self::err(&e))?;
+        match leaves {
+            None => Ok(0),
+            Some(last) => u64::try_from(last)
+                .map(|last| last + 1)
+                .map_err(|_| corrupt("holds a negative tree index")),
+        }
+    }
+
+    /// The stored hashes of `nodes`, in order; a missing one is an error.
+    async fn tree_nodes(conn: &mut DB::Connection, nodes: &[Node]) -> Result<Vec<B256>> {
+        let mut found = HashMap::with_capacity(nodes.len());
+        for chunk in nodes.chunks(NODES_PER_QUERY) {
+            let terms = vec!["(level = ? AND idx = ?)"; chunk.len()].join(" OR ");
+            let text = format!("SELECT level, idx, hash FROM audit_tree WHERE {terms}");
+            let mut query = sqlx::query(sql::<DB>(&text));
+            for node in chunk {
+                query = query.bind(i64::from(node.level)).bind(to_i64(node.index, "tree index")?);
+            }
+            let rows = query.fetch_all(&mut *conn).await.map_err(|e| Self::err(&e))?;
+            for row in rows {
+                let level: i64 = row.try_get(0).map_err(|e| Self::err(&e))?;
+                let index: i64 = row.try_get(1).map_err(|e| Self::err(&e))?;
+                let hash: String = row.try_get(2).map_err(|e| Self::err(&e))?;
+                found.insert((level, index), parse_b256(&hash, "a tree node")?);
+            }
+        }
+        nodes
+            .iter()
+            .map(|n| {
+                let key = (i64::from(n.level), to_i64(n.index, "tree index")?);
+                found.get(&key).copied().ok_or_else(|| {
+                    corrupt(&format!("has no tree node at level {} index {}", n.level, n.index))
+                })
+            })
+            .collect()
+    }
+
+    /// Stores the subtrees an append completed.
+    async fn insert_nodes(conn: &mut DB::Connection, nodes: &[(Node, B256)]) -> Result<()> {
+        for (node, hash) in nodes {
+            sqlx::query(sql::<DB>("INSERT INTO audit_tree (level, idx, hash) VALUES (?, ?, ?)"))
+                .bind(i64::from(node.level))
+                .bind(to_i64(node.index, "tree index")?)
+                .bind(hex32(hash))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| Self::err(&e))?;
+        }
+        Ok(())
+    }
+
+    /// The tree's frontier, after adding the leaves of entries the tree does not cover
+    /// yet (a log written before the tree existed) up to `size`. Call with the head
+    /// locked.
+    async fn catch_up(conn: &mut DB::Connection, size: u64) -> Result<Frontier> {
+        let have = Self::tree_size(conn).await?;
+        let subtrees = Self::tree_nodes(conn, &tree::decompose(0, have)).await?;
+        let mut frontier =
+            Frontier::new(have, subtrees).ok_or_else(|| corrupt("has an incomplete tree"))?;
+        while frontier.size() < size {
+            let from = frontier.size() + 1;
+            let to = size.min(frontier.size() + CATCH_UP_PAGE);
+            let texts: Vec<String> = sqlx::query_scalar(sql::<DB>(
+                "SELECT hash FROM audit_log WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            ))
+            .bind(to_i64(from, "seq")?)
+            .bind(to_i64(to, "seq")?)
+            .fetch_all(&mut *conn)
             .await
             .map_err(|e| Self::err(&e))?;
-        Self::head_from(&row)
+            if texts.len() as u64 != to - from + 1 {
+                return Err(corrupt(&format!("misses entries between {from} and {to}")));
+            }
+            for text in &texts {
+                let hash = parse_b256(text, "an entry hash")?;
+                Self::insert_nodes(conn, &frontier.push(&hash)).await?;
+            }
+        }
+        Ok(frontier)
+    }
+
+    /// Builds the tree of a log written before the tree existed, if it is one.
+    async fn catch_up_on(conn: &mut DB::Connection) -> Result<()> {
+        let (size, _) = Self::last(conn).await?;
+        if Self::tree_size(conn).await? >= size {
+            return Ok(());
+        }
+        let mut tx = conn.begin().await.map_err(|e| Self::err(&e))?;
+        let row =
+            sqlx::query(sql::<DB>("SELECT log_size, head FROM audit_head WHERE id = 1 FOR UPDATE"))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| Self::err(&e))?;
+        let (size, _) = Self::last_from(&row)?;
+        Self::catch_up(&mut tx, size).await?;
+        tx.commit().await.map_err(|e| Self::err(&e))
+    }
+
+    async fn nodes(&self, nodes: &[Node]) -> Result<Vec<B256>> {
+        let mut conn = self.pool.acquire().await.map_err(|e| Self::err(&e))?;
+        Self::tree_nodes(&mut conn, nodes).await
     }
 
     async fn record_anchor(&self, anchor: Anchor) -> Result<()> {
         let size = to_i64(anchor.size, "anchor size")?;
-        let own = sqlx::query(sql::<DB>("SELECT hash FROM audit_log WHERE seq = ?"))
-            .bind(size)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| Self::err(&e))?;
-        let own = match own {
-            None => None,
-            Some(row) => {
-                let text: String = row.try_get(0).map_err(|e| Self::err(&e))?;
-                Some(super::parse_b256(&text, "an entry hash")?)
+        let own = {
+            let mut conn = self.pool.acquire().await.map_err(|e| Self::err(&e))?;
+            let (log_size, _) = Self::last(&mut conn).await?;
+            if anchor.size == 0 || anchor.size > log_size {
+                None
+            } else {
+                let nodes = Self::tree_nodes(&mut conn, &tree::decompose(0, anchor.size)).await?;
+                Some(tree::fold(&nodes))
             }
         };
-        super::check_anchor(&anchor, own)?;
+        row::check_anchor(&anchor, own)?;
         let inserted = sqlx::query(sql::<DB>(
-            "INSERT INTO audit_anchors (log_size, head, block_number, tx_hash) VALUES (?, ?, ?, ?)",
+            "INSERT INTO audit_roots (log_size, root, block_number, tx_hash) VALUES (?, ?, ?, ?)",
         ))
         .bind(size)
-        .bind(super::hex32(&anchor.head))
+        .bind(hex32(&anchor.root))
         .bind(to_i64(anchor.block, "block number")?)
-        .bind(super::hex32(&anchor.tx))
+        .bind(hex32(&anchor.tx))
         .execute(&self.pool)
         .await;
         match inserted {
             Ok(_) => Ok(()),
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 let old = self.anchors().await?.into_iter().find(|a| a.size == anchor.size);
-                let old = old.ok_or_else(|| super::corrupt("lost an anchor"))?;
-                super::check_same_anchor(&anchor, &old)
+                let old = old.ok_or_else(|| corrupt("lost an anchor"))?;
+                row::check_same_anchor(&anchor, &old)
             }
             Err(e) => Err(Self::err(&e)),
         }
@@ -321,7 +350,7 @@ where
 
     async fn anchors(&self) -> Result<Vec<Anchor>> {
         let rows = sqlx::query(sql::<DB>(
-            "SELECT log_size, head, block_number, tx_hash FROM audit_anchors ORDER BY log_size",
+            "SELECT log_size, root, block_number, tx_hash FROM audit_roots ORDER BY log_size",
         ))
         .fetch_all(&self.pool)
         .await
@@ -329,15 +358,15 @@ where
         rows.iter()
             .map(|row| {
                 let size: i64 = row.try_get(0).map_err(|e| Self::err(&e))?;
-                let head: String = row.try_get(1).map_err(|e| Self::err(&e))?;
+                let root: String = row.try_get(1).map_err(|e| Self::err(&e))?;
                 let block: i64 = row.try_get(2).map_err(|e| Self::err(&e))?;
                 let tx: String = row.try_get(3).map_err(|e| Self::err(&e))?;
-                let negative = |_| super::corrupt("holds a negative anchor size or block");
+                let negative = |_| corrupt("holds a negative anchor size or block");
                 Ok(Anchor {
                     size: u64::try_from(size).map_err(negative)?,
-                    head: super::parse_b256(&head, "an anchored head")?,
+                    root: parse_b256(&root, "an anchored root")?,
                     block: u64::try_from(block).map_err(negative)?,
-                    tx: super::parse_b256(&tx, "an anchoring transaction")?,
+                    tx: parse_b256(&tx, "an anchoring transaction")?,
                 })
             })
             .collect()
@@ -391,7 +420,7 @@ where
         );
         let mut query = sqlx::query(sql::<DB>(&text));
         for relationship in relationships {
-            query = query.bind(super::hex32(relationship));
+            query = query.bind(hex32(relationship));
         }
         let rows = query
             .bind(to_i64(after_seq, "sequence number")?)
@@ -414,7 +443,7 @@ where
             .fetch_all(&self.pool)
             .await
             .map_err(|e| Self::err(&e))?;
-        texts.iter().map(|t| super::parse_b256(t, column)).collect()
+        texts.iter().map(|t| parse_b256(t, column)).collect()
     }
 
     #[cfg(feature = "test-utils")]
@@ -508,6 +537,10 @@ macro_rules! delegate_access_log {
 
             async fn digests(&self, from_seq: u64, to_seq_inclusive: u64) -> Result<Vec<B256>> {
                 self.inner.column("digest", from_seq, to_seq_inclusive).await
+            }
+
+            async fn nodes(&self, nodes: &[Node]) -> Result<Vec<B256>> {
+                self.inner.nodes(nodes).await
             }
         }
 
