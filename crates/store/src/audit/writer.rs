@@ -19,9 +19,14 @@ pub struct WriterConfig {
 }
 
 impl Default for WriterConfig {
-    /// 10 000 entries queued, batches of up to 500, a retry every 500 ms.
+    /// 50 000 entries queued, batches of up to 5 000, a retry every 500 ms.
+    ///
+    /// Measured (BENCHMARKS.md, issue 11): with batches of 500 the writer fell behind
+    /// 20 000 reads per second on SQLite and the queue of 10 000 filled, so reads were
+    /// refused (503) rather than served unlogged; larger batches pay the commit less
+    /// often, and the queue absorbs a few seconds of a burst (about 10 MB).
     fn default() -> Self {
-        Self { capacity: 10_000, max_batch: 500, retry_delay: Duration::from_millis(500) }
+        Self { capacity: 50_000, max_batch: 5_000, retry_delay: Duration::from_millis(500) }
     }
 }
 
