@@ -152,7 +152,7 @@ impl Chain {
     }
 
     /// Writes a state snapshot now (at clean shutdown, and every
-    /// [`SNAPSHOT_EVERY`] blocks).
+    /// [`SNAPSHOT_EVERY`](crate::persist::SNAPSHOT_EVERY) blocks).
     pub fn snapshot(&self) -> Result<(), ChainError> {
         let Some(journal) = &self.journal else { return Ok(()) };
         let latest = self.latest();
