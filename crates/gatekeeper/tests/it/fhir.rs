@@ -7,10 +7,7 @@ use alloy::{
     signers::{SignerSync, local::PrivateKeySigner},
     transports::http::reqwest,
 };
-use medrec_chain::{
-    consent::ConsentIndex,
-    follower::{FollowConfig, Follower},
-};
+use medrec_chain::follower::Follower;
 use medrec_gatekeeper::{
     auth::{
         AuthState, Request, RequestVerifier, SiweAuthenticator, SiweConfig, random_nonce,
@@ -28,7 +25,7 @@ use medrec_store::{
 };
 use medrec_testkit::medrec::{Medrec, PATIENT, PROVIDER, STRANGER, VIEWER};
 use serde_json::{Value, json};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 const GATEKEEPER: Address = Address::repeat_byte(0x6c);
 const DOMAIN: &str = "gk.example";
@@ -102,15 +99,7 @@ impl Fixture {
         let rel = m.relate(query.commitment(), published.data_hash).await;
         m.grant(VIEWER).await;
 
-        let index = Arc::new(RwLock::new(ConsentIndex::new(0)));
-        let mut follower = Follower::new(
-            alloy::providers::ProviderBuilder::new()
-                .disable_recommended_fillers()
-                .connect_client(m.node.rpc_client()),
-            FollowConfig { reorg_depth: 0, ..FollowConfig::new(m.at.relationships, 0) },
-            index.clone(),
-        );
-        follower.step().await.unwrap();
+        let (index, follower) = crate::follow(&m).await;
         let (health, health_rx) = tokio::sync::watch::channel(follower.health());
         let auth = AuthState::new(
             RequestVerifier::new(31337, GATEKEEPER),

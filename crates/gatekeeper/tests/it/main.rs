@@ -9,3 +9,24 @@ mod pipeline;
 mod pointer;
 mod research;
 mod server;
+
+/// A follower of `m`'s chain filling a fresh consent index, stepped once to the head.
+async fn follow(
+    m: &medrec_testkit::medrec::Medrec,
+) -> (
+    std::sync::Arc<std::sync::RwLock<medrec_chain::consent::ConsentIndex>>,
+    medrec_chain::follower::Follower<alloy::providers::RootProvider>,
+) {
+    use medrec_chain::follower::{FollowConfig, Follower};
+    let index =
+        std::sync::Arc::new(std::sync::RwLock::new(medrec_chain::consent::ConsentIndex::new(0)));
+    let mut follower = Follower::new(
+        alloy::providers::ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .connect_client(m.node.rpc_client()),
+        FollowConfig { reorg_depth: 0, ..FollowConfig::new(m.at.relationships, 0) },
+        index.clone(),
+    );
+    follower.step().await.unwrap();
+    (index, follower)
+}

@@ -13,10 +13,6 @@ use axum::{
     extract::ConnectInfo,
     http::{Request as HttpRequest, StatusCode, header},
 };
-use medrec_chain::{
-    consent::ConsentIndex,
-    follower::{FollowConfig, Follower},
-};
 use medrec_gatekeeper::{
     auth::{
         AuthState, Clock, Request, RequestVerifier, SiweAuthenticator, SiweConfig, random_nonce,
@@ -35,10 +31,7 @@ use medrec_store::{
 };
 use medrec_testkit::medrec::{Medrec, PATIENT, PROVIDER, STRANGER, VIEWER};
 use serde_json::{Value, json};
-use std::{
-    net::SocketAddr,
-    sync::{Arc, RwLock},
-};
+use std::{net::SocketAddr, sync::Arc};
 use tower::ServiceExt;
 
 const GATEKEEPER: Address = Address::repeat_byte(0x6c);
@@ -106,15 +99,7 @@ impl Tester {
         let m = Medrec::new().await;
         let rel = m.relate(query.commitment(), published.data_hash).await;
         m.grant(VIEWER).await;
-        let index = Arc::new(RwLock::new(ConsentIndex::new(0)));
-        let mut follower = Follower::new(
-            alloy::providers::ProviderBuilder::new()
-                .disable_recommended_fillers()
-                .connect_client(m.node.rpc_client()),
-            FollowConfig { reorg_depth: 0, ..FollowConfig::new(m.at.relationships, 0) },
-            index.clone(),
-        );
-        follower.step().await.unwrap();
+        let (index, follower) = crate::follow(&m).await;
         let (health, health_rx) = tokio::sync::watch::channel(follower.health());
         let auth = AuthState::with_rate_limits(
             RequestVerifier::new(31337, GATEKEEPER),

@@ -65,7 +65,7 @@ pub(super) fn measure(
     // patients reading as fast as they can. The flood's source budget stays on.
     let limits = RateLimits { requester: None, sign_in: None, ..RateLimits::default() };
     let (gk, log, addr) = scenario.serve(server, Mode::Bearer, limits, "wrk")?;
-    let base = format!("http://{addr}");
+    let w = Wrk { bin: wrk, base: format!("http://{addr}") };
     let tokens = scenario
         .patients
         .iter()
@@ -83,21 +83,21 @@ pub(super) fn measure(
     };
 
     crate::output::note("wrk: warm-up");
-    run(&wrk, &base, "/healthz", None, 32, opts.warmup.max(1))?;
-    run(&wrk, &base, "/fhir/metadata", Some(&reads), 32, opts.warmup.max(1))?;
+    w.run("/healthz", None, 32, opts.warmup.max(1))?;
+    w.run("/fhir/metadata", Some(&reads), 32, opts.warmup.max(1))?;
     crate::output::note(&format!("wrk: /healthz, 32 connections, {seconds} s"));
-    let healthz = run(&wrk, &base, "/healthz", None, 32, seconds)?;
+    let healthz = w.run("/healthz", None, 32, seconds)?;
     crate::output::note(&format!("wrk: bearer reads, 32 connections, {seconds} s"));
     let before = logged(&gk)?;
-    let bearer = run(&wrk, &base, "/", Some(&reads), 32, seconds)?;
+    let bearer = w.run("/", Some(&reads), 32, seconds)?;
     let bearer_logged = logged(&gk)? - before;
     crate::output::note(&format!("wrk: one reader alone, 16 connections, {seconds} s"));
-    let alone = run(&wrk, &base, "/", Some(&reads), 16, seconds)?;
+    let alone = w.run("/", Some(&reads), 16, seconds)?;
     crate::output::note(&format!("wrk: the reader beside a flood on 16 connections, {seconds} s"));
     let refused_before = gk.refusals();
     let before = logged(&gk)?;
-    let flooder = spawn(&wrk, &base, "/", Some(&flood), 16, seconds)?;
-    let flooded = run(&wrk, &base, "/", Some(&reads), 16, seconds)?;
+    let flooder = w.spawn("/", Some(&flood), 16, seconds)?;
+    let flooded = w.run("/", Some(&reads), 16, seconds)?;
     let flood_run = finish(flooder)?;
     let flooded_logged = logged(&gk)? - before;
     let refused_after = gk.refusals();
@@ -165,44 +165,47 @@ fn which_wrk() -> anyhow::Result<String> {
     }
 }
 
-fn command(
-    wrk: &str,
-    base: &str,
-    path: &str,
-    script: Option<&Path>,
-    conns: u64,
-    secs: u64,
-) -> Command {
-    let mut c = Command::new(wrk);
-    c.args(["-t2", &format!("-c{conns}"), &format!("-d{secs}s"), "--latency", "--timeout", "10s"]);
-    if let Some(script) = script {
-        c.arg("-s").arg(script);
+/// wrk against one server: each run `conns` connections for `secs` seconds, on `path`
+/// or on what `script` asks for.
+struct Wrk {
+    bin: String,
+    base: String,
+}
+
+impl Wrk {
+    fn spawn(
+        &self,
+        path: &str,
+        script: Option<&Path>,
+        conns: u64,
+        secs: u64,
+    ) -> anyhow::Result<Child> {
+        let mut c = Command::new(&self.bin);
+        c.args([
+            "-t2",
+            &format!("-c{conns}"),
+            &format!("-d{secs}s"),
+            "--latency",
+            "--timeout",
+            "10s",
+        ]);
+        if let Some(script) = script {
+            c.arg("-s").arg(script);
+        }
+        c.arg(format!("{}{path}", self.base));
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().context("cannot start wrk")
     }
-    c.arg(format!("{base}{path}"));
-    c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    c
-}
 
-fn run(
-    wrk: &str,
-    base: &str,
-    path: &str,
-    script: Option<&Path>,
-    conns: u64,
-    secs: u64,
-) -> anyhow::Result<WrkRun> {
-    finish(spawn(wrk, base, path, script, conns, secs)?)
-}
-
-fn spawn(
-    wrk: &str,
-    base: &str,
-    path: &str,
-    script: Option<&Path>,
-    conns: u64,
-    secs: u64,
-) -> anyhow::Result<Child> {
-    command(wrk, base, path, script, conns, secs).spawn().context("cannot start wrk")
+    fn run(
+        &self,
+        path: &str,
+        script: Option<&Path>,
+        conns: u64,
+        secs: u64,
+    ) -> anyhow::Result<WrkRun> {
+        finish(self.spawn(path, script, conns, secs)?)
+    }
 }
 
 fn finish(child: Child) -> anyhow::Result<WrkRun> {
