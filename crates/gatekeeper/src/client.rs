@@ -7,7 +7,7 @@
 //! OperationOutcome's sentence, so a person sees why.
 
 use crate::{
-    audit::{ProofJsonError, proof_from_json},
+    audit::{ProofJsonError, wire::ProvenEntry},
     auth::{Request, random_nonce, sign_request},
     server::DATA_HASH_HEADER,
 };
@@ -280,11 +280,14 @@ impl GatekeeperClient {
             .ok_or_else(|| ClientError::Malformed("no entries in /audit".into()))?;
         list.iter()
             .map(|e| {
-                let proof = match &e["proof"] {
-                    Value::Null => None,
-                    p => Some(proof_from_json(p)?),
-                };
-                Ok(AuditEntry { entry: e.clone(), proof })
+                let proven: ProvenEntry = serde_json::from_value(e.clone())
+                    .map_err(|err| ClientError::Malformed(format!("an /audit entry: {err}")))?;
+                let proof = proven.proof()?;
+                let mut entry = e.clone();
+                if let Some(fields) = entry.as_object_mut() {
+                    fields.remove("proof");
+                }
+                Ok(AuditEntry { entry, proof })
             })
             .collect()
     }

@@ -1,6 +1,13 @@
-//! Who is asking, and how fast: the authentication step of the data routes' pipeline.
+//! The data routes' pipeline around every handler: the audit ([`audit`], outermost)
+//! and who is asking and how fast ([`authenticate`]).
 //!
-//! For every request on a data route, before any handler runs:
+//! **Audit.** [`audit`] gives each request an empty [`Audit`] note; once the response
+//! is ready it appends one access log entry per relationship the handler touched (or one
+//! with the refusal's reason) through the batching writer, with the SHA-256 of the body
+//! served; when the writer cannot take them, an allowed request is answered 503 instead.
+//! A request whose note names no requester never authenticated and is not appended.
+//!
+//! **Authentication.** For every request on a data route, before any handler runs:
 //!
 //! 1. **Source budget.** A source address whose failed authentications are over their
 //!    rate limit has its signed requests refused with 429 *before* the signature is
@@ -23,22 +30,28 @@
 //! on it is logged) and carries a [`Caller`] for the handler.
 
 use crate::{
-    audit::Audit,
+    audit::{Audit, Note, Touch, Trail, deny},
     auth::routes::{credential_check, is_signed},
     error::ApiError,
     server::Gatekeeper,
 };
-use alloy::primitives::Address;
+use alloy::primitives::{Address, B256};
 use axum::{
-    body::Bytes,
+    body::{Body, Bytes, to_bytes},
     extract::{ConnectInfo, FromRequest, Request, State},
+    http::Method,
     middleware::Next,
     response::{IntoResponse, Response},
 };
+use medrec_store::audit::{Action, NewEntry};
+use sha2::{Digest, Sha256};
 use std::{
     net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
+
+/// The largest response body hashed for the log (a larger one is refused as unloggable).
+const MAX_HASHED_BODY: usize = 64 * 1024 * 1024;
 
 /// How long a refusal to a source over its budget is held back.
 const PAUSE: Duration = Duration::from_secs(1);
@@ -176,5 +189,123 @@ impl Gatekeeper {
         source: Option<IpAddr>,
     ) -> Option<crate::limits::Throttled> {
         self.unauthenticated_limiter()?.check(&source?, Instant::now()).err()
+    }
+}
+
+/// The audit layer of the data routes, outermost: see the [module documentation](self).
+pub(crate) async fn audit(
+    State(g): State<Gatekeeper>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let action = default_action(request.method(), request.uri().path());
+    let audit = Audit::default();
+    request.extensions_mut().insert(audit.clone());
+    let response = next.run(request).await;
+    let note = audit.take();
+    let Some(requester) = note.requester else {
+        // Never authenticated: counted and rate-limited by the authentication step.
+        return response;
+    };
+    match g.trail() {
+        Some(trail) => trail.record(requester, action, note, response).await,
+        None => response,
+    }
+}
+
+/// The action a data route's request is, by its method and path.
+fn default_action(method: &Method, path: &str) -> Action {
+    if path.starts_with("/pointers/") {
+        Action::PointerRead
+    } else if path.starts_with("/research/redeem/") {
+        Action::BountyRedemption
+    } else if path == "/audit" {
+        Action::LogRead
+    } else if method == Method::GET {
+        if path.trim_end_matches('/').matches('/').count() >= 3 {
+            Action::FhirRead
+        } else {
+            Action::FhirSearch
+        }
+    } else {
+        Action::FhirWrite
+    }
+}
+
+impl Trail {
+    /// Logs a request of `requester` answered with `response`, one entry per touch (a
+    /// request that touched none is logged once, with the reason of its refusal or the
+    /// decision noted). Returns the response to send: `response` itself, or a 503 when
+    /// an allowed request could not be logged.
+    pub(crate) async fn record(
+        &self,
+        requester: Address,
+        action: Action,
+        note: Note,
+        response: Response,
+    ) -> Response {
+        let (parts, body) = response.into_parts();
+        let Ok(bytes) = to_bytes(body, MAX_HASHED_BODY).await else {
+            return log_failure();
+        };
+        let served = parts.status.is_success();
+        let refused = parts.extensions.get::<crate::error::Refused>().map(|r| r.0);
+        let mut touches = note.touches;
+        if touches.is_empty() {
+            let decision = match (refused, note.fallback) {
+                (Some(reason), _) => deny(reason),
+                (None, Some(decision)) => decision,
+                // Served, touching no patient's records: nothing to log.
+                (None, None) if served => return Response::from_parts(parts, Body::from(bytes)),
+                (None, None) => deny("failed"),
+            };
+            touches.push(Touch { relationship: None, pointer: None, decision, epsilon: None });
+        }
+        let response_hash = served.then(|| B256::from(<[u8; 32]>::from(Sha256::digest(&bytes))));
+        let time = medrec_store::now_ms();
+        let mut allowed = false;
+        for t in touches {
+            allowed |= t.decision.is_allowed();
+            let mut entry = NewEntry::new(time, requester, action, t.decision);
+            entry.relationship = t.relationship;
+            entry.pointer = t.pointer;
+            entry.resource.clone_from(&note.resource);
+            entry.response_hash = response_hash;
+            entry.epsilon = t.epsilon;
+            if let Err(err) = self.writer.log(entry) {
+                tracing::error!(target: "medrec::gatekeeper", %err, "the access log cannot take entries");
+                if allowed || served {
+                    return log_failure();
+                }
+            }
+        }
+        Response::from_parts(parts, Body::from(bytes))
+    }
+}
+
+fn log_failure() -> Response {
+    crate::error::ApiError::Unavailable {
+        why: "the access log cannot record this request right now, so nothing was served; try again shortly",
+        reason: "unavailable",
+    }
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_follow_the_route() {
+        assert_eq!(default_action(&Method::GET, "/pointers/0x1/0"), Action::PointerRead);
+        assert_eq!(default_action(&Method::GET, "/fhir/Observation/o1"), Action::FhirRead);
+        assert_eq!(default_action(&Method::GET, "/fhir/Observation"), Action::FhirSearch);
+        assert_eq!(default_action(&Method::GET, "/fhir/Observation/"), Action::FhirSearch);
+        assert_eq!(default_action(&Method::POST, "/fhir"), Action::FhirWrite);
+        assert_eq!(default_action(&Method::GET, "/audit"), Action::LogRead);
+        assert_eq!(
+            default_action(&Method::POST, "/research/redeem/0x1/0"),
+            Action::BountyRedemption
+        );
     }
 }

@@ -83,14 +83,41 @@ pub struct AnchorWire {
     pub tx: B256,
 }
 
-/// An entry of a `GET /audit` page with its proof (`null` until an anchor covers it).
+/// Where an entry of a page sits under an anchored root: its inclusion path and the
+/// anchor. The entry itself is the page entry it belongs to, so it is sent once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InclusionWire {
+    /// The entry's inclusion path in the tree of the anchor's size, from the leaf up.
+    pub path: Vec<B256>,
+    /// The anchor.
+    pub anchor: AnchorWire,
+}
+
+/// An entry of a `GET /audit` page with where it sits under an anchor (`null` until an
+/// anchor covers it); [`ProvenEntry::proof`] puts the two together into a [`Proof`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProvenEntry {
     /// The entry.
     #[serde(flatten)]
     pub entry: EntryWire,
-    /// Its proof.
-    pub proof: Option<ProofWire>,
+    /// Its inclusion under an anchor.
+    pub proof: Option<InclusionWire>,
+}
+
+impl ProvenEntry {
+    /// The proof that an anchored root covers this entry, once one does.
+    ///
+    /// # Errors
+    /// When a field of the entry cannot be read back.
+    pub fn proof(&self) -> Result<Option<Proof>, ProofJsonError> {
+        let Some(inclusion) = &self.proof else { return Ok(None) };
+        let a = inclusion.anchor;
+        Ok(Some(Proof {
+            entry: LoggedEntry::try_from(&self.entry)?,
+            path: inclusion.path.clone(),
+            anchor: Anchor { size: a.size, root: a.root, block: a.block, tx: a.tx },
+        }))
+    }
 }
 
 /// The log's head: how many entries it holds, the hash of the last and the Merkle root
@@ -133,6 +160,16 @@ impl From<&LoggedEntry> for EntryWire {
             epsilon_bits: n.epsilon.map(|x| x.to_bits().to_string()),
             prev_hash: e.prev_hash,
             hash: e.hash,
+        }
+    }
+}
+
+impl From<&Proof> for InclusionWire {
+    fn from(p: &Proof) -> Self {
+        let a = p.anchor;
+        Self {
+            path: p.path.clone(),
+            anchor: AnchorWire { size: a.size, root: a.root, block: a.block, tx: a.tx },
         }
     }
 }
@@ -296,10 +333,12 @@ mod tests {
         for (entry, proof) in wires.into_iter().zip(proofs) {
             let proof = proof.expect("anchored");
             medrec_store::audit::verify(&proof).unwrap();
-            let wire = ProofWire::from(&proof);
+            let wire = InclusionWire::from(&proof);
             largest = largest.max(serde_json::to_vec(&wire).unwrap().len());
             longest = longest.max(proof.path.len());
-            out.push(ProvenEntry { entry, proof: Some(wire) });
+            let proven = ProvenEntry { entry, proof: Some(wire) };
+            assert_eq!(proven.proof().unwrap(), Some(proof), "the page gives the proof back");
+            out.push(proven);
         }
         let page = AuditPage {
             entries: out,
@@ -322,5 +361,15 @@ mod tests {
         assert!(large_proof <= small_proof + 7 * 70, "{small_proof} -> {large_proof}");
         assert!(large_page <= small_page + 100 * 7 * 70, "{small_page} -> {large_page}");
         assert!(large_page < 300_000, "{large_page} bytes for 100 entries");
+        // Each entry is sent once: a page is its entries plus their paths and anchors.
+        let page_json: Value = serde_json::from_slice(
+            &serde_json::to_vec(&AuditPage {
+                entries: Vec::new(),
+                head: HeadWire { size: 0, head: B256::ZERO, root: B256::ZERO },
+            })
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(page_json["entries"].as_array().unwrap().is_empty());
     }
 }

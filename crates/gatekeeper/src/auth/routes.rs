@@ -225,14 +225,38 @@ fn credential(headers: &HeaderMap) -> Result<Credential<'_>, AuthError> {
     }
 }
 
+/// Who may sign in: a predicate over the address a sign-in message proves.
+pub type Membership = Arc<dyn Fn(Address) -> bool + Send + Sync>;
+
+/// The sign-in routes' state: authentication and who may sign in.
+#[derive(Clone)]
+struct SignInState {
+    auth: AuthState,
+    known: Membership,
+}
+
+impl FromRef<SignInState> for AuthState {
+    fn from_ref(s: &SignInState) -> Self {
+        s.auth.clone()
+    }
+}
+
 /// The sign-in routes, `GET /auth/nonce` and `POST /auth/siwe`, over `state`, with its
-/// per-IP rate limit when the router is served with `ConnectInfo<SocketAddr>`.
+/// per-IP rate limit when the router is served with `ConnectInfo<SocketAddr>`; anyone
+/// who proves an address may sign in (see [`router_for`] to admit only some).
 pub fn router(state: AuthState) -> Router {
+    router_for(state, Arc::new(|_| true))
+}
+
+/// Like [`router`], but a sign-in whose proven address `known` refuses is answered 403
+/// (`unknown_signer`) and issues no token, so that strangers cannot fill the token store.
+pub fn router_for(state: AuthState, known: Membership) -> Router {
+    let routes_state = SignInState { auth: state.clone(), known };
     Router::new()
         .route("/auth/nonce", get(nonce))
         .route("/auth/siwe", post(sign_in).layer(DefaultBodyLimit::max(SIGN_IN_BODY_LIMIT)))
-        .route_layer(middleware::from_fn_with_state(state.clone(), limit_sign_in))
-        .with_state(state)
+        .route_layer(middleware::from_fn_with_state(state, limit_sign_in))
+        .with_state(routes_state)
 }
 
 /// Refuses a sign-in request from an IP address over its rate limit.
@@ -262,7 +286,10 @@ struct SignIn {
 }
 
 /// `{"message", "signature"}` → `{"access_token", "token_type": "Bearer", "expires_in"}`
-async fn sign_in(State(state): State<AuthState>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn sign_in(
+    State(SignInState { auth: state, known }): State<SignInState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return body_error(&rejection, SIGN_IN_BODY_LIMIT).into_response(),
@@ -272,7 +299,7 @@ async fn sign_in(State(state): State<AuthState>, body: Result<Bytes, BytesReject
         Err(e) => return AuthError::MalformedBody(e.to_string()).into_response(),
     };
     let now = state.clock().now();
-    match state.siwe().sign_in(&request.message, &request.signature, now) {
+    match state.siwe().sign_in_known(&request.message, &request.signature, now, |a| known(a)) {
         Ok(token) => no_store(
             StatusCode::OK,
             &json!({

@@ -190,6 +190,19 @@ impl SiweAuthenticator {
     /// the message's address. Only then is the nonce used up and a token issued, valid for
     /// the configured lifetime but never past the message's Expiration Time.
     pub fn sign_in(&self, message: &str, signature: &str, now: u64) -> Result<Token, AuthError> {
+        self.sign_in_known(message, signature, now, |_| true)
+    }
+
+    /// Like [`SiweAuthenticator::sign_in`], but refuses with
+    /// [`AuthError::UnknownSigner`] a proven address that `is_known` refuses, before the
+    /// nonce is used up or a token takes a place in the store.
+    pub fn sign_in_known(
+        &self,
+        message: &str,
+        signature: &str,
+        now: u64,
+        is_known: impl FnOnce(Address) -> bool,
+    ) -> Result<Token, AuthError> {
         let signature =
             parse_signature(signature.as_bytes()).map_err(AuthError::MalformedSignature)?;
         if message.len() > MAX_MESSAGE_LEN {
@@ -244,6 +257,9 @@ impl SiweAuthenticator {
             .map_err(|e| AuthError::InvalidSignature(e.to_string()))?;
         if recovered != address {
             return Err(AuthError::SignatureMismatch { address, recovered });
+        }
+        if !is_known(address) {
+            return Err(AuthError::UnknownSigner(address));
         }
 
         self.nonces.consume(&parsed.nonce, now)?;

@@ -7,7 +7,7 @@
 use crate::{
     audit::{
         Audit, Touch,
-        wire::{AuditPage, EntryWire, HeadWire, ProofWire, ProvenEntry},
+        wire::{AuditPage, EntryWire, HeadWire, InclusionWire, ProvenEntry},
     },
     error::ApiError,
     pipeline::Caller,
@@ -67,7 +67,7 @@ pub(crate) async fn get(
     let out = wires
         .into_iter()
         .zip(proofs)
-        .map(|(entry, proof)| ProvenEntry { entry, proof: proof.as_ref().map(ProofWire::from) })
+        .map(|(entry, proof)| ProvenEntry { entry, proof: proof.as_ref().map(InclusionWire::from) })
         .collect();
     let head = log.head().await.map_err(failed)?;
     for id in relationships {

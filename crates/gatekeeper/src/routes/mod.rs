@@ -3,7 +3,7 @@
 //! | Route | Who | Module |
 //! |---|---|---|
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /fhir/metadata` | anyone | [`meta`] |
-//! | `GET /auth/nonce`, `POST /auth/siwe` | anyone (rate-limited per address) | [`crate::auth`] |
+//! | `GET /auth/nonce`, `POST /auth/siwe` | anyone; a token only for the provider and addresses the chain names (rate-limited per address) | [`crate::auth`] |
 //! | `GET /research/policy`, `GET /research/queries/{commitment}` | anyone | [`crate::research`] |
 //! | `GET /pointers/{relationship}/{pointer}` | patient, granted viewer | [`pointer`] |
 //! | `/fhir/…` | scoped (see [`crate::access`]) | [`crate::fhir`] |
@@ -12,7 +12,7 @@
 //! | `PUT /research/queries`, `POST /research/redeem/{relationship}/{seq}` | provider; bounty owner | [`crate::research`] |
 //!
 //! The data routes (all but the public ones) run inside two layers: the audit
-//! ([`crate::audit::layer`], outermost, so it sees the final response) and the
+//! ([`crate::pipeline::audit`], outermost, so it sees the final response) and the
 //! authentication ([`crate::pipeline::authenticate`]).
 
 pub(crate) mod enroll;
@@ -37,7 +37,7 @@ pub(crate) fn app(g: &Gatekeeper) -> Router {
         .route("/research/redeem/{relationship}/{seq}", post(crate::research::redeem))
         .merge(crate::fhir::routes())
         .route_layer(from_fn_with_state(g.clone(), crate::pipeline::authenticate))
-        .route_layer(from_fn_with_state(g.clone(), crate::audit::layer));
+        .route_layer(from_fn_with_state(g.clone(), crate::pipeline::audit));
     let public = Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
@@ -45,5 +45,10 @@ pub(crate) fn app(g: &Gatekeeper) -> Router {
         .route("/fhir/metadata", get(meta::metadata))
         .route("/research/policy", get(crate::research::policy))
         .route("/research/queries/{commitment}", get(crate::research::query_text));
-    data.merge(public).with_state(g.clone()).merge(crate::auth::router(g.auth().clone()))
+    let members = g.clone();
+    let sign_in = crate::auth::routes::router_for(
+        g.auth().clone(),
+        std::sync::Arc::new(move |address| members.is_known(address)),
+    );
+    data.merge(public).with_state(g.clone()).merge(sign_in)
 }

@@ -114,6 +114,22 @@ fn a_nonce_not_issued_here_is_refused() {
 }
 
 #[test]
+fn an_address_the_gatekeeper_does_not_know_gets_no_token() {
+    let auth = authenticator();
+    let text = message(&auth).text();
+    let sig = alice_signs(&text);
+    let stranger = |a| a != alice().address();
+    assert_eq!(
+        auth.sign_in_known(&text, &sig, NOW, stranger),
+        Err(AuthError::UnknownSigner(alice().address()))
+    );
+    assert_eq!(auth.tokens().len(), 0, "no token was stored for the stranger");
+    // The nonce was not used up: once the chain names Alice, the same message signs in.
+    let token = auth.sign_in_known(&text, &sig, NOW, |_| true).unwrap();
+    assert_eq!(token.address(), alice().address());
+}
+
+#[test]
 fn a_reused_nonce_is_refused() {
     let auth = authenticator();
     let text = message(&auth).text();
