@@ -1,14 +1,19 @@
-//! Integration tests of the gatekeeper: the library's public interface and its HTTP
-//! routes over real sockets on 127.0.0.1.
+//! Integration tests of the gatekeeper: the library's public interface, and its HTTP
+//! routes in process through one signing test client ([`client::Client`] on the
+//! router, tower's `oneshot`). The few tests that need a real socket (TLS, body limits
+//! and everything else about `serve::spawn`, the reqwest-based `GatekeeperClient`) are
+//! in [`socket`].
 
 mod anchor;
 mod auth;
+mod client;
 mod fhir;
-mod ops;
+mod fixture;
 mod pipeline;
 mod pointer;
 mod research;
 mod server;
+mod socket;
 
 /// A follower of `m`'s chain filling a fresh consent index, stepped once to the head.
 async fn follow(

@@ -1,12 +1,20 @@
-//! Operations: the gatekeeper as `serve::spawn` runs it — store from a URL, the chain
-//! over JSON-RPC, HTTPS, body and rate limits, and failing parts (a dead chain node, a
-//! dead database).
+//! The tests that need a real socket: the gatekeeper as `serve::spawn` runs it (store
+//! from a URL, the chain over JSON-RPC, HTTPS, the body limit, failing parts: a dead
+//! chain node, a dead database; anchoring, a provider's own database, restarts), and
+//! the reqwest-based `GatekeeperClient`. Requests go through the shared test client
+//! ([`Client::over_socket`]).
 
+use crate::{
+    client::{As, CHAIN_ID, Client},
+    fixture,
+};
+use alloy::primitives::keccak256;
 use alloy::{primitives::Address, signers::local::PrivateKeySigner, transports::http::reqwest};
+use axum::{body::Body, http::Request as HttpRequest};
 use medrec_devchain::server::{ServerHandle, serve as serve_rpc};
+use medrec_gatekeeper::client::{ClientError, GatekeeperClient};
 use medrec_gatekeeper::{
-    auth::{Request, random_nonce, sign_request},
-    limits::{RateLimit, RateLimits},
+    limits::RateLimits,
     pointer::{PointerQuery, run},
     serve::{RunningGatekeeper, ServeConfig, ServeError, StoreUrl, TlsFiles, spawn},
     server::{Enrollment, Readiness},
@@ -18,8 +26,9 @@ use medrec_store::{
     sql::{PostgresStore, testing::TestStore},
     sqlite::SqliteStore,
 };
+use medrec_testkit::medrec::PROVIDER;
 use medrec_testkit::medrec::{Medrec, PATIENT, STRANGER, VIEWER};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -27,7 +36,6 @@ use tokio::{
 };
 
 const GATEKEEPER: Address = Address::repeat_byte(0x6b);
-const CHAIN_ID: u64 = 31337;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("medrec-ops-{name}-{}", std::process::id()));
@@ -99,65 +107,27 @@ impl Chain {
     fn signer(&self, who: usize) -> PrivateKeySigner {
         self.m.accounts[who].signer()
     }
+
+    /// Dev account `who`, signing each request.
+    fn key(&self, who: usize) -> As {
+        As::Key(self.signer(who))
+    }
 }
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
+/// The test client of `running`, which serves as `gatekeeper` on chain.
+fn client_of(running: &RunningGatekeeper, gatekeeper: Address) -> Client {
+    Client::over_socket(running.url(), gatekeeper, reqwest::Client::new())
 }
 
-struct Answer {
-    status: u16,
-    retry_after: Option<String>,
-    body: Value,
-}
-
-impl Client {
-    fn new(running: &RunningGatekeeper) -> Self {
-        Self { http: reqwest::Client::new(), base: running.url() }
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> Answer {
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let retry_after = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
-        let text = resp.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Answer { status, retry_after, body }
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
-    }
-
-    /// GET `path` signed by `who` (EIP-712).
-    async fn signed(&self, path: &str, who: &PrivateKeySigner) -> Answer {
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        let request = Request::new("GET", path, b"", now, random_nonce().unwrap(), GATEKEEPER);
-        let headers = sign_request(who, CHAIN_ID, &request).unwrap();
-        let mut req = self.http.get(format!("{}{path}", self.base));
-        for (name, value) in &headers {
-            req = req.header(name.as_str(), value.to_str().unwrap());
+/// Waits until `/readyz` answers `status` (the follower polls every 50 ms).
+async fn wait_ready(client: &Client, status: u16) {
+    for _ in 0..600 {
+        if client.get("/readyz", &As::Nobody).await.status == status {
+            return;
         }
-        self.send(req).await
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-
-    /// Waits until `/readyz` answers `status` (the follower polls every 50 ms).
-    async fn wait_ready(&self, status: u16) {
-        for _ in 0..600 {
-            if self.get("/readyz").await.status == status {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("/readyz never answered {status}");
-    }
-}
-
-fn issue_code(body: &Value) -> &str {
-    assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
-    body["issue"][0]["code"].as_str().unwrap()
+    panic!("/readyz never answered {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,66 +187,6 @@ async fn serves_https_with_the_given_certificate_and_refuses_a_bad_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_requester_over_the_limit_gets_429_then_recovers() {
-    let dir = temp_dir("rate");
-    let store = SqliteStore::open(dir.join("records.db")).unwrap();
-    let chain = Chain::new(&store).await;
-    drop(store);
-    let mut config = chain.config(StoreUrl::Sqlite(dir.join("records.db")));
-    let one_per_second = RateLimit::new(1, 2);
-    config.limits =
-        RateLimits { requester: one_per_second, sign_in: one_per_second, ..RateLimits::off() };
-    let running = spawn(config).await.unwrap();
-    chain.enroll(&running);
-    let client = Client::new(&running);
-    client.wait_ready(200).await;
-    let (viewer, stranger) = (chain.signer(VIEWER), chain.signer(STRANGER));
-
-    // A burst of two, then throttled (a slow machine may refill a token in between:
-    // keep going until the limit bites).
-    assert_eq!(client.signed(&chain.path(), &viewer).await.status, 200);
-    assert_eq!(client.signed(&chain.path(), &viewer).await.status, 200);
-    let mut throttled = None;
-    for _ in 0..50 {
-        let answer = client.signed(&chain.path(), &viewer).await;
-        if answer.status != 200 {
-            throttled = Some(answer);
-            break;
-        }
-    }
-    let throttled = throttled.expect("the limit never bit");
-    assert_eq!(throttled.status, 429, "{}", throttled.body);
-    assert_eq!(issue_code(&throttled.body), "throttled");
-    let retry: u64 = throttled.retry_after.expect("Retry-After").parse().unwrap();
-    assert_eq!(retry, 1);
-    // Others have buckets of their own.
-    assert_eq!(client.signed(&chain.path(), &stranger).await.status, 403);
-    // After Retry-After, the requester is served again.
-    tokio::time::sleep(Duration::from_secs(retry)).await;
-    assert_eq!(client.signed(&chain.path(), &viewer).await.status, 200);
-
-    // Sign-in is limited per IP address.
-    assert_eq!(client.get("/auth/nonce").await.status, 200);
-    let mut throttled = None;
-    for _ in 0..50 {
-        let answer = client.get("/auth/nonce").await;
-        if answer.status != 200 {
-            throttled = Some(answer);
-            break;
-        }
-    }
-    let throttled = throttled.expect("the sign-in limit never bit");
-    assert_eq!((throttled.status, issue_code(&throttled.body)), (429, "throttled"));
-    assert!(throttled.retry_after.is_some());
-    // Health checks are never limited.
-    for _ in 0..5 {
-        assert_eq!(client.get("/healthz").await.status, 200);
-    }
-    running.shutdown().await.unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_body_gets_413_and_the_server_keeps_serving() {
     let dir = temp_dir("body");
     let store = SqliteStore::open(dir.join("records.db")).unwrap();
@@ -289,25 +199,24 @@ async fn an_oversized_body_gets_413_and_the_server_keeps_serving() {
     // The server closes a connection whose body it refused; a new connection per
     // request keeps the client from reusing one it closed.
     let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
-    let client = Client { http, base: running.url() };
-    client.wait_ready(200).await;
+    let client = Client::over_socket(running.url(), GATEKEEPER, http);
+    wait_ready(&client, 200).await;
 
-    let url = format!("{}{}", client.base, chain.path());
     let big = vec![b'x'; 4096];
-    let req = client.http.get(&url).header("authorization", "Bearer t").body(big.clone());
-    let answer = client.send(req).await;
+    let answer =
+        client.send("GET", &chain.path(), big, &As::Authorization("Bearer t".into())).await;
     assert_eq!(answer.status, 413, "{}", answer.body);
-    assert_eq!(issue_code(&answer.body), "too-long");
+    assert_eq!(answer.issue_code(), "too-long");
     assert!(answer.body["issue"][0]["diagnostics"].as_str().unwrap().contains("1024 bytes"));
     // The sign-in route has its own, larger limit; past it, the same answer.
-    let siwe = format!("{}/auth/siwe", client.base);
-    let answer = client.send(client.http.post(&siwe).body(vec![b'{'; 64 * 1024])).await;
-    assert_eq!((answer.status, issue_code(&answer.body)), (413, "too-long"));
+    let siwe = HttpRequest::post("/auth/siwe").body(Body::from(vec![b'{'; 64 * 1024])).unwrap();
+    let answer = client.call(siwe).await;
+    assert_eq!((answer.status, answer.issue_code()), (413, "too-long"));
     let diagnostics = answer.body["issue"][0]["diagnostics"].as_str().unwrap();
     assert!(diagnostics.contains("limit of 16384 bytes"), "{diagnostics}");
     // The server is still there.
-    assert_eq!(client.get("/healthz").await.status, 200);
-    assert_eq!(client.signed(&chain.path(), &chain.signer(VIEWER)).await.status, 200);
+    assert_eq!(client.get("/healthz", &As::Nobody).await.status, 200);
+    assert_eq!(client.get(&chain.path(), &chain.key(VIEWER)).await.status, 200);
     running.shutdown().await.unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -322,17 +231,17 @@ async fn a_dead_chain_node_fails_closed() {
     config.readiness = Readiness { max_lag: 2, max_silence: Duration::from_secs(1) };
     let running = spawn(config.clone()).await.unwrap();
     chain.enroll(&running);
-    let client = Client::new(&running);
-    client.wait_ready(200).await;
-    let patient = chain.signer(PATIENT);
-    assert_eq!(client.signed(&chain.path(), &patient).await.status, 200);
+    let client = client_of(&running, GATEKEEPER);
+    wait_ready(&client, 200).await;
+    let patient = chain.key(PATIENT);
+    assert_eq!(client.get(&chain.path(), &patient).await.status, 200);
 
     // The node goes away: not ready, and data requests fail closed.
     chain.rpc.take().unwrap().shutdown().await.unwrap();
-    client.wait_ready(503).await;
-    let answer = client.signed(&chain.path(), &patient).await;
-    assert_eq!((answer.status, issue_code(&answer.body)), (503, "transient"));
-    assert_eq!(client.get("/healthz").await.status, 200);
+    wait_ready(&client, 503).await;
+    let answer = client.get(&chain.path(), &patient).await;
+    assert_eq!((answer.status, answer.issue_code()), (503, "transient"));
+    assert_eq!(client.get("/healthz", &As::Nobody).await.status, 200);
     running.shutdown().await.unwrap();
 
     // Starting against a dead node says so.
@@ -408,22 +317,22 @@ async fn a_dead_database_is_a_server_error_and_the_server_keeps_serving() {
     let url = format!("{scheme}://{user}127.0.0.1:{}/{}", proxy.port, db.database());
     let running = spawn(chain.config(url.parse().unwrap())).await.unwrap();
     chain.enroll(&running);
-    let client = Client::new(&running);
-    client.wait_ready(200).await;
-    let patient = chain.signer(PATIENT);
-    assert_eq!(client.signed(&chain.path(), &patient).await.status, 200);
+    let client = client_of(&running, GATEKEEPER);
+    wait_ready(&client, 200).await;
+    let patient = chain.key(PATIENT);
+    assert_eq!(client.get(&chain.path(), &patient).await.status, 200);
 
     proxy.kill();
-    let answer = client.signed(&chain.path(), &patient).await;
+    let answer = client.get(&chain.path(), &patient).await;
     // A server error, never data nor a decision (500 or 503, as the pipeline chooses).
     assert!([500, 503].contains(&answer.status), "{} {}", answer.status, answer.body);
-    assert!(["exception", "transient"].contains(&issue_code(&answer.body)), "{}", answer.body);
+    assert!(["exception", "transient"].contains(&answer.issue_code()), "{}", answer.body);
     let diagnostics = answer.body["issue"][0]["diagnostics"].as_str().unwrap();
     assert!(!diagnostics.contains(db.database()), "no internals to the requester: {diagnostics}");
     // Health and readiness do not depend on the database; the server goes on.
-    assert_eq!(client.get("/healthz").await.status, 200);
-    assert_eq!(client.get("/readyz").await.status, 200);
-    assert_eq!(client.signed(&chain.path(), &chain.signer(STRANGER)).await.status, 403);
+    assert_eq!(client.get("/healthz", &As::Nobody).await.status, 200);
+    assert_eq!(client.get("/readyz", &As::Nobody).await.status, 200);
+    assert_eq!(client.get(&chain.path(), &chain.key(STRANGER)).await.status, 403);
     running.shutdown().await.unwrap();
 
     // Starting against a dead database says so.
@@ -437,7 +346,6 @@ async fn served_requests_are_logged_and_the_log_head_is_anchored_by_the_provider
     use medrec_contracts::AccessAnchors;
     use medrec_gatekeeper::serve::Anchoring;
     use medrec_store::audit::{AccessLog, sqlite::SqliteAccessLog};
-    use medrec_testkit::medrec::PROVIDER;
     let dir = temp_dir("anchoring");
     let path = dir.join("records.db");
     let store = SqliteStore::open(&path).unwrap();
@@ -463,22 +371,15 @@ async fn served_requests_are_logged_and_the_log_head_is_anchored_by_the_provider
     });
     let running = spawn(config).await.unwrap();
     chain.enroll(&running);
-    let client = Client::new(&running);
-    client.wait_ready(200).await;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let client = client_of(&running, provider);
+    wait_ready(&client, 200).await;
     // The viewer reads its pointer, then one it holds no grant for; a stranger (whom
     // the chain does not know) is refused before any decision, and not logged.
     let other_pointer = format!("{}1", chain.path().trim_end_matches('0'));
     for (who, path, expected) in
         [(VIEWER, chain.path(), 200), (VIEWER, other_pointer, 403), (STRANGER, chain.path(), 403)]
     {
-        let request = Request::new("GET", &path, b"", now, random_nonce().unwrap(), provider);
-        let headers = sign_request(&chain.signer(who), CHAIN_ID, &request).unwrap();
-        let mut req = client.http.get(format!("{}{}", client.base, path));
-        for (name, value) in &headers {
-            req = req.header(name.as_str(), value.to_str().unwrap());
-        }
-        assert_eq!(client.send(req).await.status, expected, "{path}");
+        assert_eq!(client.get(&path, &chain.key(who)).await.status, expected, "{path}");
     }
 
     // Within a few periods the provider has anchored a head covering both requests.
@@ -507,7 +408,6 @@ async fn served_requests_are_logged_and_the_log_head_is_anchored_by_the_provider
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_the_providers_own_database_read_only_through_a_mapping() {
-    use medrec_testkit::medrec::PROVIDER;
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../store/fixtures/legacy");
     let dir = temp_dir("legacy");
     let legacy_db = dir.join("medrec-v1.sqlite");
@@ -529,35 +429,20 @@ async fn serves_the_providers_own_database_read_only_through_a_mapping() {
     assert!(matches!(spawn(no_log).await, Err(ServeError::AccessLogNeeded)));
     config.access_log = Some(StoreUrl::Sqlite(dir.join("access-log.db")));
     let running = spawn(config).await.unwrap();
-    let client = Client::new(&running);
-    client.wait_ready(200).await;
+    let client = client_of(&running, provider);
+    wait_ready(&client, 200).await;
 
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let send = |method: &'static str, path: &'static str, body: &'static str| {
-        let request =
-            Request::new(method, path, body.as_bytes(), now, random_nonce().unwrap(), provider);
-        let headers = sign_request(&chain.signer(PROVIDER), CHAIN_ID, &request).unwrap();
-        let mut req = client
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", client.base))
-            .body(body);
-        for (name, value) in &headers {
-            req = req.header(name.as_str(), value.to_str().unwrap());
-        }
-        req
-    };
-    let patient = client.send(send("GET", "/fhir/Patient/1001", "")).await;
+    let as_provider = chain.key(PROVIDER);
+    let patient = client.get("/fhir/Patient/1001", &as_provider).await;
     assert_eq!(patient.status, 200, "{}", patient.body);
     assert_eq!(patient.body["resourceType"], "Patient");
-    let labs =
-        client.send(send("GET", "/fhir/Observation?patient=1001&category=laboratory", "")).await;
+    let labs = client.get("/fhir/Observation?patient=1001&category=laboratory", &as_provider).await;
     assert_eq!(labs.status, 200, "{}", labs.body);
     assert!(labs.body["total"].as_u64().unwrap() > 0);
-    let write = client
-        .send(send("PUT", "/fhir/Patient/1001", r#"{"resourceType":"Patient","id":"1001"}"#))
-        .await;
+    let write = r#"{"resourceType":"Patient","id":"1001"}"#;
+    let write = client.send("PUT", "/fhir/Patient/1001", write, &as_provider).await;
     assert_eq!(write.status, 405, "{}", write.body);
-    assert_eq!(issue_code(&write.body), "not-supported");
+    assert_eq!(write.issue_code(), "not-supported");
     running.shutdown().await.unwrap();
 }
 
@@ -573,21 +458,21 @@ async fn a_restarted_gatekeeper_serves_what_it_served_and_continues_its_log() {
         c.enrollments = Some(dir.join("enrollments.json"));
         c
     };
-    let viewer = chain.signer(VIEWER);
+    let viewer = chain.key(VIEWER);
 
     let running = spawn(config()).await.unwrap();
     chain.enroll(&running);
-    let client = Client::new(&running);
-    client.wait_ready(200).await;
-    let before = client.signed(&chain.path(), &viewer).await;
+    let client = client_of(&running, GATEKEEPER);
+    wait_ready(&client, 200).await;
+    let before = client.get(&chain.path(), &viewer).await;
     assert_eq!(before.status, 200);
     running.shutdown().await.unwrap();
 
     // Same files, new process state: nothing enrolled by hand this time.
     let running = spawn(config()).await.unwrap();
-    let client = Client::new(&running);
-    client.wait_ready(200).await;
-    let after = client.signed(&chain.path(), &viewer).await;
+    let client = client_of(&running, GATEKEEPER);
+    wait_ready(&client, 200).await;
+    let after = client.get(&chain.path(), &viewer).await;
     assert_eq!(after.status, 200, "{}", after.body);
     assert_eq!(after.body, before.body, "the same data after the restart");
     running.shutdown().await.unwrap();
@@ -596,4 +481,72 @@ async fn a_restarted_gatekeeper_serves_what_it_served_and_continues_its_log() {
     let head = check_chain(&log, 100).await.expect("one unbroken chain across the restart");
     assert_eq!(head.size, 2);
     assert_eq!(log.head().await.unwrap(), head);
+}
+
+// ----- the reqwest-based GatekeeperClient against the router on a socket ------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_fetches_verifies_and_imports() {
+    let f = crate::fhir::fixture().await;
+    let base = f.serve().await;
+    let client =
+        |who: usize| GatekeeperClient::new(&base, fixture::GATEKEEPER, CHAIN_ID, f.signer(who));
+
+    // The viewer fetches the pointer and checks it against the chain's hash.
+    let viewer = client(VIEWER);
+    let data = viewer.pointer(f.rel, 0).await.unwrap();
+    let published = f.published_hash().await;
+    data.verify(published).expect("the data is what the provider published");
+    assert_eq!(data.resources.len(), 2);
+    assert!(matches!(
+        data.verify(keccak256("something else")),
+        Err(ClientError::HashMismatch { .. })
+    ));
+    assert!(viewer.read("Observation", "a2").await.unwrap().is_none());
+    let refused = client(STRANGER).pointer(f.rel, 0).await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Refused { status: 403, diagnostics } if diagnostics.contains("grant")),
+        "{refused}"
+    );
+
+    // The patient signs in once, searches with paging and reads the access log.
+    let patient = client(PATIENT);
+    patient.sign_in(crate::client::DOMAIN).await.unwrap();
+    let all = patient.search("Observation", "_count=1").await.unwrap();
+    assert_eq!(all.len(), 3, "every page followed");
+    f.gk.flush_access_log().await;
+    let log = patient.audit(0).await.unwrap();
+    assert!(log.len() >= 2 && log.iter().all(|e| e.proof.is_none()), "not anchored yet");
+
+    // The provider imports a Bundle and enrolls.
+    let provider = client(PROVIDER);
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": fixture::obs("a9", "p1", "laboratory", "2026-01-01").json,
+         "request": {"method": "PUT", "url": "Observation/a9"}}
+    ]});
+    let response = provider.import(&bundle).await.unwrap();
+    assert_eq!(response["type"], "transaction-response");
+    assert!(patient.read("Observation", "a9").await.unwrap().is_some());
+    provider.enroll(f.rel, "p1", &["Observation?category=laboratory"]).await.unwrap();
+    let bad = provider.enroll(f.rel, "p1", &["Observation?category=other"]).await.unwrap_err();
+    assert!(matches!(bad, ClientError::Refused { status: 409, .. }), "{bad}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_patient_sees_when_the_provider_changed_data_after_publishing() {
+    let f = crate::fhir::fixture().await;
+    let base = f.serve().await;
+    let patient = GatekeeperClient::new(&base, fixture::GATEKEEPER, CHAIN_ID, f.signer(PATIENT));
+    let published = f.published_hash().await;
+    patient.pointer(f.rel, 0).await.unwrap().verify(published).unwrap();
+    // The provider quietly edits a published lab result, without a pointer update.
+    let mut edited = fixture::obs("a1", "p1", "laboratory", "2025-01-02").json;
+    edited["valueQuantity"] = json!({"value": 1, "unit": "g/dL"});
+    assert_eq!(f.send("PUT", "/fhir/Observation/a1", &edited, PROVIDER).await.status, 200);
+    let served = patient.pointer(f.rel, 0).await.unwrap();
+    let err = served.verify(published).unwrap_err();
+    assert!(
+        matches!(err, ClientError::HashMismatch { expected, .. } if expected == published),
+        "{err}"
+    );
 }
