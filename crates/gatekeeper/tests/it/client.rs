@@ -182,6 +182,13 @@ impl Client {
 
     /// Signs `key` in with Sign-In with Ethereum for [`DOMAIN`]: `Bearer <token>`.
     pub(crate) async fn sign_in(&self, key: &PrivateKeySigner) -> As {
+        let token = self.try_sign_in(key).await;
+        assert_eq!(token.status, 200, "{}", token.body);
+        As::Authorization(format!("Bearer {}", token.body["access_token"].as_str().unwrap()))
+    }
+
+    /// Signs in with Ethereum as `key`, answering what `POST /auth/siwe` answered.
+    pub(crate) async fn try_sign_in(&self, key: &PrivateKeySigner) -> Answer {
         let nonce = self.get("/auth/nonce", &As::Nobody).await;
         assert_eq!(nonce.status, 200, "{}", nonce.body);
         let mut msg = Msg::new(key.address(), nonce.body["nonce"].as_str().unwrap());
@@ -193,9 +200,7 @@ impl Client {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(body))
             .unwrap();
-        let token = self.call(request).await;
-        assert_eq!(token.status, 200, "{}", token.body);
-        As::Authorization(format!("Bearer {}", token.body["access_token"].as_str().unwrap()))
+        self.call(request).await
     }
 
     /// Sends `request` as it is.

@@ -62,6 +62,22 @@ async fn strangers_cannot_grow_the_log_or_fill_the_replay_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_get_no_sign_in_token() {
+    let t = Fixture::new(records()).await;
+    for key in [PrivateKeySigner::random(), t.signer(STRANGER)] {
+        let a = t.client.try_sign_in(&key).await;
+        assert_eq!(a.status, 403, "{}", a.body);
+        assert_eq!(a.body["issue"][0]["details"]["coding"][0]["code"], "unknown_signer");
+        assert!(a.body.get("access_token").is_none());
+    }
+    assert_eq!(t.auth.siwe().tokens().len(), 0, "no token was stored for a stranger");
+    // The viewer the patient granted signs in and is served with its token.
+    let viewer = t.client.sign_in(&t.signer(VIEWER)).await;
+    assert_eq!(t.client.get(&t.pointer(0), &viewer).await.status, 200);
+    assert_eq!(t.auth.siwe().tokens().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_over_its_budget_is_refused_before_signatures_are_checked() {
     let limits = RateLimits { unauthenticated: RateLimit::new(1, 3), ..RateLimits::off() };
     let t = Fixture::with_limits(records(), limits).await;

@@ -13,7 +13,7 @@ async fn every_request_is_logged_and_the_patient_verifies_the_entries_against_th
     use medrec_chain::anchors::{AnchorClaim, check_anchor};
     use medrec_gatekeeper::{
         anchor::{AnchorConfig, Anchorer},
-        audit::proof_from_json,
+        audit::wire::ProvenEntry,
     };
     let f = fixture().await;
     // The viewer reads, a stranger is refused, the patient searches, the viewer asks
@@ -72,7 +72,12 @@ async fn every_request_is_logged_and_the_patient_verifies_the_entries_against_th
     let entries = page.body["entries"].as_array().unwrap().clone();
     assert!(entries.len() >= 4);
     for e in &entries {
-        let proof = proof_from_json(&e["proof"]).expect("every entry now has a proof");
+        assert!(
+            e["proof"].get("entry").is_none(),
+            "the entry is sent once, not again in its proof"
+        );
+        let proven: ProvenEntry = serde_json::from_value(e.clone()).expect("a typed entry");
+        let proof = proven.proof().expect("well formed").expect("every entry now has a proof");
         verify(&proof).expect("the proof holds");
         let claim = AnchorClaim {
             size: proof.anchor.size,

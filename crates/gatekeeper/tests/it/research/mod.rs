@@ -15,6 +15,7 @@ use medrec_chain::{
     follower::{FollowConfig, Follower, Health},
 };
 use medrec_devchain::node::SealMode;
+use medrec_gatekeeper::audit::wire::ProvenEntry;
 use medrec_gatekeeper::{
     auth::{AuthState, Clock, RequestVerifier, SiweAuthenticator, SiweConfig},
     limits::RateLimits,
@@ -264,7 +265,8 @@ impl Clinic {
         let page = page.ok().expect("the patient's log");
         let entries = page["entries"].as_array().expect("entries").clone();
         for e in entries.iter().filter(|e| !e["proof"].is_null()) {
-            medrec_gatekeeper::audit::proof_from_json(&e["proof"]).expect("a well-formed proof");
+            let proven: ProvenEntry = serde_json::from_value(e.clone()).expect("a typed entry");
+            proven.proof().expect("a well-formed proof");
         }
         entries
     }
