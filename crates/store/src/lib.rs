@@ -1,12 +1,12 @@
 //! Record stores for MedRec: where a provider's FHIR R4 resources live.
 //!
-//! [`RecordStore`] is the one interface the gatekeeper uses: read, read a version,
-//! search, create, update, update all at once. Backends implement it over SQLite (the
-//! embedded default), PostgreSQL and MySQL/MariaDB. Its reads are also the
-//! [`RecordReader`] trait, which every `RecordStore` is; the read-only mapping of a
-//! provider's own database ([`legacy`]) is a `RecordReader` only, and [`ReadOnly`]
-//! serves it where a `RecordStore` is expected, its writes failing with
-//! [`StoreError::ReadOnly`]. Resources are kept as
+//! A store is split at its one seam: [`RecordReader`] (read, read a version, search,
+//! read as stored) and [`RecordWriter`] (create, update, update all at once).
+//! [`RecordStore`] is both, the interface the gatekeeper holds; backends implement it
+//! over SQLite (the embedded default), PostgreSQL and MySQL/MariaDB. The read-only
+//! mapping of a provider's own database ([`legacy`]) is a `RecordReader` only, with
+//! no write methods; where a full store is required all the same, [`ReadOnly`] serves
+//! it, its writes failing with [`StoreError::ReadOnly`]. Resources are kept as
 //! FHIR JSON with every version, plus indexed search columns (patient compartment,
 //! date, category and code tokens, last update) extracted by [`fhir::Resource::parse`],
 //! so every backend indexes exactly the same way. Searches are parsed at the edge into
@@ -91,12 +91,11 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Reading a provider's records: what every store does, the read-only mapping of a
-/// provider's own database ([`legacy`]) included. Every [`RecordStore`] is a reader
-/// too (a blanket implementation forwards to it).
+/// provider's own database ([`legacy`]) included.
 ///
 /// Code that only reads should take a `RecordReader` (generic, `R: RecordReader +
-/// ?Sized`, which a `dyn RecordStore` also satisfies), so that a read-only store never
-/// has to implement writes as errors.
+/// ?Sized`, or `&dyn RecordReader`, which a `&dyn RecordStore` coerces to), so that a
+/// read-only store never has to implement writes.
 #[async_trait::async_trait]
 pub trait RecordReader: Send + Sync + std::fmt::Debug {
     /// The current version of a resource.
@@ -112,6 +111,33 @@ pub trait RecordReader: Send + Sync + std::fmt::Debug {
 
     /// Current versions matching `query`, one page.
     async fn search(&self, query: &SearchQuery) -> Result<Page>;
+
+    /// The current version of a resource as stored, for serving as is: no JSON parsed
+    /// and written again, the compartment's patient from the index. The native
+    /// backends answer it from the row; this default reads and serialises again.
+    async fn read_raw(
+        &self,
+        resource_type: ResourceType,
+        id: &ResourceId,
+    ) -> Result<Option<RawStored>> {
+        Ok(self.read(resource_type, id).await?.map(RawStored::from_stored))
+    }
+}
+
+/// Storing a provider's records: new resources and new versions. The SQLite,
+/// PostgreSQL and MySQL/MariaDB backends write; the read-only mapping of a provider's
+/// own database ([`legacy`]) does not implement this trait at all.
+#[async_trait::async_trait]
+pub trait RecordWriter: Send + Sync + std::fmt::Debug {
+    /// Stores a new resource; assigns a random id when it has none. Fails with
+    /// [`StoreError::Exists`] when the id is taken.
+    async fn create(&self, resource: Resource) -> Result<Stored>;
+
+    /// Stores a new version of a resource with an id (version 1 when it is new).
+    async fn update(&self, resource: Resource) -> Result<Stored>;
+
+    /// Stores new versions of all `resources` atomically: all or none.
+    async fn update_all(&self, resources: Vec<Resource>) -> Result<Vec<Stored>>;
 }
 
 /// The current version of a resource exactly as the store keeps it: its JSON text, to
@@ -133,7 +159,7 @@ pub struct RawStored {
 }
 
 impl RawStored {
-    /// From a parsed stored version (the default path of [`RecordStore::read_raw`]).
+    /// From a parsed stored version (the default path of [`RecordReader::read_raw`]).
     pub fn from_stored(stored: Stored) -> Self {
         let patient = Resource::parse(stored.json.clone()).ok().and_then(|r| r.index.patient);
         Self {
@@ -147,72 +173,91 @@ impl RawStored {
     }
 }
 
-/// A provider's full record store: it reads ([`RecordReader`], by the blanket
-/// implementation) and writes. The SQLite, PostgreSQL and MySQL/MariaDB backends are
-/// full stores; a read-only store serves where a `RecordStore` is expected only
-/// through [`ReadOnly`], whose writes fail with [`StoreError::ReadOnly`].
+/// A provider's full record store: a [`RecordReader`] and a [`RecordWriter`] in one,
+/// for code that does both or holds any store (`Arc<dyn RecordStore>`). It has no
+/// methods of its own: every type that reads and writes is a `RecordStore` by the
+/// blanket implementation, and a `&dyn RecordStore` coerces to a `&dyn RecordReader`.
 ///
-/// The read methods are declared here as well as on [`RecordReader`] so that code
-/// importing only `RecordStore` calls them on a concrete store, as before the reader
-/// was split out; importing both traits and calling a read method on a concrete full
-/// store is ambiguous (name the trait, or hold a `dyn RecordStore`).
-#[async_trait::async_trait]
-pub trait RecordStore: Send + Sync + std::fmt::Debug {
-    /// Stores a new resource; assigns a random id when it has none. Fails with
-    /// [`StoreError::Exists`] when the id is taken.
-    async fn create(&self, resource: Resource) -> Result<Stored>;
+/// The SQLite, PostgreSQL and MySQL/MariaDB backends are full stores. They also have
+/// every reader and writer method as an inherent method, so a concrete store's
+/// methods need no trait in scope. A read-only store is a `RecordReader` only; where
+/// a `RecordStore` is required all the same (a server holding any store), [`ReadOnly`]
+/// serves it, its writer refusing with [`StoreError::ReadOnly`].
+pub trait RecordStore: RecordReader + RecordWriter {}
 
-    /// Stores a new version of a resource with an id (version 1 when it is new).
-    async fn update(&self, resource: Resource) -> Result<Stored>;
+impl<S: RecordReader + RecordWriter + ?Sized> RecordStore for S {}
 
-    /// Stores new versions of all `resources` atomically: all or none.
-    async fn update_all(&self, resources: Vec<Resource>) -> Result<Vec<Stored>>;
+/// Inherent methods on a full store that call its [`RecordReader`] and
+/// [`RecordWriter`] implementations: callers of a concrete store need neither trait
+/// in scope, and importing both is never ambiguous.
+macro_rules! inherent_record_methods {
+    ($store:ty) => {
+        impl $store {
+            /// The current version of a resource ([`RecordReader::read`]).
+            pub async fn read(
+                &self,
+                resource_type: $crate::fhir::ResourceType,
+                id: &$crate::fhir::ResourceId,
+            ) -> $crate::Result<Option<$crate::Stored>> {
+                $crate::RecordReader::read(self, resource_type, id).await
+            }
 
-    /// The current version of a resource.
-    async fn read(&self, resource_type: ResourceType, id: &ResourceId) -> Result<Option<Stored>>;
+            /// A given version of a resource ([`RecordReader::read_version`]).
+            pub async fn read_version(
+                &self,
+                resource_type: $crate::fhir::ResourceType,
+                id: &$crate::fhir::ResourceId,
+                version: u64,
+            ) -> $crate::Result<Option<$crate::Stored>> {
+                $crate::RecordReader::read_version(self, resource_type, id, version).await
+            }
 
-    /// A given version of a resource.
-    async fn read_version(
-        &self,
-        resource_type: ResourceType,
-        id: &ResourceId,
-        version: u64,
-    ) -> Result<Option<Stored>>;
+            /// Current versions matching `query`, one page ([`RecordReader::search`]).
+            pub async fn search(
+                &self,
+                query: &$crate::search::SearchQuery,
+            ) -> $crate::Result<$crate::Page> {
+                $crate::RecordReader::search(self, query).await
+            }
 
-    /// Current versions matching `query`, one page.
-    async fn search(&self, query: &SearchQuery) -> Result<Page>;
+            /// The current version of a resource as stored
+            /// ([`RecordReader::read_raw`]).
+            pub async fn read_raw(
+                &self,
+                resource_type: $crate::fhir::ResourceType,
+                id: &$crate::fhir::ResourceId,
+            ) -> $crate::Result<Option<$crate::RawStored>> {
+                $crate::RecordReader::read_raw(self, resource_type, id).await
+            }
 
-    /// The current version of a resource as stored, for serving as is: no JSON parsed
-    /// and written again, the compartment's patient from the index. The backends
-    /// answer it from the row; this default reads and serialises again.
-    async fn read_raw(
-        &self,
-        resource_type: ResourceType,
-        id: &ResourceId,
-    ) -> Result<Option<RawStored>> {
-        Ok(self.read(resource_type, id).await?.map(RawStored::from_stored))
-    }
+            /// Stores a new resource ([`RecordWriter::create`]).
+            pub async fn create(
+                &self,
+                resource: $crate::fhir::Resource,
+            ) -> $crate::Result<$crate::Stored> {
+                $crate::RecordWriter::create(self, resource).await
+            }
+
+            /// Stores a new version of a resource ([`RecordWriter::update`]).
+            pub async fn update(
+                &self,
+                resource: $crate::fhir::Resource,
+            ) -> $crate::Result<$crate::Stored> {
+                $crate::RecordWriter::update(self, resource).await
+            }
+
+            /// Stores new versions of all `resources` atomically
+            /// ([`RecordWriter::update_all`]).
+            pub async fn update_all(
+                &self,
+                resources: Vec<$crate::fhir::Resource>,
+            ) -> $crate::Result<Vec<$crate::Stored>> {
+                $crate::RecordWriter::update_all(self, resources).await
+            }
+        }
+    };
 }
-
-#[async_trait::async_trait]
-impl<S: RecordStore + ?Sized> RecordReader for S {
-    async fn read(&self, resource_type: ResourceType, id: &ResourceId) -> Result<Option<Stored>> {
-        RecordStore::read(self, resource_type, id).await
-    }
-
-    async fn read_version(
-        &self,
-        resource_type: ResourceType,
-        id: &ResourceId,
-        version: u64,
-    ) -> Result<Option<Stored>> {
-        RecordStore::read_version(self, resource_type, id, version).await
-    }
-
-    async fn search(&self, query: &SearchQuery) -> Result<Page> {
-        RecordStore::search(self, query).await
-    }
-}
+pub(crate) use inherent_record_methods;
 
 /// A fresh random id (32 hex characters).
 pub fn new_id() -> ResourceId {

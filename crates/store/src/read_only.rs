@@ -1,17 +1,28 @@
 //! A read-only store where a full [`RecordStore`](crate::RecordStore) is expected.
 
+#[cfg(doc)]
+use crate::RecordStore;
 use crate::{
-    Page, RecordReader, RecordStore, Result, StoreError, Stored,
+    Page, RawStored, RecordReader, RecordWriter, Result, StoreError, Stored,
     fhir::{Resource, ResourceId, ResourceType},
     search::SearchQuery,
 };
 
-/// A [`RecordReader`] served as a full [`RecordStore`]: reads go to the reader, every
-/// write fails with [`StoreError::ReadOnly`] and changes nothing.
+/// A [`RecordReader`] served as a full [`RecordStore`]: reads go to the reader, and
+/// its [`RecordWriter`] fails every write with [`StoreError::ReadOnly`], changing
+/// nothing.
 ///
 /// For the edge only (a server holding any store as a `dyn RecordStore`): code that
-/// only reads takes a [`RecordReader`], so a read-only store never has to pretend.
-/// The legacy stores are readers only; a full store is never made of one by mistake:
+/// only reads takes a [`RecordReader`], and code that writes a [`RecordWriter`] or a
+/// `RecordStore`, so a read-only store itself never has write methods.
+///
+/// The legacy stores are readers only: they have no writer, and a full store is never
+/// made of one by mistake:
+///
+/// ```compile_fail
+/// fn writer<W: medrec_store::RecordWriter>() {}
+/// writer::<medrec_store::legacy::LegacySqliteStore>();
+/// ```
 ///
 /// ```compile_fail
 /// fn full<S: medrec_store::RecordStore>() {}
@@ -43,19 +54,7 @@ impl<R: RecordReader> ReadOnly<R> {
 }
 
 #[async_trait::async_trait]
-impl<R: RecordReader> RecordStore for ReadOnly<R> {
-    async fn create(&self, _resource: Resource) -> Result<Stored> {
-        Err(StoreError::ReadOnly)
-    }
-
-    async fn update(&self, _resource: Resource) -> Result<Stored> {
-        Err(StoreError::ReadOnly)
-    }
-
-    async fn update_all(&self, _resources: Vec<Resource>) -> Result<Vec<Stored>> {
-        Err(StoreError::ReadOnly)
-    }
-
+impl<R: RecordReader> RecordReader for ReadOnly<R> {
     async fn read(&self, resource_type: ResourceType, id: &ResourceId) -> Result<Option<Stored>> {
         self.0.read(resource_type, id).await
     }
@@ -72,12 +71,37 @@ impl<R: RecordReader> RecordStore for ReadOnly<R> {
     async fn search(&self, query: &SearchQuery) -> Result<Page> {
         self.0.search(query).await
     }
+
+    async fn read_raw(
+        &self,
+        resource_type: ResourceType,
+        id: &ResourceId,
+    ) -> Result<Option<RawStored>> {
+        self.0.read_raw(resource_type, id).await
+    }
+}
+
+/// The refusing writer: the one place a write is answered with an error rather than
+/// left out of the type.
+#[async_trait::async_trait]
+impl<R: RecordReader> RecordWriter for ReadOnly<R> {
+    async fn create(&self, _resource: Resource) -> Result<Stored> {
+        Err(StoreError::ReadOnly)
+    }
+
+    async fn update(&self, _resource: Resource) -> Result<Stored> {
+        Err(StoreError::ReadOnly)
+    }
+
+    async fn update_all(&self, _resources: Vec<Resource>) -> Result<Vec<Stored>> {
+        Err(StoreError::ReadOnly)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sqlite::SqliteStore;
+    use crate::{RecordStore, sqlite::SqliteStore};
     use serde_json::json;
 
     #[tokio::test]

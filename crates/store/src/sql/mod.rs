@@ -28,7 +28,7 @@ mod store;
 pub mod testing;
 
 use crate::{
-    Page, RecordStore, Result, StoreError, Stored,
+    Page, RecordReader, RecordWriter, Result, StoreError, Stored,
     fhir::{Resource, ResourceId, ResourceType},
     search::SearchQuery,
 };
@@ -140,20 +140,7 @@ impl MysqlStore {
 macro_rules! delegate_record_store {
     ($store:ty) => {
         #[async_trait::async_trait]
-        impl RecordStore for $store {
-            async fn create(&self, resource: Resource) -> Result<Stored> {
-                self.inner.create(&resource).await
-            }
-
-            async fn update(&self, resource: Resource) -> Result<Stored> {
-                let mut stored = self.inner.update_all(std::slice::from_ref(&resource)).await?;
-                Ok(stored.pop().expect("one resource in, one stored"))
-            }
-
-            async fn update_all(&self, resources: Vec<Resource>) -> Result<Vec<Stored>> {
-                self.inner.update_all(&resources).await
-            }
-
+        impl RecordReader for $store {
             async fn read(
                 &self,
                 resource_type: ResourceType,
@@ -178,6 +165,24 @@ macro_rules! delegate_record_store {
                 self.inner.search(query).await
             }
         }
+
+        #[async_trait::async_trait]
+        impl RecordWriter for $store {
+            async fn create(&self, resource: Resource) -> Result<Stored> {
+                self.inner.create(&resource).await
+            }
+
+            async fn update(&self, resource: Resource) -> Result<Stored> {
+                let mut stored = self.inner.update_all(std::slice::from_ref(&resource)).await?;
+                Ok(stored.pop().expect("one resource in, one stored"))
+            }
+
+            async fn update_all(&self, resources: Vec<Resource>) -> Result<Vec<Stored>> {
+                self.inner.update_all(&resources).await
+            }
+        }
+
+        crate::inherent_record_methods!($store);
     };
 }
 

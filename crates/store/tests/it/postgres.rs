@@ -5,7 +5,7 @@
 //! Every case gets a database of its own. An unreachable server fails the tests.
 
 use medrec_store::{
-    RecordStore, StoreError,
+    StoreError,
     fhir::{Resource, ResourceType},
     search::SearchQuery,
     sql::{PostgresStore, testing::TestStore},

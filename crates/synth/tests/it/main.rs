@@ -2,7 +2,6 @@
 //! aggregates, and loadable into a real store.
 
 use medrec_store::{
-    RecordStore,
     fhir::{Resource, ResourceType},
     search::SearchQuery,
     sqlite::SqliteStore,
