@@ -24,10 +24,7 @@ pub(crate) async fn get(Path(file): Path<String>) -> Response {
         Some("svg") => "image/svg+xml",
         _ => "application/octet-stream",
     };
-    (
-        [(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")],
-        found.data.into_owned(),
-    )
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], found.data.into_owned())
         .into_response()
 }
 

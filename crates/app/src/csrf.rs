@@ -99,7 +99,9 @@ pub(crate) async fn layer(
 ) -> Response {
     match check(request.method(), request.headers(), &hosts) {
         Ok(()) => next.run(request).await,
-        Err(refusal) => crate::error::page(StatusCode::FORBIDDEN, refusal.sentence()).into_response(),
+        Err(refusal) => {
+            crate::error::page(StatusCode::FORBIDDEN, refusal.sentence()).into_response()
+        }
     }
 }
 

@@ -44,7 +44,9 @@ pub(crate) type PageResult = Result<Response, PageError>;
 /// Renders a template into a page.
 pub(crate) fn render(template: &impl Template) -> PageResult {
     template.render().map(|html| Html(html).into_response()).map_err(|_| {
-        PageError::Failed("This page could not be drawn. Reload it; if it persists, restart the app.".to_owned())
+        PageError::Failed(
+            "This page could not be drawn. Reload it; if it persists, restart the app.".to_owned(),
+        )
     })
 }
 

@@ -112,7 +112,8 @@ pub async fn spawn(config: AppConfig) -> Result<RunningApp, AppError> {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| AppError::Bind { addr: config.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
+    let addr =
+        listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
     let app = router(state.clone(), csrf::Hosts::of(addr));
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -25,11 +25,9 @@ pub(crate) async fn page(State(state): State<AppState>) -> PageResult {
     let pointers = pointer_names(&state.held.read().await.records);
     let me = cx.session.address();
     let (rows, summary, failure) = match state.access_log(&cx.session, true).await {
-        Ok(entries) => (
-            access::rows(&entries, me, &cx.names, &pointers),
-            access::summary(&entries),
-            None,
-        ),
+        Ok(entries) => {
+            (access::rows(&entries, me, &cx.names, &pointers), access::summary(&entries), None)
+        }
         Err(e) => (Vec::new(), String::new(), Some(e)),
     };
     render(&AccessPage { chrome: cx.chrome, rows, summary, failure })

@@ -48,7 +48,11 @@ pub(crate) async fn page(State(state): State<AppState>) -> PageResult {
         relationships,
         news,
         records: held.records.count(),
-        checked: if held.records.saved_at == 0 { String::new() } else { date(held.records.saved_at) },
+        checked: if held.records.saved_at == 0 {
+            String::new()
+        } else {
+            date(held.records.saved_at)
+        },
         refreshing: held.refreshing,
     })
 }

@@ -40,7 +40,10 @@ pub(crate) struct RecordsQuery {
 }
 
 /// `GET /records`.
-pub(crate) async fn page(State(state): State<AppState>, Query(query): Query<RecordsQuery>) -> PageResult {
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    Query(query): Query<RecordsQuery>,
+) -> PageResult {
     let cx = context(&state, "records", "Records").await?;
     let held = state.held.read().await.clone();
     let filter = Filter {
@@ -58,7 +61,11 @@ pub(crate) async fn page(State(state): State<AppState>, Query(query): Query<Reco
         categories,
         filtered: filter != Filter::default(),
         text: filter.text,
-        checked: if held.records.saved_at == 0 { String::new() } else { date(held.records.saved_at) },
+        checked: if held.records.saved_at == 0 {
+            String::new()
+        } else {
+            date(held.records.saved_at)
+        },
         refreshing: held.refreshing,
         failure: held.failure,
     })

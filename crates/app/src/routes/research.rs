@@ -46,7 +46,10 @@ pub(crate) struct ResearchForm {
 }
 
 /// `POST /research`: opt a relationship in (`choice=in`) or out.
-pub(crate) async fn set(State(state): State<AppState>, Form(form): Form<ResearchForm>) -> PageResult {
+pub(crate) async fn set(
+    State(state): State<AppState>,
+    Form(form): Form<ResearchForm>,
+) -> PageResult {
     let Some(session) = state.session().await else {
         return Ok(Redirect::to("/unlock").into_response());
     };
@@ -55,9 +58,16 @@ pub(crate) async fn set(State(state): State<AppState>, Form(form): Form<Research
         Ok((id, sent)) => {
             let id = short_id(id.0);
             let text = match (on, sent) {
-                (_, None) => format!("Relationship {id} already was opted {}; nothing changed.", if on { "in" } else { "out" }),
-                (true, Some(_)) => format!("Relationship {id} now feeds research bounties: only aggregates over many patients, with noise added, ever leave the provider."),
-                (false, Some(_)) => format!("Relationship {id} no longer feeds research bounties, from the next block on."),
+                (_, None) => format!(
+                    "Relationship {id} already was opted {}; nothing changed.",
+                    if on { "in" } else { "out" }
+                ),
+                (true, Some(_)) => format!(
+                    "Relationship {id} now feeds research bounties: only aggregates over many patients, with noise added, ever leave the provider."
+                ),
+                (false, Some(_)) => format!(
+                    "Relationship {id} no longer feeds research bounties, from the next block on."
+                ),
             };
             state.tell(false, text);
         }

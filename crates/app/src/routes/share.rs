@@ -6,7 +6,8 @@ use crate::{
     error::{PageResult, render, sentence},
     state::AppState,
     views::{
-        date, inbox::key,
+        date,
+        inbox::key,
         records::pointer_names,
         share::{self, GrantRow, Shareable},
     },
@@ -73,7 +74,8 @@ pub(crate) async fn share(
             format!(
                 "{} may now see {} of {} from {} until {}.",
                 g.viewer,
-                medrec_client::plural(g.pointers.len(), "set of records").replace("set of recordss", "sets of records"),
+                medrec_client::plural(g.pointers.len(), "set of records")
+                    .replace("set of recordss", "sets of records"),
                 share::relationship_words(g.relationship.0),
                 if g.not_before == 0 { "now".to_owned() } else { date(g.not_before) },
                 date(g.expires_at)

@@ -35,7 +35,10 @@ pub(crate) struct UnlockForm {
 }
 
 /// `POST /unlock`.
-pub(crate) async fn submit(State(state): State<AppState>, Form(form): Form<UnlockForm>) -> PageResult {
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    Form(form): Form<UnlockForm>,
+) -> PageResult {
     let outcome = match Passphrase::new(form.passphrase) {
         Ok(p) => state.unlock(p).await,
         Err(_) => Err("Type your wallet's passphrase to unlock it.".to_owned()),

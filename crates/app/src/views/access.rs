@@ -39,7 +39,8 @@ pub fn row(
     pointers: &BTreeMap<(B256, u8), String>,
 ) -> Row {
     let entry = &e.entry;
-    let when = entry["time"].as_u64().map_or_else(|| "unknown time".to_owned(), |ms| date(ms / 1000));
+    let when =
+        entry["time"].as_u64().map_or_else(|| "unknown time".to_owned(), |ms| date(ms / 1000));
     let requester = entry["requester"].as_str().and_then(|r| r.parse::<Address>().ok());
     let who = match requester {
         Some(r) if r == me => "You".to_owned(),
@@ -81,7 +82,9 @@ pub fn row(
         ProofStatus::Verified { block } => {
             (true, format!("Checked against its anchor on chain (block {block})"))
         }
-        ProofStatus::Pending => (false, "Waiting for the provider's next anchor on chain".to_owned()),
+        ProofStatus::Pending => {
+            (false, "Waiting for the provider's next anchor on chain".to_owned())
+        }
         ProofStatus::Invalid { message } => (false, format!("Does not check out: {message}")),
     };
     Row { when, provider: names.provider(e.provider), who, what, allowed, decision, proven, proof }
@@ -174,7 +177,10 @@ mod tests {
         assert_eq!(list[1].what, "Lab results (3 records), pointer 0 of relationship 0x07070707…");
         assert_eq!(list[1].proof, "Checked against its anchor on chain (block 12)");
         assert_eq!(list[1].when, "1970-01-01 00:01 UTC");
-        assert_eq!(summary(&entries), "2 entries: 1 checked against the chain, 1 waiting for the provider's next anchor.");
+        assert_eq!(
+            summary(&entries),
+            "2 entries: 1 checked against the chain, 1 waiting for the provider's next anchor."
+        );
         let bad = [entry(me, "allow-patient", ProofStatus::Invalid { message: "x".into() })];
         assert!(summary(&bad).starts_with("Warning: 1 of 1"));
         assert_eq!(summary(&[]), "Nobody has read your records yet.");

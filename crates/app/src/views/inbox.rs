@@ -109,7 +109,11 @@ pub fn describe(d: &Dated, summaries: &BTreeMap<RelationshipId, Summary>, names:
             format!(
                 "{viewer} may see {} of relationship {id} with {provider}{} until {}.",
                 medrec_client::plural(pointers.ids().count(), "pointer"),
-                if *not_before == 0 { String::new() } else { format!(" from {}", date(*not_before)) },
+                if *not_before == 0 {
+                    String::new()
+                } else {
+                    format!(" from {}", date(*not_before))
+                },
                 date(*expires_at)
             ),
         ),
@@ -154,7 +158,8 @@ pub fn ending(
     for (id, s) in summaries {
         for (viewer, (_, _, expires_at)) in &s.grants {
             if *expires_at > now && *expires_at <= now.saturating_add(soon) {
-                let provider = s.provider.map_or_else(|| "a provider".to_owned(), |p| names.provider(p));
+                let provider =
+                    s.provider.map_or_else(|| "a provider".to_owned(), |p| names.provider(p));
                 out.push(Item {
                     block: 0,
                     kind: Kind::GrantEnding,
@@ -176,7 +181,9 @@ pub fn accesses(entries: &[AccessEntry], me: Address, names: &Names) -> Vec<Item
     entries
         .iter()
         .rev()
-        .filter(|e| e.entry["requester"].as_str().and_then(|r| r.parse::<Address>().ok()) != Some(me))
+        .filter(|e| {
+            e.entry["requester"].as_str().and_then(|r| r.parse::<Address>().ok()) != Some(me)
+        })
         .map(|e| {
             let row = super::access::row(e, me, names, &BTreeMap::new());
             Item {
@@ -297,7 +304,9 @@ pub fn relationships(
                 id: id.0,
                 short: short_id(id.0),
                 key: key(id.0),
-                provider: s.provider.map_or_else(|| "Unknown provider".to_owned(), |p| names.provider(p)),
+                provider: s
+                    .provider
+                    .map_or_else(|| "Unknown provider".to_owned(), |p| names.provider(p)),
                 status: s.status,
                 status_words: s.status.map_or("unknown", status_words).to_owned(),
                 pointers: s.pointers.len(),
@@ -308,7 +317,9 @@ pub fn relationships(
             }
         })
         .collect();
-    out.sort_by_key(|r| (!r.waiting(), r.status.is_some_and(Status::is_closed), std::cmp::Reverse(r.updated)));
+    out.sort_by_key(|r| {
+        (!r.waiting(), r.status.is_some_and(Status::is_closed), std::cmp::Reverse(r.updated))
+    });
     out
 }
 
@@ -323,7 +334,8 @@ mod tests {
     use medrec_primitives::PointerSet;
 
     fn summaries() -> (BTreeMap<RelationshipId, Summary>, Vec<Dated>) {
-        let (a, b) = (RelationshipId(B256::repeat_byte(0xaa)), RelationshipId(B256::repeat_byte(0xbb)));
+        let (a, b) =
+            (RelationshipId(B256::repeat_byte(0xaa)), RelationshipId(B256::repeat_byte(0xbb)));
         let provider = Address::repeat_byte(1);
         let patient = Address::repeat_byte(2);
         let created = || Notice::Created { patient, provider, delegate: Address::repeat_byte(3) };
@@ -352,14 +364,31 @@ mod tests {
         let kinds: Vec<Kind> = list.iter().map(|i| i.kind).collect();
         assert_eq!(
             kinds,
-            [Kind::GrantEnding, Kind::NewRelationship, Kind::GrantGiven, Kind::Relationship, Kind::NewRelationship]
+            [
+                Kind::GrantEnding,
+                Kind::NewRelationship,
+                Kind::GrantGiven,
+                Kind::Relationship,
+                Kind::NewRelationship
+            ]
         );
-        assert!(list[1].sentence.starts_with("Provider 0x0101…0101 opened relationship 0xbbbbbbbb…"), "{}", list[1].sentence);
-        assert!(list[2].sentence.contains("may see 1 pointer of relationship 0xaaaaaaaa…"), "{}", list[2].sentence);
+        assert!(
+            list[1].sentence.starts_with("Provider 0x0101…0101 opened relationship 0xbbbbbbbb…"),
+            "{}",
+            list[1].sentence
+        );
+        assert!(
+            list[2].sentence.contains("may see 1 pointer of relationship 0xaaaaaaaa…"),
+            "{}",
+            list[2].sentence
+        );
         assert!(list[3].sentence.ends_with("is now accepted."));
         assert!(list[0].sentence.contains("ends 1970-01-01 01:16 UTC"), "{}", list[0].sentence);
         // A grant ending later than `soon` is not news yet.
-        assert_eq!(items(&notices, &s, &Names::default(), 1_000, 60)[0].kind, Kind::NewRelationship);
+        assert_eq!(
+            items(&notices, &s, &Names::default(), 1_000, 60)[0].kind,
+            Kind::NewRelationship
+        );
     }
 
     #[test]

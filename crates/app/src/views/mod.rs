@@ -38,7 +38,8 @@ pub fn date(unix: u64) -> String {
     if unix >= u64::from(u32::MAX) {
         return "never".to_owned();
     }
-    let Some(t) = i64::try_from(unix).ok().and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+    let Some(t) =
+        i64::try_from(unix).ok().and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
     else {
         return unix.to_string();
     };

@@ -121,8 +121,11 @@ pub fn category_of(r: &Value) -> Category {
             }
         }
         "Condition" => Category::Conditions,
-        "MedicationRequest" | "MedicationStatement" | "MedicationAdministration"
-        | "MedicationDispense" | "Medication" => Category::Medications,
+        "MedicationRequest"
+        | "MedicationStatement"
+        | "MedicationAdministration"
+        | "MedicationDispense"
+        | "Medication" => Category::Medications,
         "AllergyIntolerance" => Category::Allergies,
         "Immunization" => Category::Immunizations,
         "Procedure" => Category::Procedures,
@@ -306,16 +309,17 @@ pub fn pointer_names(records: &Records) -> BTreeMap<(B256, u8), String> {
             let words: Vec<String> = cats
                 .iter()
                 .enumerate()
-                .map(|(i, c)| {
-                    if i == 0 { c.label().to_owned() } else { c.label().to_lowercase() }
-                })
+                .map(|(i, c)| if i == 0 { c.label().to_owned() } else { c.label().to_lowercase() })
                 .collect();
             let what = match words.as_slice() {
                 [] => "Nothing yet".to_owned(),
                 [one] => one.clone(),
                 [init @ .., last] => format!("{} and {last}", init.join(", ")),
             };
-            out.insert((r.id, p.pointer), format!("{what} ({})", medrec_client::plural(p.resources.len(), "record")));
+            out.insert(
+                (r.id, p.pointer),
+                format!("{what} ({})", medrec_client::plural(p.resources.len(), "record")),
+            );
         }
     }
     out
@@ -383,7 +387,10 @@ mod tests {
             chain_id: 31337,
             relationships: vec![
                 rel(1, vec![ptr(0, vec![lab("a", "2025-01-02", "Hemoglobin"), vital])]),
-                rel(2, vec![ptr(0, vec![lab("b", "2025-02-02", "Ferritin")]), ptr(1, vec![condition])]),
+                rel(
+                    2,
+                    vec![ptr(0, vec![lab("b", "2025-02-02", "Ferritin")]), ptr(1, vec![condition])],
+                ),
             ],
         }
     }
@@ -399,7 +406,10 @@ mod tests {
         assert_eq!(labs[0].provider, "Provider 0x0202…0202");
         assert_eq!(labs[1].provider, "Provider 0x0101…0101");
         assert!(labs.iter().all(Row::verified));
-        assert_eq!(view.counts, [(Category::Labs, 2), (Category::Vitals, 1), (Category::Conditions, 1)]);
+        assert_eq!(
+            view.counts,
+            [(Category::Labs, 2), (Category::Vitals, 1), (Category::Conditions, 1)]
+        );
     }
 
     #[test]

@@ -51,7 +51,9 @@ pub fn shareable(
         .filter(|(_, s)| !s.pointers.is_empty())
         .map(|(id, s)| Shareable {
             id: id.0,
-            provider: s.provider.map_or_else(|| "Unknown provider".to_owned(), |p| names.provider(p)),
+            provider: s
+                .provider
+                .map_or_else(|| "Unknown provider".to_owned(), |p| names.provider(p)),
             pointers: (0..s.pointers.len())
                 .filter_map(|n| u8::try_from(n).ok())
                 .map(|n| (n, pointer_name(pointers, id.0, n)))
@@ -77,7 +79,9 @@ pub fn grants(
                 *expires_at,
                 GrantRow {
                     relationship: id.0,
-                    provider: s.provider.map_or_else(|| "Unknown provider".to_owned(), |p| names.provider(p)),
+                    provider: s
+                        .provider
+                        .map_or_else(|| "Unknown provider".to_owned(), |p| names.provider(p)),
                     viewer: *viewer,
                     what: set.ids().map(|n| pointer_name(pointers, id.0, n)).collect(),
                     from: if *not_before <= now { "now".to_owned() } else { date(*not_before) },
@@ -95,7 +99,8 @@ pub fn grants(
 pub fn parse_day(text: &str) -> Result<u64, String> {
     let bad = || format!("'{text}' is not a date; write it as year-month-day, like 2026-05-01.");
     let mut parts = text.trim().split('-');
-    let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad());
     };
@@ -121,7 +126,9 @@ pub fn window(from: &str, until: &str, duration: u64) -> Result<Window, String> 
     if let (Some(f), Some(u)) = (from, until)
         && u <= f
     {
-        return Err("The sharing would end before it starts: choose a later 'until' day.".to_owned());
+        return Err(
+            "The sharing would end before it starts: choose a later 'until' day.".to_owned()
+        );
     }
     Ok(Window { from, until, duration: Some(duration) })
 }
@@ -179,7 +186,10 @@ mod tests {
         assert!(parse_day("2026-02-30").is_err());
         let w = window("1970-01-02", "1970-01-03", 7 * 86_400).unwrap();
         assert_eq!((w.from, w.until), (Some(86_400), Some(3 * 86_400)));
-        assert_eq!(window("", "", 3600).unwrap(), Window { from: None, until: None, duration: Some(3600) });
+        assert_eq!(
+            window("", "", 3600).unwrap(),
+            Window { from: None, until: None, duration: Some(3600) }
+        );
         assert!(window("1970-01-03", "1970-01-01", 1).is_err());
         assert!(viewer("not an address").unwrap_err().contains("0x followed by 40 hex digits"));
     }

@@ -114,8 +114,13 @@ impl Net {
             let record = generate(&Options { patients: 1, years: 2, seed, ..Options::default() })
                 .pop()
                 .unwrap();
-            let site =
-                Site { account, delegate, running: Some(running), store, patient_id: record.id.clone() };
+            let site = Site {
+                account,
+                delegate,
+                running: Some(running),
+                store,
+                patient_id: record.id.clone(),
+            };
             site.as_provider().import(&transaction_bundle(&record)).await.unwrap();
             sites.push(site);
         }
@@ -140,7 +145,8 @@ impl Net {
         let pass = Passphrase::new(PASSPHRASE).unwrap();
         let wallet = Wallet::create(&dir, WordCount::Twelve, &pass, ScryptParams::light()).unwrap();
         let bank = signer_of(&self.rpc_url, &dev_accounts(10)[9]);
-        let tx = TransactionRequest::default().to(wallet.address()).value(U256::from(10u128.pow(18)));
+        let tx =
+            TransactionRequest::default().to(wallet.address()).value(U256::from(10u128.pow(18)));
         assert!(bank.send_transaction(tx).await.unwrap().get_receipt().await.unwrap().status());
         (dir, wallet.address())
     }
@@ -204,11 +210,8 @@ impl Net {
         let mut lab = labs[0].clone();
         let value = 987_654.5;
         lab["valueQuantity"]["value"] = serde_json::json!(value);
-        let target = format!(
-            "{}/{}",
-            lab["resourceType"].as_str().unwrap(),
-            lab["id"].as_str().unwrap()
-        );
+        let target =
+            format!("{}/{}", lab["resourceType"].as_str().unwrap(), lab["id"].as_str().unwrap());
         let bundle = serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": [
             {"resource": lab, "request": {"method": "PUT", "url": target}}
         ]});
@@ -299,7 +302,9 @@ impl Browser {
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             b' ' => "+".to_owned(),
             _ => format!("%{b:02X}"),
         })

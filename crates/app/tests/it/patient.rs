@@ -29,8 +29,9 @@ async fn the_patient_unlocks_answers_sees_verified_records_shares_and_revokes() 
     assert!(page.contains(r#"<label for="passphrase">Wallet passphrase</label>"#), "{page}");
 
     // Forms from elsewhere are refused before anything happens.
-    let (_, status, page) =
-        browser.post_from("/unlock", &[("passphrase", PASSPHRASE)], Some("http://evil.example")).await;
+    let (_, status, page) = browser
+        .post_from("/unlock", &[("passphrase", PASSPHRASE)], Some("http://evil.example"))
+        .await;
     assert_eq!(status, 403);
     assert!(page.contains("did not come from the MedRec app"), "{page}");
     let (_, status, _) = browser.post_from("/unlock", &[("passphrase", PASSPHRASE)], None).await;
@@ -78,7 +79,11 @@ async fn the_patient_unlocks_answers_sees_verified_records_shares_and_revokes() 
     for id in [first, second] {
         assert!(inbox.contains(&format!(r#"name="relationship" value="{}""#, id.0)), "{inbox}");
     }
-    for sentence in ["Accept: this provider's records join your Records", "Reject: you decline", "Delete: you remove the relationship"] {
+    for sentence in [
+        "records join your Records, checked against the chain",
+        "Reject: you decline",
+        "Delete: you remove the relationship",
+    ] {
         assert!(inbox.contains(sentence), "{sentence}: {inbox}");
     }
 
@@ -97,7 +102,11 @@ async fn the_patient_unlocks_answers_sees_verified_records_shares_and_revokes() 
     // Records: from both providers, by category, each verified against the chain.
     let (path, _, records) = browser.post("/records/refresh", &[]).await;
     assert_eq!(path, "/records");
-    assert!(records.contains("fetched and checked against the chain"), "{}", around(&records, "flash"));
+    assert!(
+        records.contains("fetched and checked against the chain"),
+        "{}",
+        around(&records, "flash")
+    );
     assert!(records.contains(r#"<h2 id="cat-labs">Lab results"#), "{records}");
     for site in &net.sites {
         let from = format!("From Provider {}", short_address(site.account.address));
@@ -127,18 +136,39 @@ async fn the_patient_unlocks_answers_sees_verified_records_shares_and_revokes() 
     let (_, _, share) = browser.get("/share").await;
     assert!(share.contains("Lab results ("), "pointers are named in words: {share}");
     let rel = first.0.to_string();
-    let form = [("relationship", rel.as_str()), ("viewer", &viewer), ("pointer", "0"), ("duration", "86400"), ("from", ""), ("until", "")];
+    let form = [
+        ("relationship", rel.as_str()),
+        ("viewer", &viewer),
+        ("pointer", "0"),
+        ("duration", "86400"),
+        ("from", ""),
+        ("until", ""),
+    ];
     let (path, _, shared) = browser.post("/share", &form).await;
     assert_eq!(path, "/share");
-    assert!(shared.contains(&format!("{viewer} may now see 1 set of records")), "{}", around(&shared, "flash"));
+    assert!(
+        shared.contains(&format!("{viewer} may now see 1 set of records")),
+        "{}",
+        around(&shared, "flash")
+    );
     assert!(shared.contains(&format!("<td><code>{viewer}</code></td>")), "{shared}");
-    assert!(shared.contains("(ends in 23 h") || shared.contains("(ends in 24 h"), "{}", around(&shared, "ends in"));
-    let (_, _, revoked) = browser.post("/share/revoke", &[("relationship", &rel), ("viewer", &viewer)]).await;
-    assert!(revoked.contains(&format!("{viewer} can no longer see anything")), "{}", around(&revoked, "flash"));
+    assert!(
+        shared.contains("(ends in 23 h") || shared.contains("(ends in 24 h"),
+        "{}",
+        around(&shared, "ends in")
+    );
+    let (_, _, revoked) =
+        browser.post("/share/revoke", &[("relationship", &rel), ("viewer", &viewer)]).await;
+    assert!(
+        revoked.contains(&format!("{viewer} can no longer see anything")),
+        "{}",
+        around(&revoked, "flash")
+    );
     assert!(revoked.contains("You are not sharing anything."));
 
     // Research: opt in, in plain words.
-    let (_, _, research) = browser.post("/research", &[("relationship", &rel), ("choice", "in")]).await;
+    let (_, _, research) =
+        browser.post("/research", &[("relationship", &rel), ("choice", "in")]).await;
     assert!(research.contains("now feeds research bounties"), "{}", around(&research, "flash"));
     assert!(research.contains("<strong>opted in</strong>"));
 
@@ -153,8 +183,14 @@ async fn the_patient_unlocks_answers_sees_verified_records_shares_and_revokes() 
         let (_, _, log) = browser.get("/access").await;
         assert!(log.contains("<td>You</td>"), "{log}");
         assert!(log.contains("Allowed"));
-        if log.contains("Checked against its anchor on chain (block") && !log.contains("Waiting for the provider") {
-            assert!(log.contains("each checked against its anchor on chain."), "{}", around(&log, "access-summary"));
+        if log.contains("Checked against its anchor on chain (block")
+            && !log.contains("Waiting for the provider")
+        {
+            assert!(
+                log.contains("each checked against its anchor on chain."),
+                "{}",
+                around(&log, "access-summary")
+            );
             break;
         }
         assert!(Instant::now() < deadline, "the access log was never fully anchored: {log}");
@@ -190,8 +226,17 @@ async fn a_mismatch_is_shown_plainly_and_the_other_records_still_display() {
     // Provider 0 changes a published value behind the chain's back.
     let tampered = net.tamper(0).await;
     let (_, _, after) = browser.post("/records/refresh", &[]).await;
-    assert!(after.contains("did not match the chain and was not accepted"), "{}", around(&after, "flash"));
-    assert!(after.contains(r#"<p class="flash flash-error mismatch" role="alert"><strong>Mismatch.</strong>"#), "{after}");
+    assert!(
+        after.contains("did not match the chain and was not accepted"),
+        "{}",
+        around(&after, "flash")
+    );
+    assert!(
+        after.contains(
+            r#"<p class="flash flash-error mismatch" role="alert"><strong>Mismatch.</strong>"#
+        ),
+        "{after}"
+    );
     assert!(after.contains("does not match the hash on chain"));
     // Provider 0's records are the copy verified earlier, marked; provider 1's are
     // verified as ever; the tampered value is nowhere.
@@ -199,7 +244,9 @@ async fn a_mismatch_is_shown_plainly_and_the_other_records_still_display() {
     let verified = after.matches(r#"<li class="record">"#).count();
     assert!(marked > 0, "{after}");
     assert_eq!(marked + verified, rows, "every record is still shown");
-    assert!(after.contains(&format!("From Provider {}", short_address(net.sites[1].account.address))));
+    assert!(
+        after.contains(&format!("From Provider {}", short_address(net.sites[1].account.address)))
+    );
     assert!(!after.contains(&tampered.to_string()), "the tampered value is not shown");
 
     app.shutdown().await.unwrap();
