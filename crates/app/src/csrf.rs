@@ -80,7 +80,6 @@ pub fn check(method: &Method, headers: &HeaderMap, hosts: &Hosts) -> Result<(), 
     let own = format!("http://{host}");
     match (text(header::ORIGIN), text(header::REFERER)) {
         (Some(origin), _) if origin.eq_ignore_ascii_case(&own) => Ok(()),
-        (Some(_), _) => Err(Refusal::ForeignOrigin),
         (None, Some(referer))
             if referer.get(..own.len()).is_some_and(|p| p.eq_ignore_ascii_case(&own))
                 && matches!(referer.as_bytes().get(own.len()), None | Some(b'/')) =>
