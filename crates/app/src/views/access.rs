@@ -66,6 +66,9 @@ pub fn row(
         }
         _ => match entry["action"].as_str() {
             Some("bounty-redemption") => "an aggregate for a research bounty".to_owned(),
+            Some("fhir-write") => "new or changed records, written by the provider".to_owned(),
+            Some("log-read") => "your access log".to_owned(),
+            Some("auth") => "a sign-in".to_owned(),
             Some(action) => action.replace('-', " "),
             None => "records".to_owned(),
         },

@@ -176,13 +176,15 @@ pub fn ending(
     out
 }
 
-/// The accesses to the patient's records by anyone but the patient, newest first.
+/// The accesses to the patient's records by others than the patient and the provider
+/// that keeps them (viewers, researchers, strangers refused), newest first.
 pub fn accesses(entries: &[AccessEntry], me: Address, names: &Names) -> Vec<Item> {
     entries
         .iter()
         .rev()
         .filter(|e| {
-            e.entry["requester"].as_str().and_then(|r| r.parse::<Address>().ok()) != Some(me)
+            let who = e.entry["requester"].as_str().and_then(|r| r.parse::<Address>().ok());
+            who != Some(me) && who != Some(e.provider)
         })
         .map(|e| {
             let row = super::access::row(e, me, names, &BTreeMap::new());
@@ -193,7 +195,7 @@ pub fn accesses(entries: &[AccessEntry], me: Address, names: &Names) -> Vec<Item
                 sentence: format!(
                     "{} {} {} at {} ({}).",
                     row.who,
-                    if row.allowed { "read" } else { "was refused" },
+                    if row.allowed { "read" } else { "was refused access to" },
                     row.what,
                     row.provider,
                     row.when
@@ -404,5 +406,29 @@ mod tests {
         assert!(list[1].accepted());
         assert_eq!(list[1].actions.iter().map(|a| a.value).collect::<Vec<_>>(), ["delete"]);
         assert_eq!(list[1].viewers, 1);
+    }
+
+    #[test]
+    fn accesses_by_others_become_news() {
+        use medrec_client::patient::access_log::ProofStatus;
+        let (me, provider, viewer) =
+            (Address::repeat_byte(2), Address::repeat_byte(1), Address::repeat_byte(9));
+        let entry = |who: Address, decision: &str| AccessEntry {
+            provider,
+            entry: serde_json::json!({"time": 0, "requester": who, "action": "pointer-read",
+                "relationship": B256::repeat_byte(7), "pointer": 0, "decision": decision}),
+            proof: ProofStatus::Pending,
+        };
+        let log = [
+            entry(me, "allow-patient"),
+            entry(provider, "allow-provider"),
+            entry(viewer, "allow-viewer"),
+            entry(viewer, "deny:not-a-viewer"),
+        ];
+        let news = accesses(&log, me, &Names::default());
+        assert_eq!(news.len(), 2, "the patient's and the provider's own reads are not news");
+        assert!(news[0].sentence.starts_with(&format!("{viewer} was refused access to pointer 0")));
+        assert!(news[1].sentence.starts_with(&format!("{viewer} read pointer 0")));
+        assert!(news.iter().all(|i| i.kind == Kind::Access));
     }
 }
