@@ -1,4 +1,28 @@
-//! The EHR manager web UI (patient, provider and researcher views).
+//! The EHR manager: the web app a party runs beside its wallet (`medrec app`).
 //!
-//! A client of the gatekeepers' JSON API; it holds no data access of its own.
-//! Nothing lives here yet.
+//! This first increment serves the patient: Home (providers connected, what is new),
+//! Inbox (live, with Accept / Reject / Delete), Records (one timeline across providers
+//! by category, each record's source and its check against the chain, Export as one
+//! FHIR Bundle), Share (grants with a window, Revoke), Access log (each entry checked
+//! against its anchor on chain) and Research (opt in or out per relationship).
+//!
+//! - [`server`]: the axum router, the listener on loopback and [`AppConfig`].
+//! - [`csrf`]: requests from other origins or hosts are refused before any handler.
+//! - `state`: the unlocked session, the records held in memory (and in the client's
+//!   encrypted cache on disk, never in plaintext), the live feed of chain notices.
+//! - `routes`: one module per page; `views`: the data each page shows, built by pure
+//!   functions (unit-tested); `templates/`: compiled, autoescaped askama templates.
+//! - `assets`: the CSS and the little JavaScript, embedded in the binary.
+//!
+//! Every workflow step is the client library's ([`medrec_client::patient`]): the app
+//! verifies exactly as the CLI does.
+
+mod assets;
+pub mod csrf;
+mod error;
+mod routes;
+pub mod server;
+mod state;
+pub mod views;
+
+pub use server::{AppConfig, AppError, RunningApp, spawn};

@@ -18,6 +18,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the EHR manager, the web app for your wallet, on this machine.
+    App(commands::app::AppArgs),
     /// Run the embedded chain and serve Ethereum JSON-RPC.
     Chain(commands::chain::ChainArgs),
     /// The whole story on this machine, narrated: chain, two providers, a patient, a
@@ -43,6 +45,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::App(args) => commands::app::run(&args),
         Command::Chain(args) => commands::chain::run(&args),
         Command::Demo(args) => commands::demo::run(&args),
         Command::Provider(args) => commands::provider::run(args),

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod app;
 pub(crate) mod bench;
 pub(crate) mod chain;
 pub(crate) mod common;

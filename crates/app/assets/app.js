@@ -1,0 +1,57 @@
+// MedRec EHR manager: live updates over server-sent events. A new chain event is added
+// to the page (and announced to screen readers) without reloading.
+(function () {
+  'use strict';
+  if (!window.EventSource) { return; }
+  var source = new EventSource('/events');
+  var status = document.getElementById('live-status');
+
+  function announce(text) {
+    if (status) { status.textContent = text; }
+  }
+
+  function bumpInbox(title) {
+    if (title !== 'New relationship' && title !== 'Update pending') { return; }
+    var badge = document.getElementById('inbox-count');
+    if (!badge) { return; }
+    var n = parseInt(badge.textContent, 10) || 0;
+    badge.textContent = String(n + 1);
+    badge.hidden = false;
+  }
+
+  source.addEventListener('notice', function (event) {
+    var d;
+    try { d = JSON.parse(event.data); } catch (e) { return; }
+    var list = document.getElementById('news');
+    if (list) {
+      var item = document.createElement('li');
+      item.className = 'item item-new';
+      var title = document.createElement('strong');
+      title.textContent = d.title;
+      var text = document.createElement('span');
+      text.textContent = ' ' + d.sentence;
+      var block = document.createElement('span');
+      block.className = 'muted';
+      block.textContent = d.block ? ' (block ' + d.block + ')' : '';
+      item.appendChild(title);
+      item.appendChild(text);
+      item.appendChild(block);
+      list.insertBefore(item, list.firstChild);
+      var empty = document.getElementById('news-empty');
+      if (empty) { empty.hidden = true; }
+    }
+    bumpInbox(d.title);
+    announce(d.title + ': ' + d.sentence + ' Reload the page to act on it.');
+  });
+
+  source.addEventListener('records', function (event) {
+    var d;
+    try { d = JSON.parse(event.data); } catch (e) { return; }
+    var state = document.getElementById('records-state');
+    if (state && state.getAttribute('data-refreshing')) {
+      window.location.reload();
+      return;
+    }
+    announce(d.sentence);
+  });
+})();

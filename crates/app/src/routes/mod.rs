@@ -1,0 +1,86 @@
+//! One module per page. Each handler asks the client library, shapes the answer with
+//! `views`, and renders a template; each action is a POST that redirects back with a
+//! sentence saying what happened.
+
+pub(crate) mod access;
+pub(crate) mod events;
+pub(crate) mod home;
+pub(crate) mod inbox;
+pub(crate) mod records;
+pub(crate) mod research;
+pub(crate) mod share;
+pub(crate) mod unlock;
+
+use crate::{
+    error::{PageError, page},
+    state::{AppState, Flash},
+    views::Names,
+};
+use axum::{http::StatusCode, response::Response};
+use medrec_chain::inbox::Summary;
+use medrec_client::patient::PatientSession;
+use medrec_primitives::{RelationshipId, Status};
+use std::collections::BTreeMap;
+
+/// What every page shows around its content: the navigation, who is signed in, a
+/// message left by the last action, how many answers are waiting.
+#[derive(Debug, Clone)]
+pub(crate) struct Chrome {
+    /// The page (`home`, `inbox`, `records`, `share`, `access`, `research`).
+    pub(crate) active: &'static str,
+    /// The page's title.
+    pub(crate) title: &'static str,
+    /// The patient's address.
+    pub(crate) address: String,
+    /// The message left for this page.
+    pub(crate) flash: Option<Flash>,
+    /// Relationships waiting for an answer.
+    pub(crate) waiting: usize,
+}
+
+/// What a page of the unlocked app starts from.
+pub(crate) struct Context {
+    pub(crate) session: PatientSession,
+    pub(crate) summaries: BTreeMap<RelationshipId, Summary>,
+    pub(crate) names: Names,
+    pub(crate) chrome: Chrome,
+}
+
+/// The unlocked session, the patient's relationships and how providers are named.
+pub(crate) async fn context(
+    state: &AppState,
+    active: &'static str,
+    title: &'static str,
+) -> Result<Context, PageError> {
+    let session = state.session().await.ok_or(PageError::Locked)?;
+    let summaries = session.relationships().await.map_err(|e| {
+        PageError::Failed(format!(
+            "Your relationships cannot be read from the chain right now ({}). Check that the chain is running, then reload.",
+            crate::error::sentence(&e).trim_end_matches('.')
+        ))
+    })?;
+    let names = state.names_for(&session, &summaries).await;
+    let waiting = summaries
+        .values()
+        .filter(|s| matches!(s.status, Some(Status::New | Status::UpdatePending)))
+        .count();
+    let chrome = Chrome {
+        active,
+        title,
+        address: session.address().to_string(),
+        flash: state.take_flash(),
+        waiting,
+    };
+    Ok(Context { session, summaries, names, chrome })
+}
+
+/// Where a form may send the patient back to.
+pub(crate) fn back(to: Option<&str>, default: &'static str) -> &'static str {
+    const PAGES: [&str; 6] = ["/", "/inbox", "/records", "/share", "/access", "/research"];
+    to.and_then(|t| PAGES.into_iter().find(|p| *p == t)).unwrap_or(default)
+}
+
+/// Any other address.
+pub(crate) async fn not_found() -> Response {
+    page(StatusCode::NOT_FOUND, "There is no such page in the app. Use the menu to find your way.")
+}

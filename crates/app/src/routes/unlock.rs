@@ -1,0 +1,56 @@
+//! Unlocking the wallet with its passphrase.
+
+use crate::{
+    error::{PageResult, render},
+    state::AppState,
+};
+use askama::Template;
+use axum::{
+    Form,
+    extract::State,
+    response::{IntoResponse, Redirect},
+};
+use medrec_wallet::Passphrase;
+use serde::Deserialize;
+
+#[derive(Template)]
+#[template(path = "unlock.html")]
+struct UnlockPage {
+    data_dir: String,
+    error: Option<String>,
+}
+
+/// `GET /unlock`: the passphrase form (or home, when already unlocked).
+pub(crate) async fn page(State(state): State<AppState>) -> PageResult {
+    if state.session().await.is_some() {
+        return Ok(Redirect::to("/").into_response());
+    }
+    render(&UnlockPage { data_dir: state.data_dir.display().to_string(), error: None })
+}
+
+/// The unlock form.
+#[derive(Deserialize)]
+pub(crate) struct UnlockForm {
+    passphrase: String,
+}
+
+/// `POST /unlock`.
+pub(crate) async fn submit(
+    State(state): State<AppState>,
+    Form(form): Form<UnlockForm>,
+) -> PageResult {
+    let outcome = match Passphrase::new(form.passphrase) {
+        Ok(p) => state.unlock(p).await,
+        Err(_) => Err("Type your wallet's passphrase to unlock it.".to_owned()),
+    };
+    match outcome {
+        Ok(()) => {
+            state.tell(false, "Your wallet is unlocked. Your records are being fetched and checked against the chain.");
+            Ok(Redirect::to("/").into_response())
+        }
+        Err(error) => render(&UnlockPage {
+            data_dir: state.data_dir.display().to_string(),
+            error: Some(error),
+        }),
+    }
+}

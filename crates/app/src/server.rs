@@ -1,0 +1,171 @@
+//! The app's server: [`AppConfig`], the router with its layers (same-origin check,
+//! security headers), and the listener on loopback ([`spawn`] → [`RunningApp`]).
+
+use crate::{assets, csrf, routes, state::AppState};
+use axum::{
+    Router,
+    extract::Request,
+    http::{HeaderValue, header},
+    middleware::{self, Next},
+    response::Response,
+    routing::{get, post},
+};
+use medrec_client::ChainSpec;
+use medrec_wallet::Passphrase;
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+
+/// How to run the app.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Where to listen (loopback by default: `127.0.0.1:8090`).
+    pub listen: SocketAddr,
+    /// The party's data directory (its wallet and encrypted cache).
+    pub data_dir: PathBuf,
+    /// Where the chain is.
+    pub chain: ChainSpec,
+    /// The wallet's passphrase, for scripts; without it the first page asks for it.
+    pub passphrase: Option<Passphrase>,
+}
+
+impl AppConfig {
+    /// The default address: loopback, port 8090.
+    pub const DEFAULT_LISTEN: &str = "127.0.0.1:8090";
+}
+
+/// Why the app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The address is not a loopback address.
+    #[error(
+        "the app listens on this machine only (the keys never leave it): use a loopback address such as 127.0.0.1:8090, not {0}"
+    )]
+    NotLoopback(SocketAddr),
+    /// The wallet could not be unlocked with the passphrase given.
+    #[error("{0}")]
+    Unlock(String),
+}
+
+/// The app, serving.
+#[derive(Debug)]
+pub struct RunningApp {
+    addr: SocketAddr,
+    state: AppState,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningApp {
+    /// Where it listens.
+    pub const fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its URL (`http://127.0.0.1:8090`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and every background task.
+    ///
+    /// # Errors
+    /// When the server failed.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        self.state.stop();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        (&mut self.task).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// Serves until `signal` completes, then stops.
+    ///
+    /// # Errors
+    /// When the server failed.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
+        signal.await;
+        self.shutdown().await
+    }
+}
+
+/// Starts the app: unlocks the wallet first when a passphrase is given, then listens.
+///
+/// # Errors
+/// [`AppError::NotLoopback`], [`AppError::Unlock`] with a sentence, or
+/// [`AppError::Bind`].
+pub async fn spawn(config: AppConfig) -> Result<RunningApp, AppError> {
+    if !config.listen.ip().is_loopback() {
+        return Err(AppError::NotLoopback(config.listen));
+    }
+    let state = AppState::new(config.data_dir, config.chain);
+    if let Some(passphrase) = config.passphrase {
+        state.unlock(passphrase).await.map_err(AppError::Unlock)?;
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| AppError::Bind { addr: config.listen, source })?;
+    let addr =
+        listener.local_addr().map_err(|source| AppError::Bind { addr: config.listen, source })?;
+    let app = router(state.clone(), csrf::Hosts::of(addr));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    Ok(RunningApp { addr, state, stop: Some(stop), task })
+}
+
+/// Every route, behind the same-origin check and the security headers.
+pub(crate) fn router(state: AppState, hosts: csrf::Hosts) -> Router {
+    Router::new()
+        .route("/", get(routes::home::page))
+        .route("/unlock", get(routes::unlock::page).post(routes::unlock::submit))
+        .route("/inbox", get(routes::inbox::page))
+        .route("/inbox/answer", post(routes::inbox::answer))
+        .route("/records", get(routes::records::page))
+        .route("/records/refresh", post(routes::records::refresh))
+        .route("/records/export", get(routes::records::export))
+        .route("/share", get(routes::share::page).post(routes::share::share))
+        .route("/share/revoke", post(routes::share::revoke))
+        .route("/access", get(routes::access::page))
+        .route("/research", get(routes::research::page).post(routes::research::set))
+        .route("/events", get(routes::events::stream))
+        .route("/assets/{file}", get(assets::get))
+        .fallback(routes::not_found)
+        .with_state(state)
+        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn_with_state(Arc::new(hosts), csrf::layer))
+}
+
+/// Headers that keep the pages from being framed, sniffed or mixed with other origins'
+/// scripts, and from being cached.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let h = response.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: header::HeaderName, value: &'static str| {
+        h.entry(name).or_insert(HeaderValue::from_static(value));
+    };
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    );
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    // `same-origin`, not `no-referrer`: with the latter browsers send `Origin: null`
+    // on form posts, which the same-origin check would refuse.
+    set(h, header::REFERRER_POLICY, "same-origin");
+    set(h, header::CACHE_CONTROL, "no-store");
+    response
+}

@@ -1,0 +1,345 @@
+//! What the app holds while it runs: the wallet's directory and the chain, the
+//! patient's session once unlocked, the records in memory (on disk only in the client's
+//! encrypted cache), the providers' names, a one-shot message for the next page, and
+//! the live feed of chain notices that the follower task broadcasts.
+
+use crate::views::{self, Names};
+use alloy::primitives::Address;
+use medrec_chain::inbox::{Notice, Summary};
+use medrec_client::{
+    ChainSpec,
+    patient::{
+        PatientSession,
+        access_log::AccessEntry,
+        records::{Problem, Records, cache},
+    },
+};
+use medrec_primitives::{RelationshipId, Status};
+use medrec_wallet::{Passphrase, Wallet};
+use serde::Serialize;
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+use tokio::{
+    sync::{RwLock, broadcast},
+    task::AbortHandle,
+};
+
+/// How often the follower asks the chain for a new block (a new notice shows within
+/// about this plus one page update, well under 2 s).
+const POLL: Duration = Duration::from_millis(400);
+/// How long the access log fetched from the gatekeepers is reused.
+const ACCESS_TTL: Duration = Duration::from_secs(20);
+
+/// Something that happened, pushed to the open pages (server-sent events).
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Live {
+    /// `notice` (a chain event) or `records` (the records were refreshed).
+    pub(crate) kind: &'static str,
+    /// The heading.
+    pub(crate) title: String,
+    /// The sentence.
+    pub(crate) sentence: String,
+    /// The block, for notices.
+    pub(crate) block: u64,
+}
+
+/// A message for the next page shown (after an action).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Flash {
+    /// Whether it reports a failure.
+    pub(crate) error: bool,
+    /// The sentence.
+    pub(crate) text: String,
+}
+
+/// The records as last refreshed, and whether a refresh is running.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Held {
+    /// What the cache holds.
+    pub(crate) records: Records,
+    /// What went wrong at the last refresh.
+    pub(crate) problems: Vec<Problem>,
+    /// A refresh is running.
+    pub(crate) refreshing: bool,
+    /// Why the last refresh failed as a whole, if it did.
+    pub(crate) failure: Option<String>,
+}
+
+/// The shared state of the app (cheap to clone).
+#[derive(Debug, Clone)]
+pub(crate) struct AppState(Arc<Inner>);
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) chain: ChainSpec,
+    pub(crate) session: RwLock<Option<PatientSession>>,
+    pub(crate) held: RwLock<Held>,
+    pub(crate) names: RwLock<Names>,
+    pub(crate) flash: Mutex<Option<Flash>>,
+    pub(crate) live: broadcast::Sender<Live>,
+    pub(crate) access: tokio::sync::Mutex<Option<(Instant, Arc<Vec<AccessEntry>>)>>,
+    pub(crate) tasks: Mutex<Vec<AbortHandle>>,
+    unlocking: tokio::sync::Mutex<()>,
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// The state of an app for the wallet in `data_dir` on `chain`, still locked.
+    pub(crate) fn new(data_dir: PathBuf, chain: ChainSpec) -> Self {
+        let (live, _) = broadcast::channel(256);
+        Self(Arc::new(Inner {
+            data_dir,
+            chain,
+            session: RwLock::new(None),
+            held: RwLock::new(Held::default()),
+            names: RwLock::new(Names::default()),
+            flash: Mutex::new(None),
+            live,
+            access: tokio::sync::Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
+            unlocking: tokio::sync::Mutex::new(()),
+            refreshing: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// The unlocked session, if any.
+    pub(crate) async fn session(&self) -> Option<PatientSession> {
+        self.session.read().await.clone()
+    }
+
+    /// Leaves a message for the next page.
+    pub(crate) fn tell(&self, error: bool, text: impl Into<String>) {
+        if let Ok(mut f) = self.flash.lock() {
+            *f = Some(Flash { error, text: text.into() });
+        }
+    }
+
+    /// Takes the message left for this page.
+    pub(crate) fn take_flash(&self) -> Option<Flash> {
+        self.flash.lock().ok().and_then(|mut f| f.take())
+    }
+
+    /// Opens the wallet with `passphrase`, connects to the chain, loads the encrypted
+    /// cache and starts following the chain and refreshing the records.
+    ///
+    /// # Errors
+    /// A sentence: wrong passphrase, no wallet, chain unreachable.
+    pub(crate) async fn unlock(&self, passphrase: Passphrase) -> Result<(), String> {
+        let _one_at_a_time = self.unlocking.lock().await;
+        if self.session.read().await.is_some() {
+            return Ok(());
+        }
+        let dir = self.data_dir.clone();
+        if !Wallet::exists(&dir) {
+            return Err(format!(
+                "There is no wallet in {}: create one first (`medrec patient new`), or start the app with the right --data-dir.",
+                dir.display()
+            ));
+        }
+        let wallet = tokio::task::spawn_blocking(move || Wallet::open(&dir, &passphrase))
+            .await
+            .map_err(|_| "Opening the wallet was interrupted; try again.".to_owned())?
+            .map_err(|e| {
+                if e.is_wrong_passphrase() {
+                    "That passphrase does not open this wallet. Check it and try again.".to_owned()
+                } else {
+                    format!("The wallet cannot be opened: {e}.")
+                }
+            })?;
+        let chain = self.chain.connect().await.map_err(|e| {
+            format!("The wallet is fine, but the chain cannot be reached ({e}). Start the chain, then try again.")
+        })?;
+        let session = PatientSession::new(chain, &wallet);
+        let cached: Option<Records> =
+            cache(&self.data_dir, wallet.account()).load().map_err(|e| format!("{e}."))?;
+        {
+            let mut held = self.held.write().await;
+            held.records = cached.unwrap_or_default();
+        }
+        *self.session.write().await = Some(session.clone());
+        let follower = tokio::spawn(follow(self.clone(), session));
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.push(follower.abort_handle());
+        }
+        self.spawn_refresh();
+        Ok(())
+    }
+
+    /// Starts refreshing the records in the background (unless one runs already).
+    pub(crate) fn spawn_refresh(&self) {
+        let state = self.clone();
+        let task = tokio::spawn(async move { state.refresh().await });
+        if let Ok(mut tasks) = self.tasks.lock() {
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(task.abort_handle());
+        }
+    }
+
+    /// Refreshes the records from the chain and every accepted relationship's
+    /// gatekeeper, into the encrypted cache and memory; tells the open pages. One
+    /// refresh runs at a time; a second waits for the first and then runs, so that it
+    /// sees what changed meanwhile.
+    pub(crate) async fn refresh(&self) {
+        let Some(session) = self.session().await else { return };
+        let _one_at_a_time = self.refreshing.lock().await;
+        self.held.write().await.refreshing = true;
+        let result = session.refresh().await;
+        let sentence = {
+            let mut held = self.held.write().await;
+            held.refreshing = false;
+            match result {
+                Ok((records, problems)) => {
+                    held.failure = None;
+                    let sentence = format!(
+                        "{} from your providers, checked against the chain.",
+                        medrec_client::plural(records.count(), "record")
+                    );
+                    held.records = records;
+                    held.problems = problems;
+                    sentence
+                }
+                Err(e) => {
+                    let text = format!("Your records could not be refreshed: {e}.");
+                    held.failure = Some(text.clone());
+                    text
+                }
+            }
+        };
+        self.learn_endpoints().await;
+        let _ = self.live.send(Live {
+            kind: "records",
+            title: "Records refreshed".to_owned(),
+            sentence,
+            block: 0,
+        });
+    }
+
+    /// Learns the gatekeeper URL of every provider the cache knows.
+    async fn learn_endpoints(&self) {
+        let known: Vec<(Address, String)> = self
+            .held
+            .read()
+            .await
+            .records
+            .relationships
+            .iter()
+            .map(|r| (r.provider, r.endpoint.clone()))
+            .collect();
+        let mut names = self.names.write().await;
+        names.endpoints.extend(known);
+    }
+
+    /// How providers are named, after asking the Registrar for any not known yet among
+    /// `providers`.
+    pub(crate) async fn names_for(
+        &self,
+        session: &PatientSession,
+        summaries: &BTreeMap<RelationshipId, Summary>,
+    ) -> Names {
+        let unknown: Vec<Address> = {
+            let names = self.names.read().await;
+            summaries
+                .values()
+                .filter_map(|s| s.provider)
+                .filter(|p| !names.endpoints.contains_key(p))
+                .collect()
+        };
+        for p in unknown {
+            if let Ok(url) = session.chain().endpoint(p).await {
+                self.names.write().await.endpoints.insert(p, url);
+            }
+        }
+        self.names.read().await.clone()
+    }
+
+    /// The access log, fetched from the gatekeepers at most every 20 s (`fresh`: now).
+    ///
+    /// # Errors
+    /// A sentence when a gatekeeper or the chain cannot be read.
+    pub(crate) async fn access_log(
+        &self,
+        session: &PatientSession,
+        fresh: bool,
+    ) -> Result<Arc<Vec<AccessEntry>>, String> {
+        let mut slot = self.access.lock().await;
+        if !fresh
+            && let Some((at, entries)) = slot.as_ref()
+            && at.elapsed() < ACCESS_TTL
+        {
+            return Ok(entries.clone());
+        }
+        let entries = Arc::new(
+            session
+                .access_log(None)
+                .await
+                .map_err(|e| format!("The access log could not be read: {e}."))?,
+        );
+        *slot = Some((Instant::now(), entries.clone()));
+        Ok(entries)
+    }
+
+    /// Stops the follower and any refresh.
+    pub(crate) fn stop(&self) {
+        if let Ok(mut tasks) = self.tasks.lock() {
+            for t in tasks.drain(..) {
+                t.abort();
+            }
+        }
+    }
+}
+
+/// Follows the chain: every new block's notices about the patient go to the open pages
+/// as they arrive; an acceptance or new data starts a refresh of the records.
+async fn follow(state: AppState, session: PatientSession) {
+    let chain = session.chain().clone();
+    let me = session.address();
+    let mut next = loop {
+        match chain.head().await {
+            Ok(head) => break head + 1,
+            Err(_) => tokio::time::sleep(POLL).await,
+        }
+    };
+    loop {
+        tokio::time::sleep(POLL).await;
+        let Ok(head) = chain.head().await else { continue };
+        if head < next {
+            continue;
+        }
+        let Ok(new) = chain.notices(me, next, Some(head)).await else { continue };
+        next = head + 1;
+        if new.is_empty() {
+            continue;
+        }
+        let summaries = session.relationships().await.unwrap_or_default();
+        let names = state.names_for(&session, &summaries).await;
+        let mut refresh = false;
+        for d in &new {
+            refresh |= matches!(
+                d.notice,
+                Notice::Status(Status::Accepted) | Notice::PointerUpdated { .. }
+            );
+            let item = views::inbox::describe(d, &summaries, &names);
+            let _ = state.live.send(Live {
+                kind: "notice",
+                title: item.title,
+                sentence: item.sentence,
+                block: item.block,
+            });
+        }
+        if refresh {
+            state.spawn_refresh();
+        }
+    }
+}

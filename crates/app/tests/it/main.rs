@@ -1,0 +1,5 @@
+//! The app in process against a real chain and real gatekeepers: the patient's pages
+//! after real actions through the app's own forms.
+
+mod net;
+mod patient;
