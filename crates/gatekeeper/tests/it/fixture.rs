@@ -17,7 +17,6 @@ use medrec_gatekeeper::{
 };
 use medrec_primitives::RelationshipId;
 use medrec_store::{
-    RecordStore,
     audit::{AccessLog, WriterConfig, sqlite::SqliteAccessLog},
     fhir::Resource,
     sqlite::SqliteStore,

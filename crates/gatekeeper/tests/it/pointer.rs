@@ -2,7 +2,7 @@
 
 use alloy::primitives::{B256, keccak256};
 use medrec_gatekeeper::pointer::{PointerError, PointerQuery, run};
-use medrec_store::{RecordStore, fhir::Resource, hash::data_hash, sqlite::SqliteStore};
+use medrec_store::{fhir::Resource, hash::data_hash, sqlite::SqliteStore};
 use serde_json::json;
 
 fn obs(id: &str, patient: &str, category: &str, date: &str) -> Resource {
