@@ -403,8 +403,12 @@ pub async fn tampering_with_the_tree_is_detected<L: TestLog>(log: &L) {
 }
 
 pub async fn the_writer_flushes_everything_in_order<L: TestLog>(log: &L) {
-    let config =
-        WriterConfig { capacity: 64, max_batch: 7, retry_delay: Duration::from_millis(10) };
+    let config = WriterConfig {
+        capacity: 64,
+        max_batch: 7,
+        retry_delay: Duration::from_millis(10),
+        linger: Duration::from_millis(1),
+    };
     let writer = AuditWriter::spawn(Arc::new(log.clone()), config);
     let mut queued = 0;
     for t in 0..150 {

@@ -16,17 +16,30 @@ pub struct WriterConfig {
     pub max_batch: usize,
     /// How long to wait before trying a failed batch again.
     pub retry_delay: Duration,
+    /// How long the task lets a small batch gather more entries before it appends it
+    /// (never when a flush waits). Every append is a transaction whose commit costs
+    /// about the same whatever its size, so under load a few milliseconds of lingering
+    /// turns hundreds of small commits a second into a few large ones; the requests
+    /// themselves never wait for it.
+    pub linger: Duration,
 }
 
 impl Default for WriterConfig {
-    /// 50 000 entries queued, batches of up to 5 000, a retry every 500 ms.
+    /// 50 000 entries queued, batches of up to 5 000 lingering 5 ms, a retry every 500 ms.
     ///
     /// Measured (BENCHMARKS.md, issue 11): with batches of 500 the writer fell behind
     /// 20 000 reads per second on SQLite and the queue of 10 000 filled, so reads were
     /// refused (503) rather than served unlogged; larger batches pay the commit less
-    /// often, and the queue absorbs a few seconds of a burst (about 10 MB).
+    /// often, and the queue absorbs a few seconds of a burst (about 10 MB). Lingering
+    /// 5 ms caps the commits at about 200 a second (BENCHMARKS.md: the commits were a
+    /// third of the server's CPU under read load without it).
     fn default() -> Self {
-        Self { capacity: 50_000, max_batch: 5_000, retry_delay: Duration::from_millis(500) }
+        Self {
+            capacity: 50_000,
+            max_batch: 5_000,
+            retry_delay: Duration::from_millis(500),
+            linger: Duration::from_millis(5),
+        }
     }
 }
 
@@ -123,6 +136,7 @@ async fn run(log: Arc<dyn AccessLog>, mut receiver: mpsc::Receiver<Message>, con
     let mut messages = Vec::with_capacity(max_batch);
     let mut batch = Vec::with_capacity(max_batch);
     while receiver.recv_many(&mut messages, max_batch).await > 0 {
+        linger(&mut receiver, &mut messages, max_batch, config.linger).await;
         for message in messages.drain(..) {
             match message {
                 Message::Entry(entry) => batch.push(entry),
@@ -133,6 +147,29 @@ async fn run(log: Arc<dyn AccessLog>, mut receiver: mpsc::Receiver<Message>, con
             }
         }
         write(&*log, &mut batch, config.retry_delay).await;
+    }
+}
+
+/// Lets `messages` gather more for up to `linger`, until the batch is full or a flush
+/// arrives (a flush never waits out the linger).
+async fn linger(
+    receiver: &mut mpsc::Receiver<Message>,
+    messages: &mut Vec<Message>,
+    max_batch: usize,
+    linger: Duration,
+) {
+    let flushing = |m: &[Message]| m.iter().any(|m| matches!(m, Message::Flush(_)));
+    if linger.is_zero() || flushing(messages) {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + linger;
+    while messages.len() < max_batch {
+        let seen = messages.len();
+        let more = receiver.recv_many(messages, max_batch - seen);
+        match tokio::time::timeout_at(deadline, more).await {
+            Ok(n) if n > 0 && !flushing(&messages[seen..]) => {}
+            _ => return,
+        }
     }
 }
 

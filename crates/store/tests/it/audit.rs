@@ -294,7 +294,12 @@ async fn a_full_queue_refuses_and_a_database_back_up_gets_everything() {
         down: AtomicBool::new(true),
         attempts: AtomicUsize::new(0),
     });
-    let config = WriterConfig { capacity: 3, max_batch: 2, retry_delay: Duration::from_millis(5) };
+    let config = WriterConfig {
+        capacity: 3,
+        max_batch: 2,
+        retry_delay: Duration::from_millis(5),
+        linger: Duration::ZERO,
+    };
     let writer = AuditWriter::spawn(flaky.clone(), config);
     // The writer holds at most one batch (2) besides the queue (3): the sixth entry at
     // the latest finds the queue full.
@@ -323,6 +328,34 @@ async fn a_full_queue_refuses_and_a_database_back_up_gets_everything() {
     writer.flush().await.unwrap();
     assert_eq!(flaky.head().await.unwrap().size, u64::try_from(accepted).unwrap() + 1);
     check_chain(&*flaky, 10).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_batch_lingers_to_gather_more_before_its_commit() {
+    let counted = Arc::new(Flaky {
+        inner: SqliteAccessLog::open_in_memory().unwrap(),
+        down: AtomicBool::new(false),
+        attempts: AtomicUsize::new(0),
+    });
+    let config = WriterConfig { linger: Duration::from_millis(200), ..WriterConfig::default() };
+    let writer = AuditWriter::spawn(counted.clone(), config);
+    // One entry wakes the writer; the rest arrive while it lingers.
+    writer.log(denied(0, None)).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for t in 1..20 {
+        writer.log(denied(t, None)).unwrap();
+    }
+    while counted.head().await.unwrap().size < 20 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(counted.attempts.load(Ordering::SeqCst), 1, "twenty entries, one commit");
+    // A flush cuts the linger short: what it waits for is written at once.
+    writer.log(denied(20, None)).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let flushed = tokio::time::timeout(Duration::from_millis(150), writer.flush()).await;
+    assert!(flushed.is_ok_and(|r| r.is_ok()), "the flush did not wait out the linger");
+    assert_eq!(counted.head().await.unwrap().size, 21);
+    check_chain(&*counted, 30).await.unwrap();
 }
 
 /// A log of 100,000 entries appended in one batch: a root or a path reads a few stored
