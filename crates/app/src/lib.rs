@@ -22,6 +22,7 @@ pub mod csrf;
 mod error;
 mod routes;
 pub mod server;
+mod session;
 mod state;
 pub mod views;
 

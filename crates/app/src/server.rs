@@ -1,5 +1,5 @@
 //! The app's server: [`AppConfig`], the router with its layers (same-origin check,
-//! security headers), and the listener on loopback ([`spawn`] → [`RunningApp`]).
+//! the browser's key, security headers), and the listener on loopback ([`spawn`] → [`RunningApp`]).
 
 use crate::{assets, csrf, routes, state::AppState};
 use axum::{
@@ -74,6 +74,13 @@ impl RunningApp {
         format!("http://{}", self.addr)
     }
 
+    /// The link that lets a browser in without the passphrase (`…/?key=…`): the key
+    /// of this run of the app (see the `session` module). Print it only where the
+    /// party alone reads it.
+    pub fn launch_url(&self) -> String {
+        format!("http://{}/?key={}", self.addr, self.state.key.as_str())
+    }
+
     /// Stops serving and every background task.
     ///
     /// # Errors
@@ -143,7 +150,8 @@ pub(crate) fn router(state: AppState, hosts: csrf::Hosts) -> Router {
         .route("/events", get(routes::events::stream))
         .route("/assets/{file}", get(assets::get))
         .fallback(routes::not_found)
-        .with_state(state)
+        .with_state(state.clone())
+        .layer(middleware::from_fn_with_state(state, crate::session::layer))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn_with_state(Arc::new(hosts), csrf::layer))
 }

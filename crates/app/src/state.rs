@@ -77,6 +77,8 @@ pub(crate) struct AppState(Arc<Inner>);
 pub(crate) struct Inner {
     pub(crate) data_dir: PathBuf,
     pub(crate) chain: ChainSpec,
+    /// The secret a browser holds (as a cookie) to use this app.
+    pub(crate) key: crate::session::Key,
     pub(crate) session: RwLock<Option<PatientSession>>,
     pub(crate) held: RwLock<Held>,
     pub(crate) names: RwLock<Names>,
@@ -102,6 +104,7 @@ impl AppState {
         Self(Arc::new(Inner {
             data_dir,
             chain,
+            key: crate::session::Key::random(),
             session: RwLock::new(None),
             held: RwLock::new(Held::default()),
             names: RwLock::new(Names::default()),
@@ -138,9 +141,6 @@ impl AppState {
     /// A sentence: wrong passphrase, no wallet, chain unreachable.
     pub(crate) async fn unlock(&self, passphrase: Passphrase) -> Result<(), String> {
         let _one_at_a_time = self.unlocking.lock().await;
-        if self.session.read().await.is_some() {
-            return Ok(());
-        }
         let dir = self.data_dir.clone();
         if !Wallet::exists(&dir) {
             return Err(format!(
@@ -158,6 +158,11 @@ impl AppState {
                     format!("The wallet cannot be opened: {e}.")
                 }
             })?;
+        // Already unlocked (by another browser, or at start): the passphrase was checked
+        // above, which is what a new browser session needs; nothing else changes.
+        if self.session.read().await.is_some() {
+            return Ok(());
+        }
         let chain = self.chain.connect().await.map_err(|e| {
             format!("The wallet is fine, but the chain cannot be reached ({e}). Start the chain, then try again.")
         })?;

@@ -8,6 +8,7 @@ use askama::Template;
 use axum::{
     Form,
     extract::State,
+    http::{HeaderMap, header},
     response::{IntoResponse, Redirect},
 };
 use medrec_wallet::Passphrase;
@@ -21,8 +22,8 @@ struct UnlockPage {
 }
 
 /// `GET /unlock`: the passphrase form (or home, when already unlocked).
-pub(crate) async fn page(State(state): State<AppState>) -> PageResult {
-    if state.session().await.is_some() {
+pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
+    if state.session().await.is_some() && state.key.held_by(&headers) {
         return Ok(Redirect::to("/").into_response());
     }
     render(&UnlockPage { data_dir: state.data_dir.display().to_string(), error: None })
@@ -34,7 +35,8 @@ pub(crate) struct UnlockForm {
     passphrase: String,
 }
 
-/// `POST /unlock`.
+/// `POST /unlock`: the passphrase is checked (even when the app is already unlocked)
+/// and the browser gets the app's key as a cookie.
 pub(crate) async fn submit(
     State(state): State<AppState>,
     Form(form): Form<UnlockForm>,
@@ -46,7 +48,9 @@ pub(crate) async fn submit(
     match outcome {
         Ok(()) => {
             state.tell(false, "Your wallet is unlocked. Your records are being fetched and checked against the chain.");
-            Ok(Redirect::to("/").into_response())
+            let mut response = Redirect::to("/").into_response();
+            response.headers_mut().insert(header::SET_COOKIE, state.key.cookie());
+            Ok(response)
         }
         Err(error) => render(&UnlockPage {
             data_dir: state.data_dir.display().to_string(),

@@ -250,22 +250,55 @@ impl Drop for Net {
     }
 }
 
-/// A browser of the app: sends its forms from the app's own origin.
+/// A browser of the app: keeps the app's cookie, follows redirects itself (so that a
+/// cookie set on a redirect is kept), and sends its forms from the app's own origin.
 pub(crate) struct Browser {
     pub base: String,
-    pub http: reqwest::Client,
+    http: reqwest::Client,
+    cookie: std::sync::Mutex<Option<String>>,
 }
 
 impl Browser {
     pub(crate) fn new(app: &RunningApp) -> Self {
-        Self { base: app.url(), http: reqwest::Client::new() }
+        let http =
+            reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Self { base: app.url(), http, cookie: std::sync::Mutex::new(None) }
+    }
+
+    /// A `GET path` with this browser's cookie, to send as it is (no redirects followed).
+    pub(crate) fn raw_get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.with_cookie(self.http.get(format!("{}{path}", self.base)))
+    }
+
+    fn with_cookie(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.cookie.lock().unwrap().clone() {
+            Some(cookie) => request.header("cookie", cookie),
+            None => request,
+        }
+    }
+
+    /// Sends `request`, keeps any cookie it sets, and follows redirects with `GET`s:
+    /// the final path, the status and the page.
+    async fn follow(&self, request: reqwest::RequestBuilder) -> (String, u16, String) {
+        let mut resp = self.with_cookie(request).send().await.unwrap();
+        for _ in 0..10 {
+            if let Some(set) = resp.headers().get("set-cookie") {
+                let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+                *self.cookie.lock().unwrap() = Some(pair);
+            }
+            if !resp.status().is_redirection() {
+                break;
+            }
+            let location = resp.headers()["location"].to_str().unwrap().to_owned();
+            resp = self.raw_get(&location).send().await.unwrap();
+        }
+        let (url, status) = (resp.url().path().to_owned(), resp.status().as_u16());
+        (url, status, resp.text().await.unwrap())
     }
 
     /// `GET path`: the final URL's path (after redirects), the status and the page.
     pub(crate) async fn get(&self, path: &str) -> (String, u16, String) {
-        let resp = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
-        let (url, status) = (resp.url().path().to_owned(), resp.status().as_u16());
-        (url, status, resp.text().await.unwrap())
+        self.follow(self.http.get(format!("{}{path}", self.base))).await
     }
 
     /// Posts a form from the app's own page, following the redirect back.
@@ -293,9 +326,7 @@ impl Browser {
         if let Some(origin) = origin {
             req = req.header("origin", origin);
         }
-        let resp = req.send().await.unwrap();
-        let (url, status) = (resp.url().path().to_owned(), resp.status().as_u16());
-        (url, status, resp.text().await.unwrap())
+        self.follow(req).await
     }
 }
 

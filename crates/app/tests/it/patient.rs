@@ -51,9 +51,30 @@ async fn the_patient_unlocks_answers_sees_verified_records_shares_and_revokes() 
     assert!(home.contains("new: waiting for your answer"), "{home}");
     assert!(home.contains(&patient.to_string()), "Home says who is signed in");
 
+    // Unlocked, the app still serves only a browser holding its key: another program on
+    // this machine is led to the unlock form, its actions refused, and the passphrase
+    // or the link printed at start (which carries the key) lets it in.
+    let other = Browser::new(&app);
+    let (path, _, _) = other.get("/records").await;
+    assert_eq!(path, "/unlock");
+    let (path, status, page) = other.post("/research", &[("relationship", "x")]).await;
+    assert_eq!((path.as_str(), status), ("/research", 403), "{page}");
+    assert!(page.contains("has not unlocked the app"), "{page}");
+    let (path, _, _) = other.get("/?key=0123").await;
+    assert_eq!(path, "/unlock", "a wrong key is no key");
+    let launch = app.launch_url();
+    let (path, _, page) = other.get(&launch[launch.find("/?").unwrap()..]).await;
+    assert_eq!(path, "/");
+    assert!(page.contains("Providers connected"), "{page}");
+    let third = Browser::new(&app);
+    let (path, _, page) = third.post("/unlock", &[("passphrase", "wrong")]).await;
+    assert_eq!(path, "/unlock", "already unlocked, the passphrase is still checked");
+    assert!(page.contains("That passphrase does not open this wallet"), "{page}");
+    assert_eq!(third.get("/").await.0, "/unlock");
+
     // Live: a second provider enrolls the patient; the event reaches an open page
     // within 2 s of its block, without reloading.
-    let mut events = browser.http.get(format!("{}/events", browser.base)).send().await.unwrap();
+    let mut events = browser.raw_get("/events").send().await.unwrap();
     assert_eq!(
         events.headers()["content-type"].to_str().unwrap(),
         "text/event-stream",
@@ -124,7 +145,7 @@ async fn the_patient_unlocks_answers_sees_verified_records_shares_and_revokes() 
     assert!(!vitals.contains(r#"<h2 id="cat-labs">"#));
 
     // Export: one FHIR Bundle holding every record.
-    let resp = browser.http.get(format!("{}/records/export", browser.base)).send().await.unwrap();
+    let resp = browser.raw_get("/records/export").send().await.unwrap();
     assert!(resp.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
     let bundle: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
     assert_eq!(bundle["resourceType"], "Bundle");

@@ -40,9 +40,10 @@ pub(crate) fn run(args: &AppArgs) -> anyhow::Result<ExitCode> {
             passphrase,
         };
         let app = medrec_app::spawn(config).await?;
-        output::result(&app.url());
+        // The link carries this run's key: a browser that opens it needs no passphrase.
+        output::result(&app.launch_url());
         output::note(&format!(
-            "The MedRec app is serving on {}: open it in your browser. Press Ctrl-C to stop.",
+            "The MedRec app is serving on {}: open the link above in your browser (it lets that browser in; keep it to yourself), or unlock with your passphrase. Press Ctrl-C to stop.",
             app.url()
         ));
         app.run_until(shutdown.wait()).await.context("the app stopped with an error")?;
