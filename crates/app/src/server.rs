@@ -138,6 +138,7 @@ pub(crate) fn router(state: AppState, hosts: csrf::Hosts) -> Router {
     Router::new()
         .route("/", get(routes::home::page))
         .route("/unlock", get(routes::unlock::page).post(routes::unlock::submit))
+        .route("/lock", post(routes::unlock::lock))
         .route("/inbox", get(routes::inbox::page))
         .route("/inbox/answer", post(routes::inbox::answer))
         .route("/records", get(routes::records::page))

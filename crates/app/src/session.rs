@@ -58,6 +58,11 @@ impl Key {
             .expect("hex digits make a valid header")
     }
 
+    /// The `Set-Cookie` value that takes the key back from a browser.
+    pub(crate) fn clear_cookie() -> HeaderValue {
+        HeaderValue::from_static("medrec_app=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+    }
+
     /// Whether the request's cookies hold the key.
     pub(crate) fn held_by(&self, headers: &HeaderMap) -> bool {
         headers
@@ -136,6 +141,7 @@ mod tests {
         wrong.insert(header::COOKIE, HeaderValue::from_str(&other).unwrap());
         assert!(!key.held_by(&wrong));
         assert!(key.cookie().to_str().unwrap().contains("HttpOnly; SameSite=Strict"));
+        assert!(Key::clear_cookie().to_str().unwrap().starts_with(&format!("{COOKIE}=;")));
     }
 
     #[test]

@@ -205,6 +205,10 @@ impl AppState {
             let mut held = self.held.write().await;
             held.refreshing = false;
             match result {
+                // Locked meanwhile: keep nothing of it.
+                Ok(_) if self.session.try_read().is_ok_and(|s| s.is_none()) => {
+                    return;
+                }
                 Ok((records, problems)) => {
                     held.failure = None;
                     let sentence = format!(
@@ -296,6 +300,16 @@ impl AppState {
     }
 
     /// Stops the follower and any refresh.
+    /// Locks the app: forgets the unlocked session and every record held in memory, and
+    /// stops following the chain; the passphrase is needed again.
+    pub(crate) async fn lock(&self) {
+        let _one_at_a_time = self.unlocking.lock().await;
+        self.stop();
+        *self.session.write().await = None;
+        *self.held.write().await = Held::default();
+        *self.access.lock().await = None;
+    }
+
     pub(crate) fn stop(&self) {
         if let Ok(mut tasks) = self.tasks.lock() {
             for t in tasks.drain(..) {

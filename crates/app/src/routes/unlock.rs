@@ -58,3 +58,12 @@ pub(crate) async fn submit(
         }),
     }
 }
+
+/// `POST /lock`: forgets the unlocked wallet and the records in memory, and takes the
+/// key back from this browser; the passphrase is needed again.
+pub(crate) async fn lock(State(state): State<AppState>) -> axum::response::Response {
+    state.lock().await;
+    let mut response = Redirect::to("/unlock").into_response();
+    response.headers_mut().insert(header::SET_COOKIE, crate::session::Key::clear_cookie());
+    response
+}

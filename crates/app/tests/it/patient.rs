@@ -218,6 +218,17 @@ async fn the_patient_unlocks_answers_sees_verified_records_shares_and_revokes() 
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // Lock: every browser is back at the unlock form, the one that locked without its
+    // key, and nothing is served until the passphrase is typed again.
+    let (path, _, page) = browser.post("/lock", &[]).await;
+    assert_eq!(path, "/unlock");
+    assert!(page.contains("Wallet passphrase"), "{page}");
+    assert_eq!(browser.get("/records").await.0, "/unlock");
+    assert_eq!(other.get("/records").await.0, "/unlock", "locked for every browser");
+    let (path, _, home) = browser.post("/unlock", &[("passphrase", PASSPHRASE)]).await;
+    assert_eq!(path, "/");
+    assert!(home.contains("Providers connected"), "{home}");
+
     app.shutdown().await.unwrap();
     net.stop().await;
 }
