@@ -337,7 +337,9 @@ async fn a_small_batch_lingers_to_gather_more_before_its_commit() {
         down: AtomicBool::new(false),
         attempts: AtomicUsize::new(0),
     });
-    let config = WriterConfig { linger: Duration::from_millis(200), ..WriterConfig::default() };
+    // A linger long enough that the twenty entries below arrive within it even on a
+    // loaded machine; the flush at the end must not wait for it.
+    let config = WriterConfig { linger: Duration::from_secs(2), ..WriterConfig::default() };
     let writer = AuditWriter::spawn(counted.clone(), config);
     // One entry wakes the writer; the rest arrive while it lingers.
     writer.log(denied(0, None)).unwrap();
@@ -352,7 +354,7 @@ async fn a_small_batch_lingers_to_gather_more_before_its_commit() {
     // A flush cuts the linger short: what it waits for is written at once.
     writer.log(denied(20, None)).unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let flushed = tokio::time::timeout(Duration::from_millis(150), writer.flush()).await;
+    let flushed = tokio::time::timeout(Duration::from_millis(1500), writer.flush()).await;
     assert!(flushed.is_ok_and(|r| r.is_ok()), "the flush did not wait out the linger");
     assert_eq!(counted.head().await.unwrap().size, 21);
     check_chain(&*counted, 30).await.unwrap();
