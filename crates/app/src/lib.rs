@@ -26,4 +26,4 @@ mod session;
 mod state;
 pub mod views;
 
-pub use server::{AppConfig, AppError, RunningApp, spawn};
+pub use server::{AppConfig, AppError, Role, RunningApp, spawn};

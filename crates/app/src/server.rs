@@ -2,6 +2,7 @@
 //! the browser's key, security headers), and the listener on loopback ([`spawn`] → [`RunningApp`]).
 
 use crate::{assets, csrf, routes, state::AppState};
+use alloy::signers::local::PrivateKeySigner;
 use axum::{
     Router,
     extract::Request,
@@ -26,6 +27,44 @@ pub struct AppConfig {
     pub chain: ChainSpec,
     /// The wallet's passphrase, for scripts; without it the first page asks for it.
     pub passphrase: Option<Passphrase>,
+    /// Whose app it is: a patient's or a viewer's.
+    pub role: Role,
+    /// An identity already unlocked, instead of a wallet: `medrec demo`'s development
+    /// accounts (public keys of the `test … junk` phrase, never for real use). The app
+    /// keeps its encrypted cache in `data_dir` and cannot be locked.
+    pub demo_key: Option<PrivateKeySigner>,
+}
+
+/// Whose app it is: which pages it serves and which workflows it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// A patient: Home, Inbox, Records, Share, Access log, Research.
+    #[default]
+    Patient,
+    /// A viewer a patient shared records with (a pharmacist, a second-opinion doctor):
+    /// what was shared and until when, and the records themselves, verified.
+    Viewer,
+}
+
+impl Role {
+    /// `patient` or `viewer`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Patient => "patient",
+            Self::Viewer => "viewer",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "patient" => Ok(Self::Patient),
+            "viewer" => Ok(Self::Viewer),
+            other => Err(format!("no app for the role {other:?}: use patient or viewer")),
+        }
+    }
 }
 
 impl AppConfig {
@@ -112,8 +151,10 @@ pub async fn spawn(config: AppConfig) -> Result<RunningApp, AppError> {
     if !config.listen.ip().is_loopback() {
         return Err(AppError::NotLoopback(config.listen));
     }
-    let state = AppState::new(config.data_dir, config.chain);
-    if let Some(passphrase) = config.passphrase {
+    let state = AppState::new(config.data_dir, config.chain, config.role);
+    if let Some(key) = config.demo_key {
+        state.unlock_demo(key).await.map_err(AppError::Unlock)?;
+    } else if let Some(passphrase) = config.passphrase {
         state.unlock(passphrase).await.map_err(AppError::Unlock)?;
     }
     let listener = TcpListener::bind(config.listen)
@@ -133,21 +174,29 @@ pub async fn spawn(config: AppConfig) -> Result<RunningApp, AppError> {
     Ok(RunningApp { addr, state, stop: Some(stop), task })
 }
 
-/// Every route, behind the same-origin check and the security headers.
+/// Every route of the app's role, behind the same-origin check, the browser's key and
+/// the security headers.
 pub(crate) fn router(state: AppState, hosts: csrf::Hosts) -> Router {
-    Router::new()
-        .route("/", get(routes::home::page))
+    let pages = match state.role {
+        Role::Patient => Router::new()
+            .route("/", get(routes::home::page))
+            .route("/inbox", get(routes::inbox::page))
+            .route("/inbox/answer", post(routes::inbox::answer))
+            .route("/records", get(routes::records::page))
+            .route("/records/refresh", post(routes::records::refresh))
+            .route("/records/export", get(routes::records::export))
+            .route("/share", get(routes::share::page).post(routes::share::share))
+            .route("/share/revoke", post(routes::share::revoke))
+            .route("/access", get(routes::access::page))
+            .route("/research", get(routes::research::page).post(routes::research::set)),
+        Role::Viewer => Router::new()
+            .route("/", get(routes::viewer::shared))
+            .route("/records", get(routes::viewer::records))
+            .route("/records/export", get(routes::viewer::export)),
+    };
+    pages
         .route("/unlock", get(routes::unlock::page).post(routes::unlock::submit))
         .route("/lock", post(routes::unlock::lock))
-        .route("/inbox", get(routes::inbox::page))
-        .route("/inbox/answer", post(routes::inbox::answer))
-        .route("/records", get(routes::records::page))
-        .route("/records/refresh", post(routes::records::refresh))
-        .route("/records/export", get(routes::records::export))
-        .route("/share", get(routes::share::page).post(routes::share::share))
-        .route("/share/revoke", post(routes::share::revoke))
-        .route("/access", get(routes::access::page))
-        .route("/research", get(routes::research::page).post(routes::research::set))
         .route("/events", get(routes::events::stream))
         .route("/assets/{file}", get(assets::get))
         .fallback(routes::not_found)

@@ -3,8 +3,10 @@
 //! encrypted cache), the providers' names, a one-shot message for the next page, and
 //! the live feed of chain notices that the follower task broadcasts.
 
+use crate::server::Role;
 use crate::views::{self, Names};
 use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
 use medrec_chain::inbox::{Notice, Summary};
 use medrec_client::{
     ChainSpec,
@@ -13,6 +15,7 @@ use medrec_client::{
         access_log::AccessEntry,
         records::{Problem, Records, cache},
     },
+    viewer::ViewerSession,
 };
 use medrec_primitives::{RelationshipId, Status};
 use medrec_wallet::{Passphrase, Wallet};
@@ -79,7 +82,13 @@ pub(crate) struct Inner {
     pub(crate) chain: ChainSpec,
     /// The secret a browser holds (as a cookie) to use this app.
     pub(crate) key: crate::session::Key,
+    /// Whose app it is.
+    pub(crate) role: crate::server::Role,
+    /// Unlocked with a demo's development key: nothing to lock with a passphrase.
+    pub(crate) demo: std::sync::atomic::AtomicBool,
     pub(crate) session: RwLock<Option<PatientSession>>,
+    /// The viewer's session, in a viewer's app.
+    pub(crate) viewer: RwLock<Option<ViewerSession>>,
     pub(crate) held: RwLock<Held>,
     pub(crate) names: RwLock<Names>,
     pub(crate) flash: Mutex<Option<Flash>>,
@@ -99,13 +108,16 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// The state of an app for the wallet in `data_dir` on `chain`, still locked.
-    pub(crate) fn new(data_dir: PathBuf, chain: ChainSpec) -> Self {
+    pub(crate) fn new(data_dir: PathBuf, chain: ChainSpec, role: crate::server::Role) -> Self {
         let (live, _) = broadcast::channel(256);
         Self(Arc::new(Inner {
             data_dir,
             chain,
             key: crate::session::Key::random(),
+            role,
+            demo: std::sync::atomic::AtomicBool::new(false),
             session: RwLock::new(None),
+            viewer: RwLock::new(None),
             held: RwLock::new(Held::default()),
             names: RwLock::new(Names::default()),
             flash: Mutex::new(None),
@@ -117,9 +129,50 @@ impl AppState {
         }))
     }
 
-    /// The unlocked session, if any.
+    /// The unlocked patient's session, if any.
     pub(crate) async fn session(&self) -> Option<PatientSession> {
         self.session.read().await.clone()
+    }
+
+    /// The unlocked viewer's session, if any.
+    pub(crate) async fn viewer(&self) -> Option<ViewerSession> {
+        self.viewer.read().await.clone()
+    }
+
+    /// Whether the app is unlocked (for its role).
+    pub(crate) async fn unlocked(&self) -> bool {
+        match self.role {
+            Role::Patient => self.session.read().await.is_some(),
+            Role::Viewer => self.viewer.read().await.is_some(),
+        }
+    }
+
+    /// Whether the app was unlocked with a demo's development key (it cannot be locked).
+    pub(crate) fn is_demo(&self) -> bool {
+        self.demo.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Unlocks the app with a demo's development key: no wallet, no passphrase.
+    ///
+    /// # Errors
+    /// A sentence when the chain cannot be reached or the cache cannot be read.
+    pub(crate) async fn unlock_demo(&self, key: PrivateKeySigner) -> Result<(), String> {
+        let _one_at_a_time = self.unlocking.lock().await;
+        let chain = self.chain.connect().await.map_err(|e| {
+            format!("The chain cannot be reached ({e}). Start the chain, then try again.")
+        })?;
+        self.demo.store(true, std::sync::atomic::Ordering::Relaxed);
+        match self.role {
+            Role::Viewer => *self.viewer.write().await = Some(ViewerSession::new(chain, key)),
+            Role::Patient => {
+                medrec_wallet::fs::create_private_dir(&self.data_dir).map_err(|e| {
+                    format!("The app's folder {} cannot be created: {e}.", self.data_dir.display())
+                })?;
+                let session = PatientSession::with_signer_in(chain, key, self.data_dir.clone());
+                self.start_patient(session).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Leaves a message for the next page.
@@ -144,8 +197,9 @@ impl AppState {
         let dir = self.data_dir.clone();
         if !Wallet::exists(&dir) {
             return Err(format!(
-                "There is no wallet in {}: create one first (`medrec patient new`), or start the app with the right --data-dir.",
-                dir.display()
+                "There is no wallet in {}: create one first (`medrec {} new`), or start the app with the right --data-dir.",
+                dir.display(),
+                self.role.as_str()
             ));
         }
         let wallet = tokio::task::spawn_blocking(move || Wallet::open(&dir, &passphrase))
@@ -160,15 +214,27 @@ impl AppState {
             })?;
         // Already unlocked (by another browser, or at start): the passphrase was checked
         // above, which is what a new browser session needs; nothing else changes.
-        if self.session.read().await.is_some() {
+        if self.unlocked().await {
             return Ok(());
         }
         let chain = self.chain.connect().await.map_err(|e| {
             format!("The wallet is fine, but the chain cannot be reached ({e}). Start the chain, then try again.")
         })?;
-        let session = PatientSession::new(chain, &wallet);
+        match self.role {
+            Role::Viewer => {
+                *self.viewer.write().await =
+                    Some(ViewerSession::new(chain, wallet.account().clone()));
+                Ok(())
+            }
+            Role::Patient => self.start_patient(PatientSession::new(chain, &wallet)).await,
+        }
+    }
+
+    /// Holds the patient's session: loads the encrypted cache, starts following the
+    /// chain and refreshing the records.
+    async fn start_patient(&self, session: PatientSession) -> Result<(), String> {
         let cached: Option<Records> =
-            cache(&self.data_dir, wallet.account()).load().map_err(|e| format!("{e}."))?;
+            cache(&self.data_dir, session.signer()).load().map_err(|e| format!("{e}."))?;
         {
             let mut held = self.held.write().await;
             held.records = cached.unwrap_or_default();
@@ -306,6 +372,7 @@ impl AppState {
         let _one_at_a_time = self.unlocking.lock().await;
         self.stop();
         *self.session.write().await = None;
+        *self.viewer.write().await = None;
         *self.held.write().await = Held::default();
         *self.access.lock().await = None;
     }

@@ -148,6 +148,10 @@ pub struct SharedRecord {
     pub provider: Address,
     /// The relationship it came through.
     pub relationship: RelationshipId,
+    /// The data pointer that returned it.
+    pub pointer: u8,
+    /// The hash on chain that the pointer's data matched.
+    pub data_hash: alloy::primitives::B256,
     /// The provider's gatekeeper.
     pub endpoint: String,
     /// The resource.
@@ -177,6 +181,24 @@ impl ViewerSession {
     /// The viewer that signs with `signer` (its wallet's account) on `chain`.
     pub const fn new(chain: Chain, signer: PrivateKeySigner) -> Self {
         Self { chain, signer }
+    }
+
+    /// The viewer's address.
+    pub fn address(&self) -> Address {
+        self.signer.address()
+    }
+
+    /// The chain.
+    pub const fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// What was shared with the viewer, as the chain tells it now.
+    ///
+    /// # Errors
+    /// When the chain cannot be read.
+    pub async fn shared(&self) -> Result<Vec<Shared>> {
+        shared_with(&self.chain, self.address()).await
     }
 
     /// Fetches what was shared with the viewer (only `relationship`'s when given: an id
@@ -233,6 +255,8 @@ impl ViewerSession {
                 out.records.extend(data.resources.into_iter().map(|r| SharedRecord {
                     provider: s.provider,
                     relationship: s.id,
+                    pointer: n,
+                    data_hash: on_chain,
                     endpoint: url.clone(),
                     resource: r,
                 }));

@@ -10,6 +10,7 @@ pub(crate) mod records;
 pub(crate) mod research;
 pub(crate) mod share;
 pub(crate) mod unlock;
+pub(crate) mod viewer;
 
 use crate::{
     error::{PageError, page},
@@ -36,6 +37,30 @@ pub(crate) struct Chrome {
     pub(crate) flash: Option<Flash>,
     /// Relationships waiting for an answer.
     pub(crate) waiting: usize,
+    /// Whose app it is (`patient`, `viewer`): which menu to show.
+    pub(crate) role: &'static str,
+    /// Whether the app can be locked (not when a demo's development key opened it).
+    pub(crate) lockable: bool,
+}
+
+impl Chrome {
+    /// The frame of a page of `state`'s app for `address`.
+    pub(crate) fn new(
+        state: &AppState,
+        active: &'static str,
+        title: &'static str,
+        address: String,
+    ) -> Self {
+        Self {
+            active,
+            title,
+            address,
+            flash: state.take_flash(),
+            waiting: 0,
+            role: state.role.as_str(),
+            lockable: !state.is_demo(),
+        }
+    }
 }
 
 /// What a page of the unlocked app starts from.
@@ -64,13 +89,8 @@ pub(crate) async fn context(
         .values()
         .filter(|s| matches!(s.status, Some(Status::New | Status::UpdatePending)))
         .count();
-    let chrome = Chrome {
-        active,
-        title,
-        address: session.address().to_string(),
-        flash: state.take_flash(),
-        waiting,
-    };
+    let chrome =
+        Chrome { waiting, ..Chrome::new(state, active, title, session.address().to_string()) };
     Ok(Context { session, summaries, names, chrome })
 }
 

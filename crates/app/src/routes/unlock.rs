@@ -19,14 +19,32 @@ use serde::Deserialize;
 struct UnlockPage {
     data_dir: String,
     error: Option<String>,
+    /// What unlocking opens, in words.
+    purpose: &'static str,
+}
+
+fn purpose(state: &AppState) -> &'static str {
+    match state.role {
+        crate::Role::Patient => "to see your records",
+        crate::Role::Viewer => "to see what patients shared with you",
+    }
 }
 
 /// `GET /unlock`: the passphrase form (or home, when already unlocked).
 pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> PageResult {
-    if state.session().await.is_some() && state.key.held_by(&headers) {
+    if state.unlocked().await && state.key.held_by(&headers) {
         return Ok(Redirect::to("/").into_response());
     }
-    render(&UnlockPage { data_dir: state.data_dir.display().to_string(), error: None })
+    if state.is_demo() {
+        return Err(crate::error::PageError::Failed(
+            "This demo app was opened with a development key, not a wallet: open the link `medrec demo` printed to come back, or restart the demo.".to_owned(),
+        ));
+    }
+    render(&UnlockPage {
+        data_dir: state.data_dir.display().to_string(),
+        error: None,
+        purpose: purpose(&state),
+    })
 }
 
 /// The unlock form.
@@ -47,7 +65,13 @@ pub(crate) async fn submit(
     };
     match outcome {
         Ok(()) => {
-            state.tell(false, "Your wallet is unlocked. Your records are being fetched and checked against the chain.");
+            state.tell(
+                false,
+                match state.role {
+                    crate::Role::Patient => "Your wallet is unlocked. Your records are being fetched and checked against the chain.",
+                    crate::Role::Viewer => "Your wallet is unlocked.",
+                },
+            );
             let mut response = Redirect::to("/").into_response();
             response.headers_mut().insert(header::SET_COOKIE, state.key.cookie());
             Ok(response)
@@ -55,6 +79,7 @@ pub(crate) async fn submit(
         Err(error) => render(&UnlockPage {
             data_dir: state.data_dir.display().to_string(),
             error: Some(error),
+            purpose: purpose(&state),
         }),
     }
 }
@@ -62,6 +87,11 @@ pub(crate) async fn submit(
 /// `POST /lock`: forgets the unlocked wallet and the records in memory, and takes the
 /// key back from this browser; the passphrase is needed again.
 pub(crate) async fn lock(State(state): State<AppState>) -> axum::response::Response {
+    if state.is_demo() {
+        // There is no passphrase to unlock it again: locking would end the demo's app.
+        state.tell(true, "This demo app uses a development key and has no passphrase, so it cannot be locked; stop the demo to close it.");
+        return Redirect::to("/").into_response();
+    }
     state.lock().await;
     let mut response = Redirect::to("/unlock").into_response();
     response.headers_mut().insert(header::SET_COOKIE, crate::session::Key::clear_cookie());

@@ -5,6 +5,7 @@ pub mod access;
 pub mod inbox;
 pub mod records;
 pub mod share;
+pub mod viewer;
 
 use alloy::primitives::{Address, B256};
 use medrec_client::timeline::short_address;

@@ -3,3 +3,4 @@
 
 mod net;
 mod patient;
+mod viewer;

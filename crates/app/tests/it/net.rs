@@ -226,6 +226,8 @@ impl Net {
             data_dir: dir,
             chain: self.spec(),
             passphrase: None,
+            role: medrec_app::Role::Patient,
+            demo_key: None,
         })
         .await
         .unwrap()

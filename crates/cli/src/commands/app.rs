@@ -8,7 +8,7 @@ use crate::{
 };
 use anyhow::Context;
 use clap::Args;
-use medrec_app::AppConfig;
+use medrec_app::{AppConfig, Role};
 use std::{net::SocketAddr, process::ExitCode};
 
 /// Arguments of `medrec app`.
@@ -21,6 +21,10 @@ pub(crate) struct AppArgs {
     /// Where to listen: loopback only (the keys never leave this machine).
     #[arg(long, value_name = "ADDR", default_value = AppConfig::DEFAULT_LISTEN)]
     listen: SocketAddr,
+    /// Whose app: `patient` (your records, sharing, access log) or `viewer` (what
+    /// patients shared with you).
+    #[arg(long, value_name = "ROLE", default_value = "patient")]
+    role: Role,
 }
 
 /// Runs `medrec app` until Ctrl-C.
@@ -35,9 +39,11 @@ pub(crate) fn run(args: &AppArgs) -> anyhow::Result<ExitCode> {
         };
         let config = AppConfig {
             listen: args.listen,
-            data_dir: args.wallet.dir("patient")?,
+            data_dir: args.wallet.dir(args.role.as_str())?,
             chain: args.chain.spec(),
             passphrase,
+            role: args.role,
+            demo_key: None,
         };
         let app = medrec_app::spawn(config).await?;
         // The link carries this run's key: a browser that opens it needs no passphrase.

@@ -13,6 +13,7 @@ use crate::output;
 use alloy::primitives::{B256, keccak256};
 use anyhow::{Context, bail, ensure};
 use clap::Args;
+use medrec_app::{AppConfig, Role};
 use medrec_chain::inbox::Notice;
 use medrec_client::{
     ChainSpec,
@@ -161,15 +162,14 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let at: Deployment = node.with(DevChain::deployment).context("the contracts are deployed")?;
     let rpc_server: ServerHandle = serve_rpc(node.clone(), "127.0.0.1:0".parse()?).await?;
     let rpc = rpc_server.url();
-    let chain = ChainSpec {
+    let spec = ChainSpec {
         rpc_url: rpc.clone(),
         registrar: at.registrar,
         relationships: at.relationships,
         anchors: at.anchors,
         from_block: 0,
-    }
-    .connect()
-    .await?;
+    };
+    let chain = spec.connect().await?;
     n.say(&format!(
         "   chain {CHAIN_ID} at {rpc}; Registrar {}, Relationships {}, AccessAnchors {}",
         at.registrar, at.relationships, at.anchors
@@ -484,6 +484,12 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
 
+    if args.keep_running {
+        let second = &sites[1];
+        n.step(&format!("{} adds a new lab result and publishes its hash: the update waits in the patient's Inbox, for the app.", second.name));
+        steps::leave_an_update_pending(&chain, second, patient.address).await?;
+    }
+
     let final_summary = me.relationships().await?;
     let relationships: Vec<Value> = sites
         .iter()
@@ -494,7 +500,25 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }))
         .collect();
     let identity = |a: &DevAccount| json!({"address": a.address, "private_key": a.private_key});
-    let result = json!({
+    let mut apps = Vec::new();
+    if args.keep_running {
+        n.step("The EHR manager: the web app for the patient and for the pharmacist.");
+        for (role, account) in [(Role::Patient, patient), (Role::Viewer, viewer)] {
+            let app = medrec_app::spawn(AppConfig {
+                listen: "127.0.0.1:0".parse()?,
+                data_dir: dir.join(format!("app-{}", role.as_str())),
+                chain: spec.clone(),
+                passphrase: None,
+                role,
+                demo_key: Some(account.signer()),
+            })
+            .await
+            .with_context(|| format!("the {} app did not start", role.as_str()))?;
+            n.say(&format!("   {} app: {}", role.as_str(), app.launch_url()));
+            apps.push((role, app));
+        }
+    }
+    let mut result = json!({
         "rpc_url": rpc,
         "chain_id": CHAIN_ID,
         "contracts": {"registrar": at.registrar, "relationships": at.relationships, "anchors": at.anchors},
@@ -506,6 +530,13 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "research": {"bounties": bounties},
         "elapsed_seconds": n.started.elapsed().as_secs_f64(),
     });
+    if !apps.is_empty() {
+        result["apps"] = apps
+            .iter()
+            .map(|(role, app)| (role.as_str().to_owned(), Value::String(app.launch_url())))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
     n.step(&format!("Done in {:.1} s.", n.started.elapsed().as_secs_f64()));
     // Listen for Ctrl-C and SIGTERM before printing the result others may act on.
     let shutdown = crate::signals::Shutdown::install().context("cannot listen for Ctrl-C")?;
@@ -514,13 +545,16 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     if args.keep_running {
         n.say(&format!(
-            "\nEverything keeps running until Ctrl-C. Explore with:\n   cast block-number --rpc-url {rpc}\n   medrec patient inbox --rpc-url {rpc} --address {}\n   MEDREC_KEY={} medrec research bounties --rpc-url {rpc} --key-env MEDREC_KEY\n   curl {}/research/policy\n   curl {}/fhir/metadata",
+            "\nEverything keeps running until Ctrl-C. Open the apps above in a browser (each link lets that browser in as the demo identity), or explore with:\n   cast block-number --rpc-url {rpc}\n   medrec patient inbox --rpc-url {rpc} --address {}\n   MEDREC_KEY={} medrec research bounties --rpc-url {rpc} --key-env MEDREC_KEY\n   curl {}/research/policy\n   curl {}/fhir/metadata",
             patient.address,
             researcher.private_key,
             sites[0].running.url(),
             sites[0].running.url()
         ));
         shutdown.wait().await;
+    }
+    for (_, app) in apps {
+        app.shutdown().await?;
     }
     for site in sites {
         site.running.shutdown().await?;

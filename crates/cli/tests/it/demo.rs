@@ -76,9 +76,34 @@ async fn keep_running_leaves_the_chain_and_gatekeepers_serving() {
         serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []});
     let rpc = http.post(v["rpc_url"].as_str().unwrap()).json(&body).send().await.unwrap();
     assert_eq!(rpc.status(), 200);
+    // The apps serve, already unlocked for the demo identities: the link lets a browser
+    // in. The patient has the second provider's new lab result to answer; the pharmacist
+    // sees its grant refused (the story revoked it).
+    assert_eq!(v["relationships"][1]["status"], "update pending", "{}", v["relationships"]);
+    let patient = app_page(v["apps"]["patient"].as_str().unwrap(), "/inbox").await;
+    assert!(patient.contains("Update pending") || patient.contains("update pending"), "{patient}");
+    assert!(patient.contains(r#"value="accept""#), "an Accept button: {patient}");
+    let viewer = app_page(v["apps"]["viewer"].as_str().unwrap(), "/").await;
+    assert!(viewer.contains("Shared with me"), "{viewer}");
+    assert!(viewer.contains("Access refused: the patient revoked this grant."), "{viewer}");
     // SIGTERM stops it cleanly.
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// Opens an app's launch link as a browser would (trading the key for the cookie),
+/// then returns the page at `path`.
+async fn app_page(launch: &str, path: &str) -> String {
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let entered = http.get(launch).send().await.unwrap();
+    assert_eq!(entered.status(), 303, "the link is traded for the cookie");
+    let cookie = entered.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let base = &launch[..launch.find("/?").unwrap()];
+    let page = http.get(format!("{base}{path}")).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    page.text().await.unwrap()
 }

@@ -93,6 +93,12 @@ impl PatientSession {
         Self { chain, signer, dir: None }
     }
 
+    /// The patient who signs with `signer` (a demo's development account, already
+    /// unlocked), keeping the encrypted record cache in `dir`.
+    pub const fn with_signer_in(chain: Chain, signer: PrivateKeySigner, dir: PathBuf) -> Self {
+        Self { chain, signer, dir: Some(dir) }
+    }
+
     /// The chain.
     pub const fn chain(&self) -> &Chain {
         &self.chain

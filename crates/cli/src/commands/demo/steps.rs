@@ -151,3 +151,40 @@ pub(super) async fn enroll_cohort(
     n.say(&format!("   {COHORT} patients enrolled, {opted_in} opted in"));
     Ok(opted_in)
 }
+
+/// With `--keep-running`: `site` adds a new lab result for the patient and publishes
+/// the pointer's new hash, so an update waits in the patient's Inbox for the app.
+pub(super) async fn leave_an_update_pending(
+    chain: &Chain,
+    site: &ProviderSite,
+    patient: alloy::primitives::Address,
+) -> anyhow::Result<()> {
+    let lab = serde_json::json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": {
+            "resourceType": "Observation", "id": "demo-pending-lab", "status": "final",
+            "subject": {"reference": format!("Patient/{}", site.patient_id)},
+            "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7", "display": "Glucose [Mass/volume] in Serum or Plasma"}]},
+            "valueQuantity": {"value": 97, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"},
+            "referenceRange": [{"low": {"value": 70, "unit": "mg/dL"}, "high": {"value": 99, "unit": "mg/dL"}}],
+            "effectiveDateTime": "2026-02-03"
+        },
+        "request": {"method": "PUT", "url": "Observation/demo-pending-lab"}
+    }]});
+    let provider = provider_client(chain, &site.running, &site.account);
+    provider.import(&lab).await?;
+    let bounty =
+        provider.publish_bounty(super::BOUNTY).await.context("publishing the bounty query")?;
+    let store = site.store.open().await?;
+    let fresh = medrec_gatekeeper::pointer::run(
+        store.as_ref(),
+        &medrec_gatekeeper::pointer::PointerQuery::parse(LABS)?,
+        &site.patient_id.parse()?,
+    )
+    .await?;
+    let by_delegate = chain.relationships_as(site.delegate.signer());
+    let update =
+        by_delegate.updatePointer(patient, alloy::primitives::U256::ZERO, fresh.data_hash, bounty);
+    medrec_client::tx::send(&update, "publishing the new lab result's hash").await?;
+    Ok(())
+}
