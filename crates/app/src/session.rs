@@ -84,7 +84,10 @@ pub(crate) async fn layer(State(state): State<AppState>, request: Request, next:
     }
     if let Some(offered) = launch_key(request.uri().query()) {
         if request.method() == Method::GET && state.key.matches(offered) {
-            let mut response = Redirect::to(path).into_response();
+            // The same page, without the key in its address (and so in the history).
+            let rest = without_key(request.uri().query());
+            let to = if rest.is_empty() { path.to_owned() } else { format!("{path}?{rest}") };
+            let mut response = Redirect::to(&to).into_response();
             response.headers_mut().insert(header::SET_COOKIE, state.key.cookie());
             return response;
         }
@@ -99,6 +102,16 @@ pub(crate) async fn layer(State(state): State<AppState>, request: Request, next:
 /// The `key` parameter of a query string, if any.
 fn launch_key(query: Option<&str>) -> Option<&str> {
     query?.split('&').find_map(|pair| pair.strip_prefix("key="))
+}
+
+/// A query string without its `key` parameter.
+fn without_key(query: Option<&str>) -> String {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("key="))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 fn refuse(request: &Request) -> Response {
@@ -150,5 +163,8 @@ mod tests {
         assert_eq!(launch_key(Some("x=1&key=abc")), Some("abc"));
         assert_eq!(launch_key(Some("x=1")), None);
         assert_eq!(launch_key(None), None);
+        assert_eq!(without_key(Some("key=abc&category=labs&q=x")), "category=labs&q=x");
+        assert_eq!(without_key(Some("key=abc")), "");
+        assert_eq!(without_key(None), "");
     }
 }

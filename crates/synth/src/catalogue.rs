@@ -82,16 +82,30 @@ pub(crate) const FAMILY: [&str; 12] = [
 pub(crate) const CITIES: [&str; 6] =
     ["Testville", "Sampleton", "Mockburg", "Fictionport", "Placeholder Falls", "Demoford"];
 
-/// A laboratory test: LOINC code, name and UCUM unit.
-pub(crate) struct Lab(pub(crate) &'static str, pub(crate) &'static str, pub(crate) &'static str);
+/// A laboratory test: LOINC code, name, UCUM unit and the adult reference range
+/// (`low`, if the range has one, and `high`), as laboratories print beside a result.
+pub(crate) struct Lab(
+    pub(crate) &'static str,
+    pub(crate) &'static str,
+    pub(crate) &'static str,
+    pub(crate) (Option<f64>, f64),
+);
 
-pub(crate) const HEMOGLOBIN: Lab = Lab("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL");
-pub(crate) const GLUCOSE: Lab = Lab("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "mg/dL");
-pub(crate) const HBA1C: Lab = Lab("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%");
-pub(crate) const LDL: Lab =
-    Lab("18262-6", "Cholesterol in LDL [Mass/volume] in Serum or Plasma by Direct assay", "mg/dL");
+pub(crate) const HEMOGLOBIN: Lab =
+    Lab("718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", (Some(12.0), 17.5));
+pub(crate) const GLUCOSE: Lab =
+    Lab("2345-7", "Glucose [Mass/volume] in Serum or Plasma", "mg/dL", (Some(70.0), 99.0));
+pub(crate) const HBA1C: Lab =
+    Lab("4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", (Some(4.0), 5.6));
+pub(crate) const LDL: Lab = Lab(
+    "18262-6",
+    "Cholesterol in LDL [Mass/volume] in Serum or Plasma by Direct assay",
+    "mg/dL",
+    (None, 99.0),
+);
 pub(crate) const CREATININE: Lab =
-    Lab("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "mg/dL");
-pub(crate) const IRON: Lab = Lab("2498-4", "Iron [Mass/volume] in Serum or Plasma", "ug/dL");
+    Lab("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "mg/dL", (Some(0.6), 1.3));
+pub(crate) const IRON: Lab =
+    Lab("2498-4", "Iron [Mass/volume] in Serum or Plasma", "ug/dL", (Some(60.0), 170.0));
 pub(crate) const POTASSIUM: Lab =
-    Lab("2823-3", "Potassium [Moles/volume] in Serum or Plasma", "mmol/L");
+    Lab("2823-3", "Potassium [Moles/volume] in Serum or Plasma", "mmol/L", (Some(3.5), 5.1));

@@ -6,7 +6,7 @@ use crate::{
     error::{PageResult, render},
     state::AppState,
     views::{
-        date,
+        chart, date,
         records::{self, Category, Filter},
     },
 };
@@ -24,6 +24,7 @@ use serde::Deserialize;
 struct RecordsPage {
     chrome: Chrome,
     view: records::View,
+    trends: Vec<chart::Trend>,
     categories: Vec<(&'static str, &'static str, bool)>,
     text: String,
     filtered: bool,
@@ -51,6 +52,7 @@ pub(crate) async fn page(
         text: query.q.unwrap_or_default(),
     };
     let view = records::build(&held.records, &held.problems, &cx.names, &filter);
+    let trends = chart::for_records(&held.records, &filter);
     let categories = Category::ALL
         .into_iter()
         .map(|c| (c.slug(), c.label(), filter.category == Some(c)))
@@ -58,6 +60,7 @@ pub(crate) async fn page(
     render(&RecordsPage {
         chrome: cx.chrome,
         view,
+        trends,
         categories,
         filtered: filter != Filter::default(),
         text: filter.text,

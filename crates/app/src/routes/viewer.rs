@@ -8,7 +8,7 @@ use crate::{
     error::{PageError, PageResult, render},
     state::AppState,
     views::{
-        Names, date,
+        Names, chart, date,
         records::{self, Category, Filter},
         viewer::{self, GrantRow},
     },
@@ -36,6 +36,7 @@ struct SharedPage {
 struct RecordsPage {
     chrome: Chrome,
     view: records::View,
+    trends: Vec<chart::Trend>,
     refusals: Vec<String>,
     categories: Vec<(&'static str, &'static str, bool)>,
     text: String,
@@ -112,6 +113,7 @@ pub(crate) async fn records(
         text: query.q.unwrap_or_default(),
     };
     let view = records::build(&held, &problems, &names, &filter);
+    let trends = chart::for_records(&held, &filter);
     let refusals = shared
         .iter()
         .filter(|s| s.state != GrantState::Valid)
@@ -125,6 +127,7 @@ pub(crate) async fn records(
     render(&RecordsPage {
         chrome,
         view,
+        trends,
         refusals,
         categories,
         filtered: filter != Filter::default(),

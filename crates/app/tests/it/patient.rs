@@ -144,6 +144,15 @@ async fn the_patient_unlocks_answers_sees_verified_records_shares_and_revokes() 
     let (_, _, vitals) = browser.get("/records?category=vitals").await;
     assert!(!vitals.contains(r#"<h2 id="cat-labs">"#));
 
+    // Lab results over time: a chart per test, the laboratory's reference range as a
+    // band, each chart described in a sentence; none on the unfiltered timeline.
+    let (_, _, labs) = browser.get("/records?category=labs").await;
+    assert!(labs.contains(r#"<h2 id="trends-h">Over time</h2>"#), "{}", around(&labs, "cat-labs"));
+    assert!(labs.contains(r#"<rect class="chart-band""#), "{}", around(&labs, "trends-h"));
+    assert!(labs.contains("; reference range "), "{}", around(&labs, "aria-label"));
+    assert!(labs.contains(r#"<polyline class="chart-line""#));
+    assert!(!records.contains("trends-h"), "charts only when filtered to labs or vitals");
+
     // Export: one FHIR Bundle holding every record.
     let resp = browser.raw_get("/records/export").send().await.unwrap();
     assert!(resp.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));

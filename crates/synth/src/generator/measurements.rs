@@ -157,6 +157,9 @@ impl Gen<'_> {
                 (lab.0, lab.1),
                 quantity(value, lab.2),
             );
+            if let Some(obs) = self.out.last_mut() {
+                obs["referenceRange"] = reference_range(lab);
+            }
             results.push(reference("Observation", &id));
         }
         let id = self.id("rep");
@@ -173,6 +176,16 @@ impl Gen<'_> {
             "result": results,
         }));
     }
+}
+
+/// A lab's reference range as FHIR writes it (`low` only when the range has one).
+fn reference_range(lab: &Lab) -> Value {
+    let (low, high) = lab.3;
+    let mut range = json!({"high": quantity(high, lab.2)});
+    if let Some(low) = low {
+        range["low"] = quantity(low, lab.2);
+    }
+    json!([range])
 }
 
 fn quantity(value: f64, unit: &str) -> Value {
