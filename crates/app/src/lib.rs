@@ -20,6 +20,7 @@
 mod assets;
 pub mod csrf;
 mod error;
+mod research;
 mod routes;
 pub mod server;
 mod session;

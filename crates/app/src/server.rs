@@ -27,7 +27,7 @@ pub struct AppConfig {
     pub chain: ChainSpec,
     /// The wallet's passphrase, for scripts; without it the first page asks for it.
     pub passphrase: Option<Passphrase>,
-    /// Whose app it is: a patient's or a viewer's.
+    /// Whose app it is: a patient's, a viewer's or a researcher's.
     pub role: Role,
     /// An identity already unlocked, instead of a wallet: `medrec demo`'s development
     /// accounts (public keys of the `test … junk` phrase, never for real use). The app
@@ -44,6 +44,9 @@ pub enum Role {
     /// A viewer a patient shared records with (a pharmacist, a second-opinion doctor):
     /// what was shared and until when, and the records themselves, verified.
     Viewer,
+    /// A research entity: admission, mining, bounties owned and redeemed, ε spent,
+    /// released results.
+    Researcher,
 }
 
 impl Role {
@@ -52,6 +55,7 @@ impl Role {
         match self {
             Self::Patient => "patient",
             Self::Viewer => "viewer",
+            Self::Researcher => "researcher",
         }
     }
 }
@@ -62,7 +66,10 @@ impl std::str::FromStr for Role {
         match s {
             "patient" => Ok(Self::Patient),
             "viewer" => Ok(Self::Viewer),
-            other => Err(format!("no app for the role {other:?}: use patient or viewer")),
+            "researcher" => Ok(Self::Researcher),
+            other => {
+                Err(format!("no app for the role {other:?}: use patient, viewer or researcher"))
+            }
         }
     }
 }
@@ -193,6 +200,11 @@ pub(crate) fn router(state: AppState, hosts: csrf::Hosts) -> Router {
             .route("/", get(routes::viewer::shared))
             .route("/records", get(routes::viewer::records))
             .route("/records/export", get(routes::viewer::export)),
+        Role::Researcher => Router::new()
+            .route("/", get(routes::researcher::overview))
+            .route("/bounties/redeem", post(routes::researcher::redeem))
+            .route("/mining", get(routes::researcher::mining).post(routes::researcher::mine))
+            .route("/results", get(routes::researcher::results)),
     };
     pages
         .route("/unlock", get(routes::unlock::page).post(routes::unlock::submit))

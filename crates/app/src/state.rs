@@ -89,6 +89,10 @@ pub(crate) struct Inner {
     pub(crate) session: RwLock<Option<PatientSession>>,
     /// The viewer's session, in a viewer's app.
     pub(crate) viewer: RwLock<Option<ViewerSession>>,
+    /// The researcher's session, in a researcher's app.
+    pub(crate) researcher: RwLock<Option<crate::research::ResearcherSession>>,
+    /// The researcher's miner, while it runs.
+    pub(crate) mining: Mutex<Option<crate::research::Mining>>,
     pub(crate) held: RwLock<Held>,
     pub(crate) names: RwLock<Names>,
     pub(crate) flash: Mutex<Option<Flash>>,
@@ -118,6 +122,8 @@ impl AppState {
             demo: std::sync::atomic::AtomicBool::new(false),
             session: RwLock::new(None),
             viewer: RwLock::new(None),
+            researcher: RwLock::new(None),
+            mining: Mutex::new(None),
             held: RwLock::new(Held::default()),
             names: RwLock::new(Names::default()),
             flash: Mutex::new(None),
@@ -144,6 +150,7 @@ impl AppState {
         match self.role {
             Role::Patient => self.session.read().await.is_some(),
             Role::Viewer => self.viewer.read().await.is_some(),
+            Role::Researcher => self.researcher.read().await.is_some(),
         }
     }
 
@@ -164,6 +171,10 @@ impl AppState {
         self.demo.store(true, std::sync::atomic::Ordering::Relaxed);
         match self.role {
             Role::Viewer => *self.viewer.write().await = Some(ViewerSession::new(chain, key)),
+            Role::Researcher => {
+                *self.researcher.write().await =
+                    Some(crate::research::ResearcherSession::new(chain, key, &self.data_dir));
+            }
             Role::Patient => {
                 medrec_wallet::fs::create_private_dir(&self.data_dir).map_err(|e| {
                     format!("The app's folder {} cannot be created: {e}.", self.data_dir.display())
@@ -224,6 +235,14 @@ impl AppState {
             Role::Viewer => {
                 *self.viewer.write().await =
                     Some(ViewerSession::new(chain, wallet.account().clone()));
+                Ok(())
+            }
+            Role::Researcher => {
+                *self.researcher.write().await = Some(crate::research::ResearcherSession::new(
+                    chain,
+                    wallet.account().clone(),
+                    &self.data_dir,
+                ));
                 Ok(())
             }
             Role::Patient => self.start_patient(PatientSession::new(chain, &wallet)).await,
@@ -373,11 +392,17 @@ impl AppState {
         self.stop();
         *self.session.write().await = None;
         *self.viewer.write().await = None;
+        *self.researcher.write().await = None;
         *self.held.write().await = Held::default();
         *self.access.lock().await = None;
     }
 
     pub(crate) fn stop(&self) {
+        if let Ok(mut mining) = self.mining.lock()
+            && let Some(m) = mining.take()
+        {
+            m.stop();
+        }
         if let Ok(mut tasks) = self.tasks.lock() {
             for t in tasks.drain(..) {
                 t.abort();

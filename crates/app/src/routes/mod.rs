@@ -8,6 +8,7 @@ pub(crate) mod home;
 pub(crate) mod inbox;
 pub(crate) mod records;
 pub(crate) mod research;
+pub(crate) mod researcher;
 pub(crate) mod share;
 pub(crate) mod unlock;
 pub(crate) mod viewer;

@@ -27,6 +27,7 @@ fn purpose(state: &AppState) -> &'static str {
     match state.role {
         crate::Role::Patient => "to see your records",
         crate::Role::Viewer => "to see what patients shared with you",
+        crate::Role::Researcher => "to mine and redeem your research bounties",
     }
 }
 
@@ -69,7 +70,7 @@ pub(crate) async fn submit(
                 false,
                 match state.role {
                     crate::Role::Patient => "Your wallet is unlocked. Your records are being fetched and checked against the chain.",
-                    crate::Role::Viewer => "Your wallet is unlocked.",
+                    crate::Role::Viewer | crate::Role::Researcher => "Your wallet is unlocked.",
                 },
             );
             let mut response = Redirect::to("/").into_response();

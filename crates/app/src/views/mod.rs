@@ -5,6 +5,7 @@ pub mod access;
 pub mod chart;
 pub mod inbox;
 pub mod records;
+pub mod researcher;
 pub mod share;
 pub mod viewer;
 

@@ -3,4 +3,5 @@
 
 mod net;
 mod patient;
+mod researcher;
 mod viewer;

@@ -502,8 +502,17 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let identity = |a: &DevAccount| json!({"address": a.address, "private_key": a.private_key});
     let mut apps = Vec::new();
     if args.keep_running {
-        n.step("The EHR manager: the web app for the patient and for the pharmacist.");
-        for (role, account) in [(Role::Patient, patient), (Role::Viewer, viewer)] {
+        n.step("The EHR manager: the web app for the patient, the pharmacist and the researcher.");
+        // The researcher's app keeps what the story redeemed, as `medrec research` does.
+        let kept = dir.join("app-researcher").join("redeemed.json");
+        let mut answers = researcher::Answers::load(&kept)?;
+        answers.by_bounty.insert(posted.id(), answer.clone());
+        answers.save()?;
+        for (role, account) in [
+            (Role::Patient, patient),
+            (Role::Viewer, viewer),
+            (Role::Researcher, &accounts[RESEARCHER]),
+        ] {
             let app = medrec_app::spawn(AppConfig {
                 listen: "127.0.0.1:0".parse()?,
                 data_dir: dir.join(format!("app-{}", role.as_str())),

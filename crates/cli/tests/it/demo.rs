@@ -83,6 +83,9 @@ async fn keep_running_leaves_the_chain_and_gatekeepers_serving() {
     let patient = app_page(v["apps"]["patient"].as_str().unwrap(), "/inbox").await;
     assert!(patient.contains("Update pending") || patient.contains("update pending"), "{patient}");
     assert!(patient.contains(r#"value="accept""#), "an Accept button: {patient}");
+    let researcher = app_page(v["apps"]["researcher"].as_str().unwrap(), "/results").await;
+    assert!(researcher.contains("mean per group"), "the story's release: {researcher}");
+    assert!(researcher.contains("sex = "), "{researcher}");
     let viewer = app_page(v["apps"]["viewer"].as_str().unwrap(), "/").await;
     assert!(viewer.contains("Shared with me"), "{viewer}");
     assert!(viewer.contains("Access refused: the patient revoked this grant."), "{viewer}");
