@@ -12,7 +12,7 @@ use axum::{
     routing::{get, post},
 };
 use medrec_client::ChainSpec;
-use medrec_wallet::Passphrase;
+use medrec_wallet::{Passphrase, ScryptParams};
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
@@ -33,6 +33,8 @@ pub struct AppConfig {
     /// accounts (public keys of the `test … junk` phrase, never for real use). The app
     /// keeps its encrypted cache in `data_dir` and cannot be locked.
     pub demo_key: Option<PrivateKeySigner>,
+    /// The key-derivation cost of wallets created, recovered or re-sealed in the app.
+    pub kdf: ScryptParams,
 }
 
 /// Whose app it is: which pages it serves and which workflows it runs.
@@ -77,6 +79,20 @@ impl std::str::FromStr for Role {
 impl AppConfig {
     /// The default address: loopback, port 8090.
     pub const DEFAULT_LISTEN: &str = "127.0.0.1:8090";
+
+    /// A patient's app for the wallet in `data_dir`, locked until the page unlocks it,
+    /// with the standard key-derivation cost ([`ScryptParams::for_new_keystores`]).
+    pub fn new(listen: SocketAddr, data_dir: PathBuf, chain: ChainSpec) -> Self {
+        Self {
+            listen,
+            data_dir,
+            chain,
+            passphrase: None,
+            role: Role::Patient,
+            demo_key: None,
+            kdf: ScryptParams::for_new_keystores(),
+        }
+    }
 }
 
 /// Why the app could not start.
@@ -158,7 +174,7 @@ pub async fn spawn(config: AppConfig) -> Result<RunningApp, AppError> {
     if !config.listen.ip().is_loopback() {
         return Err(AppError::NotLoopback(config.listen));
     }
-    let state = AppState::new(config.data_dir, config.chain, config.role);
+    let state = AppState::new(config.data_dir, config.chain, config.role, config.kdf);
     if let Some(key) = config.demo_key {
         state.unlock_demo(key).await.map_err(AppError::Unlock)?;
     } else if let Some(passphrase) = config.passphrase {
@@ -207,6 +223,13 @@ pub(crate) fn router(state: AppState, hosts: csrf::Hosts) -> Router {
             .route("/results", get(routes::researcher::results)),
     };
     pages
+        .route("/account", get(routes::account::page))
+        .route("/account/passphrase", post(routes::account::change))
+        .route("/account/new", get(routes::account::new).post(routes::account::create))
+        .route(
+            "/account/recover",
+            get(routes::account::recover_page).post(routes::account::recover),
+        )
         .route("/unlock", get(routes::unlock::page).post(routes::unlock::submit))
         .route("/lock", post(routes::unlock::lock))
         .route("/events", get(routes::events::stream))

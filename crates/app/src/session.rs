@@ -79,7 +79,11 @@ impl Key {
 /// `?key=` for the cookie, and otherwise serves only a browser holding the key.
 pub(crate) async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    if path == "/unlock" || path.starts_with("/assets/") {
+    // Unlocking, and creating or recovering a wallet where there is none yet, is how a
+    // browser gets the key.
+    if matches!(path, "/unlock" | "/account/new" | "/account/recover")
+        || path.starts_with("/assets/")
+    {
         return next.run(request).await;
     }
     if let Some(offered) = launch_key(request.uri().query()) {

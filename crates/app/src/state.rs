@@ -84,6 +84,8 @@ pub(crate) struct Inner {
     pub(crate) key: crate::session::Key,
     /// Whose app it is.
     pub(crate) role: crate::server::Role,
+    /// The key-derivation cost of wallets written by the app.
+    pub(crate) kdf: medrec_wallet::ScryptParams,
     /// Unlocked with a demo's development key: nothing to lock with a passphrase.
     pub(crate) demo: std::sync::atomic::AtomicBool,
     pub(crate) session: RwLock<Option<PatientSession>>,
@@ -91,6 +93,8 @@ pub(crate) struct Inner {
     pub(crate) viewer: RwLock<Option<ViewerSession>>,
     /// The researcher's session, in a researcher's app.
     pub(crate) researcher: RwLock<Option<crate::research::ResearcherSession>>,
+    /// A recovery phrase shown on the Create page, until it is confirmed.
+    pub(crate) pending_phrase: Mutex<Option<medrec_wallet::Mnemonic>>,
     /// The researcher's miner, while it runs.
     pub(crate) mining: Mutex<Option<crate::research::Mining>>,
     pub(crate) held: RwLock<Held>,
@@ -112,18 +116,25 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// The state of an app for the wallet in `data_dir` on `chain`, still locked.
-    pub(crate) fn new(data_dir: PathBuf, chain: ChainSpec, role: crate::server::Role) -> Self {
+    pub(crate) fn new(
+        data_dir: PathBuf,
+        chain: ChainSpec,
+        role: crate::server::Role,
+        kdf: medrec_wallet::ScryptParams,
+    ) -> Self {
         let (live, _) = broadcast::channel(256);
         Self(Arc::new(Inner {
             data_dir,
             chain,
             key: crate::session::Key::random(),
             role,
+            kdf,
             demo: std::sync::atomic::AtomicBool::new(false),
             session: RwLock::new(None),
             viewer: RwLock::new(None),
             researcher: RwLock::new(None),
             mining: Mutex::new(None),
+            pending_phrase: Mutex::new(None),
             held: RwLock::new(Held::default()),
             names: RwLock::new(Names::default()),
             flash: Mutex::new(None),
@@ -393,6 +404,9 @@ impl AppState {
         *self.session.write().await = None;
         *self.viewer.write().await = None;
         *self.researcher.write().await = None;
+        if let Ok(mut pending) = self.pending_phrase.lock() {
+            *pending = None;
+        }
         *self.held.write().await = Held::default();
         *self.access.lock().await = None;
     }

@@ -219,6 +219,31 @@ impl Wallet {
         Ok(Self { dir: dir.to_path_buf(), mnemonic, keys })
     }
 
+    /// Seals the wallet in its directory under `new` instead of its current passphrase
+    /// (the phrase and the account key, each written atomically). The account keystore
+    /// is written first and the phrase last, since opening decrypts the phrase: an
+    /// interruption between the two leaves a wallet that opens with the old passphrase.
+    ///
+    /// # Errors
+    /// Keystore and I/O errors.
+    pub fn change_passphrase(
+        &self,
+        new: &Passphrase,
+        params: ScryptParams,
+    ) -> Result<(), WalletError> {
+        let account = self.address();
+        let key = keystore::encrypt_key(self.keys.account(), new, params)?;
+        let sealed = keystore::encrypt(
+            &self.mnemonic.entropy(),
+            new,
+            params,
+            Some(account),
+            Some(MNEMONIC_KIND),
+        )?;
+        write(&self.dir.join(ACCOUNT_FILE), key.as_bytes())?;
+        write(&self.dir.join(MNEMONIC_FILE), sealed.as_bytes())
+    }
+
     /// The wallet directory.
     #[must_use]
     pub fn dir(&self) -> &Path {

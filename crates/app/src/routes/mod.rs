@@ -3,6 +3,7 @@
 //! sentence saying what happened.
 
 pub(crate) mod access;
+pub(crate) mod account;
 pub(crate) mod events;
 pub(crate) mod home;
 pub(crate) mod inbox;

@@ -21,6 +21,8 @@ struct UnlockPage {
     error: Option<String>,
     /// What unlocking opens, in words.
     purpose: &'static str,
+    /// Whether the folder holds a wallet (else: create or recover one).
+    exists: bool,
 }
 
 fn purpose(state: &AppState) -> &'static str {
@@ -45,6 +47,7 @@ pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> P
         data_dir: state.data_dir.display().to_string(),
         error: None,
         purpose: purpose(&state),
+        exists: medrec_wallet::Wallet::exists(&state.data_dir),
     })
 }
 
@@ -81,6 +84,7 @@ pub(crate) async fn submit(
             data_dir: state.data_dir.display().to_string(),
             error: Some(error),
             purpose: purpose(&state),
+            exists: medrec_wallet::Wallet::exists(&state.data_dir),
         }),
     }
 }

@@ -221,16 +221,9 @@ impl Net {
 
     /// Starts the app for the wallet in `dir`, locked.
     pub(crate) async fn app(&self, dir: PathBuf) -> RunningApp {
-        medrec_app::spawn(AppConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: dir,
-            chain: self.spec(),
-            passphrase: None,
-            role: medrec_app::Role::Patient,
-            demo_key: None,
-        })
-        .await
-        .unwrap()
+        medrec_app::spawn(AppConfig::new("127.0.0.1:0".parse().unwrap(), dir, self.spec()))
+            .await
+            .unwrap()
     }
 
     /// Stops every gatekeeper and the chain's RPC server.

@@ -14,12 +14,9 @@ async fn the_researcher_sees_its_admission_mines_and_is_refused_what_it_does_not
     let accounts = dev_accounts(6);
     let me = &accounts[5];
     let app = medrec_app::spawn(AppConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: net.dir.join("researcher-app"),
-        chain: net.spec(),
-        passphrase: None,
         role: Role::Researcher,
         demo_key: Some(me.signer()),
+        ..AppConfig::new("127.0.0.1:0".parse().unwrap(), net.dir.join("researcher-app"), net.spec())
     })
     .await
     .unwrap();

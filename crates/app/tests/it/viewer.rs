@@ -23,12 +23,10 @@ async fn the_viewer_reads_what_was_shared_until_the_patient_revokes() {
     let rel = net.create(0, patient_address).await;
     net.tell_gatekeeper(0, rel).await;
     let config = |data_dir, role, passphrase, demo_key| AppConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir,
-        chain: net.spec(),
         passphrase,
         role,
         demo_key,
+        ..AppConfig::new("127.0.0.1:0".parse().unwrap(), data_dir, net.spec())
     };
     let patient_app = medrec_app::spawn(config(
         dir,

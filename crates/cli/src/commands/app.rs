@@ -44,6 +44,7 @@ pub(crate) fn run(args: &AppArgs) -> anyhow::Result<ExitCode> {
             passphrase,
             role: args.role,
             demo_key: None,
+            kdf: args.wallet.scrypt_params(),
         };
         let app = medrec_app::spawn(config).await?;
         // The link carries this run's key: a browser that opens it needs no passphrase.

@@ -96,11 +96,7 @@ impl WalletArgs {
     /// environment sets `MEDREC_INSECURE_LIGHT_KDF=1` (tests and throw-away demos only:
     /// the files are then cheap to brute-force).
     pub(crate) fn scrypt_params(&self) -> ScryptParams {
-        if std::env::var("MEDREC_INSECURE_LIGHT_KDF").is_ok_and(|v| v == "1") {
-            ScryptParams::light()
-        } else {
-            ScryptParams::default()
-        }
+        ScryptParams::for_new_keystores()
     }
 
     /// Reads the passphrase of an existing wallet.

@@ -514,12 +514,13 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             (Role::Researcher, &accounts[RESEARCHER]),
         ] {
             let app = medrec_app::spawn(AppConfig {
-                listen: "127.0.0.1:0".parse()?,
-                data_dir: dir.join(format!("app-{}", role.as_str())),
-                chain: spec.clone(),
-                passphrase: None,
                 role,
                 demo_key: Some(account.signer()),
+                ..AppConfig::new(
+                    "127.0.0.1:0".parse()?,
+                    dir.join(format!("app-{}", role.as_str())),
+                    spec.clone(),
+                )
             })
             .await
             .with_context(|| format!("the {} app did not start", role.as_str()))?;

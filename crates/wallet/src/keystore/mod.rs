@@ -78,6 +78,18 @@ impl ScryptParams {
         Self { log_n: 10, r: 8, p: 1 }
     }
 
+    /// The cost for new keystores: [`ScryptParams::STANDARD`], unless the environment
+    /// sets `MEDREC_INSECURE_LIGHT_KDF=1` (tests and throw-away demos only: the files
+    /// are then cheap to brute-force) for [`ScryptParams::light`].
+    #[must_use]
+    pub fn for_new_keystores() -> Self {
+        if std::env::var("MEDREC_INSECURE_LIGHT_KDF").is_ok_and(|v| v == "1") {
+            Self::light()
+        } else {
+            Self::STANDARD
+        }
+    }
+
     /// Chosen parameters: n = 2^`log_n`.
     ///
     /// # Errors

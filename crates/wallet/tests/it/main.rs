@@ -247,6 +247,23 @@ fn wrong_passphrase_is_a_clear_error() {
 }
 
 #[test]
+fn a_changed_passphrase_opens_the_same_wallet_and_the_old_one_no_longer_does() {
+    let dir = TempDir::new();
+    let wallet = test_wallet(dir.path());
+    let new = pass("a new and longer passphrase");
+    wallet.change_passphrase(&new, ScryptParams::light()).unwrap();
+    let reopened = Wallet::open(dir.path(), &new).unwrap();
+    assert_eq!(reopened.address(), wallet.address());
+    assert_eq!(reopened.mnemonic().phrase(), TEST_PHRASE);
+    let old = Wallet::open(dir.path(), &pass("correct horse battery staple")).unwrap_err();
+    assert!(old.is_wrong_passphrase(), "{old:?}");
+    // The account keystore, for other Ethereum tools, follows the new passphrase too.
+    let account = std::fs::read_to_string(dir.path().join(ACCOUNT_FILE)).unwrap();
+    assert_eq!(keystore::decrypt_key(&account, &new).unwrap().address(), wallet.address());
+    assert!(keystore::decrypt_key(&account, &pass("correct horse battery staple")).is_err());
+}
+
+#[test]
 fn tampered_files_fail() {
     let dir = TempDir::new();
     test_wallet(dir.path());
