@@ -49,6 +49,9 @@ pub enum Role {
     /// A research entity: admission, mining, bounties owned and redeemed, ε spent,
     /// released results.
     Researcher,
+    /// A provider (its data directory has `provider.json`): patients and their
+    /// relationships, enroll, import, publish, the gatekeeper's health.
+    Provider,
 }
 
 impl Role {
@@ -58,6 +61,7 @@ impl Role {
             Self::Patient => "patient",
             Self::Viewer => "viewer",
             Self::Researcher => "researcher",
+            Self::Provider => "provider",
         }
     }
 }
@@ -69,9 +73,10 @@ impl std::str::FromStr for Role {
             "patient" => Ok(Self::Patient),
             "viewer" => Ok(Self::Viewer),
             "researcher" => Ok(Self::Researcher),
-            other => {
-                Err(format!("no app for the role {other:?}: use patient, viewer or researcher"))
-            }
+            "provider" => Ok(Self::Provider),
+            other => Err(format!(
+                "no app for the role {other:?}: use patient, viewer, provider or researcher"
+            )),
         }
     }
 }
@@ -221,6 +226,12 @@ pub(crate) fn router(state: AppState, hosts: csrf::Hosts) -> Router {
             .route("/bounties/redeem", post(routes::researcher::redeem))
             .route("/mining", get(routes::researcher::mining).post(routes::researcher::mine))
             .route("/results", get(routes::researcher::results)),
+        Role::Provider => Router::new()
+            .route("/", get(routes::provider::patients))
+            .route("/enroll", post(routes::provider::enroll))
+            .route("/import", get(routes::provider::import_page).post(routes::provider::import))
+            .route("/publish", get(routes::provider::publish_page).post(routes::provider::publish))
+            .route("/gatekeeper", get(routes::provider::gatekeeper)),
     };
     pages
         .route("/account", get(routes::account::page))

@@ -93,6 +93,8 @@ pub(crate) struct Inner {
     pub(crate) viewer: RwLock<Option<ViewerSession>>,
     /// The researcher's session, in a researcher's app.
     pub(crate) researcher: RwLock<Option<crate::research::ResearcherSession>>,
+    /// The provider's session, in a provider's app.
+    pub(crate) provider: RwLock<Option<Arc<medrec_client::provider::ProviderSession>>>,
     /// A recovery phrase shown on the Create page, until it is confirmed.
     pub(crate) pending_phrase: Mutex<Option<medrec_wallet::Mnemonic>>,
     /// The researcher's miner, while it runs.
@@ -135,6 +137,7 @@ impl AppState {
             researcher: RwLock::new(None),
             mining: Mutex::new(None),
             pending_phrase: Mutex::new(None),
+            provider: RwLock::new(None),
             held: RwLock::new(Held::default()),
             names: RwLock::new(Names::default()),
             flash: Mutex::new(None),
@@ -162,6 +165,7 @@ impl AppState {
             Role::Patient => self.session.read().await.is_some(),
             Role::Viewer => self.viewer.read().await.is_some(),
             Role::Researcher => self.researcher.read().await.is_some(),
+            Role::Provider => self.provider.read().await.is_some(),
         }
     }
 
@@ -185,6 +189,11 @@ impl AppState {
             Role::Researcher => {
                 *self.researcher.write().await =
                     Some(crate::research::ResearcherSession::new(chain, key, &self.data_dir));
+            }
+            Role::Provider => {
+                return Err(
+                    "A provider's app needs its wallet and provider.json (`medrec provider init`), not a development key.".to_owned(),
+                );
             }
             Role::Patient => {
                 medrec_wallet::fs::create_private_dir(&self.data_dir).map_err(|e| {
@@ -254,6 +263,19 @@ impl AppState {
                     wallet.account().clone(),
                     &self.data_dir,
                 ));
+                Ok(())
+            }
+            Role::Provider => {
+                let config = medrec_client::provider::state::ProviderConfig::load(&self.data_dir)
+                    .map_err(|e| crate::error::sentence(&e))?;
+                let session = medrec_client::provider::ProviderSession::new(
+                    &self.data_dir,
+                    config,
+                    wallet,
+                    &self.chain,
+                )
+                .map_err(|e| crate::error::sentence(&e))?;
+                *self.provider.write().await = Some(Arc::new(session));
                 Ok(())
             }
             Role::Patient => self.start_patient(PatientSession::new(chain, &wallet)).await,
@@ -404,6 +426,7 @@ impl AppState {
         *self.session.write().await = None;
         *self.viewer.write().await = None;
         *self.researcher.write().await = None;
+        *self.provider.write().await = None;
         if let Ok(mut pending) = self.pending_phrase.lock() {
             *pending = None;
         }

@@ -46,6 +46,12 @@ struct AccountPage {
 }
 
 fn no_wallet_yet(state: &AppState) -> Result<(), PageError> {
+    if state.role == crate::Role::Provider {
+        return Err(PageError::Failed(
+            "A provider's wallet is created with its registration: run `medrec provider init`."
+                .to_owned(),
+        ));
+    }
     if Wallet::exists(&state.data_dir) {
         return Err(PageError::Failed(format!(
             "{} already holds a wallet: unlock it with its passphrase instead.",

@@ -7,6 +7,7 @@ pub(crate) mod account;
 pub(crate) mod events;
 pub(crate) mod home;
 pub(crate) mod inbox;
+pub(crate) mod provider;
 pub(crate) mod records;
 pub(crate) mod research;
 pub(crate) mod researcher;

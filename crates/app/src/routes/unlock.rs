@@ -23,6 +23,8 @@ struct UnlockPage {
     purpose: &'static str,
     /// Whether the folder holds a wallet (else: create or recover one).
     exists: bool,
+    /// Whether a wallet can be created here (a provider's comes from `provider init`).
+    can_create: bool,
 }
 
 fn purpose(state: &AppState) -> &'static str {
@@ -30,6 +32,7 @@ fn purpose(state: &AppState) -> &'static str {
         crate::Role::Patient => "to see your records",
         crate::Role::Viewer => "to see what patients shared with you",
         crate::Role::Researcher => "to mine and redeem your research bounties",
+        crate::Role::Provider => "to enroll patients, import records and publish",
     }
 }
 
@@ -48,6 +51,7 @@ pub(crate) async fn page(State(state): State<AppState>, headers: HeaderMap) -> P
         error: None,
         purpose: purpose(&state),
         exists: medrec_wallet::Wallet::exists(&state.data_dir),
+        can_create: state.role != crate::Role::Provider,
     })
 }
 
@@ -73,7 +77,9 @@ pub(crate) async fn submit(
                 false,
                 match state.role {
                     crate::Role::Patient => "Your wallet is unlocked. Your records are being fetched and checked against the chain.",
-                    crate::Role::Viewer | crate::Role::Researcher => "Your wallet is unlocked.",
+                    crate::Role::Viewer | crate::Role::Researcher | crate::Role::Provider => {
+                        "Your wallet is unlocked."
+                    }
                 },
             );
             let mut response = Redirect::to("/").into_response();
@@ -85,6 +91,7 @@ pub(crate) async fn submit(
             error: Some(error),
             purpose: purpose(&state),
             exists: medrec_wallet::Wallet::exists(&state.data_dir),
+            can_create: state.role != crate::Role::Provider,
         }),
     }
 }

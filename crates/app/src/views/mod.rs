@@ -4,6 +4,7 @@
 pub mod access;
 pub mod chart;
 pub mod inbox;
+pub mod provider;
 pub mod records;
 pub mod researcher;
 pub mod share;
