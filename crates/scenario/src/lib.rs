@@ -262,6 +262,47 @@ impl Net {
     }
 }
 
+/// Declares a test crate's own scenario: `struct $name($crate::Net)`, which
+/// dereferences to [`Net`] (its fields and methods), with `start(name, providers)` as
+/// [`Net::start`] (the scratch directory named `$prefix-name`), so that the test crate
+/// adds its own parties as inherent methods.
+///
+/// ```ignore
+/// medrec_scenario::scenario! {
+///     /// The scenario with the app.
+///     pub(crate) struct Net("app");
+/// }
+/// ```
+#[macro_export]
+macro_rules! scenario {
+    ($(#[$attr:meta])* $vis:vis struct $name:ident($prefix:literal);) => {
+        $(#[$attr])*
+        $vis struct $name($crate::Net);
+
+        impl ::std::ops::Deref for $name {
+            type Target = $crate::Net;
+
+            fn deref(&self) -> &$crate::Net {
+                &self.0
+            }
+        }
+
+        impl ::std::ops::DerefMut for $name {
+            fn deref_mut(&mut self) -> &mut $crate::Net {
+                &mut self.0
+            }
+        }
+
+        impl $name {
+            /// The chain and `providers` gatekeepers (at most 2), each with one
+            /// synthetic patient's records imported and registered in the Registrar.
+            $vis async fn start(name: &str, providers: usize) -> Self {
+                Self($crate::Net::start(&format!("{}-{name}", $prefix), providers).await)
+            }
+        }
+    };
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);

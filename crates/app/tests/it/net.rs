@@ -12,39 +12,18 @@ use medrec_client::ChainSpec;
 use medrec_devchain::genesis::dev_accounts;
 use medrec_scenario::signer_of;
 use medrec_wallet::{Passphrase, ScryptParams, Wallet, WordCount};
-use std::{
-    ops::{Deref, DerefMut},
-    path::PathBuf,
-};
+use std::path::PathBuf;
 
 pub(crate) const PASSPHRASE: &str = "correct horse battery staple";
 
-/// The shared scenario (`medrec-scenario`: the chain and providers' gatekeepers with
-/// synthetic records), with what the app's tests add: its chain for the app, a
-/// patient's wallet, the app itself.
-pub(crate) struct Net(medrec_scenario::Net);
-
-impl Deref for Net {
-    type Target = medrec_scenario::Net;
-
-    fn deref(&self) -> &medrec_scenario::Net {
-        &self.0
-    }
-}
-
-impl DerefMut for Net {
-    fn deref_mut(&mut self) -> &mut medrec_scenario::Net {
-        &mut self.0
-    }
+medrec_scenario::scenario! {
+    /// The shared scenario (`medrec-scenario`: the chain and providers' gatekeepers with
+    /// synthetic records), with what the app's tests add: its chain for the app, a
+    /// patient's wallet, the app itself.
+    pub(crate) struct Net("app");
 }
 
 impl Net {
-    /// The chain and `providers` gatekeepers (at most 2), each with one synthetic
-    /// patient's records, registered in the Registrar.
-    pub(crate) async fn start(name: &str, providers: usize) -> Self {
-        Self(medrec_scenario::Net::start(&format!("app-{name}"), providers).await)
-    }
-
     /// Where the chain is, for the app.
     pub(crate) fn spec(&self) -> ChainSpec {
         ChainSpec {

@@ -15,7 +15,6 @@ use medrec_scenario::signer_of;
 use serde_json::{Value, json};
 use std::{
     collections::BTreeSet,
-    ops::{Deref, DerefMut},
     path::{Path, PathBuf},
     process::{Command, Output},
     time::{Duration, Instant},
@@ -23,32 +22,14 @@ use std::{
 
 const PASSPHRASE_VAR: &str = "MEDREC_TEST_PASSPHRASE";
 
-/// The shared scenario (`medrec-scenario`: the chain and providers' gatekeepers with
-/// synthetic records), with the parties' data directories and the `medrec` binary run
-/// against it.
-pub(crate) struct Net(medrec_scenario::Net);
-
-impl Deref for Net {
-    type Target = medrec_scenario::Net;
-
-    fn deref(&self) -> &medrec_scenario::Net {
-        &self.0
-    }
-}
-
-impl DerefMut for Net {
-    fn deref_mut(&mut self) -> &mut medrec_scenario::Net {
-        &mut self.0
-    }
+medrec_scenario::scenario! {
+    /// The shared scenario (`medrec-scenario`: the chain and providers' gatekeepers with
+    /// synthetic records), with the parties' data directories and the `medrec` binary run
+    /// against it.
+    pub(crate) struct Net("cli");
 }
 
 impl Net {
-    /// The chain and `providers` gatekeepers (at most 2), each with one synthetic
-    /// patient's records imported and registered in the Registrar.
-    pub(crate) async fn start(name: &str, providers: usize) -> Self {
-        Self(medrec_scenario::Net::start(&format!("cli-{name}"), providers).await)
-    }
-
     /// A data directory for a party of the scenario.
     pub(crate) fn party_dir(&self, name: &str) -> PathBuf {
         self.dir.join(name)

@@ -241,21 +241,12 @@ async fn served_requests_are_logged_and_the_log_head_is_anchored_by_the_provider
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_the_providers_own_database_read_only_through_a_mapping() {
-    let dir = temp_dir("legacy");
-    let legacy_db = legacy_database(&dir);
-    let records = SqliteStore::open(dir.join("unused.db")).unwrap();
-    let chain = Chain::new(&records).await;
-    let provider = chain.m.address(PROVIDER);
-    let mut config = chain.config(StoreUrl::Sqlite(legacy_db.clone()));
-    config.gatekeeper = provider;
-    config.legacy = Some(legacy_fixtures().join("medrec-v1.json"));
+    let (chain, config, _) = legacy("legacy").await;
     // The provider's database is never written: the log needs a place of its own.
-    let no_log = ServeConfig { access_log: None, ..chain.config(StoreUrl::Sqlite(legacy_db)) };
-    let no_log = ServeConfig { legacy: config.legacy.clone(), ..no_log };
+    let no_log = ServeConfig { access_log: None, ..config.clone() };
     assert!(matches!(assemble(&no_log).await, Err(ServeError::AccessLogNeeded)));
-    config.access_log = Some(StoreUrl::Sqlite(dir.join("access-log.db")));
     let served = assemble(&config).await.unwrap();
-    let client = in_process(&served, provider);
+    let client = in_process(&served, config.gatekeeper);
     wait_ready(&client, 200).await;
 
     let as_provider = chain.key(PROVIDER);
@@ -287,6 +278,21 @@ fn legacy_database(dir: &Path) -> PathBuf {
     path
 }
 
+/// A chain, and the configuration of the provider's gatekeeper serving the demo
+/// database (in a fresh directory named after `name`) through the mapping, the access
+/// log in a database of its own; and the demo database's path.
+async fn legacy(name: &str) -> (Chain, ServeConfig, PathBuf) {
+    let dir = temp_dir(name);
+    let legacy_db = legacy_database(&dir);
+    let records = SqliteStore::open(dir.join("unused.db")).unwrap();
+    let chain = Chain::new(&records).await;
+    let mut config = chain.config(StoreUrl::Sqlite(legacy_db.clone()));
+    config.gatekeeper = chain.m.address(PROVIDER);
+    config.legacy = Some(legacy_fixtures().join("medrec-v1.json"));
+    config.access_log = Some(StoreUrl::Sqlite(dir.join("access-log.db")));
+    (chain, config, legacy_db)
+}
+
 /// Every table of the SQLite database at `path` with its rows, in order.
 fn rows(path: &Path) -> Vec<(String, i64)> {
     let conn = rusqlite::Connection::open(path).unwrap();
@@ -309,19 +315,11 @@ fn rows(path: &Path) -> Vec<(String, i64)> {
 /// database is left as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_providers_own_database_takes_no_write_and_stays_untouched() {
-    let dir = temp_dir("legacy-writes");
-    let legacy_db = legacy_database(&dir);
+    let (chain, config, legacy_db) = legacy("legacy-writes").await;
     let before = rows(&legacy_db);
     assert!(before.iter().any(|(t, n)| t == "patient_info" && *n == 3), "{before:?}");
-    let records = SqliteStore::open(dir.join("unused.db")).unwrap();
-    let chain = Chain::new(&records).await;
-    let provider = chain.m.address(PROVIDER);
-    let mut config = chain.config(StoreUrl::Sqlite(legacy_db.clone()));
-    config.gatekeeper = provider;
-    config.legacy = Some(legacy_fixtures().join("medrec-v1.json"));
-    config.access_log = Some(StoreUrl::Sqlite(dir.join("access-log.db")));
     let served = assemble(&config).await.unwrap();
-    let client = in_process(&served, provider);
+    let client = in_process(&served, config.gatekeeper);
     wait_ready(&client, 200).await;
 
     let as_provider = chain.key(PROVIDER);
