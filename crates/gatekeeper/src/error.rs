@@ -51,7 +51,8 @@ pub(crate) enum ApiError {
     Unprocessable { why: String, issue: &'static str, reason: &'static str },
     /// A search over several scopes matched too much.
     TooCostly { limit: usize },
-    /// The store takes no writes (a provider's own database, mapped read-only).
+    /// The records take no writes (a provider's own database, mapped read-only: the
+    /// gatekeeper holds a reader and no writer).
     ReadOnly,
     /// The record store failed (details logged here, not sent).
     Store(StoreError),
@@ -74,7 +75,6 @@ impl From<StoreError> for ApiError {
             }
             StoreError::MissingId => Self::Invalid(e.to_string()),
             StoreError::Invalid(e) => Self::Invalid(e.to_string()),
-            StoreError::ReadOnly => Self::ReadOnly,
             other => Self::Store(other),
         }
     }

@@ -13,7 +13,7 @@
 
 use alloy::primitives::{B256, keccak256};
 use medrec_store::{
-    RecordStore, StoreError,
+    RecordReader, StoreError,
     fhir::{FhirError, ResourceId, ResourceType},
     hash::{HashError, data_hash},
     search::{MAX_COUNT, SearchQuery},
@@ -115,7 +115,7 @@ pub struct PointerData {
 
 /// Runs `pointer` for `patient` (the relationship's FHIR Patient id) over all pages.
 pub async fn run(
-    store: &dyn RecordStore,
+    store: &dyn RecordReader,
     pointer: &PointerQuery,
     patient: &ResourceId,
 ) -> Result<PointerData, PointerError> {

@@ -30,7 +30,7 @@ use axum::{Router, extract::FromRef, http::HeaderName};
 use medrec_chain::{consent::ConsentIndex, follower::Health};
 use medrec_primitives::RelationshipId;
 use medrec_store::{
-    RecordStore,
+    RecordReader, RecordStore, RecordWriter,
     audit::{AccessLog, WriterConfig},
     fhir::ResourceId,
 };
@@ -123,6 +123,45 @@ impl Enrolled {
     }
 }
 
+/// The records a gatekeeper serves: a reader, and a writer when the provider's records
+/// may be changed through the FHIR API. A provider's own database mapped read-only
+/// ([`medrec_store::legacy`]) is a reader only: the provider's writes are then refused
+/// with 405 (`not-supported`), no write reaching any store.
+#[derive(Debug, Clone)]
+pub struct Records {
+    reader: Arc<dyn RecordReader>,
+    writer: Option<Arc<dyn RecordWriter>>,
+}
+
+impl Records {
+    /// A full store, read and written.
+    pub fn read_write(store: Arc<dyn RecordStore>) -> Self {
+        Self { reader: store.clone(), writer: Some(store) }
+    }
+
+    /// A store that is only read.
+    pub fn read_only(reader: Arc<dyn RecordReader>) -> Self {
+        Self { reader, writer: None }
+    }
+
+    /// Whether the provider may write through the gatekeeper.
+    pub fn is_writable(&self) -> bool {
+        self.writer.is_some()
+    }
+}
+
+impl From<Arc<dyn RecordStore>> for Records {
+    fn from(store: Arc<dyn RecordStore>) -> Self {
+        Self::read_write(store)
+    }
+}
+
+impl<S: RecordStore + 'static> From<Arc<S>> for Records {
+    fn from(store: Arc<S>) -> Self {
+        Self { reader: store.clone(), writer: Some(store) }
+    }
+}
+
 #[derive(Debug)]
 struct App {
     /// Addresses that act as the provider (read and write everything).
@@ -135,7 +174,7 @@ struct App {
     trail: Option<Trail>,
     /// Benchmark baseline only: the FHIR API serves everyone as the provider.
     authorization_off: bool,
-    store: Arc<dyn RecordStore>,
+    records: Records,
     index: Arc<RwLock<ConsentIndex>>,
     health: watch::Receiver<Health>,
     readiness: Readiness,
@@ -164,10 +203,11 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 }
 
 impl Gatekeeper {
-    /// A gatekeeper over `store`, deciding with `index` (kept current by a follower
-    /// whose health arrives on `health`), authenticating with `auth`.
+    /// A gatekeeper over `records` (a full store, or [`Records::read_only`]), deciding
+    /// with `index` (kept current by a follower whose health arrives on `health`),
+    /// authenticating with `auth`.
     pub fn new(
-        store: Arc<dyn RecordStore>,
+        records: impl Into<Records>,
         index: Arc<RwLock<ConsentIndex>>,
         health: watch::Receiver<Health>,
         readiness: Readiness,
@@ -179,7 +219,7 @@ impl Gatekeeper {
             generation: AtomicU64::new(0),
             trail: None,
             authorization_off: false,
-            store,
+            records: records.into(),
             index,
             health,
             readiness,
@@ -194,7 +234,7 @@ impl Gatekeeper {
 
     /// The same, keeping enrollments in `file` (loaded now, rewritten on each change).
     pub fn with_enrollment_file(
-        store: Arc<dyn RecordStore>,
+        records: impl Into<Records>,
         index: Arc<RwLock<ConsentIndex>>,
         health: watch::Receiver<Health>,
         readiness: Readiness,
@@ -202,7 +242,7 @@ impl Gatekeeper {
         file: EnrollmentFile,
     ) -> Result<Self, EnrollmentError> {
         let enrollments = file.load()?;
-        let mut g = Self::new(store, index, health, readiness, auth);
+        let mut g = Self::new(records, index, health, readiness, auth);
         let app = Arc::get_mut(&mut g.app).expect("not shared yet");
         app.enrolled = RwLock::new(Enrolled::new(enrollments));
         app.enrollment_file = Some(file);
@@ -395,9 +435,14 @@ impl Gatekeeper {
         self.app.authorization_off
     }
 
-    /// The record store.
-    pub(crate) fn store(&self) -> &dyn RecordStore {
-        self.app.store.as_ref()
+    /// The records, to read.
+    pub(crate) fn reader(&self) -> &dyn RecordReader {
+        self.app.records.reader.as_ref()
+    }
+
+    /// The records, to write; refused (405) when they are only read.
+    pub(crate) fn writer(&self) -> Result<&dyn RecordWriter, ApiError> {
+        self.app.records.writer.as_deref().ok_or(ApiError::ReadOnly)
     }
 
     /// Fails closed (503) when the consent index is not fresh enough to decide.

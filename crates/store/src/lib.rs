@@ -5,8 +5,8 @@
 //! [`RecordStore`] is both, the interface the gatekeeper holds; backends implement it
 //! over SQLite (the embedded default), PostgreSQL and MySQL/MariaDB. The read-only
 //! mapping of a provider's own database ([`legacy`]) is a `RecordReader` only, with
-//! no write methods; where a full store is required all the same, [`ReadOnly`] serves
-//! it, its writes failing with [`StoreError::ReadOnly`]. Resources are kept as
+//! no write methods: a server holds a reader and, when it may write, a writer (the
+//! gatekeeper's `Records`), never a store whose writes fail. Resources are kept as
 //! FHIR JSON with every version, plus indexed search columns (patient compartment,
 //! date, category and code tokens, last update) extracted by [`fhir::Resource::parse`],
 //! so every backend indexes exactly the same way. Searches are parsed at the edge into
@@ -18,11 +18,8 @@
 
 pub mod audit;
 pub mod legacy;
-mod read_only;
 pub mod sql;
 pub mod sqlite;
-
-pub use read_only::ReadOnly;
 
 /// Pure FHIR, from `medrec-fhir`, under the paths users of this crate have always used:
 /// [`fhir`] (resource checks and index), [`search`] (typed FHIR search) and [`hash`]
@@ -81,10 +78,6 @@ pub enum StoreError {
     /// requesters).
     #[error("the record database failed: {0}")]
     Database(String),
-    /// The store serves records but does not take them (a provider's own database,
-    /// mapped read-only and served through [`ReadOnly`]).
-    #[error("this record store is read-only: records are changed in the provider's own system")]
-    ReadOnly,
 }
 
 /// The result of store operations.
@@ -180,9 +173,8 @@ impl RawStored {
 ///
 /// The SQLite, PostgreSQL and MySQL/MariaDB backends are full stores. They also have
 /// every reader and writer method as an inherent method, so a concrete store's
-/// methods need no trait in scope. A read-only store is a `RecordReader` only; where
-/// a `RecordStore` is required all the same (a server holding any store), [`ReadOnly`]
-/// serves it, its writer refusing with [`StoreError::ReadOnly`].
+/// methods need no trait in scope. A read-only store is a `RecordReader` only: code
+/// that may or may not write holds a reader and an optional writer.
 pub trait RecordStore: RecordReader + RecordWriter {}
 
 impl<S: RecordReader + RecordWriter + ?Sized> RecordStore for S {}

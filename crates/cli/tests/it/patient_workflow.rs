@@ -5,26 +5,13 @@
 //! gatekeepers run in this process (real revm devchain, real HTTP, real SQLite).
 
 use alloy::{
-    network::EthereumWallet,
-    primitives::{Address, B256, U256, keccak256},
-    providers::{Provider, ProviderBuilder},
+    primitives::{Address, B256, U256},
+    providers::Provider,
     rpc::types::TransactionRequest,
 };
-use medrec_contracts::{Registrar, Relationships};
-use medrec_devchain::{
-    chain::{Chain, ChainConfig},
-    deploy::Deployment,
-    genesis::{DevAccount, dev_accounts},
-    node::{Node, SealMode},
-    server::{ServerHandle, serve as serve_rpc},
-};
-use medrec_gatekeeper::{
-    client::{ClientError, GatekeeperClient},
-    pointer::{self, PointerQuery},
-    serve::{Anchoring, RunningGatekeeper, ServeConfig, StoreUrl, spawn},
-};
+use medrec_devchain::genesis::dev_accounts;
 use medrec_primitives::RelationshipId;
-use medrec_synth::{Options, generate, transaction_bundle};
+use medrec_scenario::signer_of;
 use serde_json::{Value, json};
 use std::{
     collections::BTreeSet,
@@ -33,171 +20,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub(crate) const CHAIN_ID: u64 = 31337;
-/// The pointer every provider publishes: the patient's laboratory results.
-pub(crate) const LABS: &str = "Observation?category=laboratory";
 const PASSPHRASE_VAR: &str = "MEDREC_TEST_PASSPHRASE";
 
-/// A provider of the scenario.
-pub(crate) struct Site {
-    pub account: DevAccount,
-    pub delegate: DevAccount,
-    pub running: Option<RunningGatekeeper>,
-    pub store: StoreUrl,
-    pub patient_id: String,
-}
-
-impl Site {
-    pub(crate) fn url(&self) -> String {
-        self.running.as_ref().unwrap().url()
-    }
-
-    /// A client of this provider's gatekeeper acting as the provider.
-    pub(crate) fn as_provider(&self) -> GatekeeperClient {
-        GatekeeperClient::new(self.url(), self.account.address, CHAIN_ID, self.account.signer())
-    }
-}
-
-/// A chain and providers' gatekeepers in this process, with a scratch directory.
-pub(crate) struct Net {
-    pub node: Node,
-    pub rpc: Option<ServerHandle>,
-    pub rpc_url: String,
-    pub at: Deployment,
-    pub sites: Vec<Site>,
-    pub dir: PathBuf,
-}
-
-fn signer_of(rpc: &str, who: &DevAccount) -> impl Provider + Clone + use<> {
-    ProviderBuilder::new()
-        .wallet(EthereumWallet::from(who.signer()))
-        .connect_http(rpc.parse().unwrap())
+medrec_scenario::scenario! {
+    /// The shared scenario (`medrec-scenario`: the chain and providers' gatekeepers with
+    /// synthetic records), with the parties' data directories and the `medrec` binary run
+    /// against it.
+    pub(crate) struct Net("cli");
 }
 
 impl Net {
-    /// The chain and `providers` gatekeepers (at most 2), each with one synthetic
-    /// patient's records imported and registered in the Registrar.
-    pub(crate) async fn start(name: &str, providers: usize) -> Self {
-        let dir = std::env::temp_dir().join(format!("medrec-it-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let node = Node::new(Chain::new(ChainConfig::default()).unwrap(), SealMode::Instant);
-        let at: Deployment = node.with(Chain::deployment).unwrap();
-        let rpc = serve_rpc(node.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let rpc_url = rpc.url();
-        let accounts = dev_accounts(10);
-        let mut sites = Vec::new();
-        for (i, (account, delegate, seed)) in
-            [(1usize, 3usize, 11u64), (6, 7, 12)].into_iter().take(providers).enumerate()
-        {
-            let (account, delegate) = (accounts[account].clone(), accounts[delegate].clone());
-            let store = StoreUrl::Sqlite(dir.join(format!("provider-{i}.db")));
-            let mut config = ServeConfig::new(
-                "127.0.0.1:0".parse().unwrap(),
-                store.clone(),
-                rpc_url.clone(),
-                at.relationships,
-                account.address,
-                CHAIN_ID,
-            );
-            config.reorg_depth = 0;
-            config.poll = Duration::from_millis(100);
-            config.enrollments = Some(dir.join(format!("provider-{i}-enrollments.json")));
-            config.anchoring = Some(Anchoring {
-                anchors: at.anchors,
-                period: Duration::from_millis(500),
-                signer: account.signer(),
-            });
-            let running = spawn(config).await.unwrap();
-            let registrar = Registrar::new(at.registrar, signer_of(&rpc_url, &accounts[0]));
-            let call = registrar.registerProvider(
-                keccak256(format!("provider {i}")),
-                account.address,
-                running.url(),
-                keccak256(format!("provider {i} key")),
-            );
-            assert!(call.send().await.unwrap().get_receipt().await.unwrap().status());
-            let record = generate(&Options { patients: 1, years: 2, seed, ..Options::default() })
-                .pop()
-                .unwrap();
-            let site = Site {
-                account,
-                delegate,
-                running: Some(running),
-                store,
-                patient_id: record.id.clone(),
-            };
-            site.as_provider().import(&transaction_bundle(&record)).await.unwrap();
-            sites.push(site);
-        }
-        Self { node, rpc: Some(rpc), rpc_url, at, sites, dir }
-    }
-
-    /// Provider `i` enrolls `patient`: a relationship on chain with its delegate and a
-    /// pointer to the lab results, and the gatekeeper told what it serves.
-    pub(crate) async fn enroll(&self, i: usize, patient: Address) -> RelationshipId {
-        let site = &self.sites[i];
-        let query = PointerQuery::parse(LABS).unwrap();
-        let store = site.store.open().await.unwrap();
-        let data =
-            pointer::run(store.as_ref(), &query, &site.patient_id.parse().unwrap()).await.unwrap();
-        assert!(!data.resources.is_empty(), "the synthetic patient has lab results");
-        let r = Relationships::new(self.at.relationships, signer_of(&self.rpc_url, &site.account));
-        let call = r.create(patient, site.delegate.address, query.commitment(), data.data_hash);
-        // The gatekeeper anchors its access log with the same account now and then, so
-        // a nonce can be taken under our feet: send again then.
-        let mut tries = 0;
-        let pending = loop {
-            match call.send().await {
-                Ok(pending) => break pending,
-                Err(e) if e.to_string().contains("nonce") && tries < 20 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("creating the relationship failed: {e}"),
-            }
-        };
-        assert!(pending.get_receipt().await.unwrap().status());
-        let id = RelationshipId::derive(patient, site.delegate.address);
-        let client = site.as_provider();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            match client.enroll(id, &site.patient_id, &[LABS]).await {
-                Ok(()) => break,
-                Err(ClientError::Refused { status: 403 | 409 | 503, .. })
-                    if Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("enrolling failed: {e}"),
-            }
-        }
-        id
-    }
-
-    /// The lab results provider `i` holds for its patient, as the pointer serves them.
-    pub(crate) async fn labs(&self, i: usize) -> Vec<Value> {
-        let site = &self.sites[i];
-        let store = site.store.open().await.unwrap();
-        let query = PointerQuery::parse(LABS).unwrap();
-        pointer::run(store.as_ref(), &query, &site.patient_id.parse().unwrap())
-            .await
-            .unwrap()
-            .resources
-    }
-
-    /// Stops every gatekeeper and the chain's RPC server.
-    pub(crate) async fn stop(&mut self) {
-        for site in &mut self.sites {
-            if let Some(r) = site.running.take() {
-                r.shutdown().await.unwrap();
-            }
-        }
-        if let Some(rpc) = self.rpc.take() {
-            rpc.shutdown().await.unwrap();
-        }
-    }
-
     /// A data directory for a party of the scenario.
     pub(crate) fn party_dir(&self, name: &str) -> PathBuf {
         self.dir.join(name)
@@ -245,12 +77,6 @@ impl Net {
         let args = args.as_slice();
         let out = self.medrec(dir, args).await;
         ok_json(&out, args)
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -19,7 +19,7 @@ use axum::{
     http::{HeaderMap, StatusCode},
 };
 use medrec_store::{
-    Page, RecordStore, Stored,
+    Page, RecordReader, Stored,
     fhir::{Resource, ResourceId, ResourceType},
     search::{MAX_COUNT, SearchQuery, SortField},
 };
@@ -50,7 +50,7 @@ pub(crate) async fn read(
             let mut user = SearchQuery::all(ty);
             user.ids = vec![id];
             user.count = 1;
-            let found = scoped_search(g.store(), &scope, &user).await?.entries.into_iter().next();
+            let found = scoped_search(g.reader(), &scope, &user).await?.entries.into_iter().next();
             let patient = found.as_ref().and_then(|s| patients_of([&s.json]).pop());
             note_scope(&audit, &scope, Some(ty), patient.as_deref());
             let stored = found.ok_or_else(not_found)?;
@@ -61,7 +61,7 @@ pub(crate) async fn read(
     // of the row as stored, kept for a patient only if its compartment is one of theirs
     // (the very condition a scoped search puts on the same indexed column), served as
     // is.
-    let raw = g.store().read_raw(ty, &id).await?;
+    let raw = g.reader().read_raw(ty, &id).await?;
     match compartments {
         None => {
             note_provider_read(&g, &audit, raw.as_ref().and_then(|r| r.patient.clone()));
@@ -91,7 +91,7 @@ pub(crate) async fn vread(
         .parse()
         .map_err(|_| ApiError::Invalid("the version must be a whole number".into()))?;
     g.provider_only(caller.address)?;
-    let stored = g.store().read_version(ty, &id, version).await?.ok_or_else(not_found)?;
+    let stored = g.reader().read_version(ty, &id, version).await?.ok_or_else(not_found)?;
     note_provider_read(&g, &audit, patients_of([&stored.json]));
     Ok(resource_response(StatusCode::OK, &stored, None))
 }
@@ -113,7 +113,7 @@ pub(crate) async fn search(
     let user = SearchQuery::parse(ty, pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
         .map_err(|e| ApiError::Invalid(e.to_string()))?;
     let scope = g.scope(caller.address)?;
-    let page = scoped_search(g.store(), &scope, &user).await?;
+    let page = scoped_search(g.reader(), &scope, &user).await?;
     match &scope {
         Scope::Provider => {
             note_provider_read(&g, &audit, patients_of(page.entries.iter().map(|s| &s.json)));
@@ -176,7 +176,7 @@ fn searchset(
 /// Runs `user`'s search within `scope`: as is for the provider, otherwise as the union
 /// of its intersections with each allowed search, paged as `user` asked.
 async fn scoped_search(
-    store: &dyn RecordStore,
+    store: &dyn RecordReader,
     scope: &Scope,
     user: &SearchQuery,
 ) -> Result<Page, ApiError> {

@@ -40,9 +40,10 @@ pub(crate) async fn create(
     let ty = resource_type(&ty)?;
     g.provider_only(caller.address)?;
     audit.decided(Decision::AllowProvider);
+    let writer = g.writer()?;
     // As FHIR's create: the server chooses the id, whatever the body says.
     let resource = parse_resource(parse_body(&caller.body)?, ty)?.with_id(new_id());
-    let stored = g.store().create(resource).await?;
+    let stored = writer.create(resource).await?;
     let location = history_url(&base_url(&headers), &stored);
     Ok(resource_response(StatusCode::CREATED, &stored, Some(location)))
 }
@@ -59,13 +60,14 @@ pub(crate) async fn update(
     let (ty, id) = (resource_type(&ty)?, resource_id(&id)?);
     g.provider_only(caller.address)?;
     audit.decided(Decision::AllowProvider);
+    let writer = g.writer()?;
     let resource = parse_resource(parse_body(&caller.body)?, ty)?;
     if resource.id.as_ref() != Some(&id) {
         return Err(ApiError::Invalid(
             "the resource's id must be present and equal to the id in the URL".into(),
         ));
     }
-    let stored = g.store().update(resource).await?;
+    let stored = writer.update(resource).await?;
     let (status, location) = if stored.version == 1 {
         (StatusCode::CREATED, Some(history_url(&base_url(&headers), &stored)))
     } else {
@@ -91,6 +93,7 @@ pub(crate) async fn bundle(
 ) -> ApiResult {
     g.provider_only(caller.address)?;
     audit.decided(Decision::AllowProvider);
+    let writer = g.writer()?;
     let mut body = parse_body(&caller.body)?;
 
     if body.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
@@ -124,7 +127,7 @@ pub(crate) async fn bundle(
             ok.push(e.map_err(|why| ApiError::Invalid(format!("entry {i}: {why}")))?);
         }
         let methods: Vec<&str> = ok.iter().map(|e| e.method).collect();
-        let stored = g.store().update_all(ok.into_iter().map(|e| e.resource).collect()).await?;
+        let stored = writer.update_all(ok.into_iter().map(|e| e.resource).collect()).await?;
         let responses: Vec<Value> = stored
             .iter()
             .zip(methods)
@@ -144,7 +147,7 @@ pub(crate) async fn bundle(
                 StatusCode::BAD_REQUEST,
                 &OperationOutcome::error("invalid", &format!("entry {i}: {why}")),
             ),
-            Ok(Entry { method, resource }) => match g.store().update(resource).await {
+            Ok(Entry { method, resource }) => match writer.update(resource).await {
                 Ok(stored) => entry_response(&base, &stored, method),
                 Err(err) => {
                     let err = ApiError::from(err);

@@ -45,7 +45,7 @@ use medrec_research::{
     query::{BountyQuery, commitment_of_text},
 };
 use medrec_store::{
-    RecordStore,
+    RecordReader,
     audit::Decision,
     fhir::{ResourceId, ResourceType},
     search::SearchQuery,
@@ -242,7 +242,7 @@ async fn redeem_bounty(
     patients.dedup();
     let mut cohort = Vec::with_capacity(patients.len());
     for patient in patients {
-        cohort.push(patient_data(g.store(), patient).await.map_err(|e| {
+        cohort.push(patient_data(g.reader(), patient).await.map_err(|e| {
             tracing::error!(target: "medrec::gatekeeper", err = %e, "reading records for a bounty failed");
             ApiError::Unavailable { why: "the records cannot be read now; try again shortly", reason: "unavailable" }
         })?);
@@ -319,7 +319,7 @@ fn research_cohort(g: &Gatekeeper) -> Vec<(RelationshipId, ResourceId)> {
 
 /// A patient's FHIR Patient resource and Observations.
 async fn patient_data(
-    store: &dyn RecordStore,
+    store: &dyn RecordReader,
     patient: &ResourceId,
 ) -> Result<PatientData, medrec_store::StoreError> {
     let person = store.read(ResourceType::Patient, patient).await?.map(|s| s.json);

@@ -62,7 +62,7 @@ pub(crate) async fn get(
             reason: "not-enrolled",
         });
     };
-    let data = run(g.store(), &query, &patient).await.map_err(|err| {
+    let data = run(g.reader(), &query, &patient).await.map_err(|err| {
         tracing::error!(target: "medrec::gatekeeper", relationship = %id, pointer = n, %err, "reading the pointer failed");
         ApiError::Unavailable {
             why: "the records could not be read; the error is logged, try again shortly",

@@ -153,7 +153,7 @@ pub struct ServeConfig {
     pub connections: super::ConnectionLimits,
     /// Where enrollments are kept across restarts (in memory only when `None`).
     pub enrollments: Option<PathBuf>,
-    /// A read-only mapping of the provider's own database (a [`LegacyConfig`] JSON
+    /// A read-only mapping of the provider's own database (a [`LegacyConfig`](medrec_store::legacy::LegacyConfig) JSON
     /// file): `store` then names that database (`sqlite:` or `mysql://`), which is
     /// read, never written, and `access_log` must name where the log goes.
     pub legacy: Option<PathBuf>,

@@ -1,8 +1,8 @@
 //! Integration tests of the gatekeeper: the library's public interface, and its HTTP
 //! routes in process through one signing test client ([`client::Client`] on the
-//! router, tower's `oneshot`). The few tests that need a real socket (TLS, body limits
-//! and everything else about `serve::spawn`, the reqwest-based `GatekeeperClient`) are
-//! in [`socket`].
+//! router, tower's `oneshot`), the gatekeeper as `serve::assemble` builds it from its
+//! configuration included ([`serve`]). The few tests that need a real socket (TLS, a
+//! restart of the server, the reqwest-based `GatekeeperClient`) are in `serve::socket`.
 
 mod anchor;
 mod auth;
@@ -12,8 +12,8 @@ mod fixture;
 mod pipeline;
 mod pointer;
 mod research;
+mod serve;
 mod server;
-mod socket;
 
 /// A follower of `m`'s chain filling a fresh consent index, stepped once to the head.
 async fn follow(

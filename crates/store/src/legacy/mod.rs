@@ -9,9 +9,8 @@
 //! resource that [`Resource::parse`] accepts, so pointers and data hashes work exactly
 //! as with the native backends. The provider's tables are never written: the SQLite
 //! file is opened read-only, MySQL sessions are `READ ONLY`, and the stores have no
-//! writes at all. Where a full [`RecordStore`] is expected (a server holding any
-//! store), [`ReadOnly`] serves one, its `create`, `update` and `update_all` failing
-//! with [`StoreError::ReadOnly`].
+//! writes at all: they implement no [`RecordWriter`](crate::RecordWriter), so nothing
+//! that writes can be handed one.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -135,7 +134,7 @@ pub use mysql::LegacyMysqlStore;
 pub use sqlite::LegacySqliteStore;
 
 #[cfg(doc)]
-use crate::{Page, ReadOnly, RecordReader, RecordStore, StoreError, fhir::Resource};
+use crate::{Page, RecordReader, StoreError, fhir::Resource};
 use crate::{
     fhir::{ResourceId, ResourceType},
     search::SearchQuery,

@@ -1,23 +1,27 @@
 //! Authentication: per-request EIP-712 signatures, Sign-In with Ethereum, the routes and
-//! the extractor.
+//! the extractor, in process.
 
 mod extractor;
 mod request;
 mod routes;
 mod siwe;
 
+use crate::client::{Answer, Client};
 use alloy::{
     primitives::{Address, B256},
     signers::local::PrivateKeySigner,
 };
-use axum::{Json, Router, routing::any};
+use axum::{
+    Json, Router,
+    body::Body,
+    http::{HeaderMap, Request as HttpRequest},
+    routing::any,
+};
 use medrec_gatekeeper::auth::{
     AuthState, Authenticated, Clock, RequestVerifier, SiweAuthenticator, SiweConfig, router,
 };
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
-use tokio::{net::TcpListener, task::JoinHandle};
 
 /// The chain the test gatekeeper follows.
 pub(crate) const CHAIN_ID: u64 = 1337;
@@ -120,19 +124,13 @@ pub(crate) fn state() -> AuthState {
     )
 }
 
-/// A gatekeeper serving the auth routes and `/whoami` (any method), which answers
-/// `{"requester": <address>, "body": <text>}` for an authenticated request.
+/// The auth routes and `/whoami` (any method), which answers `{"requester": <address>,
+/// "body": <text>}` for an authenticated request, called in process (tower's
+/// `oneshot`, through the shared test client): no socket is needed to check what the
+/// routes and the extractor answer.
 pub(crate) struct Server {
-    pub(crate) url: String,
     pub(crate) state: AuthState,
-    pub(crate) http: alloy::transports::http::reqwest::Client,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    client: Client,
 }
 
 async fn whoami(auth: Authenticated) -> Json<Value> {
@@ -142,48 +140,90 @@ async fn whoami(auth: Authenticated) -> Json<Value> {
     }))
 }
 
+/// A request to [`Server`], built as with an HTTP client.
+pub(crate) struct Req<'a> {
+    client: &'a Client,
+    request: axum::http::request::Builder,
+    body: Vec<u8>,
+}
+
+impl Req<'_> {
+    /// Adds these headers.
+    pub(crate) fn headers(mut self, headers: HeaderMap) -> Self {
+        if let Some(all) = self.request.headers_mut() {
+            all.extend(headers);
+        }
+        self
+    }
+
+    /// Adds a header.
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
+        self.request = self.request.header(name, value);
+        self
+    }
+
+    /// `Authorization: Bearer <token>`.
+    pub(crate) fn bearer_auth(self, token: impl std::fmt::Display) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    /// The body.
+    pub(crate) fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Sends it: the answer.
+    pub(crate) async fn send(self) -> Answer {
+        self.client.call(self.request.body(Body::from(self.body)).unwrap()).await
+    }
+}
+
 impl Server {
-    /// Serves `state` on a free port of 127.0.0.1.
+    /// Serves `state`'s routes and `/whoami` in process.
     pub(crate) async fn start(state: AuthState) -> Self {
         let app = Router::new()
             .route("/whoami", any(whoami))
             .with_state(state.clone())
             .merge(router(state.clone()));
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Self { url, state, http: alloy::transports::http::reqwest::Client::new(), task }
+        Self { state, client: Client::new(app, gatekeeper()) }
+    }
+
+    /// `GET path`, to send.
+    pub(crate) fn get(&self, path: &str) -> Req<'_> {
+        self.request("GET", path)
+    }
+
+    /// `POST path`, to send.
+    pub(crate) fn post(&self, path: &str) -> Req<'_> {
+        self.request("POST", path)
+    }
+
+    fn request(&self, method: &str, path: &str) -> Req<'_> {
+        let request = HttpRequest::builder().method(method).uri(path);
+        Req { client: &self.client, request, body: Vec::new() }
     }
 
     /// `GET /auth/nonce` → the nonce.
     pub(crate) async fn nonce(&self) -> String {
-        let resp = self.http.get(format!("{}/auth/nonce", self.url)).send().await.unwrap();
-        assert_eq!(resp.status(), 200);
-        let v: Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
-        v["nonce"].as_str().expect("a nonce string").to_owned()
+        let answer = self.get("/auth/nonce").send().await;
+        assert_eq!(answer.status, 200);
+        answer.body["nonce"].as_str().expect("a nonce string").to_owned()
     }
 
     /// `POST /auth/siwe` with this raw body → (status, JSON body, headers).
     pub(crate) async fn post_sign_in_raw(
         &self,
-        body: impl Into<alloy::transports::http::reqwest::Body>,
-    ) -> (u16, Value, axum::http::HeaderMap) {
-        let resp = self
-            .http
-            .post(format!("{}/auth/siwe", self.url))
+        body: impl Into<Vec<u8>>,
+    ) -> (u16, Value, HeaderMap) {
+        let answer = self
+            .post("/auth/siwe")
             .header("content-type", "application/json")
             .body(body)
             .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap();
-        let value = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("a JSON body, not {text:?}: {e}"));
-        (status, value, headers)
+            .await;
+        assert!(!answer.body.is_string(), "a JSON body, not {:?}", answer.text);
+        (answer.status, answer.body, answer.headers)
     }
 
     /// `POST /auth/siwe` with a message and signature → (status, JSON body).

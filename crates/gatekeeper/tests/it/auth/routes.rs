@@ -1,4 +1,4 @@
-//! `GET /auth/nonce` and `POST /auth/siwe` over real HTTP on 127.0.0.1.
+//! `GET /auth/nonce` and `POST /auth/siwe`, in process.
 
 use super::{Msg, NOW, Server, alice, assert_error, mallory, state};
 use alloy::{
@@ -37,23 +37,16 @@ async fn sign_in_end_to_end() {
 
     // 4. The token stands for Alice, in the store and on a request.
     assert_eq!(server.state.siwe().resolve(access_token, NOW), Some(alice().address()));
-    let resp = server
-        .http
-        .get(format!("{}/whoami", server.url))
-        .bearer_auth(access_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let who: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
-    assert_eq!(who["requester"], alice().address().to_checksum(None));
+    let who = server.get("/whoami").bearer_auth(access_token).send().await;
+    assert_eq!(who.status, 200);
+    assert_eq!(who.body["requester"], alice().address().to_checksum(None));
 }
 
 #[tokio::test]
 async fn nonces_are_fresh_each_time() {
     let server = Server::start(state()).await;
-    let resp = server.http.get(format!("{}/auth/nonce", server.url)).send().await.unwrap();
-    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let resp = server.get("/auth/nonce").send().await;
+    assert_eq!(resp.headers["cache-control"], "no-store");
     let (a, b) = (server.nonce().await, server.nonce().await);
     assert_ne!(a, b);
 }
@@ -66,15 +59,13 @@ async fn the_token_expires_with_the_clock() {
     assert_eq!(status, 200);
     let access_token = token["access_token"].as_str().unwrap().to_owned();
 
-    let whoami =
-        || server.http.get(format!("{}/whoami", server.url)).bearer_auth(&access_token).send();
-    assert_eq!(whoami().await.unwrap().status(), 200);
+    let whoami = || server.get("/whoami").bearer_auth(&access_token).send();
+    assert_eq!(whoami().await.status, 200);
     server.state.clock().advance(15 * 60);
-    let resp = whoami().await.unwrap();
-    assert_eq!(resp.status(), 401);
-    assert!(resp.headers().contains_key("www-authenticate"));
-    let body = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
-    assert_error(401, &body, 401, "invalid_token");
+    let resp = whoami().await;
+    assert_eq!(resp.status, 401);
+    assert!(resp.headers.contains_key("www-authenticate"));
+    assert_error(401, &resp.body, 401, "invalid_token");
 }
 
 #[tokio::test]

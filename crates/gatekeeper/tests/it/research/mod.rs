@@ -10,19 +10,13 @@ mod world;
 
 use crate::client::{Answer, As, Client};
 use alloy::primitives::{Address, B256, keccak256};
-use medrec_chain::{
-    consent::ConsentIndex,
-    follower::{FollowConfig, Follower, Health},
-};
 use medrec_devchain::node::SealMode;
 use medrec_gatekeeper::audit::wire::ProvenEntry;
 use medrec_gatekeeper::{
-    auth::{AuthState, Clock, RequestVerifier, SiweAuthenticator, SiweConfig},
     limits::RateLimits,
     pointer::PointerQuery,
-    research::ResearchDesk,
-    serve::StoreUrl,
-    server::{Enrollment, Gatekeeper, Readiness},
+    serve::{Assembled, ResearchSetup, ServeConfig, StoreUrl, assemble},
+    server::{Enrollment, Gatekeeper},
 };
 use medrec_primitives::RelationshipId;
 use medrec_research::{
@@ -31,15 +25,13 @@ use medrec_research::{
     policy::Policy,
     query::BountyQuery,
 };
-use medrec_store::{audit::WriterConfig, fhir::Resource};
+use medrec_store::fhir::Resource;
 use medrec_synth as synthetic;
 use serde_json::Value;
 use std::{
     path::PathBuf,
-    sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
-use tokio::{sync::watch, task::JoinHandle};
 use world::{Bounty, World};
 
 pub(crate) use crate::client::CHAIN_ID;
@@ -110,15 +102,13 @@ pub(crate) fn delegate(world: &World, i: usize) -> Address {
 }
 
 /// A provider with a cohort of synthetic patients, each with an accepted relationship
-/// enrolled at a research-serving gatekeeper (built as `serve::spawn` builds it: store,
-/// access log and research ledger on disk, the follower polling the chain every 50 ms),
-/// and the test client on its router.
+/// enrolled at a research-serving gatekeeper ([`assemble`]d from its configuration as
+/// `serve::spawn` does it, with no socket), and the test client on its router.
 pub(crate) struct Clinic {
     pub(crate) world: World,
     pub(crate) dir: PathBuf,
     pub(crate) gk: Gatekeeper,
-    health: watch::Receiver<Health>,
-    follower: JoinHandle<()>,
+    served: Assembled,
     pub(crate) client: Client,
     pub(crate) relationships: Vec<RelationshipId>,
     cohort: Vec<PatientData>,
@@ -157,48 +147,37 @@ impl Clinic {
             (0..patients).map(|i| (FIRST_PATIENT + i, delegate(&world, i))).collect();
         let relationships = world.relate(&pairs);
 
-        // The gatekeeper, as `serve::spawn` assembles it.
+        // The gatekeeper, assembled from its configuration as `serve::spawn` assembles
+        // it (store, access log and research ledger on disk, the follower polling the
+        // chain every 50 ms), with no socket.
         let provider = world.address(PROVIDER);
-        let index = Arc::new(RwLock::new(ConsentIndex::new(0)));
-        let follow = FollowConfig {
-            reorg_depth: 0,
-            registrar: Some(world.at.registrar),
-            ..FollowConfig::new(world.at.relationships, 0)
-        };
-        let chain =
-            alloy::providers::ProviderBuilder::new().connect_http(world.rpc.url().parse().unwrap());
-        let follower = Follower::new(chain, follow, index.clone());
-        let (health_tx, health) = watch::channel(follower.health());
-        let auth = AuthState::with_rate_limits(
-            RequestVerifier::new(CHAIN_ID, provider),
-            SiweAuthenticator::new(SiweConfig::new(
-                crate::client::DOMAIN.parse().unwrap(),
-                CHAIN_ID,
-            )),
-            Clock::system(),
-            RateLimits::off(),
-        );
-        let desk = ResearchDesk::new(
-            &world.rpc.url(),
-            world.at.registrar,
+        let mut config = ServeConfig::new(
+            "127.0.0.1:0".parse().unwrap(),
+            url,
+            world.rpc.url(),
             world.at.relationships,
+            provider,
+            CHAIN_ID,
+        );
+        config.reorg_depth = 0;
+        config.poll = Duration::from_millis(50);
+        config.siwe_domain = Some(crate::client::DOMAIN.to_owned());
+        config.limits = RateLimits::off();
+        config.research = Some(ResearchSetup {
+            registrar: world.at.registrar,
             policy,
-            Ledger::open(dir.join("research.db")).unwrap(),
-        )
-        .unwrap();
-        let gk = Gatekeeper::new(store, index, health.clone(), Readiness::default(), auth)
-            .with_provider(provider)
-            .with_access_log(url.open_access_log().await.unwrap(), WriterConfig::default())
-            .with_research(desk);
-        let follower = tokio::spawn(follower.run(Duration::from_millis(50), health_tx));
+            ledger: dir.join("research.db"),
+        });
+        let served = assemble(&config).await.unwrap();
+        let gk = served.gatekeeper().clone();
         let pointer = PointerQuery::parse("Observation?category=vital-signs").unwrap();
         for (rel, r) in relationships.iter().zip(&records) {
             let enrollment =
                 Enrollment { patient: r.id.parse().unwrap(), pointers: vec![pointer.clone()] };
             gk.enroll(*rel, enrollment).unwrap();
         }
-        let client = Client::new(gk.router(), provider);
-        let clinic = Self { world, dir, gk, health, follower, client, relationships, cohort };
+        let client = Client::new(served.router(), provider);
+        let clinic = Self { world, dir, gk, served, client, relationships, cohort };
         clinic.caught_up().await;
         clinic
     }
@@ -206,7 +185,7 @@ impl Clinic {
     /// Waits until the gatekeeper's consent index has every block mined so far.
     pub(crate) async fn caught_up(&self) {
         let head = self.world.head();
-        until("the gatekeeper indexed the chain", || self.health.borrow().indexed >= head).await;
+        until("the gatekeeper indexed the chain", || self.served.health().indexed >= head).await;
     }
 
     fn patient(&self, i: usize) -> (usize, Address) {
@@ -319,8 +298,7 @@ impl Clinic {
     }
 
     pub(crate) async fn shutdown(self) {
-        self.follower.abort();
-        self.gk.flush_access_log().await;
+        self.served.shutdown().await;
         self.world.rpc.shutdown().await.unwrap();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
