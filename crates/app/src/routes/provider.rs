@@ -35,6 +35,8 @@ struct PatientsPage {
     name: String,
     patients: Vec<PatientRow>,
     offer: Option<String>,
+    /// Patients in the record store not enrolled yet: id and name.
+    unenrolled: Vec<(String, String)>,
 }
 
 #[derive(Template)]
@@ -106,12 +108,32 @@ pub(crate) async fn patients(State(state): State<AppState>) -> PageResult {
             statuses.insert(*id, medrec_primitives::Status::try_from(r.status).ok());
         }
     }
+    let enrolled_ids: Vec<&str> =
+        enrolled.relationships.values().map(|e| e.patient_id.as_str()).collect();
+    let unenrolled = in_records(&session)
+        .await
+        .into_iter()
+        .filter(|(id, _)| !enrolled_ids.contains(&id.as_str()))
+        .collect();
     render(&PatientsPage {
         chrome: chrome(&state, &session, "patients", "Patients"),
         name: session.config().name.clone(),
         patients: provider::patients(&enrolled, &statuses),
         offer: offer(&session),
+        unenrolled,
     })
+}
+
+/// The first patients of the record store (their id and name): the provider's own
+/// records, shown on its own machine to pick whom to enroll.
+async fn in_records(session: &ProviderSession) -> Vec<(String, String)> {
+    use medrec_store::{fhir::ResourceType, search::SearchQuery};
+    let Ok(store) = session.store().await else { return Vec::new() };
+    let Ok(query) = SearchQuery::parse(ResourceType::Patient, [("_count", "50")]) else {
+        return Vec::new();
+    };
+    let Ok(page) = store.search(&query).await else { return Vec::new() };
+    page.entries.iter().map(|p| (p.id.to_string(), provider::patient_name(&p.json))).collect()
 }
 
 /// The Enroll form.

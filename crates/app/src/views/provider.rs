@@ -63,6 +63,23 @@ pub fn patients(
     rows
 }
 
+/// A FHIR Patient's name as people write it (`Ana Testperson`), with the birth date.
+pub fn patient_name(p: &Value) -> String {
+    let name = &p["name"][0];
+    let given: Vec<&str> =
+        name["given"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let full = [given.join(" "), name["family"].as_str().unwrap_or("").to_owned()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let full = if full.is_empty() { "(no name)".to_owned() } else { full };
+    match p["birthDate"].as_str() {
+        Some(born) => format!("{full}, born {born}"),
+        None => full,
+    }
+}
+
 /// What an import did, in a sentence.
 pub fn import_sentence(r: &ImportReport) -> String {
     let kinds: Vec<String> = r.resource_types.iter().map(|(k, n)| format!("{n} {k}")).collect();
@@ -195,6 +212,13 @@ mod tests {
             "{}",
             behind.sentence
         );
+    }
+
+    #[test]
+    fn patients_are_named_with_their_birth_date() {
+        let p = json!({"name": [{"given": ["Ana", "B."], "family": "Testperson"}], "birthDate": "1980-02-01"});
+        assert_eq!(patient_name(&p), "Ana B. Testperson, born 1980-02-01");
+        assert_eq!(patient_name(&json!({})), "(no name)");
     }
 
     #[test]

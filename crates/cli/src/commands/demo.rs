@@ -7,6 +7,7 @@
 //! shown with proofs checked on chain. Demo identities are the public development
 //! accounts of the `test … junk` mnemonic: never use them for anything real.
 
+mod lakeside;
 mod steps;
 
 use crate::output;
@@ -501,6 +502,7 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let identity = |a: &DevAccount| json!({"address": a.address, "private_key": a.private_key});
     let mut apps = Vec::new();
+    let mut lakeside_site = None;
     if args.keep_running {
         n.step("The EHR manager: the web app for the patient, the pharmacist and the researcher.");
         // The researcher's app keeps what the story redeemed, as `medrec research` does.
@@ -527,6 +529,25 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             n.say(&format!("   {} app: {}", role.as_str(), app.launch_url()));
             apps.push((role, app));
         }
+        // A provider's app needs a provider set up for real: Lakeside Practice.
+        let site = lakeside::start(&spec, &chain, &dir, &accounts[INSTITUTION], args.years).await?;
+        let app = medrec_app::spawn(AppConfig {
+            role: Role::Provider,
+            passphrase: Some(medrec_wallet::Passphrase::new(lakeside::PASSPHRASE)?),
+            kdf: medrec_wallet::ScryptParams::light(),
+            ..AppConfig::new("127.0.0.1:0".parse()?, site.dir.clone(), spec.clone())
+        })
+        .await
+        .context("the provider app did not start")?;
+        n.say(&format!(
+            "   provider app ({}, gatekeeper {}; it holds the patient's records as Patient/{}: enroll them there): {}",
+            lakeside::NAME,
+            site.running.url(),
+            site.patient_id,
+            app.launch_url()
+        ));
+        apps.push((Role::Provider, app));
+        lakeside_site = Some(site);
     }
     let mut result = json!({
         "rpc_url": rpc,
@@ -547,6 +568,13 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             .collect::<serde_json::Map<_, _>>()
             .into();
     }
+    if let Some(site) = &lakeside_site {
+        result["lakeside"] = json!({
+            "name": lakeside::NAME,
+            "gatekeeper_url": site.running.url(),
+            "patient_id": site.patient_id,
+        });
+    }
     n.step(&format!("Done in {:.1} s.", n.started.elapsed().as_secs_f64()));
     // Listen for Ctrl-C and SIGTERM before printing the result others may act on.
     let shutdown = crate::signals::Shutdown::install().context("cannot listen for Ctrl-C")?;
@@ -565,6 +593,9 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     }
     for (_, app) in apps {
         app.shutdown().await?;
+    }
+    if let Some(site) = lakeside_site {
+        site.running.shutdown().await?;
     }
     for site in sites {
         site.running.shutdown().await?;

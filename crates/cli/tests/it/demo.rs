@@ -86,6 +86,20 @@ async fn keep_running_leaves_the_chain_and_gatekeepers_serving() {
     let researcher = app_page(v["apps"]["researcher"].as_str().unwrap(), "/results").await;
     assert!(researcher.contains("mean per group"), "the story's release: {researcher}");
     assert!(researcher.contains("sex = "), "{researcher}");
+    // The provider's app (Lakeside Practice, set up as a real provider) enrolls the
+    // patient; the patient's Inbox shows the new relationship.
+    let provider = v["apps"]["provider"].as_str().unwrap();
+    let patients = app_page(provider, "/").await;
+    let patient_id = v["lakeside"]["patient_id"].as_str().unwrap();
+    assert!(patients.contains(&format!("<li><code>{patient_id}</code>")), "{patients}");
+    let patient_address = v["patient"]["address"].as_str().unwrap();
+    let enrolled =
+        app_post(provider, "/enroll", &[("address", patient_address), ("patient_id", patient_id)])
+            .await;
+    assert!(enrolled.contains("Enrolled: relationship"), "{enrolled}");
+    assert!(enrolled.contains("new: waiting for the patient"), "{enrolled}");
+    let inbox = app_page(v["apps"]["patient"].as_str().unwrap(), "/inbox").await;
+    assert!(inbox.contains("with you. Accept it to see its records."), "{inbox}");
     let viewer = app_page(v["apps"]["viewer"].as_str().unwrap(), "/").await;
     assert!(viewer.contains("Shared with me"), "{viewer}");
     assert!(viewer.contains("Access refused: the patient revoked this grant."), "{viewer}");
@@ -96,17 +110,45 @@ async fn keep_running_leaves_the_chain_and_gatekeepers_serving() {
     assert!(status.success(), "{status:?}");
 }
 
-/// Opens an app's launch link as a browser would (trading the key for the cookie),
-/// then returns the page at `path`.
-async fn app_page(launch: &str, path: &str) -> String {
+/// Opens an app's launch link as a browser would (trading the key for the cookie):
+/// the client, the app's base URL and the cookie.
+async fn enter(launch: &str) -> (reqwest::Client, String, String) {
     let http =
         reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let entered = http.get(launch).send().await.unwrap();
     assert_eq!(entered.status(), 303, "the link is traded for the cookie");
     let cookie = entered.headers()["set-cookie"].to_str().unwrap();
     let cookie = cookie.split(';').next().unwrap().to_owned();
-    let base = &launch[..launch.find("/?").unwrap()];
+    (http, launch[..launch.find("/?").unwrap()].to_owned(), cookie)
+}
+
+/// The page at `path` of the app whose launch link is `launch`.
+async fn app_page(launch: &str, path: &str) -> String {
+    let (http, base, cookie) = enter(launch).await;
     let page = http.get(format!("{base}{path}")).header("cookie", cookie).send().await.unwrap();
     assert_eq!(page.status(), 200);
+    page.text().await.unwrap()
+}
+
+/// Posts a form to the app as its own page would; the page it leads to.
+async fn app_post(launch: &str, path: &str, form: &[(&str, &str)]) -> String {
+    let (http, base, cookie) = enter(launch).await;
+    let answer = http
+        .post(format!("{base}{path}"))
+        .header("cookie", &cookie)
+        .header("origin", &base)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            form.iter()
+                .map(|(k, v)| format!("{k}={}", v.replace(' ', "+")))
+                .collect::<Vec<_>>()
+                .join("&"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 303, "the form leads back to a page");
+    let to = answer.headers()["location"].to_str().unwrap().to_owned();
+    let page = http.get(format!("{base}{to}")).header("cookie", cookie).send().await.unwrap();
     page.text().await.unwrap()
 }
