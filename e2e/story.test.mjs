@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Shots, flash, launch, mainText, overflowX, tabThrough, unlabelledFields, unnamedControls, until } from './lib/browser.mjs';
+import { Shots, flash, launch, mainText, overflowX, overflowing, tabThrough, unlabelledFields, unnamedControls, until } from './lib/browser.mjs';
 import { startDemo } from './lib/demo.mjs';
 import { day, parties, providerPattern } from './lib/story.mjs';
 
@@ -328,9 +328,15 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
     const p = await phone.newPage();
     await p.goto(story.patientUrl);
     await openRecords(p, story.patient);
-    assert.ok((await records(p)).texts.length === total);
-    assert.equal(await overflowX(p), 0, 'nothing sticks out sideways at 390 px');
+    assert.equal((await records(p)).texts.length, total);
+    assert.equal(await overflowX(p), 0, `nothing sticks out sideways at 390 px: ${(await overflowing(p)).join('; ')}`);
     await shots.take(p, 'phone-390-records');
+    for (const path of ['/', '/inbox', '/share', '/access', '/research']) {
+      await p.goto(`${story.patient}${path}`);
+      const over = await overflowX(p);
+      if (over > 0) await shots.take(p, `phone-390-overflow${path.replace(/\//g, '-')}`);
+      assert.equal(over, 0, `${path}: nothing sticks out sideways at 390 px: ${(await overflowing(p)).join('; ')}`);
+    }
     await phone.close();
   });
 });
