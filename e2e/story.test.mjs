@@ -218,12 +218,14 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
   });
 
   step("Viewer: Shared with me shows the grant until that date; Records shows them verified", async () => {
-    // Its own browser profile: both apps are on 127.0.0.1, and cookies ignore the port.
-    const viewerContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    viewerPage = await viewerContext.newPage();
+    // The same browser as the patient's, as a demo user would: both apps are on
+    // 127.0.0.1, where cookies ignore the port, so each app names its cookie apart.
+    viewerPage = await desktop.newPage();
     await viewerPage.goto(story.viewerUrl);
     await viewerPage.goto(`${story.viewerApp}/`);
     assert.equal(await viewerPage.locator('h1').innerText(), 'Shared with me');
+    await page.goto(`${story.patient}/share`);
+    assert.equal(await page.locator('h1').innerText(), 'Share', "the patient's app still lets this browser in");
     const card = viewerPage.locator('li.card.grant-valid').filter({ hasText: providerPattern(story.first.provider) });
     assert.equal(await card.count(), 1, 'the grant in force');
     const text = (await card.innerText()).replace(/\s+/g, ' ');
@@ -331,6 +333,7 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
     assert.equal((await records(p)).texts.length, total);
     assert.equal(await overflowX(p), 0, `nothing sticks out sideways at 390 px: ${(await overflowing(p)).join('; ')}`);
     await shots.take(p, 'phone-390-records');
+    await shots.take(p, 'phone-390-records-screen', false);
     for (const path of ['/', '/inbox', '/share', '/access', '/research']) {
       await p.goto(`${story.patient}${path}`);
       const over = await overflowX(p);

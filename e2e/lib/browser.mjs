@@ -40,11 +40,15 @@ export class Shots {
     mkdirSync(dir, { recursive: true });
   }
 
-  /** @param {import('playwright-core').Page} page @param {string} name */
-  async take(page, name) {
+  /**
+   * @param {import('playwright-core').Page} page
+   * @param {string} name
+   * @param {boolean} fullPage the whole page (else what the screen shows)
+   */
+  async take(page, name, fullPage = true) {
     this.n += 1;
     const path = join(this.dir, `${String(this.n).padStart(2, '0')}-${name}.png`);
-    await page.screenshot({ path, fullPage: true });
+    await page.screenshot({ path, fullPage });
     this.taken.push(path);
     return path;
   }
