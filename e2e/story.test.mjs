@@ -167,6 +167,18 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
     assert.match(await mainText(page), new RegExp(`Showing ${count} of ${total} records\\.`));
     await shots.take(page, 'patient-records-category');
 
+    // A category with no record (the demo's pointers hold lab results) shows none.
+    const options = await page.getByLabel('Category').locator('option').allInnerTexts();
+    const chips = (await page.getByRole('navigation', { name: 'Categories' }).getByRole('link').allInnerTexts()).map((c) => c.replace(/\s+\d+$/, '').trim());
+    const empty = options.find((o) => o !== 'All categories' && !chips.includes(o.trim()));
+    if (empty !== undefined) {
+      const [slug] = await page.getByLabel('Category').selectOption({ label: empty });
+      await page.getByRole('button', { name: 'Show', exact: true }).click();
+      await page.waitForURL(new RegExp(`category=${slug}(&|$)`));
+      assert.equal((await records(page)).texts.length, 0, `no record in ${empty}`);
+      assert.match(await mainText(page), new RegExp(`Showing 0 of ${total} records\\. .*No record matches\\.`));
+    }
+
     await page.getByRole('link', { name: 'Show everything' }).click();
     await page.getByLabel('Search').fill('glucose');
     await page.getByRole('button', { name: 'Show', exact: true }).click();
