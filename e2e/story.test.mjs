@@ -299,14 +299,30 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
     await shots.take(page, 'patient-access-log');
   });
 
-  step('Research: opt a relationship in, then out, each with its sentence', async () => {
+  step('Research: opt a relationship in (the Inbox shows it live), then out, each with its sentence', async () => {
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Research' }).click();
     const card = () => page.locator('li.card').filter({ hasText: providerPattern(story.second.provider) });
     assert.match(await card().innerText(), /opted out\. Nothing of your records there feeds research\./);
     await shots.take(page, 'patient-research');
+    // The Inbox, open in another tab, shows the new event live (server-sent events).
+    const inbox = await desktop.newPage();
+    await Promise.all([inbox.waitForResponse((r) => new URL(r.url()).pathname === '/events'), inbox.goto(`${story.patient}/inbox`)]);
+    const before = await inbox.locator('#news li').count();
     await card().getByRole('button', { name: 'Opt in' }).click();
     await page.waitForURL(/\/research$/);
+    const confirmed = Date.now();
     assert.match(await flash(page), /^Relationship 0x[0-9a-f]{8}… now feeds research bounties: only aggregates over many patients, with noise added, ever leave the provider\.$/);
+    const live = inbox.locator('#news li.item-new').filter({ hasText: /now feeds research bounties/ });
+    await live.first().waitFor({ timeout: 10_000 });
+    const latency = Date.now() - confirmed;
+    timings.inbox_live_ms = latency;
+    console.log(`Inbox live: the opt-in's event appeared ${latency} ms after its block was confirmed, without reloading`);
+    assert.ok(latency <= 2_000, `the Inbox shows a new event within 2 s of its block (took ${latency} ms)`);
+    assert.equal(await inbox.locator('#news li').count(), before + 1, 'one new item, added at the top');
+    assert.match(await inbox.locator('#news li').first().innerText(), /^Research\b/);
+    assert.match(await inbox.locator('#live-status').innerText(), /^Research: .*now feeds research bounties/);
+    await shots.take(inbox, 'patient-inbox-live');
+    await inbox.close();
     assert.match(await card().innerText(), /opted in\. Your records there may count in research aggregates\./);
     await shots.take(page, 'patient-research-opted-in');
     await card().getByRole('button', { name: 'Opt out' }).click();
