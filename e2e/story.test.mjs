@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Shots, flash, launch, mainText, overflowX, overflowing, tabThrough, unlabelledFields, unnamedControls, until } from './lib/browser.mjs';
+import { Shots, flash, launch, lowContrast, mainText, overflowX, overflowing, tabThrough, unlabelledFields, unnamedControls, until } from './lib/browser.mjs';
 import { startDemo } from './lib/demo.mjs';
 import { day, parties, providerPattern } from './lib/story.mjs';
 
@@ -253,6 +253,7 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
     assert.equal(r.mismatches, 0);
     assert.ok(r.texts.every((s) => providerPattern(story.first.provider).test(s)), 'only the shared provider');
     assert.equal(await viewerPage.locator('.refusal').count(), 0, 'no refusal while the grant is in force');
+    assert.deepEqual(await lowContrast(viewerPage), [], "the viewer's Records: text contrast at least WCAG AA");
     await shots.take(viewerPage, 'viewer-records');
   });
 
@@ -336,10 +337,14 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
       ['/records', ['Skip to content', 'Home', 'Inbox', 'Records', 'Share', 'Access log', 'Research', 'Refresh from providers', 'Export everything (FHIR Bundle)', 'Category', 'Search', 'Show']],
       ['/share', ['Skip to content', "Viewer's address", 'Share']],
       ['/inbox', ['Skip to content', 'Delete']],
+      ['/', ['Skip to content', 'Open Records']],
+      ['/access', ['Skip to content', 'Access log']],
+      ['/research', ['Skip to content', 'Opt in', 'Opt out']],
     ]) {
       await page.goto(`${story.patient}${path}`);
       assert.deepEqual(await unlabelledFields(page), [], `${path}: every form field has a label`);
       assert.deepEqual(await unnamedControls(page), [], `${path}: every control has a name`);
+      assert.deepEqual(await lowContrast(page), [], `${path}: text contrast at least WCAG AA`);
       const seen = await tabThrough(page);
       const names = seen.map((f) => f.name.replace(/ \d+$/, ''));
       for (const w of wanted) assert.ok(names.includes(w), `${path}: Tab reaches "${w}" (reached: ${names.join(' | ')})`);
