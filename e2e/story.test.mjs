@@ -373,6 +373,10 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
       if (over > 0) await shots.take(p, `phone-390-overflow${path.replace(/\//g, '-')}`);
       assert.equal(over, 0, `${path}: nothing sticks out sideways at 390 px: ${(await overflowing(p)).join('; ')}`);
     }
+    // At phone width a table's rows stack, each cell naming its column.
+    await p.goto(`${story.patient}/access`);
+    const cell = await p.locator('tbody tr td').first().evaluate((td) => getComputedStyle(td, '::before').content);
+    assert.equal(cell, '"When: "', 'the Access log names each cell at 390 px');
     await phone.close();
   });
 });
