@@ -337,6 +337,7 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
       ['/records', ['Skip to content', 'Home', 'Inbox', 'Records', 'Share', 'Access log', 'Research', 'Refresh from providers', 'Export everything (FHIR Bundle)', 'Category', 'Search', 'Show']],
       ['/share', ['Skip to content', "Viewer's address", 'Share']],
       ['/inbox', ['Skip to content', 'Delete']],
+      ['/records?category=labs', ['Skip to content', 'Show everything']],
       ['/', ['Skip to content', 'Open Records']],
       ['/access', ['Skip to content', 'Access log']],
       ['/research', ['Skip to content', 'Opt in', 'Opt out']],

@@ -191,12 +191,12 @@ export async function lowContrast(page) {
       if (!own || el.closest('[hidden]') || el.getClientRects().length === 0) continue;
       const style = getComputedStyle(el);
       if (style.visibility === 'hidden' || el.closest('.skip, .visually-hidden')) continue;
-      const fg = rgba(style.color);
+      const fg = rgba(el instanceof SVGElement ? style.fill : style.color);
       const [a, b] = [lum(fg), lum(background(el))];
       const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
       const size = parseFloat(style.fontSize);
       const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
-      if (ratio < (large ? 3 : 4.5)) out.push(`${el.tagName.toLowerCase()} "${el.innerText.trim().slice(0, 40)}" ${ratio.toFixed(2)}:1`);
+      if (ratio < (large ? 3 : 4.5)) out.push(`${el.tagName.toLowerCase()} "${el.textContent.trim().slice(0, 40)}" ${ratio.toFixed(2)}:1`);
     }
     return out;
   });
