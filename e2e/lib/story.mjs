@@ -10,14 +10,18 @@ export function origin(url) {
   return new URL(url).origin;
 }
 
+const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 /**
- * A provider as the app names it: `Provider 0x7099…79C8 (127.0.0.1:34537)` (the
- * address shortened and checksummed, so matched without regard to case).
+ * A provider as the app names it: by its name (`Riverside Clinic`), or, while the chain
+ * knows no names, `Provider 0x7099…79C8 (127.0.0.1:34537)` (the address shortened and
+ * checksummed, so matched without regard to case).
  */
 export function providerPattern(provider) {
   const a = provider.address;
   const short = `${a.slice(0, 6)}…${a.slice(-4)}`;
-  return new RegExp(`Provider ${short} \\(${host(provider.gatekeeper_url).replace(/\./g, '\\.')}\\)`, 'i');
+  const byAddress = `Provider ${short} \\(${escape(host(provider.gatekeeper_url))}\\)`;
+  return new RegExp(`${escape(provider.name)}|${byAddress}`, 'i');
 }
 
 /** `2026-12-04` for the day `days` after today, in UTC. */
