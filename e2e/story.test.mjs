@@ -4,7 +4,7 @@
 // their own app; revoke, the viewer is refused; the access log shows it all, checked
 // against its anchors; research opt in and out; the keyboard and a phone-width screen.
 //
-// Run: `npm ci --prefix e2e && node --test e2e/` (scripts/test does both). Screenshots
+// Run: `npm ci --prefix e2e && node --test e2e/*.test.mjs` (scripts/test does both). Screenshots
 // of every page: target/e2e-screenshots/ (with the demo's narration, demo.log).
 
 import { after, before, describe, it } from 'node:test';
