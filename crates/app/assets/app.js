@@ -41,7 +41,8 @@
       if (empty) { empty.hidden = true; }
     }
     bumpInbox(d.title);
-    announce(d.title + ': ' + d.sentence + ' Reload the page to act on it.');
+    var actionable = d.title === 'New relationship' || d.title === 'Update pending';
+    announce(d.title + ': ' + d.sentence + (actionable ? ' Reload the page to answer it.' : ''));
   });
 
   source.addEventListener('records', function (event) {

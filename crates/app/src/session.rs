@@ -7,7 +7,9 @@
 //! checked even when the app is already unlocked) or by opening the link the app printed
 //! at start (`/?key=…`, for an app unlocked with `--passphrase-env` or
 //! `--passphrase-file`). Without it, a page leads to the unlock form and an action is
-//! refused (403).
+//! refused (403). Each run names its cookie apart (`medrec_app_` and 8 random hex
+//! digits): a browser keeps cookies per host, not per port, so two apps on loopback (the
+//! demo's patient and viewer) would otherwise overwrite each other's key.
 
 use crate::state::AppState;
 use axum::{
@@ -17,12 +19,12 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 
-/// The cookie's name.
+/// The cookie's name, before this run's own suffix.
 pub(crate) const COOKIE: &str = "medrec_app";
 
-/// The secret of one run of the app, as 64 hex digits.
+/// The secret of one run of the app, as 64 hex digits, and the name of its cookie.
 #[derive(Clone)]
-pub(crate) struct Key(String);
+pub(crate) struct Key(String, String);
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -36,9 +38,9 @@ impl Key {
     /// # Panics
     /// When the operating system gives no randomness (the app cannot be safe then).
     pub(crate) fn random() -> Self {
-        let mut bytes = [0u8; 32];
+        let mut bytes = [0u8; 36];
         getrandom::fill(&mut bytes).expect("the operating system's randomness");
-        Self(hex::encode(bytes))
+        Self(hex::encode(&bytes[..32]), format!("{COOKIE}_{}", hex::encode(&bytes[32..])))
     }
 
     /// The key as text, for the link printed at start.
@@ -54,13 +56,14 @@ impl Key {
 
     /// The `Set-Cookie` value that hands the key to a browser.
     pub(crate) fn cookie(&self) -> HeaderValue {
-        HeaderValue::from_str(&format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", self.0))
+        HeaderValue::from_str(&format!("{}={}; Path=/; HttpOnly; SameSite=Strict", self.1, self.0))
             .expect("hex digits make a valid header")
     }
 
     /// The `Set-Cookie` value that takes the key back from a browser.
-    pub(crate) fn clear_cookie() -> HeaderValue {
-        HeaderValue::from_static("medrec_app=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict")
+    pub(crate) fn clear_cookie(&self) -> HeaderValue {
+        HeaderValue::from_str(&format!("{}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict", self.1))
+            .expect("hex digits make a valid header")
     }
 
     /// Whether the request's cookies hold the key.
@@ -71,7 +74,7 @@ impl Key {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .any(|(name, value)| name == COOKIE && self.matches(value))
+            .any(|(name, value)| name == self.1 && self.matches(value))
     }
 }
 
@@ -150,15 +153,25 @@ mod tests {
         let key = Key::random();
         let mut headers = HeaderMap::new();
         assert!(!key.held_by(&headers));
-        let cookies = format!("theme=dark; {COOKIE}={}", key.as_str());
+        let other = Key::random();
+        // Another app on loopback (same host, another port) keeps its own cookie beside it.
+        let cookies = format!(
+            "theme=dark; {}={}; {}",
+            other.1,
+            other.as_str(),
+            key.cookie().to_str().unwrap()
+        );
         headers.insert(header::COOKIE, HeaderValue::from_str(&cookies).unwrap());
         assert!(key.held_by(&headers));
+        assert!(other.held_by(&headers));
+        assert_ne!(key.1, other.1, "each run names its cookie apart");
+        assert!(key.1.starts_with(&format!("{COOKIE}_")));
         let mut wrong = HeaderMap::new();
-        let other = format!("{COOKIE}={}", Key::random().as_str());
-        wrong.insert(header::COOKIE, HeaderValue::from_str(&other).unwrap());
+        let forged = format!("{}={}", key.1, other.as_str());
+        wrong.insert(header::COOKIE, HeaderValue::from_str(&forged).unwrap());
         assert!(!key.held_by(&wrong));
         assert!(key.cookie().to_str().unwrap().contains("HttpOnly; SameSite=Strict"));
-        assert!(Key::clear_cookie().to_str().unwrap().starts_with(&format!("{COOKIE}=;")));
+        assert!(key.clear_cookie().to_str().unwrap().starts_with(&format!("{}=;", key.1)));
     }
 
     #[test]

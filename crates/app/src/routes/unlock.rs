@@ -106,6 +106,6 @@ pub(crate) async fn lock(State(state): State<AppState>) -> axum::response::Respo
     }
     state.lock().await;
     let mut response = Redirect::to("/unlock").into_response();
-    response.headers_mut().insert(header::SET_COOKIE, crate::session::Key::clear_cookie());
+    response.headers_mut().insert(header::SET_COOKIE, state.key.clear_cookie());
     response
 }
