@@ -2,7 +2,9 @@
 // `medrec demo --keep-running --json`: accept the pending update, see verified records
 // from both providers, filter, search, export; share with the viewer, who reads them in
 // their own app; revoke, the viewer is refused; the access log shows it all, checked
-// against its anchors; research opt in and out; the keyboard and a phone-width screen.
+// against its anchors; research opt in and out; the keyboard and a phone-width screen;
+// then a provider enrolls the patient from its app and the patient accepts, and the
+// researcher reads its release.
 //
 // Run: `npm ci --prefix e2e && node --test e2e/*.test.mjs` (scripts/test does both). Screenshots
 // of every page: target/e2e-screenshots/ (with the demo's narration, demo.log).
@@ -379,5 +381,53 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
     const cell = await p.locator('tbody tr td').first().evaluate((td) => getComputedStyle(td, '::before').content);
     assert.equal(cell, '"When: "', 'the Access log names each cell at 390 px');
     await phone.close();
+  });
+
+  step('Provider app: enroll the patient; the patient accepts the new relationship in the Inbox', async () => {
+    assert.ok(story.providerUrl && story.lakeside?.patient_id, "the demo's JSON has apps.provider and lakeside");
+    const p = await desktop.newPage();
+    await p.goto(story.providerUrl);
+    assert.equal(await p.locator('h1').innerText(), 'Patients');
+    assert.match(await mainText(p), /No patient enrolled yet\./);
+    assert.match(await p.locator('ul.in-records').innerText(), new RegExp(story.lakeside.patient_id));
+    await p.getByLabel("Patient's address").fill(story.patientAddress);
+    await p.getByLabel('Patient id in your records (FHIR Patient id)').fill(story.lakeside.patient_id);
+    await shots.take(p, 'provider-enroll-form');
+    await p.getByRole('button', { name: 'Enroll', exact: true }).click();
+    await p.waitForURL(/\/$/);
+    assert.match(await flash(p), /^Enrolled: relationship 0x[0-9a-f]{8}… with 0x[0-9a-fA-F]{40} \(5 data pointers\)\./);
+    assert.match(await p.locator('section[aria-labelledby="patients-h"] tbody').innerText(), /new: waiting for the patient's answer/);
+    await shots.take(p, 'provider-patients');
+    await p.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Gatekeeper' }).click();
+    assert.match(await p.locator('#gatekeeper-state').innerText(), /^Ready: the consent index is at block \d+/);
+    await shots.take(p, 'provider-gatekeeper');
+    await p.close();
+
+    // The patient accepts it in the Inbox, by its visible label.
+    await page.goto(`${story.patient}/inbox`);
+    const lakeside = providerPattern({ name: story.lakeside.name, address: story.lakeside.address, gatekeeper_url: story.lakeside.gatekeeper_url });
+    const waiting = page.locator('section[aria-labelledby="waiting-h"] article').filter({ hasText: lakeside });
+    assert.match(await waiting.innerText(), /new/);
+    await waiting.getByRole('button', { name: 'Accept', exact: true }).click();
+    await page.waitForURL(/\/inbox/);
+    assert.match(await flash(page), /is now accepted/);
+    await shots.take(page, 'patient-inbox-accepted-lakeside');
+  });
+
+  step("Researcher app: the story's release as bars per group, and the ε it spent", async () => {
+    assert.ok(story.researcherUrl, "the demo's JSON has apps.researcher");
+    const p = await desktop.newPage();
+    await p.goto(story.researcherUrl);
+    assert.equal(await p.locator('h1').innerText(), 'Overview');
+    assert.match(await mainText(p), /You are an admitted research entity/);
+    assert.match(await mainText(p), /1 redeemed, 0 pending/);
+    await shots.take(p, 'researcher-overview');
+    await p.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Results' }).click();
+    const result = p.locator('section.result').first();
+    assert.match(await result.innerText(), /mean per group/);
+    assert.match(await result.innerText(), /ε = 2 spent/);
+    assert.ok((await result.locator('rect.bar-fill').count()) >= 1, 'a bar per released group');
+    await shots.take(p, 'researcher-results');
+    await p.close();
   });
 });

@@ -52,5 +52,11 @@ export function parties(info) {
     // and the second (an update waits in the Inbox).
     first: { id: first.id, provider: byAddress(first.provider) },
     second: { id: second.id, provider: byAddress(second.provider) },
+    // The other parties' apps, and the provider set up for real (Lakeside Practice),
+    // which enrolls the patient from its app.
+    patientAddress: info.patient?.address,
+    providerUrl: info.apps.provider,
+    researcherUrl: info.apps.researcher,
+    lakeside: info.lakeside,
   };
 }

@@ -133,9 +133,14 @@ pub fn releases(entries: &[AccessEntry], names: &Names) -> Vec<(String, String, 
         .rev()
         .filter(|e| e.entry["action"] == "bounty-redemption")
         .map(|e| {
-            let eps = e.entry["epsilon_bits"]
-                .as_u64()
-                .map_or_else(|| "unknown".to_owned(), |b| format!("{:.3}", f64::from_bits(b)));
+            // The wire carries the f64's bits as a decimal string (exact, and no JSON
+            // number loses them).
+            let bits = &e.entry["epsilon_bits"];
+            let eps = bits
+                .as_str()
+                .and_then(|s| s.parse::<u64>().ok())
+                .or_else(|| bits.as_u64())
+                .map_or_else(|| "unknown".to_owned(), |b| super::chart::number(f64::from_bits(b)));
             let when = e.entry["time"].as_u64().map_or_else(String::new, |ms| date(ms / 1000));
             (when, names.provider(e.provider), eps)
         })
@@ -187,5 +192,15 @@ mod tests {
         let bad = [entry(me, "allow-patient", ProofStatus::Invalid { message: "x".into() })];
         assert!(summary(&bad).starts_with("Warning: 1 of 1"));
         assert_eq!(summary(&[]), "Nobody has read your records yet.");
+    }
+
+    #[test]
+    fn a_release_names_the_epsilon_it_spent_as_the_wire_carries_it() {
+        let mut release = entry(Address::repeat_byte(5), "allow-researcher", ProofStatus::Pending);
+        release.entry["action"] = json!("bounty-redemption");
+        release.entry["epsilon_bits"] = json!(2.0f64.to_bits().to_string());
+        let list = releases(&[release], &Names::default());
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].2, "2");
     }
 }

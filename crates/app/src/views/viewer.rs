@@ -19,7 +19,7 @@ pub struct GrantRow {
     pub relationship: String,
     /// The pointers shared, in words (`data pointers 0 and 1`).
     pub pointers: String,
-    /// From when (a date), or empty once revoked.
+    /// From when (a date), or empty when valid from the moment it was given or revoked.
     pub from: String,
     /// Until when (a date), or empty once revoked.
     pub until: String,
@@ -69,7 +69,9 @@ pub fn grants(shared: &[Shared], names: &Names) -> Vec<GrantRow> {
                 Some((set, from, until)) => {
                     let ids: Vec<String> = set.ids().map(|p| p.to_string()).collect();
                     let noun = if ids.len() == 1 { "data pointer" } else { "data pointers" };
-                    (format!("{noun} {}", and_list(&ids)), date(from), date(until))
+                    // A grant valid from the moment it was given has no start to show.
+                    let from = if from == 0 { String::new() } else { date(from) };
+                    (format!("{noun} {}", and_list(&ids)), from, date(until))
                 }
                 None => (String::new(), String::new(), String::new()),
             };
@@ -179,6 +181,7 @@ mod tests {
         assert_eq!(rows[0].sentence, "You may read these records until 2026-11-30 00:53 UTC.");
         assert_eq!(rows[1].sentence, "Access refused: the patient revoked this grant.");
         assert!(rows[1].pointers.is_empty() && rows[1].until.is_empty());
+        assert!(rows[0].from.is_empty(), "valid from the moment it was given: no start shown");
         assert_eq!(
             rows[2].sentence,
             "Access refused: the patient's grant expired at 2026-11-30 00:53 UTC."

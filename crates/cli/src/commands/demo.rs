@@ -571,6 +571,7 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if let Some(site) = &lakeside_site {
         result["lakeside"] = json!({
             "name": lakeside::NAME,
+            "address": site.address,
             "gatekeeper_url": site.running.url(),
             "patient_id": site.patient_id,
         });

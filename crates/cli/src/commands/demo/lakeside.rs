@@ -34,6 +34,8 @@ pub(super) const PASSPHRASE: &str = "lakeside demo passphrase";
 pub(super) struct Lakeside {
     /// Its data directory (wallet, provider.json, policy.json, records, state).
     pub(super) dir: std::path::PathBuf,
+    /// Its account.
+    pub(super) address: alloy::primitives::Address,
     /// Its gatekeeper.
     pub(super) running: RunningGatekeeper,
     /// The FHIR id of the patient whose records it holds (the demo patient's, to enroll).
@@ -107,5 +109,5 @@ pub(super) async fn start(
         .context("the generator made no patient")?;
     let session = ProviderSession::new(&dir, provider, wallet, spec)?;
     session.import(&transaction_bundle(&record), "Lakeside Practice's records").await?;
-    Ok(Lakeside { dir, running, patient_id: record.id })
+    Ok(Lakeside { dir, address, running, patient_id: record.id })
 }
