@@ -13,16 +13,17 @@ const START_TIMEOUT_MS = 240_000;
  * Runs the demo binary and waits for its JSON line.
  * @param {string} bin path to the `medrec` binary
  * @param {string} logPath where the demo's stderr (its narration) is written
+ * @param {number} years years of synthetic history per provider
  * @returns {Promise<{info: object, stop: () => Promise<void>}>}
  */
-export async function startDemo(bin, logPath) {
+export async function startDemo(bin, logPath, years = 1) {
   if (!existsSync(bin)) {
     throw new Error(
       `the medrec binary is missing at ${bin}: build it first with \`cargo build --locked --bin medrec\` ` +
         '(or set MEDREC_BIN to its path)',
     );
   }
-  const child = spawn(bin, ['demo', '--keep-running', '--json', '--years', '1'], {
+  const child = spawn(bin, ['demo', '--keep-running', '--json', '--years', String(years)], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const log = createWriteStream(logPath);
