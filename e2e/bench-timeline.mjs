@@ -86,6 +86,8 @@ try {
     return /Last checked against the chain/.test(state) && !(await patient.locator('#records-state[data-refreshing]').count());
   }, 300_000, 2_000);
   const refreshed = await patient.locator('#records-state').innerText();
+  // What went wrong with a provider at the refresh (a refusal such as a 429 shows here).
+  const problems = await patient.locator('main p.flash.note, main p.mismatch').allInnerTexts();
 
   const timings = {};
   for (const [name, path] of [['records', '/records'], ['labs_with_charts', '/records?category=labs']]) {
@@ -99,7 +101,7 @@ try {
     timings[name] = { records: count, charts: await patient.locator('figure.chart').count(), load_ms: ms, median_ms: median(ms) };
   }
   const providers = new Set((await patient.locator('li.record .record-meta').allInnerTexts()).map((t) => t.split(' · ')[0]));
-  console.log(JSON.stringify({ binary: BIN, refreshed, providers: providers.size, ...timings }, null, 2));
+  console.log(JSON.stringify({ binary: BIN, refreshed, problems, providers: providers.size, ...timings }, null, 2));
 } finally {
   await browser.close();
   await demo.stop();
