@@ -1,5 +1,24 @@
 // MedRec EHR manager: live updates over server-sent events. A new chain event is added
 // to the page (and announced to screen readers) without reloading.
+// Long actions (a transaction waits for its block, a refresh fetches every provider):
+// the form says what is happening while the next page is on its way, and a second
+// submission of the same form is ignored.
+(function () {
+  'use strict';
+  document.addEventListener('submit', function (event) {
+    var form = event.target;
+    var busy = form.getAttribute && form.getAttribute('data-busy');
+    if (!busy) { return; }
+    if (form.getAttribute('aria-busy') === 'true') { event.preventDefault(); return; }
+    form.setAttribute('aria-busy', 'true');
+    var note = document.createElement('p');
+    note.className = 'busy';
+    note.setAttribute('role', 'status');
+    note.textContent = busy;
+    form.appendChild(note);
+  });
+})();
+
 (function () {
   'use strict';
   if (!window.EventSource) { return; }
