@@ -248,7 +248,8 @@ fn tree_nodes(conn: &Connection, nodes: &[Node]) -> Result<Vec<B256>> {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(|e| db_error(&e))?;
         for (seq, hash) in rows {
-            let seq = u64::try_from(seq).map_err(|_| corrupt("holds a negative sequence number"))?;
+            let seq =
+                u64::try_from(seq).map_err(|_| corrupt("holds a negative sequence number"))?;
             entries.insert(seq, parse_b256(&hash, "an entry hash")?);
         }
     }

@@ -103,7 +103,9 @@ pub(super) fn measure(
     let before = logged(&gk)?;
     let bearer = w.run("/", Some(&reads), 32, seconds)?;
     let bearer_logged = logged(&gk)? - before;
-    crate::output::note(&format!("wrk: bearer reads formatted per request, 32 connections, {seconds} s"));
+    crate::output::note(&format!(
+        "wrk: bearer reads formatted per request, 32 connections, {seconds} s"
+    ));
     let bearer_lua = w.run("/", Some(&reads_lua), 32, seconds)?;
     let (signed, signed_logged, signing) = signed_run(scenario, &w, opts, &|| logged(&gk))?;
     crate::output::note(&format!("wrk: one reader alone, 16 connections, {seconds} s"));
