@@ -37,7 +37,7 @@ use crate::{
 };
 use alloy::primitives::{Address, B256};
 use axum::{
-    body::{Body, Bytes, to_bytes},
+    body::{Body, Bytes, HttpBody as _, to_bytes},
     extract::{ConnectInfo, FromRequest, Request, State},
     http::Method,
     middleware::Next,
@@ -167,6 +167,11 @@ async fn who(g: &Gatekeeper, request: Request) -> Result<Request, Refused> {
 /// Takes the request's body out, honouring the router's `DefaultBodyLimit` (which
 /// travels in the request's extensions).
 async fn read_body(request: &mut Request) -> Result<Bytes, ApiError> {
+    // A request that says it has no body (a GET): nothing to read and no limit to apply,
+    // so no need to copy the request's extensions for the extractor.
+    if request.body().size_hint().exact() == Some(0) {
+        return Ok(Bytes::new());
+    }
     let body = std::mem::replace(request.body_mut(), axum::body::Body::empty());
     let mut alone = Request::new(body);
     *alone.extensions_mut() = request.extensions().clone();

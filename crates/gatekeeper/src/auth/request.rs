@@ -23,7 +23,7 @@
 use super::{AuthError, expiring::ExpiringMap};
 use alloy::{
     hex,
-    primitives::{Address, B256, U256, keccak256},
+    primitives::{Address, B256, KECCAK256_EMPTY, U256, keccak256},
     signers::{SignerSync, local::PrivateKeySigner},
     sol_types::{Eip712Domain, SolStruct, eip712_domain},
 };
@@ -148,7 +148,10 @@ pub fn random_nonce() -> Result<B256, AuthError> {
 pub struct RequestVerifier {
     chain_id: u64,
     gatekeeper: Address,
-    domain: Eip712Domain,
+    /// The EIP-712 domain separator and the `Request` type hash: the same for every
+    /// request, so hashed once here rather than per request.
+    separator: B256,
+    type_hash: B256,
     skew: u64,
     replay: Mutex<ExpiringMap<(Address, B256), ()>>,
 }
@@ -160,7 +163,8 @@ impl RequestVerifier {
         Self {
             chain_id,
             gatekeeper,
-            domain: domain(chain_id),
+            separator: domain(chain_id).separator(),
+            type_hash: keccak256(Request::eip712_encode_type().as_bytes()),
             skew: DEFAULT_SKEW.as_secs(),
             replay: Mutex::new(ExpiringMap::new(DEFAULT_REPLAY_CAPACITY)),
         }
@@ -264,8 +268,7 @@ impl RequestVerifier {
             return Err(AuthError::RequestFromFuture { time, now, skew });
         }
 
-        let request = Request::new(method, path_and_query, body, time, nonce, self.gatekeeper);
-        let hash = request.eip712_signing_hash(&self.domain);
+        let hash = self.signing_hash(method, path_and_query, body, time, nonce);
         let signer = signature
             .recover_address_from_prehash(&hash)
             .map_err(|e| AuthError::InvalidSignature(e.to_string()))?;
@@ -286,6 +289,39 @@ impl RequestVerifier {
             .insert((signer, nonce), (), expires_at, now)
             .map_err(|_| AuthError::ReplayCacheFull { capacity: replay.capacity() })?;
         Ok(signer)
+    }
+}
+
+impl RequestVerifier {
+    /// The EIP-712 signing hash of a request to this gatekeeper, as
+    /// `Request::eip712_signing_hash` computes it (`keccak256(0x1901 ‖ domainSeparator ‖
+    /// hashStruct(request))`), with the separator and the type hash hashed once and no
+    /// allocation: per request, the keccak-256 of the method, of the target, of the body
+    /// (a constant when there is none), of the struct's words and of the digest.
+    fn signing_hash(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+        time: u64,
+        nonce: B256,
+    ) -> B256 {
+        let body_hash = if body.is_empty() { KECCAK256_EMPTY } else { keccak256(body) };
+        // typeHash, then each field as one 32-byte word (strings as their keccak-256,
+        // uint64 and address right-aligned).
+        let mut words = [0u8; 7 * 32];
+        words[..32].copy_from_slice(self.type_hash.as_slice());
+        words[32..64].copy_from_slice(keccak256(method.as_bytes()).as_slice());
+        words[64..96].copy_from_slice(keccak256(path_and_query.as_bytes()).as_slice());
+        words[96..128].copy_from_slice(body_hash.as_slice());
+        words[152..160].copy_from_slice(&time.to_be_bytes());
+        words[160..192].copy_from_slice(nonce.as_slice());
+        words[204..224].copy_from_slice(self.gatekeeper.as_slice());
+        let mut digest = [0u8; 2 + 32 + 32];
+        digest[..2].copy_from_slice(&[0x19, 0x01]);
+        digest[2..34].copy_from_slice(self.separator.as_slice());
+        digest[34..].copy_from_slice(keccak256(words).as_slice());
+        keccak256(digest)
     }
 }
 
@@ -388,6 +424,23 @@ mod tests {
         let v = RequestVerifier::new(1337, gatekeeper());
         assert_eq!(v.verify("GET", "/fhir/Patient/1", b"", &headers, NOW + 3), Ok(key.address()));
         assert_eq!(v.remembered(), 1);
+    }
+
+    #[test]
+    fn the_signing_hash_is_alloys() {
+        for chain_id in [1, 1337] {
+            let v = RequestVerifier::new(chain_id, gatekeeper());
+            for (method, path, body, time) in [
+                ("GET", "/fhir/Patient/1", &b""[..], NOW),
+                ("POST", "/fhir", &br#"{"resourceType":"Patient"}"#[..], u64::MAX),
+                ("PUT", "/enrollments/0xab?x=%20y", &b"\x00\xff"[..], 0),
+            ] {
+                let nonce = keccak256(path.as_bytes());
+                let expected = Request::new(method, path, body, time, nonce, gatekeeper())
+                    .eip712_signing_hash(&domain(chain_id));
+                assert_eq!(v.signing_hash(method, path, body, time, nonce), expected, "{path}");
+            }
+        }
     }
 
     #[test]

@@ -385,21 +385,41 @@ pub async fn tampering_with_the_tree_is_detected<L: TestLog>(log: &L) {
         .await
         .unwrap();
     check_chain(log, 10).await.unwrap();
-    // The leaf of entry 3 (the sibling of entry 4's leaf).
+    // The subtree of entries 1 and 2 (level 1, the sibling of the subtree of entries 3
+    // and 4; leaves are not stored, they come from the entries' hashes).
     log.execute(
         "UPDATE audit_tree SET hash = \
          '0x1111111111111111111111111111111111111111111111111111111111111111' \
-         WHERE level = 0 AND idx = 2",
+         WHERE level = 1 AND idx = 0",
     )
     .await
     .unwrap();
-    let proof = prove(log, 4).await.unwrap().unwrap();
-    assert_eq!(verify(&proof), Err(ProofError::RootMismatch { seq: 4, anchor_size: 6 }));
+    for seq in [3, 4] {
+        let proof = prove(log, seq).await.unwrap().unwrap();
+        assert_eq!(verify(&proof), Err(ProofError::RootMismatch { seq, anchor_size: 6 }));
+    }
     for seq in [1, 2, 5, 6] {
         verify(&prove(log, seq).await.unwrap().unwrap()).unwrap();
     }
     let err = check_chain(log, 10).await.unwrap_err();
-    assert!(matches!(err, ChainError::TreeMismatch { level: 0, index: 2 }), "{err}");
+    assert!(matches!(err, ChainError::TreeMismatch { level: 1, index: 0 }), "{err}");
+    // A leaf row as earlier versions wrote them is not read: a forged one changes
+    // nothing.
+    log.execute(
+        "INSERT INTO audit_tree (level, idx, hash) VALUES (0, 4, \
+         '0x2222222222222222222222222222222222222222222222222222222222222222')",
+    )
+    .await
+    .unwrap();
+    verify(&prove(log, 6).await.unwrap().unwrap()).unwrap();
+    // Nor is one written: a row already at entry 7's leaf does not stop its append.
+    log.execute(
+        "INSERT INTO audit_tree (level, idx, hash) VALUES (0, 6, \
+         '0x2222222222222222222222222222222222222222222222222222222222222222')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(log.append(full(7)).await.unwrap().seq, 7);
 }
 
 pub async fn the_writer_flushes_everything_in_order<L: TestLog>(log: &L) {

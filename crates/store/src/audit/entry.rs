@@ -314,8 +314,15 @@ pub struct LoggedEntry {
 impl LoggedEntry {
     /// `entry` at position `seq` after an entry hashed `prev_hash`.
     pub fn chain(seq: u64, prev_hash: B256, entry: NewEntry) -> Self {
-        let hash = chain_hash(&prev_hash, &entry.digest(seq));
-        Self { seq, entry, prev_hash, hash }
+        Self::chain_with_digest(seq, prev_hash, entry).0
+    }
+
+    /// As [`LoggedEntry::chain`], with the content digest it hashed (which a backend
+    /// stores beside the entry).
+    pub(super) fn chain_with_digest(seq: u64, prev_hash: B256, entry: NewEntry) -> (Self, B256) {
+        let digest = entry.digest(seq);
+        let hash = chain_hash(&prev_hash, &digest);
+        (Self { seq, entry, prev_hash, hash }, digest)
     }
 
     /// Its content digest, recomputed from its fields.

@@ -70,10 +70,12 @@
 //! the same root for a few neighbouring sizes, so the root means nothing without its
 //! size.
 //!
-//! The backends store each complete subtree of the tree (a [`tree::Node`]) when its last
-//! entry is appended, in the same transaction: they never change afterwards, so the
-//! root of any prefix and any inclusion path are read from at most `2·log2 n` stored
-//! hashes ([`AccessLog::nodes`]), not recomputed from the entries.
+//! The backends store each complete subtree of the tree (a [`tree::Node`]) above the
+//! leaves when its last entry is appended, in the same transaction: they never change
+//! afterwards, so the root of any prefix and any inclusion path are read from at most
+//! `2·log2 n` stored hashes ([`AccessLog::nodes`]), not recomputed from the entries. A
+//! leaf is not stored: it is computed from its entry's hash, which the entry's row holds
+//! ([`tree::is_stored`]).
 
 mod entry;
 mod proof;

@@ -1,9 +1,13 @@
 //! What every backend shares: an entry as stored ([`Row`]), hex columns, and the
 //! checks of an anchor before it is recorded.
 
-use super::{Anchor, AuditError, LoggedEntry, NewEntry, ResourceRef};
+use super::{
+    Anchor, AuditError, LoggedEntry, NewEntry, ResourceRef,
+    tree::{self, Node},
+};
 use crate::{Result, StoreError};
 use alloy_primitives::{B256, hex};
+use std::collections::HashMap;
 
 /// A database error about the access log's contents.
 pub(super) fn corrupt(what: &str) -> StoreError {
@@ -47,7 +51,14 @@ pub(super) fn to_i64(n: u64, what: &str) -> Result<i64> {
 }
 
 impl Row {
+    #[cfg(test)]
     pub(super) fn from_logged(logged: &LoggedEntry) -> Result<Self> {
+        Self::from_chained(logged, &logged.digest())
+    }
+
+    /// The row of `logged`, whose content digest is `digest` (as
+    /// [`LoggedEntry::chain_with_digest`] gave it: not hashed again).
+    pub(super) fn from_chained(logged: &LoggedEntry, digest: &B256) -> Result<Self> {
         let e = &logged.entry;
         Ok(Self {
             seq: to_i64(logged.seq, "sequence number")?,
@@ -66,7 +77,7 @@ impl Row {
             response_hash: e.response_hash.as_ref().map(hex32),
             epsilon_bits: e.epsilon.map(|x| i64::from_be_bytes(x.to_bits().to_be_bytes())),
             prev_hash: hex32(&logged.prev_hash),
-            digest: hex32(&logged.digest()),
+            digest: hex32(digest),
             hash: hex32(&logged.hash),
         })
     }
@@ -115,6 +126,35 @@ impl Row {
             hash: parse_b256(&self.hash, "an entry hash")?,
         })
     }
+}
+
+/// The sequence numbers of the entries whose hashes give the leaves among `nodes`
+/// (leaves are not stored: [`tree::is_stored`]).
+pub(super) fn leaf_seqs(nodes: &[Node]) -> Vec<u64> {
+    nodes.iter().filter(|n| !tree::is_stored(**n)).map(|n| n.index + 1).collect()
+}
+
+/// The hashes of `nodes` in order: a stored subtree from `stored` (by level and index),
+/// a leaf from its entry's hash in `entries` (by sequence number). A missing one is an
+/// error.
+pub(super) fn assemble(
+    nodes: &[Node],
+    stored: &HashMap<(i64, i64), B256>,
+    entries: &HashMap<u64, B256>,
+) -> Result<Vec<B256>> {
+    nodes
+        .iter()
+        .map(|n| {
+            let found = if tree::is_stored(*n) {
+                stored.get(&(i64::from(n.level), to_i64(n.index, "tree index")?)).copied()
+            } else {
+                entries.get(&(n.index + 1)).map(tree::leaf_hash)
+            };
+            found.ok_or_else(|| {
+                corrupt(&format!("has no tree node at level {} index {}", n.level, n.index))
+            })
+        })
+        .collect()
 }
 
 /// Checks an anchor against the log's own root of its first `anchor.size` entries

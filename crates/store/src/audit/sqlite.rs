@@ -2,8 +2,10 @@
 //!
 //! Three tables, created when missing: `audit_log` (one row per entry, keyed by `seq`,
 //! indexed by `(relationship, seq)`), `audit_tree` (the hash of each complete subtree of
-//! the Merkle tree, keyed by `(level, idx)`, written in the append that completes it)
-//! and `audit_roots` (the anchored roots, keyed by size). They can live in the record
+//! the Merkle tree above the leaves, keyed by `(level, idx)`, written in the append that
+//! completes it; a leaf is computed from its entry's `hash`) and `audit_roots` (the
+//! anchored roots, keyed by size). Logs written when `audit_tree` also held the leaves
+//! open as they are: those rows are left in place and no longer read. They can live in the record
 //! store's file or in a file of their own. Appends run in `IMMEDIATE` transactions, so
 //! they serialise against every other writer of the file, in this process or another;
 //! the head is the row with the highest `seq` (a primary key lookup) and the root comes
@@ -127,7 +129,8 @@ impl SqliteAccessLog {
             StoreError::Database(format!("cannot create the access log's SQLite tables: {e}"))
         })?;
         let (size, _) = last_of(&conn)?;
-        if tree_size(&conn)? < size {
+        // A log written before the tree existed: no level-1 subtree covers its entries.
+        if tree_size(&conn)? < size & !1 {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| db_error(&e))?;
@@ -193,20 +196,24 @@ fn root_of(conn: &Connection, size: u64) -> Result<B256> {
     Ok(tree::fold(&tree_nodes(conn, &tree::decompose(0, size))?))
 }
 
-/// How many leaves the stored tree has.
+/// How many leaves the stored tree covers: its size rounded down to even (leaves are
+/// not stored, [`tree::is_stored`]).
 fn tree_size(conn: &Connection) -> Result<u64> {
-    let leaves: i64 = conn
-        .query_row("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_tree WHERE level = 0", [], |row| {
-            row.get(0)
-        })
+    let last: Option<i64> = conn
+        .query_row("SELECT MAX(idx) FROM audit_tree WHERE level = 1", [], |row| row.get(0))
         .map_err(|e| db_error(&e))?;
-    u64::try_from(leaves).map_err(|_| corrupt("holds a negative tree index"))
+    let last = last
+        .map(|i| u64::try_from(i).map_err(|_| corrupt("holds a negative tree index")))
+        .transpose()?;
+    Ok(tree::stored_width(last))
 }
 
-/// The stored hashes of `nodes`, in order; a missing one is an error.
+/// The hashes of `nodes`, in order: stored subtrees from `audit_tree`, leaves from
+/// their entries' hashes in `audit_log`; a missing one is an error.
 fn tree_nodes(conn: &Connection, nodes: &[Node]) -> Result<Vec<B256>> {
-    let mut found = HashMap::with_capacity(nodes.len());
-    for chunk in nodes.chunks(NODES_PER_QUERY) {
+    let inner: Vec<&Node> = nodes.iter().filter(|n| tree::is_stored(**n)).collect();
+    let mut found = HashMap::with_capacity(inner.len());
+    for chunk in inner.chunks(NODES_PER_QUERY) {
         let terms = vec!["(level = ? AND idx = ?)"; chunk.len()].join(" OR ");
         let sql = format!("SELECT level, idx, hash FROM audit_tree WHERE {terms}");
         let mut args: Vec<i64> = Vec::with_capacity(2 * chunk.len());
@@ -226,23 +233,39 @@ fn tree_nodes(conn: &Connection, nodes: &[Node]) -> Result<Vec<B256>> {
             found.insert((level, index), parse_b256(&hash, "a tree node")?);
         }
     }
-    nodes
-        .iter()
-        .map(|n| {
-            let key = (i64::from(n.level), to_i64(n.index, "tree index")?);
-            found.get(&key).copied().ok_or_else(|| {
-                corrupt(&format!("has no tree node at level {} index {}", n.level, n.index))
+    let seqs = row::leaf_seqs(nodes);
+    let mut entries = HashMap::with_capacity(seqs.len());
+    for chunk in seqs.chunks(NODES_PER_QUERY) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT seq, hash FROM audit_log WHERE seq IN ({marks})");
+        let args = chunk.iter().map(|&s| to_i64(s, "seq")).collect::<Result<Vec<i64>>>()?;
+        let mut statement = conn.prepare_cached(&sql).map_err(|e| db_error(&e))?;
+        let rows = statement
+            .query_map(params_from_iter(args), |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
             })
-        })
-        .collect()
+            .map_err(|e| db_error(&e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| db_error(&e))?;
+        for (seq, hash) in rows {
+            let seq =
+                u64::try_from(seq).map_err(|_| corrupt("holds a negative sequence number"))?;
+            entries.insert(seq, parse_b256(&hash, "an entry hash")?);
+        }
+    }
+    row::assemble(nodes, &found, &entries)
 }
 
-/// Stores the subtrees an append completed.
+/// Stores the subtrees an append completed (but the leaf: [`tree::is_stored`]).
 fn insert_nodes(conn: &Connection, nodes: &[(Node, B256)]) -> Result<()> {
+    let mut stored = nodes.iter().filter(|(node, _)| tree::is_stored(*node)).peekable();
+    if stored.peek().is_none() {
+        return Ok(());
+    }
     let mut insert = conn
         .prepare_cached("INSERT INTO audit_tree (level, idx, hash) VALUES (?1, ?2, ?3)")
         .map_err(|e| db_error(&e))?;
-    for (node, hash) in nodes {
+    for (node, hash) in stored {
         insert
             .execute(params![i64::from(node.level), to_i64(node.index, "tree index")?, hex32(hash)])
             .map_err(|e| db_error(&e))?;
@@ -255,6 +278,9 @@ fn insert_nodes(conn: &Connection, nodes: &[(Node, B256)]) -> Result<()> {
 /// transaction.
 fn catch_up(conn: &Connection, size: u64) -> Result<Frontier> {
     let have = tree_size(conn)?;
+    if have > size {
+        return Err(corrupt(&format!("has a tree of {have} entries over {size} entries")));
+    }
     let subtrees = tree_nodes(conn, &tree::decompose(0, have))?;
     let mut frontier =
         Frontier::new(have, subtrees).ok_or_else(|| corrupt("has an incomplete tree"))?;
@@ -342,8 +368,8 @@ impl AccessLog for SqliteAccessLog {
                 );
                 let mut insert = tx.prepare_cached(&sql).map_err(|e| db_error(&e))?;
                 for entry in entries {
-                    let entry = LoggedEntry::chain(size + 1, last, entry);
-                    let r = Row::from_logged(&entry)?;
+                    let (entry, digest) = LoggedEntry::chain_with_digest(size + 1, last, entry);
+                    let r = Row::from_chained(&entry, &digest)?;
                     insert
                         .execute(params![
                             r.seq,

@@ -181,6 +181,21 @@ impl Frontier {
     }
 }
 
+/// Whether the backends store `node`'s hash: every complete subtree but the leaves.
+/// A leaf is `SHA-256(0x00 ‖ h)` of an entry hash `h` that the entry's own row already
+/// holds, so storing it would repeat every entry hash; a reader computes it from the
+/// row ([`leaf_hash`]).
+pub const fn is_stored(node: Node) -> bool {
+    node.level > 0
+}
+
+/// How many leaves a stored tree covers, from the index of its last stored subtree of
+/// level 1 (`None`: none stored): the tree of the first `n` entries stores every
+/// level-1 subtree of `decompose(0, n)`, so it covers `n` rounded down to even.
+pub fn stored_width(last_level_one: Option<u64>) -> u64 {
+    last_level_one.map_or(0, |i| 2 * (i + 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,5 +396,15 @@ mod tests {
             }
         }
         assert!(path_ranges(3, 3).is_empty());
+    }
+
+    #[test]
+    fn leaves_are_not_stored_and_the_stored_width_is_even() {
+        let (_, stored) = built(13);
+        assert_eq!(stored.keys().filter(|n| is_stored(**n)).count(), 13 - 3);
+        assert!(!is_stored(Node { level: 0, index: 4 }));
+        let last = stored.keys().filter(|n| n.level == 1).map(|n| n.index).max();
+        assert_eq!(stored_width(last), 12);
+        assert_eq!(stored_width(None), 0);
     }
 }

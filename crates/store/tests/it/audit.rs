@@ -445,3 +445,63 @@ async fn a_mysql_log_without_a_tree_gets_one() {
     })
     .await;
 }
+
+/// A log written when `audit_tree` also held the leaves (earlier versions) opens as it
+/// is: its entries prove, appends continue the tree without leaf rows, and the chain
+/// check holds.
+async fn a_log_with_leaf_rows_continues<L: TestLog>(log: &L, reopen: impl AsyncFnOnce() -> L) {
+    let written = log.append_batch((1..=11).map(full).collect()).await.unwrap();
+    let rows: Vec<String> = written
+        .iter()
+        .map(|e| {
+            let leaf = medrec_store::audit::tree::leaf_hash(&e.hash);
+            format!("(0, {}, '{leaf}')", e.seq - 1)
+        })
+        .collect();
+    let insert = format!("INSERT INTO audit_tree (level, idx, hash) VALUES {}", rows.join(", "));
+    log.execute(Box::leak(insert.into_boxed_str())).await.unwrap();
+    let log = reopen().await;
+    assert_eq!(log.head().await.unwrap(), head_of(&written));
+    let mut all = written;
+    all.extend(log.append_batch((12..=20).map(full).collect()).await.unwrap());
+    let head = log.head().await.unwrap();
+    assert_eq!(head, head_of(&all));
+    log.record_anchor(Anchor { size: 20, root: head.root, block: 1, tx: head.head }).await.unwrap();
+    for seq in 1..=20 {
+        verify(&prove(&log, seq).await.unwrap().unwrap()).unwrap();
+    }
+    assert_eq!(check_chain(&log, 6).await.unwrap(), head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_log_with_leaf_rows_continues() {
+    let path = TempPath::new("leaf-rows");
+    let log = SqliteAccessLog::open(&path.0).unwrap();
+    a_log_with_leaf_rows_continues(&log, async || SqliteAccessLog::open(&path.0).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_log_with_leaf_rows_continues() {
+    let first = postgres::fresh().await;
+    let url = std::env::var("MEDREC_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let database = first._keep.database().to_owned();
+    a_log_with_leaf_rows_continues(&first.log, async || {
+        PostgresAccessLog::connect_options(options.database(&database), 3).await.unwrap()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mysql_log_with_leaf_rows_continues() {
+    let first = mysql::fresh().await;
+    let url = std::env::var("MEDREC_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned());
+    let options: sqlx::mysql::MySqlConnectOptions = url.parse().unwrap();
+    let database = first._keep.database().to_owned();
+    a_log_with_leaf_rows_continues(&first.log, async || {
+        MysqlAccessLog::connect_options(options.database(&database), 3).await.unwrap()
+    })
+    .await;
+}

@@ -9,7 +9,9 @@
 //! in one transaction: concurrent appends, from this process or any other, queue on that
 //! lock, so sequence numbers have no gaps and the chain never forks (the primary key on
 //! `seq` would refuse a fork anyway). The root of any prefix comes from at most
-//! `log2(size)` rows of `audit_tree`. A log written before the tree existed gets its
+//! `log2(size)` rows of `audit_tree` (and a leaf from its entry's `hash`: `audit_tree`
+//! holds the subtrees above the leaves; the leaf rows that earlier versions wrote are
+//! left in place and no longer read). A log written before the tree existed gets its
 //! tree when connected to. (`audit_anchors`, where earlier versions recorded the
 //! anchored heads of the hash chain, is left as it is and no longer read.) Every value
 //! is bound as a parameter.
@@ -145,8 +147,8 @@ where
         );
         let mut logged = Vec::with_capacity(entries.len());
         for entry in entries {
-            let entry = LoggedEntry::chain(size + 1, last, entry);
-            let r = Row::from_logged(&entry)?;
+            let (entry, digest) = LoggedEntry::chain_with_digest(size + 1, last, entry);
+            let r = Row::from_chained(&entry, &digest)?;
             sqlx::query(sql::<DB>(&insert))
                 .bind(r.seq)
                 .bind(r.time)
@@ -205,25 +207,26 @@ where
         Ok(LogHead { size, head, root })
     }
 
-    /// How many leaves the stored tree has.
+    /// How many leaves the stored tree covers: its size rounded down to even (leaves
+    /// are not stored, [`tree::is_stored`]).
     async fn tree_size(conn: &mut DB::Connection) -> Result<u64> {
-        let leaves: Option<i64> =
-            sqlx::query_scalar(sql::<DB>("SELECT MAX(idx) FROM audit_tree WHERE level = 0"))
+        let last: Option<i64> =
+            sqlx::query_scalar(sql::<DB>("SELECT MAX(idx) FROM audit_tree WHERE level = 1"))
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(|e| Self::err(&e))?;
-        match leaves {
-            None => Ok(0),
-            Some(last) => u64::try_from(last)
-                .map(|last| last + 1)
-                .map_err(|_| corrupt("holds a negative tree index")),
-        }
+        let last = last
+            .map(|i| u64::try_from(i).map_err(|_| corrupt("holds a negative tree index")))
+            .transpose()?;
+        Ok(tree::stored_width(last))
     }
 
-    /// The stored hashes of `nodes`, in order; a missing one is an error.
+    /// The hashes of `nodes`, in order: stored subtrees from `audit_tree`, leaves from
+    /// their entries' hashes in `audit_log`; a missing one is an error.
     async fn tree_nodes(conn: &mut DB::Connection, nodes: &[Node]) -> Result<Vec<B256>> {
-        let mut found = HashMap::with_capacity(nodes.len());
-        for chunk in nodes.chunks(NODES_PER_QUERY) {
+        let inner: Vec<&Node> = nodes.iter().filter(|n| tree::is_stored(**n)).collect();
+        let mut found = HashMap::with_capacity(inner.len());
+        for chunk in inner.chunks(NODES_PER_QUERY) {
             let terms = vec!["(level = ? AND idx = ?)"; chunk.len()].join(" OR ");
             let text = format!("SELECT level, idx, hash FROM audit_tree WHERE {terms}");
             let mut query = sqlx::query(sql::<DB>(&text));
@@ -238,20 +241,30 @@ where
                 found.insert((level, index), parse_b256(&hash, "a tree node")?);
             }
         }
-        nodes
-            .iter()
-            .map(|n| {
-                let key = (i64::from(n.level), to_i64(n.index, "tree index")?);
-                found.get(&key).copied().ok_or_else(|| {
-                    corrupt(&format!("has no tree node at level {} index {}", n.level, n.index))
-                })
-            })
-            .collect()
+        let seqs = row::leaf_seqs(nodes);
+        let mut entries = HashMap::with_capacity(seqs.len());
+        for chunk in seqs.chunks(NODES_PER_QUERY) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let text = format!("SELECT seq, hash FROM audit_log WHERE seq IN ({marks})");
+            let mut query = sqlx::query(sql::<DB>(&text));
+            for &seq in chunk {
+                query = query.bind(to_i64(seq, "seq")?);
+            }
+            let rows = query.fetch_all(&mut *conn).await.map_err(|e| Self::err(&e))?;
+            for row in rows {
+                let seq: i64 = row.try_get(0).map_err(|e| Self::err(&e))?;
+                let hash: String = row.try_get(1).map_err(|e| Self::err(&e))?;
+                let seq =
+                    u64::try_from(seq).map_err(|_| corrupt("holds a negative sequence number"))?;
+                entries.insert(seq, parse_b256(&hash, "an entry hash")?);
+            }
+        }
+        row::assemble(nodes, &found, &entries)
     }
 
-    /// Stores the subtrees an append completed.
+    /// Stores the subtrees an append completed (but the leaf: [`tree::is_stored`]).
     async fn insert_nodes(conn: &mut DB::Connection, nodes: &[(Node, B256)]) -> Result<()> {
-        for (node, hash) in nodes {
+        for (node, hash) in nodes.iter().filter(|(node, _)| tree::is_stored(*node)) {
             sqlx::query(sql::<DB>("INSERT INTO audit_tree (level, idx, hash) VALUES (?, ?, ?)"))
                 .bind(i64::from(node.level))
                 .bind(to_i64(node.index, "tree index")?)
@@ -268,6 +281,9 @@ where
     /// locked.
     async fn catch_up(conn: &mut DB::Connection, size: u64) -> Result<Frontier> {
         let have = Self::tree_size(conn).await?;
+        if have > size {
+            return Err(corrupt(&format!("has a tree of {have} entries over {size} entries")));
+        }
         let subtrees = Self::tree_nodes(conn, &tree::decompose(0, have)).await?;
         let mut frontier =
             Frontier::new(have, subtrees).ok_or_else(|| corrupt("has an incomplete tree"))?;
@@ -296,7 +312,8 @@ where
     /// Builds the tree of a log written before the tree existed, if it is one.
     async fn catch_up_on(conn: &mut DB::Connection) -> Result<()> {
         let (size, _) = Self::last(conn).await?;
-        if Self::tree_size(conn).await? >= size {
+        // A log written before the tree existed: no level-1 subtree covers its entries.
+        if Self::tree_size(conn).await? >= size & !1 {
             return Ok(());
         }
         let mut tx = conn.begin().await.map_err(|e| Self::err(&e))?;

@@ -4,8 +4,17 @@
 //! 1. `healthz`: `GET /healthz` on 32 connections — what the server and the machine
 //!    can do at all;
 //! 2. `bearer`: authorized, audited reads on 32 connections, each request a random
-//!    Observation of a random patient with that patient's bearer token;
-//! 3. `reader_alone` then `reader_flooded`: one reader (16 connections, bearer) alone,
+//!    Observation of a random patient with that patient's bearer token. The requests
+//!    are formatted once, when wrk starts (every Observation of every patient), and each
+//!    request picks one: wrk shares the server's cores, and formatting a request in Lua
+//!    per request is the generator's cost, not the server's (`/healthz` is a fixed
+//!    request, formatted once). `bearer_lua_format` is the same load formatted per
+//!    request, as earlier versions of this benchmark ran it, for comparison;
+//! 3. `signed`: reads on 32 connections each with a fresh EIP-712 signature, signed
+//!    before wrk starts (signing is the client's work) and written to a file that the
+//!    script reads and formats when wrk starts; each signature is sent once (the
+//!    gatekeeper refuses a replayed nonce, so a run that ran out would show refusals);
+//! 4. `reader_alone` then `reader_flooded`: one reader (16 connections, bearer) alone,
 //!    then side by side with a flood on 16 more connections of requests without
 //!    credentials and requests signed with random bytes (which recover to addresses
 //!    the chain does not know), all from the same source address as the reader.
@@ -16,7 +25,7 @@
 //! patients). wrk counts 4xx and 5xx alike, so the flood's answers are also checked
 //! through the gatekeeper's counters of refusals.
 
-use super::{Mode, Options, Scenario, sign_in};
+use super::{Mode, Options, SIGNED_WINDOW, Scenario, sign_in};
 use anyhow::{Context, bail, ensure};
 use medrec_gatekeeper::limits::RateLimits;
 use serde_json::{Value, json};
@@ -24,6 +33,7 @@ use std::{
     fmt::Write as _,
     path::Path,
     process::{Child, Command, Stdio},
+    time::Instant,
 };
 
 /// What one wrk run reported.
@@ -72,7 +82,9 @@ pub(super) fn measure(
         .map(|p| sign_in(&gk, &p.account.signer()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let reads = scenario.dir.join("reads.lua");
-    std::fs::write(&reads, reads_script(scenario, &tokens)?)?;
+    std::fs::write(&reads, reads_script(scenario, &tokens, Format::Once)?)?;
+    let reads_lua = scenario.dir.join("reads-lua-format.lua");
+    std::fs::write(&reads_lua, reads_script(scenario, &tokens, Format::PerRequest)?)?;
     let flood = scenario.dir.join("flood.lua");
     let some_id = scenario.patients[0].observations.first().context("no Observations")?;
     std::fs::write(&flood, flood_script(&format!("/fhir/Observation/{some_id}")))?;
@@ -91,6 +103,11 @@ pub(super) fn measure(
     let before = logged(&gk)?;
     let bearer = w.run("/", Some(&reads), 32, seconds)?;
     let bearer_logged = logged(&gk)? - before;
+    crate::output::note(&format!(
+        "wrk: bearer reads formatted per request, 32 connections, {seconds} s"
+    ));
+    let bearer_lua = w.run("/", Some(&reads_lua), 32, seconds)?;
+    let (signed, signed_logged, signing) = signed_run(scenario, &w, opts, &|| logged(&gk))?;
     crate::output::note(&format!("wrk: one reader alone, 16 connections, {seconds} s"));
     let alone = w.run("/", Some(&reads), 16, seconds)?;
     crate::output::note(&format!("wrk: the reader beside a flood on 16 connections, {seconds} s"));
@@ -119,6 +136,10 @@ pub(super) fn measure(
     };
     let valid = healthz.non_2xx == 0
         && bearer.non_2xx == 0
+        && bearer_lua.non_2xx == 0
+        && signed.non_2xx == 0
+        && bearer_lua.socket_errors + signed.socket_errors == 0
+        && reads_logged(signed_logged, &signed, 32)
         && alone.non_2xx == 0
         && flooded.non_2xx == 0
         && bearer.socket_errors + alone.socket_errors + flooded.socket_errors == 0
@@ -135,6 +156,12 @@ pub(super) fn measure(
         "bearer": bearer.json(),
         "bearer_over_healthz": round3(bearer.per_sec / healthz.per_sec),
         "bearer_access_log_entries": bearer_logged,
+        "bearer_lua_format": bearer_lua.json(),
+        "bearer_lua_format_over_healthz": round3(bearer_lua.per_sec / healthz.per_sec),
+        "signed": signed.json(),
+        "signed_over_bearer": round3(signed.per_sec / bearer.per_sec),
+        "signed_access_log_entries": signed_logged,
+        "signing": signing,
         "reader_alone": alone.json(),
         "reader_flooded": flooded.json(),
         "flood": flood_run.json(),
@@ -147,6 +174,60 @@ pub(super) fn measure(
         "flood_access_log_entries": by_others,
         "valid": valid,
     }))
+}
+
+/// Signs one and a half times `--signed-rate` requests per second of the window (random
+/// Observations, each patient's connections their own), then loads them with wrk on 32
+/// connections.
+/// Returns the run, the access log entries it added and what signing took.
+fn signed_run(
+    scenario: &Scenario,
+    w: &Wrk,
+    opts: &Options,
+    logged: &dyn Fn() -> anyhow::Result<u64>,
+) -> anyhow::Result<(WrkRun, u64, Value)> {
+    let seconds = opts.seconds.max(1);
+    let lists = 32usize;
+    // Half again as many as the rate asks: wrk's two threads each send their own half,
+    // and the faster one must not run out before the window ends.
+    let total = opts.signed_rate.saturating_mul(seconds).saturating_mul(3) / 2;
+    let per_list = usize::try_from(total.div_ceil(lists as u64))?;
+    crate::output::note(&format!("wrk: signing {} requests", per_list * lists));
+    let started = Instant::now();
+    let signed = scenario.presign(lists, per_list)?;
+    let took = started.elapsed();
+    ensure!(
+        took.as_secs() + seconds < SIGNED_WINDOW.as_secs(),
+        "signing took {:.1} s: with {seconds} s of load the last signatures would be older \
+         than the verifier's 30 s window; use fewer --seconds or a lower --signed-rate",
+        took.as_secs_f64()
+    );
+    // One line per request, interleaved across the lists so that each wrk thread (every
+    // other line) gets all the patients: the path, then header names and values.
+    let mut data = String::with_capacity(per_list * lists * 340);
+    for i in 0..per_list {
+        for list in &signed {
+            let spec = &list[i];
+            data.push_str(&spec.path);
+            for (name, value) in &spec.headers {
+                write!(data, " {} {}", name.as_str(), value.to_str()?)?;
+            }
+            data.push('\n');
+        }
+    }
+    let file = scenario.dir.join("signed.txt");
+    std::fs::write(&file, data)?;
+    let script = scenario.dir.join("signed.lua");
+    std::fs::write(&script, signed_script(&file)?)?;
+    crate::output::note(&format!("wrk: signed reads, 32 connections, {seconds} s"));
+    let before = logged()?;
+    let run = w.run("/", Some(&script), 32, seconds)?;
+    let added = logged()? - before;
+    let signing = json!({
+        "presigned": per_list * lists,
+        "seconds": (took.as_secs_f64() * 100.0).round() / 100.0,
+    });
+    Ok((run, added, signing))
 }
 
 fn round3(x: f64) -> f64 {
@@ -260,9 +341,22 @@ fn millis(v: &str) -> anyhow::Result<f64> {
     Ok(number.parse::<f64>()? * scale)
 }
 
+/// When a wrk script formats its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Every possible request once, when wrk starts; each request then picks one.
+    Once,
+    /// Each request as it is sent (the generator's Lua work per request).
+    PerRequest,
+}
+
 /// A Lua script for wrk: each request a random Observation of a random patient, with
 /// that patient's bearer token.
-fn reads_script(scenario: &Scenario, tokens: &[axum::http::HeaderValue]) -> anyhow::Result<String> {
+fn reads_script(
+    scenario: &Scenario,
+    tokens: &[axum::http::HeaderValue],
+    format: Format,
+) -> anyhow::Result<String> {
     let mut lua = String::from("local paths = {\n");
     for p in &scenario.patients {
         lua.push_str("  {");
@@ -275,15 +369,68 @@ fn reads_script(scenario: &Scenario, tokens: &[axum::http::HeaderValue]) -> anyh
     for t in tokens {
         writeln!(lua, "  \"{}\",", t.to_str()?)?;
     }
-    lua.push_str(
-        "}\n\
-         request = function()\n\
-           local p = math.random(#tokens)\n\
-           local ids = paths[p]\n\
-           return wrk.format(\"GET\", ids[math.random(#ids)], { [\"Authorization\"] = tokens[p] })\n\
-         end\n",
-    );
+    lua.push_str("}\n");
+    lua.push_str(match format {
+        Format::PerRequest => {
+            "request = function()\n\
+               local p = math.random(#tokens)\n\
+               local ids = paths[p]\n\
+               return wrk.format(\"GET\", ids[math.random(#ids)], { [\"Authorization\"] = tokens[p] })\n\
+             end\n"
+        }
+        Format::Once => {
+            "local formatted = {}\n\
+             init = function(args)\n\
+               for p = 1, #tokens do\n\
+                 local mine = {}\n\
+                 for i, path in ipairs(paths[p]) do\n\
+                   mine[i] = wrk.format(\"GET\", path, { [\"Authorization\"] = tokens[p] })\n\
+                 end\n\
+                 formatted[p] = mine\n\
+               end\n\
+             end\n\
+             request = function()\n\
+               local mine = formatted[math.random(#formatted)]\n\
+               return mine[math.random(#mine)]\n\
+             end\n"
+        }
+    });
     Ok(lua)
+}
+
+/// A Lua script for wrk that sends each pre-signed request of `file` once: wrk's two
+/// threads take every other line each, formatted when the thread starts, and send them
+/// in order (past the end they start over, and the replays are refused: such a run
+/// shows non-2xx answers).
+fn signed_script(file: &Path) -> anyhow::Result<String> {
+    let path = file.to_str().context("the temporary directory's path is not UTF-8")?;
+    ensure!(!path.contains(['"', '\\', '\n']), "unexpected characters in {path}");
+    Ok(format!(
+        "local threads = 0\n\
+         setup = function(thread)\n\
+           thread:set(\"id\", threads)\n\
+           threads = threads + 1\n\
+         end\n\
+         local formatted = {{}}\n\
+         local next = 0\n\
+         init = function(args)\n\
+           local n = 0\n\
+           for line in io.lines(\"{path}\") do\n\
+             if n % 2 == id then\n\
+               local words = {{}}\n\
+               for w in line:gmatch(\"%S+\") do words[#words + 1] = w end\n\
+               local headers = {{}}\n\
+               for k = 2, #words, 2 do headers[words[k]] = words[k + 1] end\n\
+               formatted[#formatted + 1] = wrk.format(\"GET\", words[1], headers)\n\
+             end\n\
+             n = n + 1\n\
+           end\n\
+         end\n\
+         request = function()\n\
+           next = next % #formatted + 1\n\
+           return formatted[next]\n\
+         end\n"
+    ))
 }
 
 /// A Lua script for wrk: every other request without credentials, the others signed
