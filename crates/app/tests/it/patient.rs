@@ -129,6 +129,14 @@ async fn the_patient_unlocks_answers_sees_verified_records_shares_and_revokes() 
         around(&records, "flash")
     );
     assert!(records.contains(r#"<h2 id="cat-labs">Lab results"#), "{records}");
+    // The refresh is a long action: its form says what happens while it runs.
+    assert!(
+        records.contains(
+            r#"action="/records/refresh" data-busy="Fetching your records from every provider"#
+        ),
+        "{}",
+        around(&records, "/records/refresh")
+    );
     for site in &net.sites {
         let from = format!("From Provider {}", short_address(site.account.address));
         assert!(records.contains(&from), "{from}");
