@@ -231,7 +231,8 @@ pub(crate) fn router(state: AppState, hosts: csrf::Hosts) -> Router {
             .route("/enroll", post(routes::provider::enroll))
             .route("/import", get(routes::provider::import_page).post(routes::provider::import))
             .route("/publish", get(routes::provider::publish_page).post(routes::provider::publish))
-            .route("/gatekeeper", get(routes::provider::gatekeeper)),
+            .route("/gatekeeper", get(routes::provider::gatekeeper))
+            .route("/access", get(routes::provider::access)),
     };
     pages
         .route("/account", get(routes::account::page))

@@ -17,6 +17,8 @@ struct AccessPage {
     rows: Vec<access::Row>,
     summary: String,
     failure: Option<String>,
+    /// Always `None` here (one page holds the patient's entries).
+    next: Option<u64>,
 }
 
 /// `GET /access`: always read afresh from every provider.
@@ -30,5 +32,5 @@ pub(crate) async fn page(State(state): State<AppState>) -> PageResult {
         }
         Err(e) => (Vec::new(), String::new(), Some(e)),
     };
-    render(&AccessPage { chrome: cx.chrome, rows, summary, failure })
+    render(&AccessPage { chrome: cx.chrome, rows, summary, failure, next: None })
 }

@@ -55,6 +55,17 @@ struct PublishPage {
 }
 
 #[derive(Template)]
+#[template(path = "access.html")]
+struct AccessPage {
+    chrome: Chrome,
+    rows: Vec<crate::views::access::Row>,
+    summary: String,
+    failure: Option<String>,
+    /// The entry number the next page starts after, when there may be more.
+    next: Option<u64>,
+}
+
+#[derive(Template)]
 #[template(path = "provider_gatekeeper.html")]
 struct GatekeeperPage {
     chrome: Chrome,
@@ -252,6 +263,41 @@ pub(crate) async fn publish(State(state): State<AppState>) -> PageResult {
         Err(e) => state.tell(true, format!("Nothing was published. {e}")),
     }
     Ok(Redirect::to("/publish").into_response())
+}
+
+/// Which page of the access log.
+#[derive(Deserialize, Default)]
+pub(crate) struct AccessQuery {
+    after: Option<u64>,
+}
+
+/// `GET /access?after=N`: the gatekeeper's own access log (500 entries a page), each
+/// entry checked against the anchor this provider put on chain.
+pub(crate) async fn access(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<AccessQuery>,
+) -> PageResult {
+    let session = session(&state).await?;
+    let me = session.config().address;
+    let after = query.after.unwrap_or(0);
+    let mut names = state.names.read().await.clone();
+    names.endpoints.insert(me, session.config().endpoint.clone());
+    let (rows, summary, failure, next) = match session.access_log(after).await {
+        Ok(entries) => {
+            let last = entries.last().and_then(|e| e.entry["seq"].as_u64());
+            let next = (entries.len() >= 500).then_some(last).flatten();
+            let rows = crate::views::access::rows(&entries, me, &names, &Default::default());
+            (rows, crate::views::access::summary(&entries), None, next)
+        }
+        Err(e) => (Vec::new(), String::new(), Some(crate::error::sentence(&e)), None),
+    };
+    render(&AccessPage {
+        chrome: chrome(&state, &session, "access", "Access log"),
+        rows,
+        summary,
+        failure,
+        next,
+    })
 }
 
 /// `GET /gatekeeper`: is it ready, how far behind the chain, when it last anchored.

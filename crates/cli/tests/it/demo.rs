@@ -98,6 +98,11 @@ async fn keep_running_leaves_the_chain_and_gatekeepers_serving() {
             .await;
     assert!(enrolled.contains("Enrolled: relationship"), "{enrolled}");
     assert!(enrolled.contains("new: waiting for the patient"), "{enrolled}");
+    // Its own access log: every decision of its gatekeeper (its import of the records
+    // and its own reads among them), each checked against its anchor.
+    let log = app_page(provider, "/access").await;
+    assert!(log.contains("Every decision your gatekeeper took"), "{log}");
+    assert!(log.contains("new or changed records, written by the provider"), "{log}");
     let inbox = app_page(v["apps"]["patient"].as_str().unwrap(), "/inbox").await;
     assert!(inbox.contains("with you. Accept it to see its records."), "{inbox}");
     let viewer = app_page(v["apps"]["viewer"].as_str().unwrap(), "/").await;

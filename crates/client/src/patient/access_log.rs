@@ -73,29 +73,30 @@ impl PatientSession {
                 {
                     continue;
                 }
-                let proof = match &e.proof {
-                    None => ProofStatus::Pending,
-                    Some(proof) => match verify(proof) {
-                        Err(err) => ProofStatus::Invalid { message: err.to_string() },
-                        Ok(()) => {
-                            let claim = AnchorClaim {
-                                size: proof.anchor.size,
-                                root: proof.anchor.root,
-                                block: proof.anchor.block,
-                            };
-                            let anchors = self.chain.spec().anchors;
-                            match check_anchor(self.chain.reader(), anchors, provider, claim).await
-                            {
-                                Ok(()) => ProofStatus::Verified { block: proof.anchor.block },
-                                Err(err) => ProofStatus::Invalid { message: err.to_string() },
-                            }
-                        }
-                    },
-                };
+                let proof = proof_status(&self.chain, provider, e.proof.as_ref()).await;
                 rows.push(AccessEntry { provider, entry: e.entry, proof });
             }
         }
         rows.sort_by_key(|r| (r.entry["time"].as_u64(), r.entry["seq"].as_u64()));
         Ok(rows)
+    }
+}
+
+/// Whether an entry's inclusion proof holds and its anchor is the one `provider` put
+/// on chain.
+pub(crate) async fn proof_status(
+    chain: &crate::Chain,
+    provider: Address,
+    proof: Option<&medrec_store::audit::Proof>,
+) -> ProofStatus {
+    let Some(proof) = proof else { return ProofStatus::Pending };
+    if let Err(err) = verify(proof) {
+        return ProofStatus::Invalid { message: err.to_string() };
+    }
+    let claim =
+        AnchorClaim { size: proof.anchor.size, root: proof.anchor.root, block: proof.anchor.block };
+    match check_anchor(chain.reader(), chain.spec().anchors, provider, claim).await {
+        Ok(()) => ProofStatus::Verified { block: proof.anchor.block },
+        Err(err) => ProofStatus::Invalid { message: err.to_string() },
     }
 }

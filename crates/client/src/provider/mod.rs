@@ -120,3 +120,32 @@ impl ProviderSession {
         )
     }
 }
+
+impl ProviderSession {
+    /// The provider's own access log, oldest first, entries after `after` (at most 500),
+    /// each proof checked against the anchor this provider put on chain.
+    ///
+    /// # Errors
+    /// When the gatekeeper or the chain cannot be read.
+    pub async fn access_log(
+        &self,
+        after: u64,
+    ) -> Result<Vec<crate::patient::access_log::AccessEntry>> {
+        let chain = self.connect().await?;
+        let entries = self.client().audit(after).await.map_err(|e| {
+            crate::Error::gatekeeper("cannot read the gatekeeper's access log".to_owned(), e)
+        })?;
+        let me = self.config.address;
+        let mut rows = Vec::with_capacity(entries.len());
+        for e in entries {
+            let proof =
+                crate::patient::access_log::proof_status(&chain, me, e.proof.as_ref()).await;
+            rows.push(crate::patient::access_log::AccessEntry {
+                provider: me,
+                entry: e.entry,
+                proof,
+            });
+        }
+        Ok(rows)
+    }
+}

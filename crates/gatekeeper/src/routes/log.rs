@@ -1,5 +1,6 @@
 //! `GET /audit?after=<seq>&limit=<n>`: the access log entries about the requester's
-//! relationships as a patient at this provider, each with its proof of anchoring
+//! relationships as a patient at this provider (every entry, for the provider itself:
+//! its own log), each with its proof of anchoring
 //! (`null` until the next anchor covers it): an inclusion path of at most
 //! `⌈log2 size⌉` hashes, so a page stays small however much traffic came between
 //! anchors; and the log's head ([`AuditPage`]).
@@ -47,8 +48,12 @@ pub(crate) async fn get(
         }
     }
     g.ready()?;
-    let relationships: Vec<B256> =
-        g.patient_relationships(caller.address).into_iter().map(|id| id.0).collect();
+    let provider = g.is_provider(caller.address);
+    let relationships: Vec<B256> = if provider {
+        Vec::new()
+    } else {
+        g.patient_relationships(caller.address).into_iter().map(|id| id.0).collect()
+    };
     let log = trail.log();
     let failed = |err: medrec_store::StoreError| {
         tracing::error!(target: "medrec::gatekeeper", %err, "reading the access log failed");
@@ -57,7 +62,9 @@ pub(crate) async fn get(
             reason: "unavailable",
         }
     };
-    let entries = if relationships.is_empty() {
+    let entries = if provider {
+        log.entries(after, limit).await.map_err(failed)?
+    } else if relationships.is_empty() {
         Vec::new()
     } else {
         log.entries_about(&relationships, after, limit).await.map_err(failed)?
@@ -70,6 +77,10 @@ pub(crate) async fn get(
         .map(|(entry, proof)| ProvenEntry { entry, proof: proof.as_ref().map(InclusionWire::from) })
         .collect();
     let head = log.head().await.map_err(failed)?;
+    // The provider reading its own log is itself an entry of the log (no relationship).
+    if provider {
+        audit.decided(Decision::AllowProvider);
+    }
     for id in relationships {
         audit.touch(Touch::relationship(id, Decision::AllowPatient));
     }

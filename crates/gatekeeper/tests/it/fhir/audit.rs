@@ -104,4 +104,24 @@ async fn every_request_is_logged_and_the_patient_verifies_the_entries_against_th
     let other = f.get("/audit", VIEWER).await;
     assert_eq!((other.status, other.body["entries"].as_array().map(Vec::len)), (200, Some(0)));
     assert_eq!(f.get("/audit?after=x", PATIENT).await.status, 400);
+
+    // The provider reads its whole log, every patient's entries; that read is an entry.
+    f.gk.flush_access_log().await;
+    let before = f.log.entries(0, 500).await.unwrap().len();
+    let own = f.get("/audit?after=0&limit=500", PROVIDER).await;
+    assert_eq!(own.status, 200);
+    let entries = own.body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), before, "every entry, not only one patient's");
+    let requesters: std::collections::BTreeSet<&str> =
+        entries.iter().filter_map(|e| e["requester"].as_str()).collect();
+    assert!(requesters.len() >= 2, "the patient's and the viewer's entries: {requesters:?}");
+    f.gk.flush_access_log().await;
+    let after = f.log.entries(0, 500).await.unwrap();
+    assert_eq!(after.len(), before + 1);
+    assert_eq!(after.last().unwrap().entry.decision.to_string(), "allow-provider");
+    // Paged by entry number: after the first `before`, only the provider's own read.
+    let page = f.get(&format!("/audit?after={before}"), PROVIDER).await;
+    let rest = page.body["entries"].as_array().unwrap();
+    assert_eq!(rest.len(), 1, "{}", page.body);
+    assert_eq!(rest[0]["decision"], "allow-provider");
 }
