@@ -9,6 +9,8 @@ use std::fmt;
 
 pub use alloy_primitives;
 
+pub mod code;
+
 /// Status of a relationship in the patient's summary (mirrors `Relationships.Status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

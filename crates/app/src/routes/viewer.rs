@@ -29,6 +29,8 @@ use medrec_client::{
 struct SharedPage {
     chrome: Chrome,
     grants: Vec<GrantRow>,
+    /// The viewer's code, to give patients (their address, checked when typed).
+    code: String,
 }
 
 #[derive(Template)]
@@ -69,7 +71,8 @@ async fn context(state: &AppState) -> Result<(ViewerSession, Vec<Shared>, Names)
 pub(crate) async fn shared(State(state): State<AppState>) -> PageResult {
     let (session, shared, names) = context(&state).await?;
     let chrome = Chrome::new(&state, "shared", "Shared with me", session.address().to_string());
-    render(&SharedPage { chrome, grants: viewer::grants(&shared, &names) })
+    let code = medrec_primitives::code::encode(session.address());
+    render(&SharedPage { chrome, grants: viewer::grants(&shared, &names), code })
 }
 
 /// The search and filter of the records.

@@ -135,11 +135,20 @@ pub fn window(from: &str, until: &str, duration: u64) -> Result<Window, String> 
 
 /// A viewer's address, read from a form (with a sentence when it is not one).
 pub fn viewer(text: &str) -> Result<Address, String> {
-    text.trim().parse::<Address>().map_err(|_| {
-        format!(
-            "'{}' is not an address: ask the viewer for theirs, it looks like 0x followed by 40 hex digits.",
-            text.trim()
-        )
+    let text = text.trim();
+    if text.starts_with("0x") || text.starts_with("0X") {
+        return text.parse::<Address>().map_err(|_| {
+            format!(
+                "'{text}' is not an address: ask the viewer for theirs, it looks like 0x followed by 40 hex digits (or give the code their app shows)."
+            )
+        });
+    }
+    medrec_primitives::code::decode(text).map_err(|e| {
+        let mut why = e.to_string();
+        if let Some(first) = why.get(..1) {
+            why = format!("{}{}", first.to_uppercase(), &why[1..]);
+        }
+        format!("{why}. Type the viewer's code as their app shows it, or their address (0x followed by 40 hex digits).")
     })
 }
 
@@ -192,5 +201,17 @@ mod tests {
         );
         assert!(window("1970-01-03", "1970-01-01", 1).is_err());
         assert!(viewer("not an address").unwrap_err().contains("0x followed by 40 hex digits"));
+        assert!(viewer("0x12").unwrap_err().contains("is not an address"));
+        // The code the viewer's app shows, typed in lower case with spaces.
+        let a = Address::repeat_byte(0x24);
+        let code = medrec_primitives::code::encode(a).to_lowercase().replace('-', " ");
+        assert_eq!(viewer(&code).unwrap(), a);
+        let mut typo = medrec_primitives::code::encode(a);
+        typo.replace_range(0..1, if typo.starts_with('A') { "B" } else { "A" });
+        assert!(
+            viewer(&typo).unwrap_err().starts_with("The code's check characters do not match"),
+            "{}",
+            viewer(&typo).unwrap_err()
+        );
     }
 }

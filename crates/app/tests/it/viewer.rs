@@ -59,18 +59,36 @@ async fn the_viewer_reads_what_was_shared_until_the_patient_revokes() {
     assert!(shared.contains(&pharmacist.address.to_string()), "the address to give patients");
     assert!(!shared.contains(r#"action="/lock""#), "a demo key cannot be locked");
 
-    // The patient shares the lab results for a day.
+    // The patient shares the lab results for a day, typing the code the viewer's app
+    // shows (in lower case, with spaces); a mistyped code is refused before anything.
     let address = pharmacist.address.to_string();
+    let code =
+        shared.split(r#"<strong id="viewer-code">"#).nth(1).unwrap().split('<').next().unwrap();
+    assert_eq!(medrec_primitives::code::decode(code).unwrap(), pharmacist.address);
+    let typed = code.to_lowercase().replace('-', " ");
+    let mut typo = code.to_owned();
+    typo.replace_range(3..4, if &code[3..4] == "A" { "B" } else { "A" });
+    let refused = [
+        ("relationship", id.as_str()),
+        ("viewer", typo.as_str()),
+        ("pointer", "0"),
+        ("duration", "86400"),
+        ("from", ""),
+        ("until", ""),
+    ];
+    let (_, _, page) = patient.post("/share", &refused).await;
+    assert!(page.contains("The code&#39;s check characters do not match"), "{page}");
+    assert!(!page.contains("may now see"), "{page}");
     let form = [
         ("relationship", id.as_str()),
-        ("viewer", &address),
+        ("viewer", typed.as_str()),
         ("pointer", "0"),
         ("duration", "86400"),
         ("from", ""),
         ("until", ""),
     ];
     let (_, _, page) = patient.post("/share", &form).await;
-    assert!(page.contains("may now see 1 set of records"), "{page}");
+    assert!(page.contains(&format!("{address} may now see 1 set of records")), "{page}");
 
     let (_, _, shared) = viewer.get("/").await;
     let provider = short_address(net.sites[0].account.address);
