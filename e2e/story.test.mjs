@@ -212,7 +212,14 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
     assert.equal(await page.locator('h1').innerText(), 'Share');
     assert.deepEqual(await unlabelledFields(page), [], 'every form field has a label');
     const form = page.locator('form.share-form').filter({ hasText: providerPattern(story.first.provider) });
-    await form.getByLabel("Viewer's address").fill(story.viewer);
+    // The pharmacist's app shows a code for the patient to type (a mistyped one is refused).
+    const counter = await desktop.newPage();
+    await counter.goto(story.viewerUrl);
+    const code = (await counter.locator('#viewer-code').innerText()).trim();
+    assert.match(code, /^([0-9A-HJKMNP-TV-Z]{5}-){6}[0-9A-HJKMNP-TV-Z]{5}$/, `a viewer's code: ${code}`);
+    await shots.take(counter, 'viewer-code');
+    await counter.close();
+    await form.getByLabel("Viewer's code or address").fill(code.toLowerCase().replace(/-/g, ' '));
     const boxes = form.getByRole('group', { name: 'Which records' }).getByRole('checkbox');
     const names = await form.locator('fieldset .check label').allInnerTexts();
     assert.ok(names.length > 0 && names.every((n) => /lab/i.test(n)), `the records are named in words: ${names}`);
@@ -337,7 +344,7 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
   step('Keyboard: Tab reaches the main actions with a visible focus; fields are labelled', async () => {
     for (const [path, wanted] of [
       ['/records', ['Skip to content', 'Home', 'Inbox', 'Records', 'Share', 'Access log', 'Research', 'Refresh from providers', 'Export everything (FHIR Bundle)', 'Category', 'Search', 'Show']],
-      ['/share', ['Skip to content', "Viewer's address", 'Share']],
+      ['/share', ['Skip to content', "Viewer's code or address", 'Share']],
       ['/inbox', ['Skip to content', 'Delete']],
       ['/records?category=labs', ['Skip to content', 'Show everything']],
       ['/', ['Skip to content', 'Open Records']],
