@@ -164,6 +164,8 @@ pub struct Row {
     pub provider: String,
     /// How it was checked.
     pub check: Check,
+    /// It came with a provider's update the patient has not answered yet.
+    pub pending: bool,
 }
 
 impl Row {
@@ -225,8 +227,9 @@ pub fn build(records: &Records, problems: &[Problem], names: &Names, filter: &Fi
         .filter_map(|p| Some((p.relationship, p.pointer?)))
         .collect();
     // Where each (provider, reference) came from: the resource and its pointer.
-    let mut source: HashMap<(Address, String), (&Value, Check)> = HashMap::new();
+    let mut source: HashMap<(Address, String), (&Value, Check, bool)> = HashMap::new();
     for r in &records.relationships {
+        let pending = r.status == medrec_primitives::Status::UpdatePending;
         for p in &r.pointers {
             let check = if mismatched.contains(&(r.id, p.pointer)) {
                 Check::Mismatch
@@ -234,7 +237,7 @@ pub fn build(records: &Records, problems: &[Problem], names: &Names, filter: &Fi
                 Check::Verified { at: date(p.fetched_at) }
             };
             for x in &p.resources {
-                source.entry((r.provider, reference(x))).or_insert((x, check.clone()));
+                source.entry((r.provider, reference(x))).or_insert((x, check.clone(), pending));
             }
         }
     }
@@ -242,7 +245,8 @@ pub fn build(records: &Records, problems: &[Problem], names: &Names, filter: &Fi
     let mut total = 0;
     let needle = filter.text.trim().to_lowercase();
     for line in records.timeline() {
-        let Some((resource, check)) = source.get(&(line.provider, line.reference.clone())) else {
+        let Some((resource, check, pending)) = source.get(&(line.provider, line.reference.clone()))
+        else {
             continue;
         };
         total += 1;
@@ -258,6 +262,7 @@ pub fn build(records: &Records, problems: &[Problem], names: &Names, filter: &Fi
             value: line.value,
             provider: names.provider(line.provider),
             check: check.clone(),
+            pending: *pending,
         };
         by.entry(category).or_default().push(row);
     }
@@ -406,6 +411,17 @@ mod tests {
         assert_eq!(labs[0].provider, "Provider 0x0202…0202");
         assert_eq!(labs[1].provider, "Provider 0x0101…0101");
         assert!(labs.iter().all(Row::verified));
+        assert!(labs.iter().all(|r| !r.pending));
+        // A provider's update not answered yet: its records say so.
+        let mut held = records();
+        held.relationships[0].status = medrec_primitives::Status::UpdatePending;
+        let view = build(&held, &[], &Names::default(), &Filter::default());
+        let rows: Vec<&Row> = view.groups.iter().flat_map(|g| &g.rows).collect();
+        let (first, other): (Vec<&Row>, Vec<&Row>) =
+            rows.into_iter().partition(|r| r.provider == "Provider 0x0101…0101");
+        assert!(!first.is_empty() && first.iter().all(|r| r.pending));
+        assert!(!other.is_empty() && other.iter().all(|r| !r.pending));
+        let view = build(&records(), &[], &Names::default(), &Filter::default());
         assert_eq!(
             view.counts,
             [(Category::Labs, 2), (Category::Vitals, 1), (Category::Conditions, 1)]
