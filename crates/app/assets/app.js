@@ -21,7 +21,8 @@
 
 (function () {
   'use strict';
-  if (!window.EventSource) { return; }
+  // Live updates belong to the unlocked pages (those with the menu), not to unlock.
+  if (!window.EventSource || !document.querySelector('nav[aria-label="Main"]')) { return; }
   var source = new EventSource('/events');
   var status = document.getElementById('live-status');
 

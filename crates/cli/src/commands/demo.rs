@@ -91,6 +91,34 @@ fn demo_policy() -> Policy {
     }
 }
 
+/// A demo gatekeeper's configuration: on loopback, following the chain at once (no
+/// reorg depth, 100 ms polls), its enrollments and research ledger in the given files,
+/// the demo's research policy, anchoring every second with the provider's key.
+fn gatekeeper_config(
+    spec: &ChainSpec,
+    store: StoreUrl,
+    provider: alloy::signers::local::PrivateKeySigner,
+    enrollments: std::path::PathBuf,
+    ledger: std::path::PathBuf,
+) -> anyhow::Result<ServeConfig> {
+    let mut config = ServeConfig::new(
+        "127.0.0.1:0".parse()?,
+        store,
+        spec.rpc_url.clone(),
+        spec.relationships,
+        provider.address(),
+        CHAIN_ID,
+    );
+    config.reorg_depth = 0;
+    config.poll = Duration::from_millis(100);
+    config.enrollments = Some(enrollments);
+    config.research =
+        Some(ResearchSetup { registrar: spec.registrar, policy: demo_policy(), ledger });
+    config.anchoring =
+        Some(Anchoring { anchors: spec.anchors, period: Duration::from_secs(1), signer: provider });
+    Ok(config)
+}
+
 struct Narrator {
     json: bool,
     step: u32,
@@ -185,27 +213,13 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     {
         let (account, delegate) = (accounts[account].clone(), accounts[delegate].clone());
         let store = StoreUrl::Sqlite(dir.join(format!("provider-{i}.db")));
-        let mut config = ServeConfig::new(
-            "127.0.0.1:0".parse()?,
+        let config = gatekeeper_config(
+            &spec,
             store.clone(),
-            rpc.clone(),
-            at.relationships,
-            account.address,
-            CHAIN_ID,
-        );
-        config.reorg_depth = 0;
-        config.poll = Duration::from_millis(100);
-        config.enrollments = Some(dir.join(format!("provider-{i}-enrollments.json")));
-        config.research = Some(ResearchSetup {
-            registrar: at.registrar,
-            policy: demo_policy(),
-            ledger: dir.join(format!("provider-{i}-research.db")),
-        });
-        config.anchoring = Some(Anchoring {
-            anchors: at.anchors,
-            period: Duration::from_secs(1),
-            signer: account.signer(),
-        });
+            account.signer(),
+            dir.join(format!("provider-{i}-enrollments.json")),
+            dir.join(format!("provider-{i}-research.db")),
+        )?;
         let running = spawn(config).await.context("a gatekeeper could not start")?;
         // The certified institution registers the provider with its gatekeeper's URL.
         register_provider(

@@ -5,7 +5,7 @@
 //! import and publish. Its wallet's passphrase is [`PASSPHRASE`]: a throw-away demo
 //! wallet with a light key derivation, never for real records.
 
-use super::{CHAIN_ID, demo_policy};
+use super::{CHAIN_ID, demo_policy, gatekeeper_config};
 use alloy::primitives::{U256, keccak256};
 use anyhow::Context;
 use medrec_client::{
@@ -18,12 +18,10 @@ use medrec_client::{
     tx,
 };
 use medrec_devchain::genesis::DevAccount;
-use medrec_gatekeeper::serve::{
-    Anchoring, ResearchSetup, RunningGatekeeper, ServeConfig, StoreUrl, spawn,
-};
+use medrec_gatekeeper::serve::{RunningGatekeeper, StoreUrl, spawn};
 use medrec_synth::{Options, generate, transaction_bundle};
 use medrec_wallet::{Passphrase, ScryptParams, Wallet, WordCount};
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 /// Its name.
 pub(super) const NAME: &str = "Lakeside Practice";
@@ -63,27 +61,13 @@ pub(super) async fn start(
     )
     .await?;
     let store = StoreUrl::Sqlite(dir.join("records.db"));
-    let mut config = ServeConfig::new(
-        "127.0.0.1:0".parse()?,
+    let config = gatekeeper_config(
+        spec,
         store.clone(),
-        spec.rpc_url.clone(),
-        spec.relationships,
-        address,
-        CHAIN_ID,
-    );
-    config.reorg_depth = 0;
-    config.poll = Duration::from_millis(100);
-    config.enrollments = Some(dir.join("enrollments.json"));
-    config.research = Some(ResearchSetup {
-        registrar: spec.registrar,
-        policy: demo_policy(),
-        ledger: dir.join("research.db"),
-    });
-    config.anchoring = Some(Anchoring {
-        anchors: spec.anchors,
-        period: Duration::from_secs(1),
-        signer: wallet.account().clone(),
-    });
+        wallet.account().clone(),
+        dir.join("enrollments.json"),
+        dir.join("research.db"),
+    )?;
     let running = spawn(config).await.context("Lakeside Practice's gatekeeper could not start")?;
     register_provider(
         chain,
