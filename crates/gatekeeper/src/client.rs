@@ -9,6 +9,8 @@
 use crate::{
     audit::{ProofJsonError, wire::ProvenEntry},
     auth::{Request, random_nonce, sign_request},
+    enrollment::EnrollmentBody,
+    pointer::PointerSpec,
     server::DATA_HASH_HEADER,
 };
 use alloy::{
@@ -297,10 +299,11 @@ impl GatekeeperClient {
         &self,
         relationship: RelationshipId,
         patient: &str,
-        pointers: &[&str],
+        pointers: &[PointerSpec],
     ) -> Result<(), ClientError> {
         let target = format!("/enrollments/{}", relationship.0);
-        let body = json!({"patient": patient, "pointers": pointers}).to_string().into_bytes();
+        let body = EnrollmentBody { patient: patient.to_owned(), pointers: pointers.to_vec() };
+        let body = serde_json::to_vec(&body).map_err(|e| ClientError::Malformed(e.to_string()))?;
         self.answer(self.request("PUT", &target, body)?).await.map(|_| ())
     }
 

@@ -2,7 +2,7 @@
 //! of `PUT /enrollments/{relationship}` ([`EnrollmentBody`]), and the file that keeps
 //! enrollments across restarts ([`EnrollmentFile`]).
 
-use crate::pointer::PointerQuery;
+use crate::pointer::{PointerQuery, PointerSpec};
 use medrec_primitives::RelationshipId;
 use medrec_store::fhir::ResourceId;
 use serde::{Deserialize, Serialize};
@@ -18,15 +18,16 @@ pub struct Enrollment {
     pub pointers: Vec<PointerQuery>,
 }
 
-/// The wire form of an enrollment: `{"patient": <FHIR Patient id>, "pointers": [<query
-/// text>, …]}`, pointer 0 first. The body of `PUT /enrollments/{relationship}` and one
-/// value of the enrollment file.
+/// The wire form of an enrollment: `{"patient": <FHIR Patient id>, "pointers":
+/// [{"query": <text>, "salt": "0x…"}, …]}`, pointer 0 first (a pointer published before
+/// commitments were salted is its bare text). The body of `PUT
+/// /enrollments/{relationship}` and one value of the enrollment file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrollmentBody {
     /// The FHIR id of the patient in the provider's records.
     pub patient: String,
-    /// Each pointer's FHIR search text.
-    pub pointers: Vec<String>,
+    /// Each pointer's FHIR search text and commitment salt.
+    pub pointers: Vec<PointerSpec>,
 }
 
 /// Most pointers a relationship holds.
@@ -63,8 +64,8 @@ impl TryFrom<&EnrollmentBody> for Enrollment {
             .pointers
             .iter()
             .enumerate()
-            .map(|(index, text)| {
-                PointerQuery::parse(text)
+            .map(|(index, spec)| {
+                spec.parse()
                     .map_err(|e| EnrollmentInvalid::Pointer { index, reason: e.to_string() })
             })
             .collect::<Result<_, _>>()?;
@@ -76,7 +77,7 @@ impl From<&Enrollment> for EnrollmentBody {
     fn from(e: &Enrollment) -> Self {
         Self {
             patient: e.patient.as_str().to_owned(),
-            pointers: e.pointers.iter().map(|p| p.text().to_owned()).collect(),
+            pointers: e.pointers.iter().map(PointerQuery::spec).collect(),
         }
     }
 }
@@ -165,8 +166,22 @@ mod tests {
     fn body(pointers: &[&str]) -> EnrollmentBody {
         EnrollmentBody {
             patient: "p1".into(),
-            pointers: pointers.iter().map(|p| (*p).to_owned()).collect(),
+            pointers: pointers.iter().map(|p| PointerSpec::Unsalted((*p).to_owned())).collect(),
         }
+    }
+
+    #[test]
+    fn salted_pointers_keep_their_salt_through_the_file() {
+        let dir = std::env::temp_dir().join(format!("medrec-enroll-salt-{}", std::process::id()));
+        let file = EnrollmentFile::new(dir.join("enrollments.json"));
+        let spec = PointerSpec::salted("Observation?category=laboratory");
+        let body = EnrollmentBody { patient: "p1".into(), pointers: vec![spec.clone()] };
+        let id = RelationshipId(alloy::primitives::B256::repeat_byte(4));
+        file.save(&HashMap::from([(id, Enrollment::try_from(&body).unwrap())])).unwrap();
+        let back = file.load().unwrap();
+        assert_eq!(back[&id].pointers[0].commitment(), spec.parse().unwrap().commitment());
+        assert_eq!(EnrollmentBody::from(&back[&id]), body);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

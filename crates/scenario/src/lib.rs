@@ -22,7 +22,7 @@ use medrec_devchain::{
 };
 use medrec_gatekeeper::{
     client::{ClientError, GatekeeperClient},
-    pointer::{self, PointerQuery},
+    pointer::{self, PointerSpec},
     serve::{Anchoring, RunningGatekeeper, ServeConfig, StoreUrl, spawn},
 };
 use medrec_primitives::RelationshipId;
@@ -51,6 +51,8 @@ pub struct Site {
     pub store: StoreUrl,
     /// The FHIR id of its one synthetic patient.
     pub patient_id: String,
+    /// The lab-results pointer its relationships carry, with the salt of its commitment.
+    pub labs: PointerSpec,
 }
 
 impl Site {
@@ -70,7 +72,7 @@ impl Site {
     /// The lab results it holds for its patient, as the pointer serves them.
     async fn labs_data(&self) -> pointer::PointerData {
         let store = self.store.open().await.unwrap();
-        let query = PointerQuery::parse(LABS).unwrap();
+        let query = self.labs.parse().unwrap();
         pointer::run(store.as_ref(), &query, &self.patient_id.parse().unwrap()).await.unwrap()
     }
 }
@@ -157,6 +159,7 @@ impl Net {
                 running: Some(running),
                 store,
                 patient_id: record.id.clone(),
+                labs: PointerSpec::salted(LABS),
             };
             site.as_provider().import(&transaction_bundle(&record)).await.unwrap();
             sites.push(site);
@@ -171,7 +174,7 @@ impl Net {
     /// When the transaction fails.
     pub async fn create(&self, i: usize, patient: Address) -> RelationshipId {
         let site = &self.sites[i];
-        let query = PointerQuery::parse(LABS).unwrap();
+        let query = site.labs.parse().unwrap();
         let data = site.labs_data().await;
         assert!(!data.resources.is_empty(), "the synthetic patient has lab results");
         let r = Relationships::new(self.at.relationships, signer_of(&self.rpc_url, &site.account));
@@ -203,7 +206,7 @@ impl Net {
         let client = site.as_provider();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match client.enroll(id, &site.patient_id, &[LABS]).await {
+            match client.enroll(id, &site.patient_id, std::slice::from_ref(&site.labs)).await {
                 Ok(()) => break,
                 Err(ClientError::Refused { status: 403 | 409 | 503, .. })
                     if Instant::now() < deadline =>

@@ -35,7 +35,7 @@ use medrec_devchain::{
     server::{ServerHandle, serve as serve_rpc},
 };
 use medrec_gatekeeper::{
-    pointer::{self, PointerQuery},
+    pointer::{self, PointerQuery, PointerSpec},
     serve::{Anchoring, ResearchSetup, RunningGatekeeper, ServeConfig, StoreUrl, spawn},
 };
 use medrec_primitives::{RelationshipId, Status};
@@ -260,6 +260,7 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     n.step("Each provider enrolls the patient: a relationship on chain with a delegate address and a pointer to the patient's lab results.");
     for site in &mut sites {
         let store = site.store.open().await?;
+        let labs = PointerSpec::salted(LABS);
         let opened = open_relationship(
             &chain,
             &site.account.signer(),
@@ -267,12 +268,12 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             patient.address,
             site.delegate.address,
             &site.patient_id.parse()?,
-            LABS,
+            &labs,
         )
         .await?;
         site.relationship = opened.relationship;
         let client = provider_client(&chain, &site.running, &site.account);
-        tell_gatekeeper(&client, site.relationship, &site.patient_id, &[LABS]).await?;
+        tell_gatekeeper(&client, site.relationship, &site.patient_id, &[labs]).await?;
         n.say(&format!(
             "   {}: relationship {} ({} lab results, data hash {})",
             site.name,

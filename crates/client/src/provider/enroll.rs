@@ -29,7 +29,7 @@ use alloy::{
 };
 use medrec_chain::inbox::Notice;
 use medrec_gatekeeper::client::GatekeeperClient;
-use medrec_gatekeeper::pointer::{self, PointerQuery};
+use medrec_gatekeeper::pointer::{self, PointerQuery, PointerSpec};
 use medrec_primitives::{IdentityCommitment, RelationshipId};
 use medrec_store::{
     RecordStore,
@@ -119,7 +119,10 @@ impl ProviderSession {
         } else {
             request.pointers.clone()
         };
-        let queries = texts.iter().map(|t| parse_query(t)).collect::<Result<Vec<_>>>()?;
+        // Each pointer's commitment gets its own random salt (kept in relationships.json
+        // and told to the gatekeeper), so the chain does not say which search it runs.
+        let specs: Vec<PointerSpec> = texts.iter().map(PointerSpec::salted).collect();
+        let queries = specs.iter().map(parse_spec).collect::<Result<Vec<_>>>()?;
         let patient_id: ResourceId = request.patient_id.parse().map_err(|_| {
             Error::invalid(format!("'{}' is not a FHIR resource id", request.patient_id))
         })?;
@@ -180,7 +183,7 @@ impl ProviderSession {
             patient,
             delegate,
             &patient_id,
-            &texts[0],
+            &specs[0],
         )
         .await?;
         let by_provider = chain.sender(signer);
@@ -191,7 +194,7 @@ impl ProviderSession {
             delegate,
             patient,
             patient_id: request.patient_id.clone(),
-            pointers: vec![texts[0].clone()],
+            pointers: vec![specs[0].clone()],
             gatekeeper_enrolled: false,
         };
         state.relationships.insert(relationship.0, entry.clone());
@@ -204,7 +207,7 @@ impl ProviderSession {
             tx::fund(&by_provider, delegate, request.delegate_funding, "the delegate").await?;
             let signer = self.wallet.delegate(index).context("no delegate key")?;
             let rels = chain.relationships_as(signer);
-            for (i, (q, text)) in queries.iter().zip(&texts).enumerate().skip(1) {
+            for (i, (q, spec)) in queries.iter().zip(&specs).enumerate().skip(1) {
                 let data = pointer::run(store.as_ref(), q, &patient_id)
                     .await
                     .with_context(|| format!("cannot compute pointer {i}'s data"))?;
@@ -215,19 +218,19 @@ impl ProviderSession {
                 .await?;
                 placed.push(PlacedPointer {
                     pointer: i,
-                    query: text.clone(),
+                    query: spec.text().to_owned(),
                     resources: data.resources.len(),
                     data_hash: data.data_hash,
                     tx: receipt.transaction_hash,
                 });
-                entry.pointers.push(text.clone());
+                entry.pointers.push(spec.clone());
                 state.relationships.insert(relationship.0, entry.clone());
                 state.save(&self.dir)?;
             }
         }
 
         // The gatekeeper learns the queries once it has seen the relationship.
-        self.tell_gatekeeper(relationship, &request.patient_id, &texts).await?;
+        self.tell_gatekeeper(relationship, &request.patient_id, &specs).await?;
         entry.gatekeeper_enrolled = true;
         state.relationships.insert(relationship.0, entry);
         state.save(&self.dir)?;
@@ -245,8 +248,8 @@ impl ProviderSession {
         })
     }
 
-    /// Tells the provider's gatekeeper the pointer queries of `relationship`, waiting
-    /// while it catches up with the chain.
+    /// Tells the provider's gatekeeper the pointer queries of `relationship` with their
+    /// salts, waiting while it catches up with the chain.
     ///
     /// # Errors
     /// When the gatekeeper does not take them.
@@ -254,10 +257,9 @@ impl ProviderSession {
         &self,
         relationship: RelationshipId,
         patient_id: &str,
-        queries: &[String],
+        pointers: &[PointerSpec],
     ) -> Result<()> {
-        let refs: Vec<&str> = queries.iter().map(String::as_str).collect();
-        tell_gatekeeper(&self.client(), relationship, patient_id, &refs).await
+        tell_gatekeeper(&self.client(), relationship, patient_id, pointers).await
     }
 
     /// The patient's address: resolved from the identity commitment, registered (by an
@@ -322,8 +324,9 @@ impl ProviderSession {
     }
 }
 
-fn parse_query(text: &str) -> Result<PointerQuery> {
-    PointerQuery::parse(text).with_context(|| format!("the pointer query '{text}'"))
+/// Parses a pointer's text, naming it in the error.
+pub(super) fn parse_spec(spec: &PointerSpec) -> Result<PointerQuery> {
+    spec.parse().with_context(|| format!("the pointer query '{}'", spec.text()))
 }
 
 /// A relationship just created on chain.
@@ -339,7 +342,7 @@ pub struct Opened {
 
 /// The provider `provider` creates the relationship of `patient` with `delegate`,
 /// carrying pointer 0: `query` over the records of `patient_id` in `store`, by its
-/// query commitment and data hash.
+/// (salted) query commitment and data hash.
 ///
 /// # Errors
 /// When the query does not parse, the store cannot be read or the contract refuses.
@@ -350,9 +353,9 @@ pub async fn open_relationship(
     patient: Address,
     delegate: Address,
     patient_id: &ResourceId,
-    query: &str,
+    query: &PointerSpec,
 ) -> Result<Opened> {
-    let parsed = parse_query(query)?;
+    let parsed = parse_spec(query)?;
     let data = pointer::run(store, &parsed, patient_id)
         .await
         .context("cannot compute pointer 0's data")?;
@@ -366,7 +369,7 @@ pub async fn open_relationship(
         relationship: RelationshipId::derive(patient, delegate),
         pointer: PlacedPointer {
             pointer: 0,
-            query: query.to_owned(),
+            query: query.text().to_owned(),
             resources: data.resources.len(),
             data_hash: data.data_hash,
             tx: receipt.transaction_hash,
@@ -385,9 +388,9 @@ pub async fn tell_gatekeeper(
     client: &GatekeeperClient,
     relationship: RelationshipId,
     patient_id: &str,
-    queries: &[&str],
+    pointers: &[PointerSpec],
 ) -> Result<()> {
-    until_caught_up(PAUSE, PATIENCE, || client.enroll(relationship, patient_id, queries))
+    until_caught_up(PAUSE, PATIENCE, || client.enroll(relationship, patient_id, pointers))
         .await
         .map_err(|e| {
             Error::gatekeeper(

@@ -18,7 +18,7 @@ use crate::{
     plural, tx,
 };
 use alloy::primitives::{B256, U256};
-use medrec_gatekeeper::pointer::{self, PointerQuery};
+use medrec_gatekeeper::pointer;
 use medrec_primitives::{RelationshipId, Status};
 use medrec_store::fhir::ResourceId;
 
@@ -141,9 +141,8 @@ impl ProviderSession {
             let patient: ResourceId = enrolled.patient_id.parse().map_err(|_| {
                 crate::Error::invalid(format!("relationships.json: bad patient id for {id}"))
             })?;
-            for (i, text) in enrolled.pointers.iter().enumerate() {
-                let query = PointerQuery::parse(text)
-                    .with_context(|| format!("the pointer query '{text}'"))?;
+            for (i, spec) in enrolled.pointers.iter().enumerate() {
+                let query = super::enroll::parse_spec(spec)?;
                 let Some(&(commitment, old)) = summary.pointers.get(i) else {
                     bail!(
                         "pointer {i} of relationship {id} is in relationships.json but not on chain"
@@ -151,7 +150,7 @@ impl ProviderSession {
                 };
                 ensure!(
                     commitment == query.commitment(),
-                    "pointer {i} of relationship {id} has another query on chain than in relationships.json"
+                    "pointer {i} of relationship {id} has another query (or salt) on chain than in relationships.json"
                 );
                 let data = pointer::run(store.as_ref(), &query, &patient)
                     .await
@@ -162,7 +161,7 @@ impl ProviderSession {
                     changes.push(Change {
                         relationship: *id,
                         pointer: i,
-                        query: text.clone(),
+                        query: spec.text().to_owned(),
                         old,
                         new: data.data_hash,
                         resources: data.resources.len(),

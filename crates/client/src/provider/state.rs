@@ -11,6 +11,7 @@ use crate::{
     error::{Context as _, Result},
 };
 use alloy::primitives::{Address, B256};
+use medrec_gatekeeper::pointer::PointerSpec;
 use serde::{Deserialize, Serialize};
 use std::{
     collections::BTreeMap,
@@ -118,8 +119,9 @@ pub struct Enrolled {
     pub patient: Address,
     /// The patient's FHIR `Patient` id in the provider's store.
     pub patient_id: String,
-    /// The pointer queries, pointer 0 first.
-    pub pointers: Vec<String>,
+    /// The pointer queries with their commitments' salts, pointer 0 first (a pointer
+    /// enrolled before salting is its bare text, which still reads).
+    pub pointers: Vec<PointerSpec>,
     /// Whether the gatekeeper was told the pointers (`enroll` finished).
     #[serde(default)]
     pub gatekeeper_enrolled: bool,
@@ -219,7 +221,7 @@ mod tests {
                     delegate: Address::repeat_byte(1),
                     patient: Address::repeat_byte(2),
                     patient_id: "p1".to_owned(),
-                    pointers: vec!["Condition".to_owned()],
+                    pointers: vec![PointerSpec::salted("Condition")],
                     gatekeeper_enrolled: false,
                 },
             );
@@ -234,6 +236,16 @@ mod tests {
                 std::fs::metadata(dir.join(RELATIONSHIPS_FILE)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        // A file written before pointer commitments were salted names bare query texts:
+        // they still read, as unsalted pointers.
+        let before = r#"{"relationships": {"0x0505050505050505050505050505050505050505050505050505050505050505":
+            {"delegate_index": 0, "delegate": "0x0101010101010101010101010101010101010101",
+             "patient": "0x0202020202020202020202020202020202020202", "patient_id": "p1",
+             "pointers": ["Condition"], "gatekeeper_enrolled": true}}}"#;
+        std::fs::write(dir.join(RELATIONSHIPS_FILE), before).unwrap();
+        let old = Enrollments::load(&dir).unwrap();
+        let pointers = &old.relationships[&B256::repeat_byte(5)].pointers;
+        assert_eq!(pointers, &vec![PointerSpec::Unsalted("Condition".into())]);
         let missing = ProviderConfig::load(&dir).unwrap_err().to_string();
         assert!(missing.contains("medrec provider init"), "{missing}");
         let _ = std::fs::remove_dir_all(&dir);

@@ -38,7 +38,7 @@ pub(crate) async fn put(
     audit.touch(Touch::relationship(id.0, Decision::AllowProvider));
     let body: EnrollmentBody = serde_json::from_slice(&caller.body).map_err(|e| {
         ApiError::Invalid(format!(
-            "the body must be {{\"patient\": <FHIR Patient id>, \"pointers\": [<FHIR search>, …]}}: {e}"
+            "the body must be {{\"patient\": <FHIR Patient id>, \"pointers\": [{{\"query\": <FHIR search>, \"salt\": <0x + 64 hex digits>}}, …]}}: {e}"
         ))
     })?;
     let enrollment = Enrollment::try_from(&body).map_err(|e| ApiError::Invalid(e.to_string()))?;
@@ -57,7 +57,7 @@ pub(crate) async fn put(
             let published = u8::try_from(i).ok().and_then(|n| index.pointer(&id, n));
             if published.is_some_and(|p| p.query_commitment != q.commitment()) {
                 return Err(conflict(format!(
-                    "pointer {i}'s query text does not match the commitment on chain"
+                    "pointer {i}'s query text and salt do not match the commitment on chain"
                 )));
             }
         }

@@ -57,7 +57,7 @@ use medrec_gatekeeper::{
     },
     bench::{LoadConfig, LoadReport, ProcessStats, RequestSource, RequestSpec, run_load},
     limits::RateLimits,
-    pointer::PointerQuery,
+    pointer::PointerSpec,
     server::{Enrollment, Gatekeeper, Readiness},
 };
 use medrec_primitives::RelationshipId;
@@ -266,7 +266,8 @@ impl Scenario {
             .await?;
 
         let store = Arc::new(SqliteStore::open(dir.join("records.sqlite"))?);
-        let query = PointerQuery::parse(LABS)?;
+        let labs = PointerSpec::salted(LABS);
+        let query = labs.parse()?;
         let (mut patients, mut relationships) = (Vec::new(), Vec::new());
         let (mut total_bytes, mut count, mut max_bytes) = (0usize, 0usize, 0usize);
         for p in 0..opts.patients {
@@ -293,7 +294,7 @@ impl Scenario {
                 account.address,
                 delegate,
                 &patient_id,
-                LABS,
+                &labs,
             )
             .await?;
             let by_patient = chain.relationships_as(a[FIRST_PATIENT + p].signer());

@@ -278,7 +278,8 @@ async fn cohort(n: usize, options: &Options) -> anyhow::Result<Value> {
                 Ok(Member { signer, delegate, record: record.id.clone() })
             })
             .collect::<anyhow::Result<_>>()?;
-        let query = medrec_gatekeeper::pointer::PointerQuery::parse(LABS)?;
+        let labs = medrec_gatekeeper::pointer::PointerSpec::salted(LABS);
+        let query = labs.parse()?;
         let relationships = chain.relationships_as(provider.signer());
         for m in &members {
             let create = relationships.create(
@@ -299,9 +300,10 @@ async fn cohort(n: usize, options: &Options) -> anyhow::Result<Value> {
         }
         futures::stream::iter(members.iter().map(|m| {
             let client = &by_provider;
+            let labs = &labs;
             async move {
                 let id = RelationshipId::derive(m.signer.address(), m.delegate);
-                until_caught_up(Duration::from_millis(20), Duration::from_secs(6), || client.enroll(id, &m.record, &[LABS])).await
+                until_caught_up(Duration::from_millis(20), Duration::from_secs(6), || client.enroll(id, &m.record, std::slice::from_ref(labs))).await
             }
         }))
         .buffer_unordered(SETUP_IN_FLIGHT)

@@ -17,6 +17,7 @@ use medrec_client::{
 use medrec_devchain::genesis::DevAccount;
 use medrec_gatekeeper::{
     client::{ClientError, GatekeeperClient},
+    pointer::PointerSpec,
     serve::RunningGatekeeper,
 };
 use medrec_primitives::Status;
@@ -122,6 +123,7 @@ pub(super) async fn enroll_cohort(
         let patient = accounts.get(10 + i).context("not enough development accounts")?;
         let delegate =
             alloy::primitives::Address::from_word(keccak256(format!("riverside delegate {i}")));
+        let labs = PointerSpec::salted(LABS);
         let opened = open_relationship(
             chain,
             &site.account.signer(),
@@ -129,16 +131,16 @@ pub(super) async fn enroll_cohort(
             patient.address,
             delegate,
             &record.id.parse()?,
-            LABS,
+            &labs,
         )
         .await?;
-        cohort.push((patient, opened.relationship, record.id.as_str()));
+        cohort.push((patient, opened.relationship, record.id.as_str(), labs));
     }
-    for (_, relationship, id) in &cohort {
-        tell_gatekeeper(&client, *relationship, id, &[LABS]).await?;
+    for (_, relationship, id, labs) in &cohort {
+        tell_gatekeeper(&client, *relationship, id, std::slice::from_ref(labs)).await?;
     }
     // The patients, each from their own account: accept, and three in four opt in.
-    let answers = cohort.iter().enumerate().map(|(i, (patient, relationship, _))| async move {
+    let answers = cohort.iter().enumerate().map(|(i, (patient, relationship, _, _))| async move {
         let me = PatientSession::with_signer(chain.clone(), patient.signer());
         me.answer(&target(*relationship), Status::Accepted).await?;
         let opt_in = i % 4 != 3;

@@ -7,6 +7,7 @@ use crate::{client::CHAIN_ID, fixture};
 use alloy::primitives::keccak256;
 use medrec_gatekeeper::{
     client::{ClientError, GatekeeperClient},
+    pointer::PointerSpec,
     serve::{ServeError, StoreUrl, TlsFiles, spawn},
 };
 use medrec_store::sqlite::SqliteStore;
@@ -158,8 +159,14 @@ async fn the_client_fetches_verifies_and_imports() {
     let response = provider.import(&bundle).await.unwrap();
     assert_eq!(response["type"], "transaction-response");
     assert!(patient.read("Observation", "a9").await.unwrap().is_some());
-    provider.enroll(f.rel, "p1", &["Observation?category=laboratory"]).await.unwrap();
-    let bad = provider.enroll(f.rel, "p1", &["Observation?category=other"]).await.unwrap_err();
+    // The fixture's pointer was published before salting: its bare text enrolls; the
+    // same text under any salt, or another text, does not match the chain.
+    let labs = "Observation?category=laboratory";
+    let salted = provider.enroll(f.rel, "p1", &[PointerSpec::salted(labs)]).await.unwrap_err();
+    assert!(matches!(salted, ClientError::Refused { status: 409, .. }), "{salted}");
+    provider.enroll(f.rel, "p1", &[PointerSpec::Unsalted(labs.into())]).await.unwrap();
+    let other = PointerSpec::Unsalted("Observation?category=other".into());
+    let bad = provider.enroll(f.rel, "p1", &[other]).await.unwrap_err();
     assert!(matches!(bad, ClientError::Refused { status: 409, .. }), "{bad}");
 }
 
