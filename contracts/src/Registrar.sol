@@ -4,7 +4,9 @@ pragma solidity 0.8.37;
 /// @title MedRec Registrar
 /// @notice Maps salted identity commitments to Ethereum addresses and holds the
 /// governance of MedRec: the set of certified institutions, which only they can change
-/// by a strict-majority vote, and the research entities they admit as bounty miners.
+/// by a strict-majority vote, the research entities they admit as bounty miners, and
+/// the groups they define (e.g. the network's emergency departments), which a patient
+/// grants like one viewer.
 /// @dev No identity string is ever stored: an identity commitment is
 /// `keccak256(abi.encodePacked(salt, identity))`, computed off chain by the
 /// registering institution. One storage slot per patient keeps registration cheap.
@@ -32,6 +34,16 @@ contract Registrar {
         bytes32 encryptionKey;
         /// @dev Base URL of the provider's Database Gatekeeper.
         string endpoint;
+    }
+
+    /// @notice A group of participants that a patient grants like one viewer.
+    struct Group {
+        /// @dev The certified institution that created the group and manages its members.
+        address manager;
+        /// @dev Whether its members are emergency clinicians, who may break the glass.
+        bool emergency;
+        /// @dev Number of members now.
+        uint32 members;
     }
 
     /// @notice A governance proposal.
@@ -83,6 +95,16 @@ contract Registrar {
     error ProposalStale(uint256 id);
     /// @notice This institution already voted for the proposal.
     error AlreadyVoted(uint256 id, address voter);
+    /// @notice No group has this id.
+    error UnknownGroup(uint256 id);
+    /// @notice Only the institution that created the group manages its members.
+    error NotGroupManager(uint256 id, address caller);
+    /// @notice The address is already a member of the group.
+    error AlreadyMember(uint256 id, address member);
+    /// @notice The address is not a member of the group.
+    error NotMember(uint256 id, address member);
+    /// @notice A group's name must be 1 to 64 bytes.
+    error BadGroupName();
 
     // ----- events -------------------------------------------------------------------
 
@@ -106,6 +128,13 @@ contract Registrar {
     event IdentityRemapped(bytes32 indexed identity, address indexed from, address indexed to, address institution);
     /// @notice Provider `account` now has gatekeeper `endpoint` and `encryptionKey`.
     event ProviderUpdated(address indexed account, string endpoint, bytes32 encryptionKey);
+    /// @notice Institution `manager` created group `id`, granted under the address
+    /// `group`; `emergency` when its members are emergency clinicians.
+    event GroupCreated(uint256 indexed id, address indexed group, address indexed manager, bool emergency, string name);
+    /// @notice `member` joined group `id`.
+    event GroupMemberAdded(uint256 indexed id, address indexed member);
+    /// @notice `member` left group `id`.
+    event GroupMemberRemoved(uint256 indexed id, address indexed member);
 
     // ----- state --------------------------------------------------------------------
 
@@ -125,6 +154,10 @@ contract Registrar {
 
     Proposal[] private _proposals;
     mapping(uint256 => mapping(address => bool)) private _voted;
+
+    /// @dev Group id - 1 => group (ids start at 1, so that 0 means none).
+    Group[] private _groups;
+    mapping(uint256 => mapping(address => bool)) private _isMember;
 
     /// @notice Deploys the registrar with its founding certified institutions.
     /// @param institutions The founding institutions; at least one, no duplicates.
@@ -225,6 +258,86 @@ contract Registrar {
         return _providers[account].identity != bytes32(0);
     }
 
+    // ----- groups -------------------------------------------------------------------
+
+    /// @notice Creates a group managed by the caller; a patient grants it under
+    /// `groupAddress(id)` like a viewer, and every member reads what it was granted.
+    /// @dev Only certified institutions. The name is public (e.g. "Emergency departments").
+    /// @param name A name people recognise, 1 to 64 bytes.
+    /// @param emergency True when its members are emergency clinicians (break-glass).
+    /// @return id The group id (from 1).
+    function createGroup(string calldata name, bool emergency) external onlyInstitution returns (uint256 id) {
+        if (bytes(name).length == 0 || bytes(name).length > 64) revert BadGroupName();
+        _groups.push(Group(msg.sender, emergency, 0));
+        id = _groups.length;
+        emit GroupCreated(id, groupAddress(id), msg.sender, emergency, name);
+    }
+
+    /// @notice Adds `member` to group `id`.
+    /// @dev Only the group's manager, while it is a certified institution.
+    /// @param id The group.
+    /// @param member The address joining.
+    function addMember(uint256 id, address member) external {
+        Group storage g = _managed(id);
+        if (member == address(0)) revert ZeroAddress();
+        if (_isMember[id][member]) revert AlreadyMember(id, member);
+        _isMember[id][member] = true;
+        ++g.members;
+        emit GroupMemberAdded(id, member);
+    }
+
+    /// @notice Removes `member` from group `id`; what the group was granted no longer
+    /// reaches it from the next block.
+    /// @dev Only the group's manager, while it is a certified institution.
+    /// @param id The group.
+    /// @param member The address leaving.
+    function removeMember(uint256 id, address member) external {
+        Group storage g = _managed(id);
+        if (!_isMember[id][member]) revert NotMember(id, member);
+        _isMember[id][member] = false;
+        --g.members;
+        emit GroupMemberRemoved(id, member);
+    }
+
+    /// @notice A group by id.
+    /// @param id The group id.
+    /// @return The group.
+    function group(uint256 id) external view returns (Group memory) {
+        if (id == 0 || id > _groups.length) revert UnknownGroup(id);
+        return _groups[id - 1];
+    }
+
+    /// @notice Number of groups ever created; ids run from 1 to this count.
+    /// @return The count.
+    function groupCount() external view returns (uint256) {
+        return _groups.length;
+    }
+
+    /// @notice Whether `member` belongs to group `id`.
+    /// @param id The group id.
+    /// @param member Any address.
+    /// @return True when it is a member now.
+    function isMember(uint256 id, address member) external view returns (bool) {
+        return _isMember[id][member];
+    }
+
+    /// @notice Whether `member` belongs to group `id` and that group is an emergency group.
+    /// @param id The group id.
+    /// @param member Any address.
+    /// @return True when `member` may break the glass as a member of `id`.
+    function isEmergencyMember(uint256 id, address member) external view returns (bool) {
+        return _isMember[id][member] && _groups[id - 1].emergency;
+    }
+
+    /// @notice The address a patient grants to share with group `id`:
+    /// `address(uint160(uint256(keccak256(abi.encode("medrec/group/v1", id)))))`. No key
+    /// has it, so it never acts; it only names the group in the viewer table.
+    /// @param id The group id.
+    /// @return The group's address.
+    function groupAddress(uint256 id) public pure returns (address) {
+        return address(uint160(uint256(keccak256(abi.encode("medrec/group/v1", id)))));
+    }
+
     // ----- governance ---------------------------------------------------------------
 
     /// @notice Proposes `action` on `subject` and casts the proposer's vote. Passes at
@@ -282,6 +395,12 @@ contract Registrar {
         _identities[identity] = uint256(uint160(account)) | (uint256(uint8(role)) << 160)
             | (uint256(uint40(block.timestamp)) << 168);
         emit IdentityRegistered(identity, account, role, msg.sender);
+    }
+
+    function _managed(uint256 id) private view returns (Group storage g) {
+        if (id == 0 || id > _groups.length) revert UnknownGroup(id);
+        g = _groups[id - 1];
+        if (g.manager != msg.sender || !isInstitution[msg.sender]) revert NotGroupManager(id, msg.sender);
     }
 
     function _vote(uint256 id) private {

@@ -6,7 +6,8 @@ import {Registrar} from "./Registrar.sol";
 /// @title MedRec Patient–Provider Relationships and Summaries
 /// @notice Every patient–provider relationship (PPR) lives in this one contract: its
 /// status in the patient's summary, its data pointers, its viewer table, the patient's
-/// research consent, and the bounty attached to every pointer update.
+/// research consent, the bounty attached to every pointer update, and break-glass
+/// openings of a patient's emergency set by emergency clinicians.
 /// @dev Gas is the design constraint (see contracts/README.md):
 /// - A relationship is one storage slot, addressed by
 ///   `relId = keccak256(abi.encode(patient, delegate))`, where `delegate` is an address
@@ -47,6 +48,18 @@ contract Relationships {
         uint24 updates;
     }
 
+    /// @notice Why an emergency clinician broke the glass (a code, never free text: the
+    /// chain holds no medical data).
+    enum EmergencyReason {
+        None,
+        /// The patient is unconscious or cannot communicate.
+        Unconscious,
+        /// A life-threatening condition needs treatment now.
+        LifeThreatening,
+        /// The patient cannot give consent for another reason (confusion, sedation).
+        CannotConsent
+    }
+
     /// @notice A viewer grant as stored: one slot.
     struct Grant {
         /// @dev Bit i set: the viewer may run pointer i.
@@ -60,11 +73,17 @@ contract Relationships {
     /// @notice Most pointers a relationship can hold (the width of a grant's pointer set).
     uint256 public constant MAX_POINTERS = 128;
 
+    /// @notice How long a break-glass opening lasts, from its block's timestamp.
+    uint40 public constant BREAK_GLASS_SECONDS = 4 hours;
+
     /// @notice The registrar that says who is a provider.
     Registrar public immutable registrar;
 
     mapping(bytes32 => Relationship) private _relationships;
     mapping(bytes32 => mapping(address => Grant)) private _grants;
+
+    /// @notice Whether a patient refused break-glass access (default: allowed).
+    mapping(address => bool) public breakGlassRefused;
 
     // ----- errors -------------------------------------------------------------------
 
@@ -94,6 +113,12 @@ contract Relationships {
     error InvalidWindow(uint40 notBefore, uint40 expiresAt);
     /// @notice The viewer holds no grant on this relationship.
     error NoSuchGrant(bytes32 relId, address viewer);
+    /// @notice Only a member of an emergency group may break the glass, as that group.
+    error NotEmergencyMember(uint256 group, address caller);
+    /// @notice The patient refused break-glass access.
+    error BreakGlassRefused(address patient);
+    /// @notice A break-glass must state one of the reasons.
+    error NoReason();
 
     // ----- events -------------------------------------------------------------------
 
@@ -121,6 +146,13 @@ contract Relationships {
     event ViewerRevoked(bytes32 indexed relId, address indexed viewer);
     /// @notice The patient opted this relationship in to (or out of) research bounties.
     event ResearchConsentChanged(bytes32 indexed relId, bool optedIn);
+    /// @notice The patient allowed (or refused) break-glass access to their emergency set.
+    event BreakGlassSettingChanged(address indexed patient, bool allowed);
+    /// @notice Emergency clinician `clinician`, a member of emergency group `group`,
+    /// opened `patient`'s emergency set for `reason` until `expiresAt`.
+    event BreakGlass(
+        address indexed patient, address indexed clinician, uint256 indexed group, EmergencyReason reason, uint40 expiresAt
+    );
 
     /// @notice Deploys the relationships contract.
     /// @param registrar_ The registrar that certifies providers.
@@ -261,6 +293,36 @@ contract Relationships {
         if (r.status == Status.Rejected || r.status == Status.Deleted) revert RelationshipClosed(relId, r.status);
         r.researchOptIn = optIn;
         emit ResearchConsentChanged(relId, optIn);
+    }
+
+    /// @notice Allows or refuses break-glass access to the caller's emergency set
+    /// (allergies, medications, conditions). Allowed until the patient refuses it.
+    /// @dev Only the patient (the caller's own setting).
+    /// @param allowed False to refuse every break-glass from now on.
+    function setBreakGlass(bool allowed) external {
+        breakGlassRefused[msg.sender] = !allowed;
+        emit BreakGlassSettingChanged(msg.sender, allowed);
+    }
+
+    // ----- emergency side -----------------------------------------------------------
+
+    /// @notice Opens `patient`'s emergency set to the caller for BREAK_GLASS_SECONDS,
+    /// without a prior grant. The event notifies the patient at once, every gatekeeper
+    /// holding a relationship of the patient serves the caller that set until it
+    /// expires, and logs each read as a break-glass read.
+    /// @dev Only a member of an emergency group (checked in the `Registrar`), and only
+    /// when the patient has not refused break-glass.
+    /// @param patient The patient.
+    /// @param group The emergency group the caller acts as a member of.
+    /// @param reason Why.
+    /// @return expiresAt When the opening ends.
+    function breakGlass(address patient, uint256 group, EmergencyReason reason) external returns (uint40 expiresAt) {
+        if (patient == address(0)) revert ZeroAddress();
+        if (reason == EmergencyReason.None) revert NoReason();
+        if (!registrar.isEmergencyMember(group, msg.sender)) revert NotEmergencyMember(group, msg.sender);
+        if (breakGlassRefused[patient]) revert BreakGlassRefused(patient);
+        expiresAt = uint40(block.timestamp) + BREAK_GLASS_SECONDS;
+        emit BreakGlass(patient, msg.sender, group, reason, expiresAt);
     }
 
     // ----- views --------------------------------------------------------------------

@@ -127,6 +127,60 @@ pub enum ContractError {
         /// The voter.
         voter: Address,
     },
+    /// No group has this id.
+    #[error("there is no group {id}")]
+    UnknownGroup {
+        /// The id.
+        id: U256,
+    },
+    /// Only the group's managing institution changes its members.
+    #[error(
+        "{caller} does not manage group {id}: only the certified institution that created a group adds or removes its members"
+    )]
+    NotGroupManager {
+        /// The group.
+        id: U256,
+        /// The caller.
+        caller: Address,
+    },
+    /// Already a member.
+    #[error("{member} is already a member of group {id}")]
+    AlreadyMember {
+        /// The group.
+        id: U256,
+        /// The member.
+        member: Address,
+    },
+    /// Not a member.
+    #[error("{member} is not a member of group {id}")]
+    NotMember {
+        /// The group.
+        id: U256,
+        /// The address.
+        member: Address,
+    },
+    /// A group name that is empty or too long.
+    #[error("a group's name must be 1 to 64 bytes long")]
+    BadGroupName,
+    /// Break-glass by someone who is not a member of that emergency group.
+    #[error(
+        "{caller} is not a member of emergency group {group}: only emergency clinicians of an emergency group may break the glass"
+    )]
+    NotEmergencyMember {
+        /// The group named.
+        group: U256,
+        /// The caller.
+        caller: Address,
+    },
+    /// The patient refused break-glass access.
+    #[error("patient {patient} has refused break-glass access to their records")]
+    BreakGlassRefused {
+        /// The patient.
+        patient: Address,
+    },
+    /// A break-glass without a reason.
+    #[error("a break-glass must state why: unconscious, life-threatening or cannot consent")]
+    NoReason,
     /// The delegate named at creation is the patient.
     #[error("the delegate must be an address of the provider's, not the patient's own address")]
     DelegateIsPatient,
@@ -272,6 +326,11 @@ impl ContractError {
             RegE::ProposalExecuted(e) => Self::ProposalExecuted { id: e.id },
             RegE::ProposalStale(e) => Self::ProposalStale { id: e.id },
             RegE::AlreadyVoted(e) => Self::AlreadyVoted { id: e.id, voter: e.voter },
+            RegE::UnknownGroup(e) => Self::UnknownGroup { id: e.id },
+            RegE::NotGroupManager(e) => Self::NotGroupManager { id: e.id, caller: e.caller },
+            RegE::AlreadyMember(e) => Self::AlreadyMember { id: e.id, member: e.member },
+            RegE::NotMember(e) => Self::NotMember { id: e.id, member: e.member },
+            RegE::BadGroupName(_) => Self::BadGroupName,
         }
     }
 
@@ -315,6 +374,11 @@ impl ContractError {
                 expires_at: e.expiresAt.to::<u64>(),
             },
             RelE::NoSuchGrant(e) => Self::NoSuchGrant { rel_id: id(e.relId), viewer: e.viewer },
+            RelE::NotEmergencyMember(e) => {
+                Self::NotEmergencyMember { group: e.group, caller: e.caller }
+            }
+            RelE::BreakGlassRefused(e) => Self::BreakGlassRefused { patient: e.patient },
+            RelE::NoReason(_) => Self::NoReason,
         })
     }
 
@@ -340,6 +404,14 @@ impl ContractError {
             Self::ProposalExecuted { .. } => "ProposalExecuted",
             Self::ProposalStale { .. } => "ProposalStale",
             Self::AlreadyVoted { .. } => "AlreadyVoted",
+            Self::UnknownGroup { .. } => "UnknownGroup",
+            Self::NotGroupManager { .. } => "NotGroupManager",
+            Self::AlreadyMember { .. } => "AlreadyMember",
+            Self::NotMember { .. } => "NotMember",
+            Self::BadGroupName => "BadGroupName",
+            Self::NotEmergencyMember { .. } => "NotEmergencyMember",
+            Self::BreakGlassRefused { .. } => "BreakGlassRefused",
+            Self::NoReason => "NoReason",
             Self::ZeroHash => "ZeroHash",
             Self::DelegateIsPatient => "DelegateIsPatient",
             Self::RelationshipExists { .. } => "RelationshipExists",

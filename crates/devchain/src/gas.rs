@@ -66,6 +66,7 @@ const VIEWER: Address = address!("0x90f79bf6eb2c4f870365e785982e1f101e93b906");
 const DELEGATE: Address = address!("0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc");
 const DELEGATE_2: Address = address!("0x15d34aaf54267db7d7c367839aaf71a00a2c6a65");
 const MINER: Address = address!("0x9965507d1a55bcc2695c58ba16fb37d819b0a4dc");
+const CLINICIAN: Address = address!("0x976ea74026e726554db657fa54763abd0c3a0aa9");
 /// Private key of the measured provider: the second account of the standard test
 /// mnemonic `test test ... junk` (public knowledge, dev only).
 const PROVIDER_KEY: B256 =
@@ -197,6 +198,33 @@ pub fn measure() -> Result<GasReport, GasError> {
             action: 0, // AddInstitution
             subject: address!("0x2546bcd3c84621e976d8185a91a922ae77ecec30"),
         },
+    )?;
+
+    // Emergency care: an institution defines the emergency departments' group with one
+    // clinician, who breaks the glass for the patient; the patient then refuses it.
+    run.step(
+        "create_group",
+        INSTITUTION,
+        reg,
+        &Registrar::createGroupCall { name: "Emergency departments".into(), emergency: true },
+    )?;
+    run.step(
+        "add_group_member",
+        INSTITUTION,
+        reg,
+        &Registrar::addMemberCall { id: U256::from(1), member: CLINICIAN },
+    )?;
+    run.step(
+        "break_glass",
+        CLINICIAN,
+        rel,
+        &Relationships::breakGlassCall { patient: PATIENT, group: U256::from(1), reason: 1 },
+    )?;
+    run.step(
+        "refuse_break_glass",
+        PATIENT,
+        rel,
+        &Relationships::setBreakGlassCall { allowed: false },
     )?;
 
     // The signed creation transaction, as a provider's wallet would send it.
