@@ -8,12 +8,16 @@
 //! - the relationship's patient may read everything in it while it is not deleted;
 //! - a viewer may run pointer `p` when the relationship is accepted (or has an update
 //!   pending), `p` is below the count the patient last accepted, the viewer's grant
-//!   names `p`, and `not_before ≤ now < expires_at`;
+//!   names `p`, and `not_before ≤ now < expires_at`; a grant to a group (under its
+//!   address) counts for every member of the group now (see [`crate::care`]);
+//! - a member of an emergency group who broke the glass for the patient may read the
+//!   patient's emergency set until the opening expires ([`ConsentIndex::opening`]);
 //! - anyone else, and anything unknown, is denied.
 //!
 //! Each block's changes are recorded so that the last blocks can be undone when a real
 //! chain reorganises ([`ConsentIndex::revert_to`]).
 
+use crate::care::{CareIndex, CareUndo, Group, Opening};
 use alloy::{primitives::Address, primitives::B256, sol_types::SolEvent};
 use medrec_contracts::{Registrar, Relationships as R};
 use medrec_primitives::{PointerSet, RelationshipId, Status};
@@ -153,6 +157,8 @@ enum Undo {
     Bounty((RelationshipId, u32), Option<Bounty>),
     /// Whether the address was an admitted researcher before.
     Researcher(Address, bool),
+    /// Groups and break-glass.
+    Care(CareUndo),
 }
 
 /// The consent index.
@@ -169,6 +175,8 @@ pub struct ConsentIndex {
     /// Research entities admitted by the institutions (from the `Registrar`'s events,
     /// when the follower reads them).
     researchers: HashSet<Address>,
+    /// Groups, memberships and break-glass openings.
+    care: CareIndex,
     /// Undo records of recent blocks (block number → changes in order).
     undo: BTreeMap<u64, Vec<Undo>>,
     /// How many recent blocks can be undone.
@@ -209,6 +217,28 @@ impl ConsentIndex {
         self.grants.get(&(slot, viewer)).map(|p| p.grant())
     }
 
+    /// Every grant on a relationship that reaches `requester`: its own, and those of the
+    /// groups it belongs to now.
+    pub fn grants_reaching(&self, id: &RelationshipId, requester: Address) -> Vec<Grant> {
+        let Some(&slot) = self.slots.get(id) else { return Vec::new() };
+        std::iter::once(requester)
+            .chain(self.care.group_addresses_of(requester))
+            .filter_map(|viewer| self.grants.get(&(slot, viewer)).map(|p| p.grant()))
+            .collect()
+    }
+
+    /// The group granted under `address`, when it is a group's address.
+    pub fn group_at(&self, address: Address) -> Option<(u64, Group)> {
+        self.care.group_at(address)
+    }
+
+    /// `clinician`'s break-glass opening of `patient`'s emergency set in force at `now`
+    /// (the clinician still a member of the emergency group it acted for, the opening
+    /// not expired, and not ended by the patient refusing break-glass since).
+    pub fn opening(&self, patient: Address, clinician: Address, now: u64) -> Option<Opening> {
+        self.care.opening(patient, clinician, now)
+    }
+
     /// A pointer's latest published state.
     pub fn pointer(&self, id: &RelationshipId, pointer: u8) -> Option<&PointerState> {
         self.pointers.get(&(*id, pointer))
@@ -222,7 +252,9 @@ impl ConsentIndex {
     /// Whether the chain has ever named `address` as a patient, a viewer or the owner
     /// of a bounty: anyone else has nothing to ask a gatekeeper for.
     pub fn is_participant(&self, address: Address) -> bool {
-        self.participants.contains(&address) || self.researchers.contains(&address)
+        self.participants.contains(&address)
+            || self.researchers.contains(&address)
+            || self.care.knows(address)
     }
 
     /// Whether `address` is a research entity admitted by the certified institutions
@@ -267,18 +299,26 @@ impl ConsentIndex {
         if pointer >= rel.accepted_count {
             return Decision::Deny(DenyReason::UnknownPointer);
         }
-        let Some(grant) = self.grants.get(&(slot, requester)).map(|p| p.grant()) else {
-            return Decision::Deny(DenyReason::NoGrant);
-        };
-        if !grant.pointers.contains(pointer) {
-            Decision::Deny(DenyReason::NoGrant)
-        } else if now < grant.not_before {
-            Decision::Deny(DenyReason::NotYetValid)
-        } else if now >= grant.expires_at {
-            Decision::Deny(DenyReason::Expired)
-        } else {
-            Decision::AllowViewer
+        // The requester's own grant first, then its groups': any one that allows wins;
+        // otherwise the reason is the own grant's (or the first group grant's).
+        let mut first_denial = None;
+        let viewers = std::iter::once(requester).chain(self.care.group_addresses_of(requester));
+        for viewer in viewers {
+            let Some(grant) = self.grants.get(&(slot, viewer)).map(|p| p.grant()) else {
+                continue;
+            };
+            let reason = if !grant.pointers.contains(pointer) {
+                DenyReason::NoGrant
+            } else if now < grant.not_before {
+                DenyReason::NotYetValid
+            } else if now >= grant.expires_at {
+                DenyReason::Expired
+            } else {
+                return Decision::AllowViewer;
+            };
+            first_denial.get_or_insert(reason);
         }
+        Decision::Deny(first_denial.unwrap_or(DenyReason::NoGrant))
     }
 
     /// Applies one log of the `Relationships` contract (or the `Registrar`'s researcher
@@ -409,7 +449,12 @@ impl ConsentIndex {
                     rel.research_opt_in = e.optedIn;
                 }
             }
-            _ => {}
+            _ => {
+                let mut care = Vec::new();
+                if self.care.apply(block, log, &mut care) {
+                    undo.extend(care.into_iter().map(Undo::Care));
+                }
+            }
         }
         if self.undo_depth > 0 && !undo.is_empty() {
             self.undo.entry(block).or_default().extend(undo);
@@ -450,6 +495,7 @@ impl ConsentIndex {
                     Undo::Researcher(address, false) => {
                         self.researchers.remove(&address);
                     }
+                    Undo::Care(change) => self.care.revert(change),
                 }
             }
         }

@@ -10,11 +10,12 @@
 //!
 //! - [`inbox`]: a participant's notices (new relationships, status changes, pointer
 //!   updates, grants and revocations) and the summary of each relationship.
-//!
-//! To come: the provider setup every party uses and sending with confirmation.
+//! - [`care`]: groups granted like one viewer, and break-glass openings of a patient's
+//!   emergency set (part of the consent index; read for a patient's inbox).
 
 pub mod anchors;
 pub mod bench;
+pub mod care;
 pub mod consent;
 pub mod follower;
 pub mod inbox;
