@@ -3,7 +3,11 @@
 //! - The provider itself (the gatekeeper's own address) sees and writes everything.
 //! - A patient sees every resource of their own compartment, for each relationship
 //!   with this provider that is not deleted.
-//! - A viewer sees exactly the union of the pointers granted to it that are valid now.
+//! - A viewer sees exactly the union of the pointers granted to it that are valid now
+//!   (its own grants and those of the groups it belongs to).
+//! - An emergency clinician who broke the glass for a patient sees that patient's
+//!   emergency set ([`EMERGENCY_SET`]) while the opening lasts, for each relationship
+//!   with this provider that is not closed.
 //! - Anyone else sees nothing.
 //!
 //! A requester's [`Scope`] is a set of searches; a read or search of theirs runs only
@@ -22,8 +26,9 @@
 use crate::pointer::PointerQuery;
 use alloy::primitives::Address;
 use medrec_chain::consent::{ConsentIndex, Decision};
-use medrec_primitives::RelationshipId;
+use medrec_primitives::{PointerSet, RelationshipId, Status};
 use medrec_store::{
+    audit::Decision as LogDecision,
     fhir::{ResourceId, ResourceType},
     search::SearchQuery,
 };
@@ -34,6 +39,11 @@ use crate::server::{Enrolled, Enrollment};
 /// Requesters whose candidates are cached at once; the cache is emptied when full.
 const CACHE_CAPACITY: usize = 100_000;
 
+/// What break-glass opens: what an emergency team needs first (allergies, medications,
+/// conditions), nothing else of the patient's records.
+pub const EMERGENCY_SET: [ResourceType; 3] =
+    [ResourceType::AllergyIntolerance, ResourceType::MedicationRequest, ResourceType::Condition];
+
 /// Something a requester may be allowed to see.
 #[derive(Debug, Clone)]
 pub(crate) enum Candidate {
@@ -41,22 +51,33 @@ pub(crate) enum Candidate {
     Compartment { relationship: RelationshipId, patient: ResourceId },
     /// The requester holds a grant naming this pointer.
     Pointer { relationship: RelationshipId, pointer: u8, patient: ResourceId, query: PointerQuery },
+    /// The requester broke the glass for the relationship's patient: the emergency set.
+    Emergency { relationship: RelationshipId, patient: ResourceId },
 }
 
 impl Candidate {
     /// The relationship it comes from.
     pub(crate) const fn relationship(&self) -> RelationshipId {
         match self {
-            Self::Compartment { relationship, .. } | Self::Pointer { relationship, .. } => {
-                *relationship
-            }
+            Self::Compartment { relationship, .. }
+            | Self::Pointer { relationship, .. }
+            | Self::Emergency { relationship, .. } => *relationship,
+        }
+    }
+
+    /// How the access log records a read through it.
+    pub(crate) const fn decision(&self) -> LogDecision {
+        match self {
+            Self::Compartment { .. } => LogDecision::AllowPatient,
+            Self::Pointer { .. } => LogDecision::AllowViewer,
+            Self::Emergency { .. } => LogDecision::AllowBreakGlass,
         }
     }
 
     /// The pointer, for a viewer's candidate.
     pub(crate) const fn pointer(&self) -> Option<u8> {
         match self {
-            Self::Compartment { .. } => None,
+            Self::Compartment { .. } | Self::Emergency { .. } => None,
             Self::Pointer { pointer, .. } => Some(*pointer),
         }
     }
@@ -64,7 +85,9 @@ impl Candidate {
     /// The patient whose records it reaches.
     pub(crate) const fn patient(&self) -> &ResourceId {
         match self {
-            Self::Compartment { patient, .. } | Self::Pointer { patient, .. } => patient,
+            Self::Compartment { patient, .. }
+            | Self::Pointer { patient, .. }
+            | Self::Emergency { patient, .. } => patient,
         }
     }
 
@@ -73,6 +96,7 @@ impl Candidate {
         match self {
             Self::Compartment { .. } => true,
             Self::Pointer { query, .. } => query.resource_type() == resource_type,
+            Self::Emergency { .. } => EMERGENCY_SET.contains(&resource_type),
         }
     }
 
@@ -85,6 +109,12 @@ impl Candidate {
             Self::Pointer { relationship, pointer, .. } => {
                 index.decide(requester, relationship, *pointer, now) == Decision::AllowViewer
             }
+            Self::Emergency { relationship, .. } => index
+                .relationship(relationship)
+                .is_some_and(|r| open_for_emergency(r.status))
+                .then(|| index.relationship(relationship).map(|r| r.patient))
+                .flatten()
+                .is_some_and(|patient| index.opening(patient, requester, now).is_some()),
         }
     }
 
@@ -92,16 +122,27 @@ impl Candidate {
     /// searches another type).
     fn search(&self, resource_type: ResourceType) -> Option<SearchQuery> {
         match self {
-            Self::Compartment { patient, .. } => {
-                let mut q = SearchQuery::all(resource_type);
-                q.patient = Some(patient.clone());
-                Some(q)
+            Self::Compartment { patient, .. } => Some(compartment(resource_type, patient)),
+            Self::Emergency { patient, .. } => {
+                EMERGENCY_SET.contains(&resource_type).then(|| compartment(resource_type, patient))
             }
             Self::Pointer { patient, query, .. } => {
                 (query.resource_type() == resource_type).then(|| query.scoped(patient))
             }
         }
     }
+}
+
+/// Every resource of `resource_type` in `patient`'s compartment.
+fn compartment(resource_type: ResourceType, patient: &ResourceId) -> SearchQuery {
+    let mut q = SearchQuery::all(resource_type);
+    q.patient = Some(patient.clone());
+    q
+}
+
+/// Whether break-glass reaches a relationship in `status`: not one the patient closed.
+const fn open_for_emergency(status: Status) -> bool {
+    !matches!(status, Status::Rejected | Status::Deleted)
 }
 
 /// What a requester may see now.
@@ -222,18 +263,26 @@ fn candidates(
         let Some(rel) = index.relationship(id) else { continue };
         if rel.patient == requester {
             out.push(Candidate::Compartment { relationship: *id, patient: e.patient.clone() });
-        } else if let Some(grant) = index.grant(id, requester) {
-            for (n, query) in e.pointers.iter().enumerate() {
-                let Ok(n) = u8::try_from(n) else { break };
-                if grant.pointers.contains(n) {
-                    out.push(Candidate::Pointer {
-                        relationship: *id,
-                        pointer: n,
-                        patient: e.patient.clone(),
-                        query: query.clone(),
-                    });
-                }
+            continue;
+        }
+        let granted =
+            index.grants_reaching(id, requester).iter().fold(PointerSet::from_bits(0), |all, g| {
+                PointerSet::from_bits(all.bits() | g.pointers.bits())
+            });
+        for (n, query) in e.pointers.iter().enumerate() {
+            let Ok(n) = u8::try_from(n) else { break };
+            if granted.contains(n) {
+                out.push(Candidate::Pointer {
+                    relationship: *id,
+                    pointer: n,
+                    patient: e.patient.clone(),
+                    query: query.clone(),
+                });
             }
+        }
+        // An opening, whatever its time: each request checks that it is still in force.
+        if open_for_emergency(rel.status) && index.opening(rel.patient, requester, 0).is_some() {
+            out.push(Candidate::Emergency { relationship: *id, patient: e.patient.clone() });
         }
     }
     out

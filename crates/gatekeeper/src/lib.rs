@@ -45,4 +45,5 @@ mod routes;
 pub mod serve;
 pub mod server;
 
+pub use access::EMERGENCY_SET;
 pub use error::AUTH_ERROR_SYSTEM;

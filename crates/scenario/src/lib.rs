@@ -135,6 +135,7 @@ impl Net {
             );
             config.reorg_depth = 0;
             config.poll = Duration::from_millis(100);
+            config.registrar = Some(at.registrar);
             config.enrollments = Some(dir.join(format!("provider-{i}-enrollments.json")));
             config.anchoring = Some(Anchoring {
                 anchors: at.anchors,

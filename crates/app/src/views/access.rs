@@ -75,7 +75,9 @@ pub fn row(
     };
     let decision_text = entry["decision"].as_str().unwrap_or_default();
     let allowed = decision_text.starts_with("allow");
-    let decision = if allowed {
+    let decision = if decision_text == "allow-break-glass" {
+        "Allowed: emergency access (break-glass), without a grant".to_owned()
+    } else if allowed {
         "Allowed".to_owned()
     } else {
         let reason = decision_text.strip_prefix("deny:").unwrap_or(decision_text).replace('-', " ");
@@ -192,6 +194,14 @@ mod tests {
         let bad = [entry(me, "allow-patient", ProofStatus::Invalid { message: "x".into() })];
         assert!(summary(&bad).starts_with("Warning: 1 of 1"));
         assert_eq!(summary(&[]), "Nobody has read your records yet.");
+    }
+
+    #[test]
+    fn a_break_glass_read_says_so() {
+        let glass = entry(Address::repeat_byte(6), "allow-break-glass", ProofStatus::Pending);
+        let list = rows(&[glass], Address::repeat_byte(1), &Names::default(), &BTreeMap::new());
+        assert!(list[0].allowed, "{:?}", list[0]);
+        assert_eq!(list[0].decision, "Allowed: emergency access (break-glass), without a grant");
     }
 
     #[test]

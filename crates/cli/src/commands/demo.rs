@@ -111,6 +111,7 @@ fn gatekeeper_config(
     );
     config.reorg_depth = 0;
     config.poll = Duration::from_millis(100);
+    config.registrar = Some(spec.registrar);
     config.enrollments = Some(enrollments);
     config.research =
         Some(ResearchSetup { registrar: spec.registrar, policy: demo_policy(), ledger });

@@ -174,11 +174,9 @@ fn note_scope(audit: &Audit, scope: &Scope, ty: Option<ResourceType>, patient: O
         .filter(|c| ty.is_none_or(|t| c.applies_to(t)))
         .filter(|c| patient.is_none_or(|p| c.patient().as_str() == p))
     {
-        let decision =
-            if c.pointer().is_some() { Decision::AllowViewer } else { Decision::AllowPatient };
         audit.touch(Touch {
             pointer: c.pointer(),
-            ..Touch::relationship(c.relationship().0, decision)
+            ..Touch::relationship(c.relationship().0, c.decision())
         });
     }
 }

@@ -108,7 +108,7 @@ pub async fn assemble(config: &ServeConfig) -> Result<Assembled, ServeError> {
     let index = Arc::new(RwLock::new(ConsentIndex::new(config.reorg_depth)));
     let follow = FollowConfig {
         reorg_depth: config.reorg_depth,
-        registrar: config.research.as_ref().map(|r| r.registrar),
+        registrar: config.registrar.or(config.research.as_ref().map(|r| r.registrar)),
         ..FollowConfig::new(config.relationships, config.from_block)
     };
     let follower = Follower::new(provider, follow, index.clone());

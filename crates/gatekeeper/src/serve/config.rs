@@ -164,6 +164,10 @@ pub struct ServeConfig {
     pub anchoring: Option<Anchoring>,
     /// Research bounties: served when set (see [`crate::research`]).
     pub research: Option<ResearchSetup>,
+    /// The `Registrar` contract, whose groups (granted like one viewer) and emergency
+    /// groups (break-glass) the consent index follows; when unset, the research setup's
+    /// registrar (if any), else no group reaches anyone.
+    pub registrar: Option<Address>,
 }
 
 impl ServeConfig {
@@ -200,6 +204,7 @@ impl ServeConfig {
             access_log: None,
             anchoring: None,
             research: None,
+            registrar: None,
         }
     }
 }

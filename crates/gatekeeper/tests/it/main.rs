@@ -29,7 +29,11 @@ async fn follow(
         alloy::providers::ProviderBuilder::new()
             .disable_recommended_fillers()
             .connect_client(m.node.rpc_client()),
-        FollowConfig { reorg_depth: 0, ..FollowConfig::new(m.at.relationships, 0) },
+        FollowConfig {
+            reorg_depth: 0,
+            registrar: Some(m.at.registrar),
+            ..FollowConfig::new(m.at.relationships, 0)
+        },
         index.clone(),
     );
     follower.step().await.unwrap();

@@ -133,6 +133,9 @@ pub enum Decision {
     AllowProvider,
     /// Released to a research entity redeeming a bounty it owns (an aggregate).
     AllowResearcher,
+    /// Served to an emergency clinician who broke the glass: the patient's emergency
+    /// set, without a prior grant, while the opening on chain lasts.
+    AllowBreakGlass,
     /// Refused, and why.
     Deny(DenyReason),
 }
@@ -151,12 +154,13 @@ impl Decision {
             Self::AllowProvider => 3,
             Self::Deny(_) => 4,
             Self::AllowResearcher => 5,
+            Self::AllowBreakGlass => 6,
         }
     }
 }
 
-/// As stored: `allow-patient`, `allow-viewer`, `allow-provider`, `allow-researcher` or
-/// `deny:<reason>`.
+/// As stored: `allow-patient`, `allow-viewer`, `allow-provider`, `allow-researcher`,
+/// `allow-break-glass` or `deny:<reason>`.
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -164,6 +168,7 @@ impl fmt::Display for Decision {
             Self::AllowViewer => f.write_str("allow-viewer"),
             Self::AllowProvider => f.write_str("allow-provider"),
             Self::AllowResearcher => f.write_str("allow-researcher"),
+            Self::AllowBreakGlass => f.write_str("allow-break-glass"),
             Self::Deny(reason) => write!(f, "deny:{reason}"),
         }
     }
@@ -178,6 +183,7 @@ impl FromStr for Decision {
             "allow-viewer" => Ok(Self::AllowViewer),
             "allow-provider" => Ok(Self::AllowProvider),
             "allow-researcher" => Ok(Self::AllowResearcher),
+            "allow-break-glass" => Ok(Self::AllowBreakGlass),
             _ => match s.strip_prefix("deny:") {
                 Some(reason) => Ok(Self::Deny(reason.parse()?)),
                 None => Err(AuditError::UnknownDecision(s.chars().take(40).collect())),

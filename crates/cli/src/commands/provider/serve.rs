@@ -130,8 +130,8 @@ pub(super) struct ServeArgs {
     /// categories excluded).
     #[arg(long, env = "MEDREC_RESEARCH_POLICY", value_name = "FILE", requires = "research_ledger")]
     research_policy: Option<PathBuf>,
-    /// The Registrar contract, which says which research entities are admitted (with
-    /// --research-ledger).
+    /// The Registrar contract: which research entities are admitted, and the groups a
+    /// patient grants like one viewer (emergency groups break the glass).
     #[arg(long, env = "MEDREC_REGISTRAR", value_name = "ADDRESS", default_value_t = DEV_REGISTRAR)]
     registrar: Address,
     /// An initialized provider's data directory (`medrec provider init`): its
@@ -235,6 +235,10 @@ impl ServeArgs {
         let mut config =
             ServeConfig::new(listen, store, rpc_url, relationships, gatekeeper, chain_id);
         config.siwe_domain.clone_from(&self.siwe_domain);
+        config.registrar = Some(match &saved {
+            Some(c) if self.registrar == DEV_REGISTRAR => c.chain.registrar,
+            _ => self.registrar,
+        });
         config.from_block = from_block;
         config.reorg_depth = self.reorg_depth;
         config.readiness =

@@ -3,6 +3,7 @@
 //! store.
 
 mod audit;
+mod emergency;
 mod read;
 mod write;
 
