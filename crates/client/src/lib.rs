@@ -10,12 +10,16 @@
 //!   records and their cache, the access log with proofs ([`patient::PatientSession`]).
 //! - [`viewer`]: what was shared, and fetching it verified ([`viewer::ViewerSession`]).
 //! - [`researcher`]: admission by vote, owned bounties, redemption.
+//! - [`care`]: groups granted like one viewer, and break-glass: an institution's groups
+//!   ([`care::InstitutionSession`]), a patient's choice to allow it, an emergency
+//!   clinician's opening and reading of the emergency set ([`care::ClinicianSession`]).
 //! - [`cache`]: a party's encrypted local cache.
 //! - [`timeline`]: records as one timeline or one FHIR Bundle, and time helpers.
 //!
 //! Nothing here prints: steps return values and typed [`Error`]s.
 
 pub mod cache;
+pub mod care;
 pub mod chain;
 mod error;
 pub mod patient;

@@ -116,3 +116,68 @@ async fn providers_register_through_an_institution_and_researchers_are_admitted_
     assert!(not_voter.to_string().contains("not a certified institution"), "{not_voter}");
     assert!(researcher::owned(&chain, Some(researcher)).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn groups_and_break_glass_through_the_library() {
+    use medrec_client::care::{ClinicianSession, EmergencyReason, InstitutionSession, groups};
+    let m = Medrec::new().await;
+    let chain = connect(&m).await;
+    let institution = InstitutionSession::new(chain.clone(), m.accounts[INSTITUTION].signer());
+    let (er, _) = institution.create_group("Emergency departments", true).await.unwrap();
+    let (pharmacists, _) = institution.create_group("Pharmacists", false).await.unwrap();
+    assert_eq!((er, pharmacists), (1, 2));
+    let clinician = ClinicianSession::new(chain.clone(), m.accounts[STRANGER].signer());
+    assert!(clinician.emergency_groups().await.unwrap().is_empty());
+    let none = clinician.break_glass(m.address(PATIENT), None, EmergencyReason::Unconscious);
+    assert!(none.await.unwrap_err().to_string().contains("no emergency group"));
+    institution.add_member(er, m.address(STRANGER)).await.unwrap();
+    institution.add_member(pharmacists, m.address(VIEWER)).await.unwrap();
+    let listed = groups(&chain).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!((listed[0].name.as_str(), listed[0].emergency), ("Emergency departments", true));
+    assert_eq!(clinician.emergency_groups().await.unwrap()[0].id, er);
+    // Only the managing institution changes a group: the contract's refusal, typed.
+    let other = InstitutionSession::new(chain.clone(), m.accounts[STRANGER].signer());
+    let refused = other.add_member(er, m.address(VIEWER)).await.unwrap_err();
+    assert!(
+        matches!(refused.contract_error(), Some(ContractError::NotGroupManager { .. })),
+        "{refused:?}"
+    );
+
+    // The patient shares a relationship with the pharmacists' group.
+    let by_provider = chain.relationships_as(m.accounts[PROVIDER].signer());
+    let create = by_provider.create(
+        m.address(PATIENT),
+        m.address(DELEGATE),
+        keccak256("query"),
+        keccak256("data"),
+    );
+    tx::send(&create, "creating the relationship").await.unwrap();
+    let me = PatientSession::with_signer(chain.clone(), m.accounts[PATIENT].signer());
+    let target = Target::Provider(m.address(PROVIDER));
+    me.answer(&target, Status::Accepted).await.unwrap();
+    let grant = me.share_with_group(&target, pharmacists, None, Window::default()).await.unwrap();
+    assert_eq!(grant.viewer, medrec_client::care::group_address(pharmacists));
+    assert!(me.share_with_group(&target, 9, None, Window::default()).await.is_err());
+
+    // Break-glass: allowed by default, recorded for the patient, refusable.
+    assert!(me.break_glass_allowed().await.unwrap());
+    let opened =
+        clinician.break_glass(m.address(PATIENT), None, EmergencyReason::LifeThreatening).await;
+    let opened = opened.unwrap();
+    assert_eq!((opened.group, opened.reason), (er, EmergencyReason::LifeThreatening));
+    let seen = me.openings(0).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].clinician, seen[0].expires_at), (m.address(STRANGER), opened.expires_at));
+    assert!(me.set_break_glass(false).await.unwrap().is_some());
+    assert!(me.set_break_glass(false).await.unwrap().is_none(), "already refused");
+    assert!(!me.break_glass_allowed().await.unwrap());
+    let refused =
+        clinician.break_glass(m.address(PATIENT), Some(er), EmergencyReason::Unconscious).await;
+    let refused = refused.unwrap_err();
+    assert!(
+        matches!(refused.contract_error(), Some(ContractError::BreakGlassRefused { .. })),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("refused break-glass"), "{refused}");
+}
