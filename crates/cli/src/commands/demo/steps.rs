@@ -190,3 +190,18 @@ pub(super) async fn leave_an_update_pending(
     medrec_client::tx::send(&update, "publishing the new lab result's hash").await?;
     Ok(())
 }
+
+/// The patient's emergency set, read by the clinician once every gatekeeper has
+/// followed the chain to the break-glass (each refuses until then).
+pub(super) async fn emergency_when_seen(
+    clinician: &medrec_client::care::ClinicianSession,
+    patient: alloy::primitives::Address,
+) -> anyhow::Result<Vec<medrec_client::care::EmergencySet>> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match clinician.emergency_records(patient).await {
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(PAUSE).await,
+            other => return Ok(other?),
+        }
+    }
+}
