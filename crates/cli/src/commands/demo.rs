@@ -2,11 +2,11 @@
 //!
 //! Starts the embedded chain, two provider gatekeepers with synthetic records, and
 //! plays a patient, a viewer (a pharmacist), an emergency clinician and a researcher
-//! through it: enroll,
-//! notify, accept, fetch and verify, share, the viewer reads, revoke, the viewer is
-//! refused, an emergency clinician breaks the glass and reads the patient's emergency
-//! set (the patient is told at once), a provider adds a lab result, the patient is notified, the access log is
-//! shown with proofs checked on chain. Demo identities are the public development
+//! through it: enroll, notify, accept, fetch and verify, share, the viewer reads,
+//! revoke, the viewer is refused, an emergency clinician breaks the glass and reads the
+//! patient's emergency set (the patient is told at once), a provider adds a lab result,
+//! the patient is notified, the access log is shown with proofs checked on chain. Demo
+//! identities are the public development
 //! accounts of the `test … junk` mnemonic: never use them for anything real.
 
 mod lakeside;
@@ -176,6 +176,11 @@ use steps::{
     wait_for_proofs,
 };
 
+/// `1 allergy`, `2 allergies`.
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Which relationship, for the patient's steps.
 fn target(id: RelationshipId) -> Target {
     Target::Id(id.0.to_string())
@@ -245,12 +250,17 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 .pop()
                 .context("the generator made no patient")?;
         let client = provider_client(&chain, &running, &account);
-        client.import(&transaction_bundle(&record)).await.context("importing the records")?;
+        let mut bundle = transaction_bundle(&record);
+        if i == 0 {
+            // What the emergency room will need: Riverside Clinic knows of an allergy.
+            steps::add_allergy(&mut bundle, &record.id);
+        }
+        client.import(&bundle).await.context("importing the records")?;
         n.say(&format!(
             "   {name}: gatekeeper {} as {}, {} records imported (FHIR transaction)",
             running.url(),
             account.address,
-            record.resources.len() + 1
+            bundle["entry"].as_array().map_or(0, Vec::len)
         ));
         sites.push(ProviderSite {
             name,
@@ -377,10 +387,10 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     for s in &sets {
         let name = sites.iter().find(|x| x.account.address == s.provider).map_or("?", |x| x.name);
         n.say(&format!(
-            "   {name}: {} allergies, {} medication requests, {} conditions",
-            count(s, "AllergyIntolerance"),
-            count(s, "MedicationRequest"),
-            count(s, "Condition")
+            "   {name}: {}, {}, {}",
+            plural(count(s, "AllergyIntolerance"), "allergy", "allergies"),
+            plural(count(s, "MedicationRequest"), "medication request", "medication requests"),
+            plural(count(s, "Condition"), "condition", "conditions")
         ));
     }
     let emergency_records: usize = sets.iter().map(|s| s.resources.len()).sum();
