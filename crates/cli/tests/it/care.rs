@@ -133,7 +133,7 @@ async fn institutions_group_clinicians_who_break_the_glass_unless_the_patient_re
         (o["reason"].as_str(), o["expires_at"].as_u64()),
         (Some("unconscious"), Some(expires_at))
     );
-    assert_eq!(o["expired"], false);
+    assert_eq!(o["state"], "open");
     assert!(inbox["notices"].as_array().unwrap().len() >= 2, "the relationships' notices stay");
     let words = net.medrec(&home, &["patient", "inbox"]).await;
     let words = String::from_utf8_lossy(&words.stdout);
@@ -218,6 +218,9 @@ async fn institutions_group_clinicians_who_break_the_glass_unless_the_patient_re
     assert_eq!(refusal["break_glass_allowed"], false);
     let status = net.json(&home, &["patient", "break-glass", "status"]).await;
     assert_eq!(status["break_glass_allowed"], false);
+    assert_eq!(status["openings"][0]["state"], "ended", "refusing ended it: {status}");
+    let words = net.medrec(&home, &["patient", "inbox"]).await;
+    assert!(String::from_utf8_lossy(&words.stdout).contains("ended when you refused break-glass"));
     refused(&net.medrec(&er_dir, &bg).await, "refused break-glass");
     // Refusing ended the opening in force: the gatekeepers stop serving the clinician.
     let deadline = Instant::now() + Duration::from_secs(30);

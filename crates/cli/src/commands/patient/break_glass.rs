@@ -5,6 +5,7 @@
 use super::{PatientArgs, fhir};
 use crate::output;
 use alloy::primitives::Address;
+use alloy::{eips::BlockNumberOrTag, providers::Provider, rpc::types::Filter, sol_types::SolEvent};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use medrec_client::{
@@ -116,41 +117,87 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// An opening as JSON (`groups` names the group).
-pub(super) fn opening_json(o: &Opening, groups: &[GroupInfo]) -> Value {
+/// What the patient's app needs to tell an opening: the groups' names, and when the
+/// patient refused break-glass (a refusal ends the openings before it).
+#[derive(Debug, Default)]
+pub(super) struct Known {
+    groups: Vec<GroupInfo>,
+    refusals: Vec<u64>,
+}
+
+impl Known {
+    /// Read from the chain; the names are a courtesy (none when they cannot be read).
+    pub(super) async fn read(chain: &Chain, patient: Address) -> anyhow::Result<Self> {
+        let spec = chain.spec();
+        let filter = Filter::new()
+            .address(spec.relationships)
+            .from_block(spec.from_block)
+            .to_block(BlockNumberOrTag::Latest)
+            .event_signature(Relationships::BreakGlassSettingChanged::SIGNATURE_HASH)
+            .topic1(patient.into_word());
+        let logs = chain
+            .reader()
+            .get_logs(&filter)
+            .await
+            .context("cannot read the break-glass settings")?;
+        let refusals = logs
+            .iter()
+            .filter(|l| !l.removed)
+            .filter_map(|l| {
+                let e = Relationships::BreakGlassSettingChanged::decode_log(&l.inner).ok()?;
+                (!e.allowed).then_some(l.block_number?)
+            })
+            .collect();
+        Ok(Self { groups: groups(chain).await.unwrap_or_default(), refusals })
+    }
+
+    fn group(&self, o: &Opening) -> Option<&GroupInfo> {
+        self.groups.iter().find(|g| g.id == o.group)
+    }
+
+    /// `open`, `expired`, or `ended` (the patient refused break-glass since).
+    fn state(&self, o: &Opening) -> &'static str {
+        if self.refusals.iter().any(|b| *b >= o.block) {
+            "ended"
+        } else if o.expires_at <= now() {
+            "expired"
+        } else {
+            "open"
+        }
+    }
+}
+
+/// An opening as JSON.
+pub(super) fn opening_json(o: &Opening, known: &Known) -> Value {
     json!({
         "kind": "break-glass",
         "block": o.block,
         "clinician": o.clinician,
         "group": o.group,
-        "group_name": groups.iter().find(|g| g.id == o.group).map(|g| g.name.clone()),
+        "group_name": known.group(o).map(|g| g.name.clone()),
         "reason": o.reason.as_str(),
         "reason_text": o.reason.to_string(),
         "expires_at": o.expires_at,
         "expires": fhir::when(o.expires_at),
-        "expired": o.expires_at <= now(),
+        "state": known.state(o),
     })
 }
 
 /// An opening in a sentence.
-pub(super) fn describe_opening(o: &Opening, groups: &[GroupInfo]) -> String {
-    let group = groups.iter().find(|g| g.id == o.group).map_or_else(
+pub(super) fn describe_opening(o: &Opening, known: &Known) -> String {
+    let group = known.group(o).map_or_else(
         || format!("group {}", o.group),
         |g| format!("group {} ({})", o.group, g.name),
     );
-    let until = if o.expires_at <= now() { "ended" } else { "open until" };
+    let until = match known.state(o) {
+        "open" => format!("open until {}", fhir::when(o.expires_at)),
+        "expired" => format!("expired at {}", fhir::when(o.expires_at)),
+        _ => "ended when you refused break-glass".to_owned(),
+    };
     format!(
-        "block {:>6}  BREAK-GLASS: clinician {} of {group} opened your emergency set (allergies, medications, conditions) because {}; {until} {}",
-        o.block,
-        o.clinician,
-        o.reason,
-        fhir::when(o.expires_at)
+        "block {:>6}  BREAK-GLASS: clinician {} of {group} opened your emergency set (allergies, medications, conditions) because {}; {until}",
+        o.block, o.clinician, o.reason,
     )
-}
-
-/// The groups, to name them; none when they cannot be read (names are a courtesy).
-pub(super) async fn group_names(chain: &Chain) -> Vec<GroupInfo> {
-    groups(chain).await.unwrap_or_default()
 }
 
 async fn status(p: &PatientArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
@@ -158,13 +205,13 @@ async fn status(p: &PatientArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
     let chain = p.chain.connect().await?;
     let allowed = allowed(&chain, patient).await?;
     let openings = openings_of(&chain, patient, 0).await?;
-    let names = group_names(&chain).await;
+    let known = Known::read(&chain, patient).await?;
     if p.json {
         output::result(
             &json!({
                 "patient": patient,
                 "break_glass_allowed": allowed,
-                "openings": openings.iter().map(|o| opening_json(o, &names)).collect::<Vec<_>>(),
+                "openings": openings.iter().map(|o| opening_json(o, &known)).collect::<Vec<_>>(),
             })
             .to_string(),
         );
@@ -179,7 +226,7 @@ async fn status(p: &PatientArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
         output::note("nobody has broken the glass for you");
     }
     for o in &openings {
-        output::result(&describe_opening(o, &names));
+        output::result(&describe_opening(o, &known));
     }
     Ok(ExitCode::SUCCESS)
 }

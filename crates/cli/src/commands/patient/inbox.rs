@@ -3,14 +3,14 @@
 
 use super::{
     PatientArgs,
-    break_glass::{describe_opening, group_names, opening_json, openings_of},
+    break_glass::{Known, describe_opening, opening_json, openings_of},
 };
 use crate::output;
 use alloy::primitives::Address;
 use anyhow::Context;
 use clap::Args;
 use medrec_chain::inbox::{Dated, Notice, summarize};
-use medrec_client::care::{GroupInfo, Opening};
+use medrec_client::care::Opening;
 use medrec_wallet::Wallet;
 use serde_json::{Value, json};
 use std::{process::ExitCode, time::Duration};
@@ -50,7 +50,8 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
     let notices =
         chain.notices(address, a.since, Some(head)).await.context("reading the inbox failed")?;
     let openings = openings_of(&chain, address, a.since).await?;
-    let names = if openings.is_empty() { Vec::new() } else { group_names(&chain).await };
+    let known =
+        if openings.is_empty() { Known::default() } else { Known::read(&chain, address).await? };
     if !a.follow {
         if p.json {
             let summaries: Vec<Value> = summarize(&notices)
@@ -68,7 +69,7 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
                 })
                 .collect();
             let list: Vec<Value> = notices.iter().map(notice_json).collect();
-            let opened: Vec<Value> = openings.iter().map(|o| opening_json(o, &names)).collect();
+            let opened: Vec<Value> = openings.iter().map(|o| opening_json(o, &known)).collect();
             output::result(
                 &json!({
                     "address": address,
@@ -85,7 +86,7 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
             // In chain order: a break-glass opening among the relationships' notices.
             let mut lines: Vec<(u64, String)> =
                 notices.iter().map(|n| (n.block, describe(n))).collect();
-            lines.extend(openings.iter().map(|o| (o.block, describe_opening(o, &names))));
+            lines.extend(openings.iter().map(|o| (o.block, describe_opening(o, &known))));
             lines.sort_by_key(|(block, _)| *block);
             for (_, line) in &lines {
                 output::result(line);
@@ -97,7 +98,7 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
         print(n, p.json);
     }
     for o in &openings {
-        print_opening(o, &names, p.json);
+        print_opening(o, &known, p.json);
     }
     output::note(&format!("following the chain from block {head}; press Ctrl-C to stop"));
     let mut next = head + 1;
@@ -123,11 +124,14 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
                 for n in &notices {
                     print(n, p.json);
                 }
-                let names =
-                    if openings.is_empty() { Vec::new() } else { group_names(&chain).await };
+                let known = if openings.is_empty() {
+                    Known::default()
+                } else {
+                    Known::read(&chain, address).await.unwrap_or_default()
+                };
                 // Openings up to this head only: the next round starts after it.
                 for o in openings.iter().filter(|o| o.block <= head) {
-                    print_opening(o, &names, p.json);
+                    print_opening(o, &known, p.json);
                 }
                 next = head + 1;
             }
@@ -144,11 +148,11 @@ fn print(n: &Dated, json: bool) {
     }
 }
 
-fn print_opening(o: &Opening, names: &[GroupInfo], json: bool) {
+fn print_opening(o: &Opening, known: &Known, json: bool) {
     if json {
-        output::result(&opening_json(o, names).to_string());
+        output::result(&opening_json(o, known).to_string());
     } else {
-        output::result(&describe_opening(o, names));
+        output::result(&describe_opening(o, known));
     }
 }
 
