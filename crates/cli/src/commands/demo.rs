@@ -6,8 +6,8 @@
 //! revoke, the viewer is refused, an emergency clinician breaks the glass and reads the
 //! patient's emergency set (the patient is told at once), a provider adds a lab result,
 //! the patient is notified, the access log is shown with proofs checked on chain. Demo
-//! identities are the public development
-//! accounts of the `test … junk` mnemonic: never use them for anything real.
+//! identities are the public development accounts of the `test … junk` mnemonic: never
+//! use them for anything real.
 
 mod lakeside;
 mod steps;
