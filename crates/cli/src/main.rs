@@ -23,7 +23,7 @@ enum Command {
     /// Run the embedded chain and serve Ethereum JSON-RPC.
     Chain(commands::chain::ChainArgs),
     /// The whole story on this machine, narrated: chain, two providers, a patient, a
-    /// pharmacist and a researcher.
+    /// pharmacist, an emergency clinician and a researcher.
     Demo(commands::demo::DemoArgs),
     /// What a provider does: init and registration, serve the Database Gatekeeper,
     /// enroll patients, import records, publish changes with bounty queries.
@@ -33,6 +33,12 @@ enum Command {
     Patient(commands::patient::PatientArgs),
     /// What a viewer does with what a patient shared with it: inbox and fetch.
     Viewer(commands::viewer::ViewerArgs),
+    /// Groups of clinicians that certified institutions define (emergency departments,
+    /// pharmacists): create, add and remove members, list.
+    Group(commands::group::GroupArgs),
+    /// What an emergency clinician does: its groups, break the glass for a patient who
+    /// cannot consent, read the patient's emergency set.
+    Clinician(commands::clinician::ClinicianArgs),
     /// What researchers do: mine the chain, own the bounties of their blocks, redeem
     /// them as private aggregates; institutions admit them by vote.
     Research(commands::research::ResearchArgs),
@@ -51,6 +57,8 @@ fn main() -> ExitCode {
         Command::Provider(args) => commands::provider::run(args),
         Command::Patient(args) => commands::patient::run(&args),
         Command::Viewer(args) => commands::viewer::run(&args),
+        Command::Group(args) => commands::group::run(&args),
+        Command::Clinician(args) => commands::clinician::run(&args),
         Command::Research(args) => commands::research::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Synth(args) => commands::synth::run(&args),

@@ -46,6 +46,27 @@ pub async fn group(chain: &Chain, id: u64) -> Result<GroupInfo> {
     })
 }
 
+/// The groups `member` belongs to now (emergency or not), oldest first: what a
+/// clinician checks without unlocking a key.
+///
+/// # Errors
+/// When the chain cannot be read.
+pub async fn member_groups(chain: &Chain, member: Address) -> Result<Vec<GroupInfo>> {
+    let registrar = chain.registrar();
+    let mut out = Vec::new();
+    for g in groups(chain).await? {
+        let belongs = registrar
+            .isMember(U256::from(g.id), member)
+            .call()
+            .await
+            .context("cannot read a group's members")?;
+        if belongs {
+            out.push(g);
+        }
+    }
+    Ok(out)
+}
+
 /// A certified institution managing groups.
 #[derive(Debug, Clone)]
 pub struct InstitutionSession {

@@ -125,3 +125,13 @@ impl WalletArgs {
             .with_context(|| format!("cannot open the wallet in {}", dir.display()))
     }
 }
+
+/// The signer whose hex private key is in the environment variable `var` (development
+/// identities only: a real party signs with its wallet).
+pub(crate) fn signer_from_env(
+    var: &str,
+) -> anyhow::Result<alloy::signers::local::PrivateKeySigner> {
+    let hex =
+        std::env::var(var).with_context(|| format!("the environment variable {var} is not set"))?;
+    hex.trim().parse().with_context(|| format!("{var} does not hold a private key (64 hex digits)"))
+}

@@ -1,11 +1,13 @@
 //! `medrec demo`: the whole MedRec story on this machine, narrated.
 //!
 //! Starts the embedded chain, two provider gatekeepers with synthetic records, and
-//! plays a patient, a viewer (a pharmacist) and a researcher through it: enroll,
-//! notify, accept, fetch and verify, share, the viewer reads, revoke, the viewer is
-//! refused, a provider adds a lab result, the patient is notified, the access log is
-//! shown with proofs checked on chain. Demo identities are the public development
-//! accounts of the `test … junk` mnemonic: never use them for anything real.
+//! plays a patient, a viewer (a pharmacist), an emergency clinician and a researcher
+//! through it: enroll, notify, accept, fetch and verify, share, the viewer reads,
+//! revoke, the viewer is refused, an emergency clinician breaks the glass and reads the
+//! patient's emergency set (the patient is told at once), a provider adds a lab result,
+//! the patient is notified, the access log is shown with proofs checked on chain. Demo
+//! identities are the public development accounts of the `test … junk` mnemonic: never
+//! use them for anything real.
 
 mod lakeside;
 mod steps;
@@ -18,6 +20,7 @@ use medrec_app::{AppConfig, Role};
 use medrec_chain::inbox::Notice;
 use medrec_client::{
     ChainSpec,
+    care::{ClinicianSession, EmergencyReason, InstitutionSession, group_address},
     patient::{PatientSession, Target, Window, access_log::ProofStatus, records::fetch_verified},
     provider::{
         enroll::{open_relationship, tell_gatekeeper},
@@ -70,6 +73,10 @@ const INSTITUTION: usize = 0;
 const PATIENT: usize = 2;
 const VIEWER: usize = 4;
 const RESEARCHER: usize = 5;
+/// The emergency-room clinician (dev accounts 8 and 9 are otherwise unused).
+const CLINICIAN: usize = 8;
+/// The emergency group the certified institution creates.
+const ER_GROUP: &str = "Emergency departments";
 /// The pointer each provider publishes: the patient's laboratory results.
 const LABS: &str = "Observation?category=laboratory";
 /// Development accounts: the named parties and Riverside Clinic's other patients.
@@ -169,6 +176,11 @@ use steps::{
     wait_for_proofs,
 };
 
+/// `1 allergy`, `2 allergies`.
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Which relationship, for the patient's steps.
 fn target(id: RelationshipId) -> Target {
     Target::Id(id.0.to_string())
@@ -238,12 +250,17 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
                 .pop()
                 .context("the generator made no patient")?;
         let client = provider_client(&chain, &running, &account);
-        client.import(&transaction_bundle(&record)).await.context("importing the records")?;
+        let mut bundle = transaction_bundle(&record);
+        if i == 0 {
+            // What the emergency room will need: Riverside Clinic knows of an allergy.
+            steps::add_allergy(&mut bundle, &record.id);
+        }
+        client.import(&bundle).await.context("importing the records")?;
         n.say(&format!(
             "   {name}: gatekeeper {} as {}, {} records imported (FHIR transaction)",
             running.url(),
             account.address,
-            record.resources.len() + 1
+            bundle["entry"].as_array().map_or(0, Vec::len)
         ));
         sites.push(ProviderSite {
             name,
@@ -341,6 +358,74 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let pharmacist = chain.gatekeeper(first.running.url(), first.account.address, viewer.signer());
     let refused = retry_until_refused(|| pharmacist.pointer(first.relationship, 0)).await?;
     n.say(&format!("   refused: {refused}"));
+
+    let clinician = &accounts[CLINICIAN];
+    n.step(&format!("Break-glass: the certified institution creates the group \"{ER_GROUP}\", an emergency group, with an emergency-room clinician."));
+    let institution = InstitutionSession::new(chain.clone(), accounts[INSTITUTION].signer());
+    let (er, _) = institution.create_group(ER_GROUP, true).await?;
+    institution.add_member(er, clinician.address).await?;
+    n.say(&format!(
+        "   group {er} (patients share with it at {}); clinician {} is a member",
+        group_address(er),
+        clinician.address
+    ));
+
+    n.step("The patient arrives unconscious: the clinician breaks the glass and reads the patient's emergency set from both providers.");
+    let er_doc = ClinicianSession::new(chain.clone(), clinician.signer());
+    let opened =
+        er_doc.break_glass(patient.address, Some(er), EmergencyReason::Unconscious).await?;
+    n.say(&format!(
+        "   opened on chain ({}) because {}, until {}",
+        short(opened.tx),
+        opened.reason,
+        medrec_client::timeline::when(opened.expires_at)
+    ));
+    let sets = steps::emergency_when_seen(&er_doc, patient.address).await?;
+    let count = |s: &medrec_client::care::EmergencySet, ty: &str| {
+        s.resources.iter().filter(|r| r["resourceType"] == ty).count()
+    };
+    for s in &sets {
+        let name = sites.iter().find(|x| x.account.address == s.provider).map_or("?", |x| x.name);
+        n.say(&format!(
+            "   {name}: {}, {}, {}",
+            plural(count(s, "AllergyIntolerance"), "allergy", "allergies"),
+            plural(count(s, "MedicationRequest"), "medication request", "medication requests"),
+            plural(count(s, "Condition"), "condition", "conditions")
+        ));
+    }
+    let emergency_records: usize = sets.iter().map(|s| s.resources.len()).sum();
+    n.say("   (not hash-checked: a break-glass read is outside any pointer the patient accepted, so there is no hash on chain to check it against)");
+
+    n.step("The patient's inbox shows the opening at once; every read is in their access log as allow-break-glass.");
+    let seen = me.openings(0).await?;
+    ensure!(
+        seen.iter().any(|o| o.clinician == clinician.address && o.group == er),
+        "the patient's inbox does not show the break-glass"
+    );
+    for o in &seen {
+        n.say(&format!(
+            "   BREAK-GLASS: clinician {} of group {} ({ER_GROUP}) opened the emergency set because {}; open until {}",
+            o.clinician,
+            o.group,
+            o.reason,
+            medrec_client::timeline::when(o.expires_at)
+        ));
+    }
+    let break_glass = json!({
+        "clinician": clinician.address,
+        "group": er,
+        "reason": opened.reason.as_str(),
+        "expires_at": opened.expires_at,
+        "tx": opened.tx,
+        "records": emergency_records,
+    });
+    let groups_json: Vec<Value> = medrec_client::care::groups(&chain)
+        .await?
+        .iter()
+        .map(
+            |g| json!({"id": g.id, "name": g.name, "emergency": g.emergency, "address": g.address}),
+        )
+        .collect();
 
     let researcher = &accounts[RESEARCHER];
     n.step(&format!("Research: {COHORT} other patients of Riverside Clinic are enrolled; three in four opt in to research, and so does our patient."));
@@ -470,7 +555,9 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     ensure!(again["release"] == answer["release"], "a second redemption gave a different answer");
 
     n.step("The patient reads the access log of their records at Riverside Clinic, each entry proven by a head anchored on chain.");
-    for e in wait_for_proofs(&me, first.account.address).await? {
+    let logged = wait_for_proofs(&me, first.account.address).await?;
+    let by_clinician = logged.iter().filter(|e| e.entry["decision"] == "allow-break-glass").count();
+    for e in logged {
         let block = match e.proof {
             ProofStatus::Verified { block } => block,
             other => bail!("an access log entry does not check out: {other:?}"),
@@ -483,6 +570,11 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             e.entry["decision"].as_str().unwrap_or(""),
         ));
     }
+
+    ensure!(by_clinician > 0, "the access log holds no allow-break-glass entry");
+    n.say(&format!(
+        "   {by_clinician} of them are the emergency clinician's reads, logged as allow-break-glass"
+    ));
 
     // The bounties posted by pointer changes (redeemed in the research workflow).
     let bounties: Vec<Value> = researcher::owned(&chain, None)
@@ -520,30 +612,32 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let mut apps = Vec::new();
     let mut lakeside_site = None;
     if args.keep_running {
-        n.step("The EHR manager: the web app for the patient, the pharmacist and the researcher.");
+        n.step("The EHR manager: the web app for the patient, the pharmacist, the researcher and the emergency clinician.");
         // The researcher's app keeps what the story redeemed, as `medrec research` does.
         let kept = dir.join("app-researcher").join("redeemed.json");
         let mut answers = researcher::Answers::load(&kept)?;
         answers.by_bounty.insert(posted.id(), answer.clone());
         answers.save()?;
-        for (role, account) in [
-            (Role::Patient, patient),
-            (Role::Viewer, viewer),
-            (Role::Researcher, &accounts[RESEARCHER]),
+        // The clinician's app is a viewer's app with the clinician's key.
+        for (name, role, account) in [
+            ("patient", Role::Patient, patient),
+            ("viewer", Role::Viewer, viewer),
+            ("researcher", Role::Researcher, &accounts[RESEARCHER]),
+            ("clinician", Role::Viewer, clinician),
         ] {
             let app = medrec_app::spawn(AppConfig {
                 role,
                 demo_key: Some(account.signer()),
                 ..AppConfig::new(
                     "127.0.0.1:0".parse()?,
-                    dir.join(format!("app-{}", role.as_str())),
+                    dir.join(format!("app-{name}")),
                     spec.clone(),
                 )
             })
             .await
-            .with_context(|| format!("the {} app did not start", role.as_str()))?;
-            n.say(&format!("   {} app: {}", role.as_str(), app.launch_url()));
-            apps.push((role, app));
+            .with_context(|| format!("the {name} app did not start"))?;
+            n.say(&format!("   {name} app: {}", app.launch_url()));
+            apps.push((name, app));
         }
         // A provider's app needs a provider set up for real: Lakeside Practice.
         let site = lakeside::start(&spec, &chain, &dir, &accounts[INSTITUTION], args.years).await?;
@@ -562,7 +656,7 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             site.patient_id,
             app.launch_url()
         ));
-        apps.push((Role::Provider, app));
+        apps.push(("provider", app));
         lakeside_site = Some(site);
     }
     let mut result = json!({
@@ -575,12 +669,15 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "researcher": identity(&accounts[RESEARCHER]),
         "relationships": relationships,
         "research": {"bounties": bounties},
+        "clinician": identity(clinician),
+        "groups": groups_json,
+        "break_glass": break_glass,
         "elapsed_seconds": n.started.elapsed().as_secs_f64(),
     });
     if !apps.is_empty() {
         result["apps"] = apps
             .iter()
-            .map(|(role, app)| (role.as_str().to_owned(), Value::String(app.launch_url())))
+            .map(|(name, app)| ((*name).to_owned(), Value::String(app.launch_url())))
             .collect::<serde_json::Map<_, _>>()
             .into();
     }

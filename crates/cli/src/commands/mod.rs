@@ -3,9 +3,11 @@
 pub(crate) mod app;
 pub(crate) mod bench;
 pub(crate) mod chain;
+pub(crate) mod clinician;
 pub(crate) mod common;
 pub(crate) mod demo;
 mod enforce;
+pub(crate) mod group;
 pub(crate) mod patient;
 pub(crate) mod provider;
 pub(crate) mod research;

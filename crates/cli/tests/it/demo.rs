@@ -23,7 +23,7 @@ fn the_story_runs_to_the_end_and_reports_what_it_made() {
     assert!(providers.iter().all(|p| p["name"].is_string()
         && p["gatekeeper_url"].is_string()
         && p["address"].is_string()));
-    for who in ["patient", "viewer", "researcher"] {
+    for who in ["patient", "viewer", "researcher", "clinician"] {
         assert_eq!(v[who]["private_key"].as_str().unwrap().len(), 66, "{who}");
         assert_eq!(v[who]["address"].as_str().unwrap().len(), 42, "{who}");
     }
@@ -48,11 +48,37 @@ fn the_story_runs_to_the_end_and_reports_what_it_made() {
         );
     }
     assert!(cells.iter().any(|c| c["suppressed"] == false), "some cell has at least k patients");
+    // Break-glass: the institution's emergency group, the clinician's opening and what
+    // it read from both providers (an allergy at Riverside Clinic, medication requests
+    // and a condition at Northgate Hospital).
+    let groups = v["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0]["name"], "Emergency departments");
+    assert_eq!(groups[0]["emergency"], true);
+    assert!(groups[0]["id"].as_u64().is_some());
+    assert_eq!(groups[0]["address"].as_str().unwrap().len(), 42);
+    let bg = &v["break_glass"];
+    assert_eq!(bg["clinician"], v["clinician"]["address"]);
+    assert_eq!(bg["group"], groups[0]["id"]);
+    assert_eq!(bg["reason"], "unconscious");
+    assert!(bg["expires_at"].as_u64().unwrap() > 0);
+    assert_eq!(bg["tx"].as_str().unwrap().len(), 66);
+    assert!(bg["records"].as_u64().unwrap() >= 4, "{bg}");
     // The narration went to stderr, every step of it.
     let narration = String::from_utf8_lossy(&out.stderr);
-    for step in
-        ["accepts", "refused", "notified", "mines the block", "redeems", "access log", "Done"]
-    {
+    for step in [
+        "accepts",
+        "refused",
+        "breaks the glass",
+        "1 allergy",
+        "BREAK-GLASS",
+        "logged as allow-break-glass",
+        "notified",
+        "mines the block",
+        "redeems",
+        "access log",
+        "Done",
+    ] {
         assert!(narration.contains(step), "no '{step}' in the narration:\n{narration}");
     }
 }
@@ -108,6 +134,9 @@ async fn keep_running_leaves_the_chain_and_gatekeepers_serving() {
     let viewer = app_page(v["apps"]["viewer"].as_str().unwrap(), "/").await;
     assert!(viewer.contains("Shared with me"), "{viewer}");
     assert!(viewer.contains("Access refused: the patient revoked this grant."), "{viewer}");
+    // The emergency clinician's app: a viewer's app, with the clinician's key.
+    let clinician = app_page(v["apps"]["clinician"].as_str().unwrap(), "/").await;
+    assert!(clinician.contains("Shared with me"), "{clinician}");
     // SIGTERM stops it cleanly.
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());

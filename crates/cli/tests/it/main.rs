@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_research;
+mod care;
 mod chain;
 mod demo;
 mod patient;

@@ -190,3 +190,42 @@ pub(super) async fn leave_an_update_pending(
     medrec_client::tx::send(&update, "publishing the new lab result's hash").await?;
     Ok(())
 }
+
+/// The patient's emergency set, read by the clinician once every gatekeeper has
+/// followed the chain to the break-glass (each refuses until then).
+pub(super) async fn emergency_when_seen(
+    clinician: &medrec_client::care::ClinicianSession,
+    patient: alloy::primitives::Address,
+) -> anyhow::Result<Vec<medrec_client::care::EmergencySet>> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match clinician.emergency_records(patient).await {
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(PAUSE).await,
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Adds to a transaction bundle an allergy to penicillin of patient `patient_id`, the
+/// record an emergency room most needs (the synthetic history may hold none).
+pub(super) fn add_allergy(bundle: &mut Value, patient_id: &str) {
+    let concept = |system: &str, code: &str, display: &str| serde_json::json!({"coding": [{"system": system, "code": code, "display": display}]});
+    let allergy = serde_json::json!({
+        "resource": {
+            "resourceType": "AllergyIntolerance",
+            "id": "demo-penicillin",
+            "clinicalStatus": concept("http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical", "active", "Active"),
+            "verificationStatus": concept("http://terminology.hl7.org/CodeSystem/allergyintolerance-verification", "confirmed", "Confirmed"),
+            "type": "allergy",
+            "category": ["medication"],
+            "criticality": "high",
+            "code": concept("http://snomed.info/sct", "91936005", "Allergy to penicillin"),
+            "patient": {"reference": format!("Patient/{patient_id}")},
+            "recordedDate": "2024-03-02",
+        },
+        "request": {"method": "PUT", "url": "AllergyIntolerance/demo-penicillin"}
+    });
+    if let Some(entries) = bundle["entry"].as_array_mut() {
+        entries.push(allergy);
+    }
+}

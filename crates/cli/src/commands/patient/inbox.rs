@@ -1,12 +1,16 @@
 //! `medrec patient inbox`: the notices of the chain about one's relationships, once or
 //! following new blocks.
 
-use super::PatientArgs;
+use super::{
+    PatientArgs,
+    break_glass::{Known, describe_opening, opening_json, openings_of},
+};
 use crate::output;
 use alloy::primitives::Address;
 use anyhow::Context;
 use clap::Args;
 use medrec_chain::inbox::{Dated, Notice, summarize};
+use medrec_client::care::Opening;
 use medrec_wallet::Wallet;
 use serde_json::{Value, json};
 use std::{process::ExitCode, time::Duration};
@@ -25,8 +29,9 @@ pub(crate) struct InboxArgs {
     follow: bool,
 }
 
-/// Runs `medrec patient inbox`: with --json one object with the notices and each
-/// relationship's summary, or with --follow one object per notice and line.
+/// Runs `medrec patient inbox`: with --json one object with the notices, each
+/// relationship's summary and the break-glass openings of the patient's emergency set,
+/// or with --follow one object per notice (or opening, `kind` "break-glass") and line.
 pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<ExitCode> {
     let address = match a.address {
         Some(address) => address,
@@ -44,6 +49,9 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
     let head = chain.head().await?;
     let notices =
         chain.notices(address, a.since, Some(head)).await.context("reading the inbox failed")?;
+    let openings = openings_of(&chain, address, a.since).await?;
+    let known =
+        if openings.is_empty() { Known::default() } else { Known::read(&chain, address).await? };
     if !a.follow {
         if p.json {
             let summaries: Vec<Value> = summarize(&notices)
@@ -61,22 +69,36 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
                 })
                 .collect();
             let list: Vec<Value> = notices.iter().map(notice_json).collect();
+            let opened: Vec<Value> = openings.iter().map(|o| opening_json(o, &known)).collect();
             output::result(
-                &json!({"address": address, "notices": list, "relationships": summaries})
-                    .to_string(),
+                &json!({
+                    "address": address,
+                    "notices": list,
+                    "relationships": summaries,
+                    "break_glass": opened,
+                })
+                .to_string(),
             );
         } else {
-            if notices.is_empty() {
+            if notices.is_empty() && openings.is_empty() {
                 output::note("nothing yet");
             }
-            for n in &notices {
-                output::result(&describe(n));
+            // In chain order: a break-glass opening among the relationships' notices.
+            let mut lines: Vec<(u64, String)> =
+                notices.iter().map(|n| (n.block, describe(n))).collect();
+            lines.extend(openings.iter().map(|o| (o.block, describe_opening(o, &known))));
+            lines.sort_by_key(|(block, _)| *block);
+            for (_, line) in &lines {
+                output::result(line);
             }
         }
         return Ok(ExitCode::SUCCESS);
     }
     for n in &notices {
         print(n, p.json);
+    }
+    for o in &openings {
+        print_opening(o, &known, p.json);
     }
     output::note(&format!("following the chain from block {head}; press Ctrl-C to stop"));
     let mut next = head + 1;
@@ -92,10 +114,24 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
         if head < next {
             continue;
         }
-        match chain.notices(address, next, Some(head)).await {
-            Ok(new) => {
-                for n in &new {
+        let new = async {
+            let notices = chain.notices(address, next, Some(head)).await?;
+            let openings = openings_of(&chain, address, next).await?;
+            anyhow::Ok((notices, openings))
+        };
+        match new.await {
+            Ok((notices, openings)) => {
+                for n in &notices {
                     print(n, p.json);
+                }
+                let known = if openings.is_empty() {
+                    Known::default()
+                } else {
+                    Known::read(&chain, address).await.unwrap_or_default()
+                };
+                // Openings up to this head only: the next round starts after it.
+                for o in openings.iter().filter(|o| o.block <= head) {
+                    print_opening(o, &known, p.json);
                 }
                 next = head + 1;
             }
@@ -109,6 +145,14 @@ fn print(n: &Dated, json: bool) {
         output::result(&notice_json(n).to_string());
     } else {
         output::result(&describe(n));
+    }
+}
+
+fn print_opening(o: &Opening, known: &Known, json: bool) {
+    if json {
+        output::result(&opening_json(o, known).to_string());
+    } else {
+        output::result(&describe_opening(o, known));
     }
 }
 

@@ -5,6 +5,7 @@
 //! one FHIR Bundle.
 
 mod access_log;
+mod break_glass;
 pub(crate) use medrec_client::timeline as fhir;
 mod inbox;
 mod records;
@@ -56,7 +57,8 @@ enum Patient {
     /// Fetch every record of every accepted relationship, check each against the chain,
     /// keep them in the encrypted local cache and show one timeline, newest first.
     Records(records::RecordsArgs),
-    /// Let a viewer see some of a relationship's pointers for a while.
+    /// Let a viewer, or every member of a group, see some of a relationship's pointers
+    /// for a while.
     Share(ShareArgs),
     /// Withdraw everything a viewer may see of a relationship, at once.
     Revoke(RevokeArgs),
@@ -67,6 +69,11 @@ enum Patient {
     /// Let a relationship's records feed providers' research bounties (private
     /// aggregates), or stop them; the default is out, and you may opt out any time.
     Research(ResearchArgs),
+    /// Allow or refuse break-glass (emergency clinicians reading your allergies,
+    /// medications and conditions when you cannot consent; allowed until you refuse),
+    /// or see the setting and the openings.
+    #[command(subcommand)]
+    BreakGlass(break_glass::BreakGlass),
 }
 
 /// Arguments of `research`.
@@ -107,8 +114,16 @@ pub(crate) struct Target {
 #[derive(Debug, Args)]
 struct ShareArgs {
     /// The viewer's address.
-    #[arg(long, value_name = "ADDRESS")]
-    viewer: Address,
+    #[arg(
+        long,
+        value_name = "ADDRESS",
+        required_unless_present = "group",
+        conflicts_with = "group"
+    )]
+    viewer: Option<Address>,
+    /// Share with every member of this group instead (`medrec group list`).
+    #[arg(long, value_name = "ID")]
+    group: Option<u64>,
     #[command(flatten)]
     target: Target,
     /// The pointers to share, e.g. 0,1 (default: all).
@@ -155,6 +170,7 @@ pub(crate) fn run(args: &PatientArgs) -> anyhow::Result<ExitCode> {
             Patient::AccessLog(a) => access_log::access_log(args, a).await,
             Patient::Export(a) => records::export(args, a).await,
             Patient::Research(a) => research(args, a).await,
+            Patient::BreakGlass(a) => break_glass::run(args, a).await,
         }
     })
 }
@@ -251,12 +267,22 @@ async fn share(p: &PatientArgs, a: &ShareArgs) -> anyhow::Result<ExitCode> {
     let session = session(p).await?;
     let pointers = if a.all { None } else { Some(a.pointers.as_slice()) };
     let window = Window { from: a.from, until: a.until, duration: a.duration };
-    let g = session.share(&a.target.target()?, a.viewer, pointers, window).await?;
+    let target = a.target.target()?;
+    let g = match (a.group, a.viewer) {
+        (Some(id), _) => session.share_with_group(&target, id, pointers, window).await?,
+        (None, Some(viewer)) => session.share(&target, viewer, pointers, window).await?,
+        (None, None) => anyhow::bail!("say with whom: --viewer ADDRESS or --group ID"),
+    };
+    let whom = a.group.map_or_else(
+        || g.viewer.to_string(),
+        |id| format!("every member of group {id} ({})", g.viewer),
+    );
     if p.json {
         output::result(
             &json!({
                 "relationship": g.relationship.0,
                 "viewer": g.viewer,
+                "group": a.group,
                 "pointers": g.pointers,
                 "not_before": g.not_before,
                 "expires_at": g.expires_at,
@@ -266,8 +292,7 @@ async fn share(p: &PatientArgs, a: &ShareArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         output::result(&format!(
-            "{} may now see pointers {:?} of relationship {} from {} until {}",
-            g.viewer,
+            "{whom} may now see pointers {:?} of relationship {} from {} until {}",
             g.pointers,
             g.relationship.0,
             if g.not_before == 0 { "now".to_owned() } else { fhir::when(g.not_before) },
