@@ -14,6 +14,7 @@ use crate::{
     chain::Chain,
     error::{Context as _, Error, OrInvalid as _, Result, bail, ensure},
     patient::{Grant, PatientSession, Target, Window},
+    retry::{PAUSE, until_caught_up},
     tx,
 };
 use alloy::{
@@ -214,6 +215,9 @@ pub struct EmergencySet {
     pub resources: Vec<Value>,
 }
 
+/// How long a gatekeeper may take to see a break-glass just recorded.
+const OPENING_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// An emergency clinician, signing with its key.
 #[derive(Debug, Clone)]
 pub struct ClinicianSession {
@@ -318,7 +322,10 @@ impl ClinicianSession {
             let client = self.chain.gatekeeper(endpoint.clone(), provider, self.signer.clone());
             let mut resources = Vec::new();
             for ty in EMERGENCY_SET {
-                match client.search(ty.as_str(), "").await {
+                // A gatekeeper a few blocks behind has not seen a break-glass just sent:
+                // it is asked again for a few seconds before its refusal counts.
+                let search = || client.search(ty.as_str(), "");
+                match until_caught_up(PAUSE, OPENING_PATIENCE, search).await {
                     Ok(found) => resources.extend(found),
                     Err(ClientError::Refused { status: 403, .. }) => bail!(
                         "the gatekeeper at {endpoint} refused: there is no break-glass opening for you in force (it lasts four hours, ends if you leave your emergency group, and the patient may refuse break-glass)"

@@ -380,7 +380,7 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         opened.reason,
         medrec_client::timeline::when(opened.expires_at)
     ));
-    let sets = steps::emergency_when_seen(&er_doc, patient.address).await?;
+    let sets = er_doc.emergency_records(patient.address).await?;
     let count = |s: &medrec_client::care::EmergencySet, ty: &str| {
         s.resources.iter().filter(|r| r["resourceType"] == ty).count()
     };

@@ -191,21 +191,6 @@ pub(super) async fn leave_an_update_pending(
     Ok(())
 }
 
-/// The patient's emergency set, read by the clinician once every gatekeeper has
-/// followed the chain to the break-glass (each refuses until then).
-pub(super) async fn emergency_when_seen(
-    clinician: &medrec_client::care::ClinicianSession,
-    patient: alloy::primitives::Address,
-) -> anyhow::Result<Vec<medrec_client::care::EmergencySet>> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        match clinician.emergency_records(patient).await {
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(PAUSE).await,
-            other => return Ok(other?),
-        }
-    }
-}
-
 /// Adds to a transaction bundle an allergy to penicillin of patient `patient_id`, the
 /// record an emergency room most needs (the synthetic history may hold none).
 pub(super) fn add_allergy(bundle: &mut Value, patient_id: &str) {
