@@ -19,21 +19,38 @@
 //! exactly one cell, so the cells are disjoint and each uses the full ε (parallel
 //! composition): a release spends [`BountyQuery::epsilon_cost`] once.
 //!
-//! **k-anonymity.** A cell with fewer than [`Policy::k`] distinct contributing patients
-//! is suppressed: `suppressed: true` and no value. (The decision uses the exact
-//! number of patients, as k-anonymity does; it is not itself noisy.)
+//! **Suppression (about k).** Whether a cell is released is decided from a noisy
+//! count of its distinct contributing patients, never from the exact one, so one
+//! patient cannot flip it for sure: with ε_s = [`Policy::suppression_share`] · ε and
+//! `L = ⌊(k − 1)/2⌋`, a cell of n patients is released when `n + Z ≥ k`, `Z` discrete
+//! Laplace with parameter `exp(−ε_s)` truncated to `−L..=L`
+//! ([`noise::Suppression`]). A released cell therefore always has at least `k − L`
+//! patients (more than k/2), a cell of at least `k + L` is always released, and the
+//! decision is `(ε_s, δ)`-differentially private with
+//! `δ = exp(−ε_s·L) / Σ_{|z|≤L} exp(−ε_s·|z|)` (0.088 for the default k = 10, ε =
+//! 0.5; the release says its rule, `suppression`). A suppressed cell has
+//! `suppressed: true` and no value. Cells are disjoint, so the decisions of all cells
+//! spend ε_s once (parallel composition).
 //!
-//! **Differential privacy** with ε = [`Policy::epsilon_per_bounty`] and m =
-//! [`Policy::max_values_per_patient`], B = max(|lo|, |hi|), and Lap(b) the Laplace
-//! distribution of scale b:
+//! **Differential privacy** of the values with ε = ε_v = (1 − share) ·
+//! [`Policy::epsilon_per_bounty`] (the release's total ε is ε_s + ε_v, what budgets
+//! are charged), m = [`Policy::max_values_per_patient`], B = max(|lo|, |hi|), and
+//! DLap(t) the discrete Laplace distribution `P(x) ∝ exp(−|x|/t)`; every draw is
+//! exact integer sampling ([`crate::sampler`]), never floating-point noise:
 //!
 //! | aggregate | mechanism |
 //! |---|---|
-//! | `count` | n + Lap(m/ε), rounded, at least 0 |
-//! | `sum` | Σ + Lap(m·B/ε) |
-//! | `mean` | c + (Σ(v − c) + Lap(2·m·H/ε)) / max(1, n + Lap(2·m/ε)), clamped into the range (ε/2 each), where c = (lo + hi)/2 and H = (hi − lo)/2: the values are centred so that the noise scales with the range's width, not its distance from 0 |
-//! | `histogram(w)` | each bin + Lap(m/ε) (one patient moves at most m values: L1 sensitivity m), rounded, at least 0 |
-//! | `min`, `max`, `quantiles(p…)` | exponential mechanism over the sorted clamped values (see [`crate::noise::quantile`]), rank sensitivity m, ε split evenly over the percentiles; `min` is percentile 0 and `max` percentile 100; results sorted so they never decrease with p |
+//! | `count` | n + DLap(m/ε), at least 0 |
+//! | `sum` | values snapped to a power-of-two grid g (at most 1/4096 of m·B/ε; [`noise::grid`]), then g · (Σ steps + DLap(m·⌈B/g⌉/ε)) |
+//! | `mean` | c + g·(Σ steps of (v − c) + DLap(m·⌈H/g⌉/(ε/2))) / max(1, n + DLap(m/(ε/2))), clamped into the range, where c = (lo + hi)/2 and H = (hi − lo)/2: the values are centred so that the noise scales with the range's width, not its distance from 0 |
+//! | `histogram(w)` | each bin + DLap(m/ε) (one patient moves at most m values: L1 sensitivity m), at least 0 |
+//! | `min`, `max`, `quantiles(p…)` | permute-and-flip over a fixed grid of 1001 points of the range (see [`noise::quantile`]), rank sensitivity m, ε split evenly over the percentiles; `min` is percentile 0 and `max` percentile 100; results sorted so they never decrease with p |
+//!
+//! **Per-patient budget.** The caller leaves out, before calling [`release`], every
+//! patient whose cumulative ε at the provider would pass [`Policy::patient_budget`]
+//! with this release (the gatekeeper does, from the [`crate::ledger`]); the release
+//! states that budget (`patient_budget`) but not how many were left out (see
+//! [`crate::ledger`] for why).
 //!
 //! Histogram bins are `[lo + i·w, lo + (i+1)·w)`, the last one closed at `hi`.
 
@@ -62,10 +79,18 @@ pub struct PatientData {
 pub struct Release {
     /// The canonical query text.
     pub query: String,
-    /// The ε this release spent.
+    /// The ε this release spent in all (values and suppression).
     pub epsilon: f64,
-    /// The k below which cells are suppressed.
+    /// The k below which (about) cells are suppressed.
     pub k: usize,
+    /// The rule that decided suppression (absent in releases stored before it was
+    /// noisy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppression: Option<noise::Suppression>,
+    /// The per-patient budget in force: patients whose cumulative ε at the provider
+    /// would have passed it were left out (how many is not released).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient_budget: Option<f64>,
     /// The most values one patient contributed.
     pub max_values_per_patient: usize,
     /// The day age bands were computed at (`YYYY-MM-DD`).
@@ -79,7 +104,7 @@ pub struct Release {
 pub struct Cell {
     /// The group (`sex`, `age_band`); empty when ungrouped.
     pub group: BTreeMap<String, String>,
-    /// True when fewer than k patients contributed: no value is released.
+    /// True when the noisy patient count fell below k: no value is released.
     pub suppressed: bool,
     /// The noisy value, absent when suppressed.
     pub value: Option<Answer>,
@@ -156,6 +181,9 @@ pub enum AggregateError {
     /// The query was built by hand and is not a valid one.
     #[error("the query is not valid: {0}")]
     Query(String),
+    /// The noise cannot be drawn for these numbers.
+    #[error("the noise cannot be drawn: {0}")]
+    Noise(#[from] noise::NoiseError),
 }
 
 const SEXES: [&str; 4] = ["female", "male", "other", "unknown"];
@@ -189,72 +217,89 @@ pub fn release(
     if policy.max_values_per_patient == 0 {
         return Err(AggregateError::Policy("max_values_per_patient must be at least 1".into()));
     }
-    let m = policy.max_values_per_patient as f64;
-    let bound = query.lo.abs().max(query.hi.abs());
+    if !(policy.suppression_share > 0.0 && policy.suppression_share < 1.0) {
+        return Err(AggregateError::Policy("suppression_share must be between 0 and 1".into()));
+    }
+    let suppression = noise::Suppression::new(policy.k, policy.suppression_share * epsilon);
+    let values_epsilon = epsilon - suppression.epsilon;
     let cells = collect(query, policy, cohort, as_of)
         .into_iter()
         .map(|(group, patients, values)| {
-            if patients < policy.k {
-                return Cell { group, suppressed: true, value: None };
+            if !suppression.released(patients, policy.k, rng) {
+                return Ok(Cell { group, suppressed: true, value: None });
             }
-            let n = values.len() as f64;
-            let sum: f64 = values.iter().sum();
-            let value = match &query.aggregate {
-                Aggregate::Count => {
-                    Answer::Count(round_count(n + noise::laplace(m / epsilon, rng)))
-                }
-                Aggregate::Sum => Answer::Sum(sum + noise::laplace(m * bound / epsilon, rng)),
-                Aggregate::Mean => {
-                    // Centred on the range's midpoint: one patient moves the centred
-                    // sum by at most m·(hi − lo)/2, half of what the raw sum's bound
-                    // allows when the range starts at 0 (less noise for the same ε).
-                    let mid = f64::midpoint(query.lo, query.hi);
-                    let half = (query.hi - query.lo) / 2.0;
-                    let centred = sum - n * mid;
-                    let s = centred + noise::laplace(2.0 * m * half / epsilon, rng);
-                    let c = n + noise::laplace(2.0 * m / epsilon, rng);
-                    Answer::Mean((mid + s / c.max(1.0)).max(query.lo).min(query.hi))
-                }
-                Aggregate::Min => {
-                    Answer::Min(noise::quantile(&values, 0.0, query.lo, query.hi, epsilon, m, rng))
-                }
-                Aggregate::Max => {
-                    Answer::Max(noise::quantile(&values, 1.0, query.lo, query.hi, epsilon, m, rng))
-                }
-                Aggregate::Quantiles(ps) => {
-                    let each = epsilon / ps.len() as f64;
-                    let mut got: Vec<f64> = ps
-                        .iter()
-                        .map(|p| {
-                            noise::quantile(&values, p / 100.0, query.lo, query.hi, each, m, rng)
-                        })
-                        .collect();
-                    got.sort_by(f64::total_cmp);
-                    Answer::Quantiles(
-                        ps.iter().zip(got).map(|(p, value)| Quantile { p: *p, value }).collect(),
-                    )
-                }
-                Aggregate::Histogram(w) => Answer::Histogram(
-                    histogram(&values, query.lo, query.hi, *w)
-                        .into_iter()
-                        .map(|(from, to, count)| Bin {
-                            from,
-                            to,
-                            count: round_count(count as f64 + noise::laplace(m / epsilon, rng)),
-                        })
-                        .collect(),
-                ),
-            };
-            Cell { group, suppressed: false, value: Some(value) }
+            let value = noisy_value(query, policy, &values, values_epsilon, rng)?;
+            Ok(Cell { group, suppressed: false, value: Some(value) })
         })
-        .collect();
+        .collect::<Result<_, AggregateError>>()?;
     Ok(Release {
         query: query.canonical(),
         epsilon,
         k: policy.k,
+        suppression: Some(suppression),
+        patient_budget: Some(policy.patient_budget()),
         max_values_per_patient: policy.max_values_per_patient,
         as_of: date_text(as_of),
         cells,
+    })
+}
+
+/// The noisy aggregate of one released cell's sorted `values`, with `epsilon`.
+fn noisy_value(
+    query: &BountyQuery,
+    policy: &Policy,
+    values: &[f64],
+    epsilon: f64,
+    rng: &mut impl CryptoRng,
+) -> Result<Answer, AggregateError> {
+    let per_patient = policy.max_values_per_patient;
+    let m = per_patient as f64;
+    let n = values.len() as i128;
+    let bound = query.lo.abs().max(query.hi.abs());
+    let (lo, hi) = (query.lo, query.hi);
+    Ok(match &query.aggregate {
+        Aggregate::Count => Answer::Count(count(noise::noisy_integer(n, m / epsilon, rng)?)),
+        Aggregate::Sum => {
+            Answer::Sum(noise::noisy_sum(values.iter().copied(), bound, m, epsilon, rng)?)
+        }
+        Aggregate::Mean => {
+            // Centred on the range's midpoint: one patient moves the centred sum by at
+            // most m·(hi − lo)/2, half of what the raw sum's bound allows when the
+            // range starts at 0 (less noise for the same ε). ε/2 for the sum, ε/2 for
+            // the count.
+            let mid = f64::midpoint(lo, hi);
+            let half = (hi - lo) / 2.0;
+            let centred = values.iter().map(|v| v - mid);
+            let s = noise::noisy_sum(centred, half, m, epsilon / 2.0, rng)?;
+            let c = noise::noisy_integer(n, 2.0 * m / epsilon, rng)?;
+            Answer::Mean((mid + s / (c.max(1) as f64)).max(lo).min(hi))
+        }
+        Aggregate::Min => {
+            Answer::Min(noise::quantile(values, 0.0, lo, hi, epsilon, per_patient, rng))
+        }
+        Aggregate::Max => {
+            Answer::Max(noise::quantile(values, 100.0, lo, hi, epsilon, per_patient, rng))
+        }
+        Aggregate::Quantiles(ps) => {
+            let each = epsilon / ps.len() as f64;
+            let mut got: Vec<f64> = ps
+                .iter()
+                .map(|p| noise::quantile(values, *p, lo, hi, each, per_patient, rng))
+                .collect();
+            got.sort_by(f64::total_cmp);
+            Answer::Quantiles(
+                ps.iter().zip(got).map(|(p, value)| Quantile { p: *p, value }).collect(),
+            )
+        }
+        Aggregate::Histogram(w) => Answer::Histogram(
+            histogram(values, lo, hi, *w)
+                .into_iter()
+                .map(|(from, to, c)| {
+                    let noisy = noise::noisy_integer(i128::from(c), m / epsilon, rng)?;
+                    Ok(Bin { from, to, count: count(noisy) })
+                })
+                .collect::<Result<_, noise::NoiseError>>()?,
+        ),
     })
 }
 
@@ -300,9 +345,9 @@ pub fn exact(
     ExactResult { cells }
 }
 
-fn round_count(x: f64) -> u64 {
-    // Post-processing: round and floor at 0 (the cast saturates).
-    x.round().max(0.0) as u64
+fn count(x: i128) -> u64 {
+    // Post-processing: floor at 0.
+    u64::try_from(x.max(0)).unwrap_or(u64::MAX)
 }
 
 /// Bins `(from, to, count)` of `values` (all within lo..=hi).

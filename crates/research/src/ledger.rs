@@ -1,13 +1,34 @@
 //! The provider's research ledger, in SQLite: the published texts of bounty queries
-//! under their commitments, the answer released for each bounty, and the ε each
-//! researcher has spent.
+//! under their commitments, the answer released for each bounty, the ε each
+//! researcher has spent, and the ε each patient's records have contributed to.
 //!
-//! [`Ledger::record`] is atomic: in one `IMMEDIATE` transaction it returns the answer
-//! already stored for the bounty (spending nothing) or checks the researcher's budget,
-//! stores the answer and adds its ε. Several [`Ledger`]s (threads or processes) may
-//! share one file; SQLite serializes their writes, so a budget is never overspent.
-//! Budgets are compared with a tolerance of 1e-9 so that, e.g., ten bounties of ε 0.1
-//! fit a budget of 1.0 despite floating-point rounding.
+//! [`Ledger::record_release`] is atomic: in one `IMMEDIATE` transaction it returns the
+//! answer already stored for the bounty (spending nothing) or checks the researcher's
+//! budget and every contributing patient's, stores the answer and adds its ε to the
+//! researcher and to each of those patients. Several [`Ledger`]s (threads or
+//! processes) may share one file; SQLite serializes their writes, so no budget is ever
+//! overspent. Budgets are compared with a tolerance of 1e-9 ([`fits`]) so that, e.g.,
+//! ten bounties of ε 0.1 fit a budget of 1.0 despite floating-point rounding.
+//!
+//! **Per-patient budgets.** The gatekeeper knows a patient by their relationship, so
+//! the ledger keeps one cumulative ε per relationship, across all researchers and
+//! bounties. Before computing a release the caller asks which patients still have room
+//! for its ε ([`Ledger::patients_within`]) and leaves the others out of the cohort;
+//! the release then charges its whole ε (values and suppression) to every patient in
+//! the cohort, whether or not they had values in the window. Charging the whole cohort
+//! keeps the budgets independent of medical data: who is left out depends only on who
+//! opted in and on earlier releases, so leaving them out leaks nothing of their
+//! records, and each patient's records feed releases whose ε adds up to at most the
+//! budget (sequential composition).
+//!
+//! How many patients were left out is *not* released, not even noisily: it is a count
+//! about the patients with no budget left, and a noisy release of it would spend the
+//! ε of exactly those patients. The release states the budget in force instead
+//! ([`crate::aggregate::Release::patient_budget`]).
+//!
+//! **Schema.** `PRAGMA user_version` holds the schema's version; [`Ledger::open`]
+//! migrates older files in place (version 0, the files of before per-patient budgets,
+//! gains the `research_patient_budgets` table) and refuses newer ones.
 
 use crate::{aggregate::Release, query::BountyQuery};
 use alloy_primitives::{Address, B256};
@@ -16,6 +37,14 @@ use std::{path::Path, sync::Mutex, time::Duration};
 
 /// Rounding slack when comparing spent ε with a budget.
 const BUDGET_TOLERANCE: f64 = 1e-9;
+/// The schema version this code writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Whether `needed` more ε fits a budget of which `spent` is spent (with a tolerance
+/// of 1e-9 for rounding).
+pub fn fits(spent: f64, needed: f64, budget: f64) -> bool {
+    spent + needed <= budget + BUDGET_TOLERANCE
+}
 
 /// The research ledger (see the module docs).
 #[derive(Debug)]
@@ -88,34 +117,29 @@ pub enum LedgerError {
     /// A stored row cannot be read back.
     #[error("the research ledger holds a damaged entry: {0}")]
     Corrupt(String),
+    /// A contributing patient's budget was spent by another release while this one
+    /// was computed: nothing was stored or spent; compute it again.
+    #[error(
+        "a contributing patient's privacy budget changed while the answer was computed: nothing was released; try again"
+    )]
+    PatientBudgetChanged,
+    /// The file was written by a newer version of this software.
+    #[error(
+        "the research ledger has schema version {0}, newer than this software's {SCHEMA_VERSION}"
+    )]
+    Newer(i64),
 }
 
 impl Ledger {
     /// Opens (creating if needed) the ledger at `path`; `:memory:` gives a private
     /// in-memory ledger.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, LedgerError> {
-        let conn = Connection::open(path.as_ref())?;
+        let mut conn = Connection::open(path.as_ref())?;
         conn.busy_timeout(Duration::from_secs(30))?;
         // WAL lets readers go on while a writer commits; in-memory databases ignore it.
         let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
-        conn.execute_batch(
-            "PRAGMA foreign_keys = ON;
-             CREATE TABLE IF NOT EXISTS research_queries (
-                 commitment TEXT PRIMARY KEY,
-                 text TEXT NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS research_answers (
-                 bounty_id TEXT PRIMARY KEY,
-                 researcher TEXT NOT NULL,
-                 release TEXT NOT NULL,
-                 epsilon REAL NOT NULL,
-                 spent REAL NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS research_budgets (
-                 researcher TEXT PRIMARY KEY,
-                 spent REAL NOT NULL
-             );",
-        )?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;")?;
+        migrate(&mut conn)?;
         Ok(Self { conn: Mutex::new(conn) })
     }
 
@@ -164,10 +188,25 @@ impl Ledger {
         spent(&self.conn(), researcher)
     }
 
+    /// The ε the patient of `relationship` has contributed to so far.
+    pub fn patient_spent(&self, relationship: B256) -> Result<f64, LedgerError> {
+        patient_spent(&self.conn(), relationship)
+    }
+
+    /// For each relationship, whether its patient has room for `needed` more ε within
+    /// `budget` ([`fits`]).
+    pub fn patients_within(
+        &self,
+        relationships: &[B256],
+        needed: f64,
+        budget: f64,
+    ) -> Result<Vec<bool>, LedgerError> {
+        let conn = self.conn();
+        relationships.iter().map(|r| Ok(fits(patient_spent(&conn, *r)?, needed, budget))).collect()
+    }
+
     /// Records `release` as the answer to `bounty_id` for `researcher` within
-    /// `budget` (see the module docs). If the bounty already has an answer, returns it
-    /// unchanged and spends nothing, whoever asks: checking that `researcher` owns the
-    /// bounty is the caller's job.
+    /// `budget`, charging no patient (see [`Ledger::record_release`]).
     pub fn record(
         &self,
         bounty_id: &str,
@@ -175,12 +214,34 @@ impl Ledger {
         release: &Release,
         budget: f64,
     ) -> Result<StoredRelease, LedgerError> {
+        self.record_release(bounty_id, researcher, release, budget, &[], f64::INFINITY)
+    }
+
+    /// Records `release` as the answer to `bounty_id` for `researcher` within
+    /// `budget`, and charges its ε to the patients of `patients` (relationship ids)
+    /// within `patient_budget` each (see the module docs). If the bounty already has an
+    /// answer, returns it unchanged and spends nothing, whoever asks: checking that
+    /// `researcher` owns the bounty is the caller's job. If a patient no longer has
+    /// room (another release charged them meanwhile), nothing is stored or spent:
+    /// [`LedgerError::PatientBudgetChanged`].
+    pub fn record_release(
+        &self,
+        bounty_id: &str,
+        researcher: Address,
+        release: &Release,
+        budget: f64,
+        patients: &[B256],
+        patient_budget: f64,
+    ) -> Result<StoredRelease, LedgerError> {
         let needed = release.epsilon;
         if !(needed.is_finite() && needed >= 0.0) {
             return Err(LedgerError::Invalid(format!("a release cannot spend ε {needed}")));
         }
         if !(budget.is_finite() && budget >= 0.0) {
             return Err(LedgerError::Invalid(format!("{budget} is not a budget")));
+        }
+        if patient_budget.is_nan() || patient_budget < 0.0 {
+            return Err(LedgerError::Invalid(format!("{patient_budget} is not a patient budget")));
         }
         let json = serde_json::to_string(release)
             .map_err(|e| LedgerError::Invalid(format!("the release cannot be stored: {e}")))?;
@@ -191,8 +252,25 @@ impl Ledger {
         }
         let before = spent(&tx, researcher)?;
         let after = before + needed;
-        if after > budget + BUDGET_TOLERANCE {
+        if !fits(before, needed, budget) {
             return Err(LedgerError::BudgetExhausted { spent: before, budget, needed });
+        }
+        let mut charged = Vec::with_capacity(patients.len());
+        for relationship in patients {
+            let was = patient_spent(&tx, *relationship)?;
+            if !fits(was, needed, patient_budget) {
+                return Err(LedgerError::PatientBudgetChanged);
+            }
+            charged.push((relationship.to_string(), was + needed));
+        }
+        for (relationship, now) in charged {
+            tx.execute(
+                "INSERT INTO research_patient_budgets (relationship, spent, releases)
+                 VALUES (?1, ?2, 1)
+                 ON CONFLICT (relationship) DO UPDATE
+                 SET spent = excluded.spent, releases = releases + 1",
+                params![relationship, now],
+            )?;
         }
         let who = researcher.to_string();
         tx.execute(
@@ -217,6 +295,55 @@ impl Ledger {
             spent: after,
         })
     }
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`] in one transaction: version 0 is both a new
+/// file and a file of before versioning (the three original tables, which `IF NOT
+/// EXISTS` leaves as they are); version 1 adds the per-patient budgets.
+fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(LedgerError::Newer(version));
+    }
+    if version < 1 {
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS research_queries (
+                 commitment TEXT PRIMARY KEY,
+                 text TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS research_answers (
+                 bounty_id TEXT PRIMARY KEY,
+                 researcher TEXT NOT NULL,
+                 release TEXT NOT NULL,
+                 epsilon REAL NOT NULL,
+                 spent REAL NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS research_budgets (
+                 researcher TEXT PRIMARY KEY,
+                 spent REAL NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS research_patient_budgets (
+                 relationship TEXT PRIMARY KEY,
+                 spent REAL NOT NULL,
+                 releases INTEGER NOT NULL
+             );",
+        )?;
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn patient_spent(conn: &Connection, relationship: B256) -> Result<f64, LedgerError> {
+    Ok(conn
+        .query_row(
+            "SELECT spent FROM research_patient_budgets WHERE relationship = ?1",
+            params![relationship.to_string()],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0.0))
 }
 
 fn spent(conn: &Connection, researcher: Address) -> Result<f64, LedgerError> {

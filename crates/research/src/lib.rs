@@ -6,9 +6,13 @@
 //!
 //! - [`query`]: the typed aggregate language, its canonical text and its commitment;
 //! - [`policy`]: what a provider offers and never releases, k, ε and budgets;
-//! - [`aggregate`]: the selection of values, k-anonymity and differential privacy;
-//! - [`noise`]: the Laplace and exponential mechanisms;
-//! - [`ledger`]: published texts, stored answers and ε budgets in SQLite.
+//! - [`aggregate`]: the selection of values, noisy suppression below about k and
+//!   differential privacy;
+//! - [`noise`]: the floating-point-safe mechanisms (discrete Laplace, permute-and-flip
+//!   on a grid, the noisy suppression rule);
+//! - [`sampler`]: exact integer samplers (Bernoulli(exp(−γ)), discrete Laplace);
+//! - [`ledger`]: published texts, stored answers, and the ε spent by each researcher
+//!   and by each patient (relationship), in SQLite.
 //!
 //! # The query language
 //!
@@ -71,12 +75,15 @@
 //!
 //! # Privacy
 //!
-//! See [`aggregate`] for exactly which values count, the cells, k-anonymity and the
-//! noise of each aggregate, and [`noise`] for the floating-point caveat. Whether a
-//! patient opted in is the caller's business: pass only the opted-in patients.
+//! See [`aggregate`] for exactly which values count, the cells, the noisy suppression
+//! rule and the noise of each aggregate, [`noise`] for why no floating-point noise is
+//! ever drawn, and [`ledger`] for the per-researcher and per-patient budgets. Whether a
+//! patient opted in, or has budget left, is the caller's business: pass only the
+//! opted-in patients with budget left ([`ledger::Ledger::patients_within`]).
 
 pub mod aggregate;
 pub mod ledger;
 pub mod noise;
 pub mod policy;
 pub mod query;
+pub mod sampler;

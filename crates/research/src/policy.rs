@@ -1,6 +1,6 @@
-//! A provider's research policy: k, ε per bounty, the per-researcher ε budget, how
-//! much each patient may contribute, what is never released, and which queries are
-//! offered.
+//! A provider's research policy: k, ε per bounty (and the share of it that decides
+//! suppression), the per-researcher and per-patient ε budgets, how much each patient
+//! may contribute, what is never released, and which queries are offered.
 //!
 //! A policy file is JSON; every field may be left out and takes its default:
 //!
@@ -9,6 +9,8 @@
 //!   "k": 10,
 //!   "epsilon_per_bounty": 0.5,
 //!   "budget_per_researcher": 5.0,
+//!   "budget_per_patient": 10.0,
+//!   "suppression_share": 0.25,
 //!   "max_values_per_patient": 1,
 //!   "excluded_categories": ["psychotherapy-notes", "behavioral-health"],
 //!   "excluded_codes": [],
@@ -18,6 +20,10 @@
 //!   ]
 //! }
 //! ```
+//!
+//! Policy files written before `budget_per_patient` and `suppression_share` existed
+//! keep working: the first then defaults to twice `budget_per_researcher`, the second
+//! to 0.25.
 
 use crate::query::{self, BountyQuery, QueryError};
 use serde::{Deserialize, Serialize};
@@ -41,6 +47,9 @@ pub const DEFAULT_EXCLUDED_CATEGORIES: &[&str] = &[
     "genetic",
 ];
 
+/// The default [`Policy::suppression_share`].
+pub const DEFAULT_SUPPRESSION_SHARE: f64 = 0.25;
+
 /// A query the provider offers: a name and its text (absolute, or relative with
 /// `date in last N days`, resolved on the day it is published).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,12 +65,22 @@ pub struct Offer {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
-    /// Cells (or the cohort) with fewer distinct contributing patients are suppressed.
+    /// Cells (or the cohort) with fewer distinct contributing patients than about k
+    /// are suppressed, decided from a noisy count (see [`crate::noise::Suppression`]).
     pub k: usize,
-    /// The ε each bounty spends.
+    /// The ε each bounty spends in all (the suppression decision's share included).
     pub epsilon_per_bounty: f64,
+    /// The share of [`Policy::epsilon_per_bounty`] spent on the noisy patient count that
+    /// decides suppression; the rest goes to the values. Strictly between 0 and 1.
+    pub suppression_share: f64,
     /// The total ε a researcher may spend at this provider.
     pub budget_per_researcher: f64,
+    /// The total ε each patient's records may contribute to at this provider, across
+    /// all researchers and bounties (kept per relationship); a patient whose next
+    /// release would pass it is left out of the cohort. When absent, twice
+    /// [`Policy::budget_per_researcher`] ([`Policy::patient_budget`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_per_patient: Option<f64>,
     /// Each patient contributes at most this many values (the most recent in the
     /// window); it bounds the sensitivity.
     pub max_values_per_patient: usize,
@@ -74,13 +93,16 @@ pub struct Policy {
 }
 
 impl Default for Policy {
-    /// k = 10, ε = 0.5 per bounty, a budget of 5.0 per researcher, one value per
-    /// patient, [`DEFAULT_EXCLUDED_CATEGORIES`], no excluded codes, no offers.
+    /// k = 10, ε = 0.5 per bounty of which a quarter decides suppression, a budget of
+    /// 5.0 per researcher and (by default) 10.0 per patient, one value per patient,
+    /// [`DEFAULT_EXCLUDED_CATEGORIES`], no excluded codes, no offers.
     fn default() -> Self {
         Self {
             k: 10,
             epsilon_per_bounty: 0.5,
+            suppression_share: DEFAULT_SUPPRESSION_SHARE,
             budget_per_researcher: 5.0,
+            budget_per_patient: None,
             max_values_per_patient: 1,
             excluded_categories: DEFAULT_EXCLUDED_CATEGORIES
                 .iter()
@@ -155,8 +177,14 @@ impl Policy {
         if !(self.epsilon_per_bounty.is_finite() && self.epsilon_per_bounty > 0.0) {
             return invalid("epsilon_per_bounty must be a positive number");
         }
+        if !(self.suppression_share > 0.0 && self.suppression_share < 1.0) {
+            return invalid("suppression_share must be between 0 and 1 (exclusive)");
+        }
         if !(self.budget_per_researcher.is_finite() && self.budget_per_researcher >= 0.0) {
             return invalid("budget_per_researcher must be a number of at least 0");
+        }
+        if !(self.patient_budget().is_finite() && self.patient_budget() >= 0.0) {
+            return invalid("budget_per_patient must be a number of at least 0");
         }
         if self.max_values_per_patient == 0 || self.max_values_per_patient > 1000 {
             return invalid("max_values_per_patient must be between 1 and 1000");
@@ -178,6 +206,12 @@ impl Policy {
             self.check_exclusions(&q)?;
         }
         Ok(())
+    }
+
+    /// The per-patient budget in force: [`Policy::budget_per_patient`], or twice
+    /// [`Policy::budget_per_researcher`] when it is absent.
+    pub fn patient_budget(&self) -> f64 {
+        self.budget_per_patient.unwrap_or(2.0 * self.budget_per_researcher)
     }
 
     /// Accepts `q` if it passes the exclusions and, when the policy lists offers,
@@ -244,6 +278,23 @@ mod tests {
     #[test]
     fn default_is_valid() {
         Policy::default().validate().expect("valid");
+    }
+
+    #[test]
+    fn a_policy_file_without_the_new_fields_gets_their_defaults() {
+        let old: Policy = serde_json::from_str(r#"{"k": 5, "budget_per_researcher": 3.0}"#)
+            .expect("an older policy file parses");
+        old.validate().expect("valid");
+        assert_eq!(old.budget_per_patient, None);
+        assert_eq!(old.patient_budget(), 6.0, "twice the per-researcher budget");
+        assert_eq!(old.suppression_share, DEFAULT_SUPPRESSION_SHARE);
+        assert_eq!(Policy::default().patient_budget(), 10.0);
+        let set: Policy = serde_json::from_str(r#"{"budget_per_patient": 2.5}"#).expect("parses");
+        assert_eq!(set.patient_budget(), 2.5);
+        for bad in [r#"{"budget_per_patient": -1}"#, r#"{"suppression_share": 1.0}"#] {
+            let p: Policy = serde_json::from_str(bad).expect("parses");
+            assert!(matches!(p.validate(), Err(PolicyError::Invalid(_))), "{bad}");
+        }
     }
 
     #[test]

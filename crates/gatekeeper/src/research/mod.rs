@@ -3,9 +3,10 @@
 //!
 //! Routes (present when the gatekeeper is configured with a [`ResearchDesk`]):
 //!
-//! - `GET /research/policy` (public): what the provider offers: k, ε per bounty, the
-//!   per-researcher budget, the excluded categories and codes, and each offered query
-//!   with its commitment ([`PolicyView`]).
+//! - `GET /research/policy` (public): what the provider offers: k, ε per bounty and
+//!   the share of it that decides suppression, the per-researcher and per-patient
+//!   budgets, the excluded categories and codes, and each offered query with its
+//!   commitment ([`PolicyView`]).
 //! - `GET /research/queries/{commitment}` (public): the canonical text of a published
 //!   query, so that anyone can check it against the commitment a pointer update put on
 //!   chain (a stored text that no longer matches its commitment is not served: 409).
@@ -101,6 +102,10 @@ fn ledger_error(e: &LedgerError) -> ApiError {
         LedgerError::BudgetExhausted { .. } => {
             ApiError::Forbidden { why: e.to_string().into(), reason: "budget-exhausted" }
         }
+        LedgerError::PatientBudgetChanged => ApiError::Unavailable {
+            why: "another release used the cohort's privacy budget meanwhile: nothing was released; try again",
+            reason: "unavailable",
+        },
         other => {
             tracing::error!(target: "medrec::gatekeeper", err = %other, "the research ledger failed");
             ApiError::Unavailable {
@@ -125,10 +130,15 @@ fn today() -> time::Date {
 pub struct PolicyView {
     /// Cells with fewer patients are suppressed.
     pub k: usize,
-    /// ε each bounty spends.
+    /// ε each bounty spends in all.
     pub epsilon_per_bounty: f64,
+    /// The share of it spent on the noisy count that decides suppression.
+    pub suppression_share: f64,
     /// The most ε one researcher may spend at this provider.
     pub budget_per_researcher: f64,
+    /// The most ε each patient's records may contribute to at this provider, across
+    /// all researchers.
+    pub budget_per_patient: f64,
     /// The most values one patient contributes to an aggregate.
     pub max_values_per_patient: usize,
     /// Categories never released.
@@ -179,7 +189,9 @@ pub(crate) async fn policy(State(g): State<Gatekeeper>) -> Result<Json<PolicyVie
     Ok(Json(PolicyView {
         k: p.k,
         epsilon_per_bounty: p.epsilon_per_bounty,
+        suppression_share: p.suppression_share,
         budget_per_researcher: p.budget_per_researcher,
+        budget_per_patient: p.patient_budget(),
         max_values_per_patient: p.max_values_per_patient,
         excluded_categories: p.excluded_categories.clone(),
         excluded_codes: p.excluded_codes.clone(),

@@ -13,9 +13,13 @@
 //!
 //! The aggregate runs over the records of the patients whose relationships with this
 //! provider are opted in to research now (default out; a patient with several such
-//! relationships counts once), with k-anonymity and differential privacy
-//! ([`medrec_research`]); the researcher's ε budget is enforced and the noisy answer
-//! stored, so that asking again returns the same answer and spends nothing. Every
+//! relationships counts once) and have room left in their per-patient ε budget for
+//! this release (a patient any of whose relationships would pass the policy's
+//! `budget_per_patient` is left out before any record is read; how many were left out
+//! is not released), with noisy suppression below about k and differential privacy
+//! ([`medrec_research`]); the researcher's ε budget is enforced, the release's ε is
+//! charged to every contributing relationship, and the noisy answer stored, so that
+//! asking again returns the same answer and spends nothing. Every
 //! redemption, served or refused, is in the access log; a release is logged once for
 //! each contributing relationship, with its ε, so those patients see it (a replay is
 //! logged once, without ε). The answer is a [`Redemption`].
@@ -75,6 +79,9 @@ pub struct Redemption {
     pub spent: f64,
     /// The researcher's budget at this provider.
     pub budget: f64,
+    /// Each patient's budget at this provider (across all researchers): patients
+    /// whose cumulative ε would have passed it were left out of the cohort.
+    pub patient_budget: f64,
     /// True when this is the stored answer of an earlier redemption (nothing spent).
     pub replayed: bool,
 }
@@ -226,6 +233,7 @@ async fn redeem_bounty(
         epsilon: stored.epsilon(),
         spent,
         budget: desk.policy.budget_per_researcher,
+        patient_budget: desk.policy.patient_budget(),
         replayed,
     };
     // 5. Asked before: the same answer, nothing spent.
@@ -235,8 +243,15 @@ async fn redeem_bounty(
         return Ok((answer(&stored, spent, true), Vec::new()));
     }
     // 6. The cohort: opted-in relationships of this provider, their records now; a
-    //    patient with several opted-in relationships counts once.
+    //    patient with several opted-in relationships counts once, and is left out when
+    //    any of them has no room for this release's ε.
     let cohort_ids = research_cohort(g);
+    let needed = query.epsilon_cost(&desk.policy);
+    let patient_budget = desk.policy.patient_budget();
+    let relationships: Vec<B256> = cohort_ids.iter().map(|(id, _)| id.0).collect();
+    let room =
+        desk.ledger(move |l| l.patients_within(&relationships, needed, patient_budget)).await?;
+    let cohort_ids = within_budget(cohort_ids, &room);
     let mut patients: Vec<&ResourceId> = cohort_ids.iter().map(|(_, p)| p).collect();
     patients.sort();
     patients.dedup();
@@ -260,9 +275,11 @@ async fn redeem_bounty(
     })?;
     let budget = desk.policy.budget_per_researcher;
     let id = bounty_id.clone();
+    let charged: Vec<B256> = cohort_ids.iter().map(|(id, _)| id.0).collect();
     let (stored, fresh) = desk
         .ledger(move |l| {
-            let stored = l.record(&id, requester, &released, budget)?;
+            let stored =
+                l.record_release(&id, requester, &released, budget, &charged, patient_budget)?;
             // A concurrent redemption of the same bounty may have stored its answer
             // first: then that one is returned and this computation released nothing.
             let fresh = *stored.release() == released;
@@ -317,6 +334,22 @@ fn research_cohort(g: &Gatekeeper) -> Vec<(RelationshipId, ResourceId)> {
     })
 }
 
+/// The cohort without the patients who have no room left: `room[i]` says whether
+/// relationship `i` of `cohort` has room for the release's ε; a patient is left out
+/// (all their relationships) when any of their relationships has none.
+fn within_budget(
+    cohort: Vec<(RelationshipId, ResourceId)>,
+    room: &[bool],
+) -> Vec<(RelationshipId, ResourceId)> {
+    let out_of_room: std::collections::BTreeSet<ResourceId> = cohort
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !room.get(*i).copied().unwrap_or(false))
+        .map(|(_, (_, patient))| patient.clone())
+        .collect();
+    cohort.into_iter().filter(|(_, patient)| !out_of_room.contains(patient)).collect()
+}
+
 /// A patient's FHIR Patient resource and Observations.
 async fn patient_data(
     store: &dyn RecordReader,
@@ -337,4 +370,28 @@ async fn patient_data(
         }
     }
     Ok(PatientData { patient: person.unwrap_or(Value::Null), resources })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patient_without_room_on_any_relationship_is_left_out() {
+        let rel = |i: u8| RelationshipId(B256::repeat_byte(i));
+        let patient = |id: &str| id.parse::<ResourceId>().expect("an id");
+        // Patient a has two relationships, one of them out of room; b has room; c has
+        // none; d's answer is missing (no room).
+        let cohort = vec![
+            (rel(1), patient("a")),
+            (rel(2), patient("b")),
+            (rel(3), patient("a")),
+            (rel(4), patient("c")),
+            (rel(5), patient("d")),
+        ];
+        let kept = within_budget(cohort, &[true, true, false, false]);
+        assert_eq!(kept, vec![(rel(2), patient("b"))]);
+        let everyone = within_budget(vec![(rel(1), patient("a"))], &[true]);
+        assert_eq!(everyone.len(), 1);
+    }
 }

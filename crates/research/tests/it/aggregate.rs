@@ -184,37 +184,65 @@ fn iron_patients(sex: &str, n: usize, value: f64) -> Vec<PatientData> {
 
 #[test]
 fn cells_below_k_are_suppressed_and_cells_at_k_released() {
+    // With the default ε the decision is noisy within k ± L (L = 4 for k = 10): a cell
+    // of k + L patients is always released and one of k − L − 1 never; the exact
+    // boundary at k is checked below with an ε so large that the noise vanishes.
     let policy = Policy::default();
-    let mut cohort = iron_patients("female", policy.k, 100.0);
-    cohort.extend(iron_patients("male", policy.k - 1, 120.0));
+    let spread = (policy.k - 1) / 2;
+    let mut cohort = iron_patients("female", policy.k + spread, 100.0);
+    cohort.extend(iron_patients("male", policy.k - spread - 1, 120.0));
     let text = "mean(Observation.valueQuantity) where code = http://loinc.org|2498-4 and date >= 2026-01-08 and date < 2026-01-15 and range 0..500 group by sex";
-    let mut rng = ChaCha20Rng::seed_from_u64(1);
-    let r = release(&q(text), &policy, &cohort, day(2026, 1, 15), &mut rng).expect("released");
-    assert_eq!(r.query, text);
-    assert_eq!(r.epsilon, 0.5);
-    let by_sex: BTreeMap<&str, _> = r.cells.iter().map(|c| (c.group["sex"].as_str(), c)).collect();
-    assert_eq!(by_sex.keys().copied().collect::<Vec<_>>(), ["female", "male", "other", "unknown"]);
-    let female = by_sex["female"];
-    assert!(!female.suppressed);
-    match female.value {
-        Some(Answer::Mean(m)) => assert!((0.0..=500.0).contains(&m)),
-        ref other => panic!("{other:?}"),
+    for seed in 0..20 {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let r = release(&q(text), &policy, &cohort, day(2026, 1, 15), &mut rng).expect("released");
+        assert_eq!(r.query, text);
+        assert_eq!(r.epsilon, 0.5);
+        assert_eq!(r.patient_budget, Some(policy.patient_budget()));
+        let by_sex: BTreeMap<&str, _> =
+            r.cells.iter().map(|c| (c.group["sex"].as_str(), c)).collect();
+        assert_eq!(
+            by_sex.keys().copied().collect::<Vec<_>>(),
+            ["female", "male", "other", "unknown"]
+        );
+        let female = by_sex["female"];
+        assert!(!female.suppressed);
+        match female.value {
+            Some(Answer::Mean(m)) => assert!((0.0..=500.0).contains(&m)),
+            ref other => panic!("{other:?}"),
+        }
+        for sex in ["male", "other", "unknown"] {
+            assert!(by_sex[sex].suppressed, "{sex}");
+            assert_eq!(by_sex[sex].value, None);
+        }
     }
+
+    // Without noise (ε 10⁶): exactly k patients are released and k − 1 suppressed.
+    let sharp = Policy { epsilon_per_bounty: 1e6, ..Policy::default() };
+    let mut cohort = iron_patients("female", sharp.k, 100.0);
+    cohort.extend(iron_patients("male", sharp.k - 1, 120.0));
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let r = release(&q(text), &sharp, &cohort, day(2026, 1, 15), &mut rng).expect("released");
+    let by_sex: BTreeMap<&str, _> = r.cells.iter().map(|c| (c.group["sex"].as_str(), c)).collect();
+    assert!(!by_sex["female"].suppressed);
     for sex in ["male", "other", "unknown"] {
         assert!(by_sex[sex].suppressed, "{sex}");
         assert_eq!(by_sex[sex].value, None);
     }
 
-    // Ungrouped, the whole cohort is one cell: 19 patients pass k = 10, but k = 20
-    // suppresses it.
+    // Ungrouped, the whole cohort is one cell: 19 patients pass k = 10 (19 ≥ k + L),
+    // but k = 20 suppresses it (sharp), and so does k = 40 at the default ε
+    // (19 < k − L = 21).
     let whole = "count(Observation.valueQuantity) where code = http://loinc.org|2498-4 and date >= 2026-01-08 and date < 2026-01-15 and range 0..500";
     let r = release(&q(whole), &policy, &cohort, day(2026, 1, 15), &mut rng).expect("released");
     assert_eq!(r.cells.len(), 1);
     assert!(!r.cells[0].suppressed);
-    let strict = Policy { k: 20, ..Policy::default() };
+    let strict = Policy { k: 20, ..sharp };
     let r = release(&q(whole), &strict, &cohort, day(2026, 1, 15), &mut rng).expect("released");
     assert!(r.cells[0].suppressed);
     assert_eq!(r.cells[0].value, None);
+    let strict = Policy { k: 40, ..Policy::default() };
+    let r = release(&q(whole), &strict, &cohort, day(2026, 1, 15), &mut rng).expect("released");
+    assert!(r.cells[0].suppressed);
 }
 
 #[test]

@@ -1,10 +1,10 @@
 //! The ledger: published texts, stored answers, budgets, persistence, concurrency.
 
 use crate::{day, iron_cohort, temp_path};
-use alloy_primitives::{Address, address};
+use alloy_primitives::{Address, B256, address};
 use medrec_research::{
     aggregate::{Release, release},
-    ledger::{Ledger, LedgerError},
+    ledger::{Ledger, LedgerError, SCHEMA_VERSION},
     policy::Policy,
     query::{BountyQuery, commitment_of_text},
 };
@@ -137,4 +137,101 @@ fn concurrent_records_never_overspend() {
     assert_eq!(shared.spent(ALICE).expect("spent"), 5.0);
     let answered = (0..40).filter(|i| shared.answer(&bounty(*i)).expect("reads").is_some()).count();
     assert_eq!(answered, 10);
+}
+
+fn relationship(i: u8) -> B256 {
+    B256::repeat_byte(i)
+}
+
+#[test]
+fn each_release_charges_its_patients_and_a_spent_patient_has_no_room() {
+    let ledger = Ledger::open(":memory:").expect("opens");
+    let (r1, r2, r3) = (relationship(1), relationship(2), relationship(3));
+    let r = a_release(1, 0.4);
+    // Two researchers, one patient budget of 1.0: r1 is in both releases, r2 in one.
+    ledger.record_release(&bounty(1), ALICE, &r, 5.0, &[r1, r2], 1.0).expect("first");
+    ledger.record_release(&bounty(2), BOB, &r, 5.0, &[r1], 1.0).expect("second");
+    assert!((ledger.patient_spent(r1).expect("spent") - 0.8).abs() < 1e-12);
+    assert_eq!(ledger.patient_spent(r2).expect("spent"), 0.4);
+    assert_eq!(ledger.patient_spent(r3).expect("spent"), 0.0);
+    assert_eq!(
+        ledger.patients_within(&[r1, r2, r3], 0.4, 1.0).expect("asks"),
+        vec![false, true, true],
+        "r1 has 0.2 left, not enough for 0.4"
+    );
+    assert_eq!(ledger.patients_within(&[r1], 0.2, 1.0).expect("asks"), vec![true]);
+    // A replay charges nobody.
+    ledger.record_release(&bounty(1), ALICE, &r, 5.0, &[r1, r2], 1.0).expect("replay");
+    assert!((ledger.patient_spent(r1).expect("spent") - 0.8).abs() < 1e-12);
+    // A release that would pass r1's budget (a caller that did not leave r1 out, or a
+    // concurrent release) is refused whole: nothing stored, nobody charged.
+    let err = ledger.record_release(&bounty(3), BOB, &r, 5.0, &[r2, r1], 1.0).expect_err("r1");
+    assert!(matches!(err, LedgerError::PatientBudgetChanged), "{err}");
+    assert_eq!(ledger.answer(&bounty(3)).expect("reads"), None);
+    assert_eq!(ledger.patient_spent(r2).expect("spent"), 0.4, "r2 not charged");
+    assert_eq!(ledger.spent(BOB).expect("spent"), 0.4, "the researcher not charged");
+    // Without r1 it goes through.
+    ledger.record_release(&bounty(3), BOB, &r, 5.0, &[r2], 1.0).expect("without r1");
+    assert_eq!(ledger.patient_spent(r2).expect("spent"), 0.8);
+}
+
+/// The schema of ledgers written before per-patient budgets (no user_version).
+const OLD_SCHEMA: &str = "CREATE TABLE research_queries (commitment TEXT PRIMARY KEY, text TEXT NOT NULL);
+CREATE TABLE research_answers (bounty_id TEXT PRIMARY KEY, researcher TEXT NOT NULL, release TEXT NOT NULL, epsilon REAL NOT NULL, spent REAL NOT NULL);
+CREATE TABLE research_budgets (researcher TEXT PRIMARY KEY, spent REAL NOT NULL);";
+
+#[test]
+fn an_old_ledger_file_opens_migrated_and_keeps_working() {
+    let path = temp_path("old-ledger.sqlite");
+    // An old file: one published text, one stored answer (a release without the new
+    // fields) and Alice's budget.
+    let mut old_release = serde_json::to_value(a_release(2, 0.5)).expect("json");
+    let fields = old_release.as_object_mut().expect("an object");
+    fields.remove("suppression");
+    fields.remove("patient_budget");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("creates");
+        conn.execute_batch(OLD_SCHEMA).expect("old schema");
+        conn.execute(
+            "INSERT INTO research_queries VALUES (?1, ?2)",
+            rusqlite::params![commitment_of_text(TEXT).to_string(), TEXT],
+        )
+        .expect("text");
+        conn.execute(
+            "INSERT INTO research_answers VALUES (?1, ?2, ?3, 0.5, 0.5)",
+            rusqlite::params![bounty(1), ALICE.to_string(), old_release.to_string()],
+        )
+        .expect("answer");
+        conn.execute(
+            "INSERT INTO research_budgets VALUES (?1, 0.5)",
+            rusqlite::params![ALICE.to_string()],
+        )
+        .expect("budget");
+    }
+    let ledger = Ledger::open(&path).expect("an old file opens");
+    assert_eq!(ledger.text(commitment_of_text(TEXT)).expect("reads").as_deref(), Some(TEXT));
+    let stored = ledger.answer(&bounty(1)).expect("reads").expect("the old answer");
+    assert_eq!(stored.release().suppression, None);
+    assert_eq!(stored.release().patient_budget, None);
+    assert_eq!(ledger.spent(ALICE).expect("spent"), 0.5);
+    // It keeps working: a replay, and a new release charging patients.
+    let again = ledger.record(&bounty(1), ALICE, &a_release(3, 0.5), 5.0).expect("replay");
+    assert_eq!(again, stored);
+    ledger
+        .record_release(&bounty(2), ALICE, &a_release(3, 0.5), 5.0, &[relationship(9)], 10.0)
+        .expect("a new release");
+    assert_eq!(ledger.patient_spent(relationship(9)).expect("spent"), 0.5);
+    drop(ledger);
+    // Migrated once: it reopens with everything, at the current version.
+    let ledger = Ledger::open(&path).expect("reopens");
+    assert_eq!(ledger.spent(ALICE).expect("spent"), 1.0);
+    assert_eq!(ledger.patient_spent(relationship(9)).expect("spent"), 0.5);
+    drop(ledger);
+    let conn = rusqlite::Connection::open(&path).expect("opens");
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+    assert_eq!(version, SCHEMA_VERSION);
+    // A file from a newer version is refused, not damaged.
+    conn.execute_batch("PRAGMA user_version = 99").expect("bump");
+    drop(conn);
+    assert!(matches!(Ledger::open(&path), Err(LedgerError::Newer(99))));
 }
