@@ -142,7 +142,9 @@ async fn serve(chain: Chain, args: &ChainArgs) -> anyhow::Result<ExitCode> {
         output::result(&format!("head block   {head}"));
         output::result(&format!("sealing      {}", seal_name(args.seal.0)));
         if free_gas {
-            output::result("gas          free (base fee 0; zero-price transactions to the MedRec contracts)");
+            output::result(
+                "gas          free (base fee 0; zero-price transactions to the MedRec contracts)",
+            );
         }
         if let Some(d) = deployment {
             output::result(&format!("Registrar     {}", d.registrar));

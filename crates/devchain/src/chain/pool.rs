@@ -100,6 +100,10 @@ impl Chain {
         let zero_price = is_zero_price(&envelope, base_fee);
         let tx = SignedTx { envelope, hash, sender };
         if zero_price {
+            // A replacement must pay more, which one at zero price never does.
+            if self.pool.get(&sender).is_some_and(|q| q.contains_key(&nonce)) {
+                return Err(TxError::ReplacementUnderpriced);
+            }
             self.admit_free(&tx)?;
         }
         let envelope = &tx.envelope;
@@ -118,9 +122,7 @@ impl Chain {
             let bump = |old: u128| old + old / 10;
             let old_tip = old.tx.envelope.max_priority_fee_per_gas().unwrap_or(0);
             let new_tip = envelope.max_priority_fee_per_gas().unwrap_or(0);
-            // A replacement must pay more, which one at zero price never does.
-            if zero_price
-                || envelope.max_fee_per_gas() < bump(old.tx.envelope.max_fee_per_gas())
+            if envelope.max_fee_per_gas() < bump(old.tx.envelope.max_fee_per_gas())
                 || new_tip < bump(old_tip)
             {
                 return Err(TxError::ReplacementUnderpriced);
