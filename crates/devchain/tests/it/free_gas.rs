@@ -295,8 +295,7 @@ fn the_pending_state_counts_transactions_not_yet_mined() {
     let delegate = fresh("delegate").address();
     register(&mut chain, d, provider.address(), patient.address());
     let accept = Relationships::acceptCall { delegate }.abi_encode();
-    let early =
-        zero_price(&chain, &patient, TxKind::Call(d.relationships), accept.clone(), 100_000);
+    let early = zero_price(&chain, &patient, TxKind::Call(d.relationships), accept, 100_000);
     assert!(matches!(chain.submit(&early), Err(TxError::FreeReverted { .. })));
     let create = zero_price(
         &chain,
