@@ -249,32 +249,61 @@ impl Evm {
         tx: TxEnv,
         mode: Mode,
     ) -> Result<ExecutionResult, EvmError> {
-        let chain_id = self.chain_id;
-        let simulate = mode == Mode::Simulate;
-        let mut evm = Context::mainnet()
-            .with_db(&mut self.db)
-            .modify_cfg_chained(|c| {
-                c.chain_id = chain_id;
-                // Not `c.spec = SPEC`: the gas schedule must follow the spec too.
-                c.set_spec_and_mainnet_gas_params(SPEC);
-                c.disable_nonce_check = simulate;
-                c.disable_base_fee = simulate;
-            })
-            .modify_block_chained(|b| {
-                b.number = U256::from(block.number);
-                b.timestamp = U256::from(block.timestamp);
-                b.beneficiary = block.coinbase;
-                b.gas_limit = block.gas_limit;
-                b.basefee = block.base_fee;
-                b.difficulty = block.difficulty;
-                b.prevrandao = None;
-            })
-            .build_mainnet();
-        match mode {
-            Mode::Commit => evm.transact_commit(tx).map_err(|e| EvmError::Rejected(e.to_string())),
-            Mode::Simulate => {
-                evm.transact(tx).map(|r| r.result).map_err(|e| EvmError::Rejected(e.to_string()))
-            }
+        run_on(&mut self.db, self.chain_id, block, tx, mode)
+    }
+
+    /// Simulates `tx` (as [`Mode::Simulate`]) on the state that `before` leaves when
+    /// executed first, in order, as in a block (one that fails is skipped); nothing is
+    /// kept. What a pool checks a transaction against: the pending state.
+    pub fn simulate_after(
+        &self,
+        block: &BlockCtx,
+        before: impl IntoIterator<Item = TxEnv>,
+        tx: TxEnv,
+    ) -> Result<ExecutionResult, EvmError> {
+        let mut overlay = revm::database::CacheDB::new(&self.db);
+        for earlier in before {
+            let _ = run_on(&mut overlay, self.chain_id, block, earlier, Mode::Commit);
+        }
+        run_on(&mut overlay, self.chain_id, block, tx, Mode::Simulate)
+    }
+}
+
+fn run_on<DB>(
+    db: DB,
+    chain_id: u64,
+    block: &BlockCtx,
+    tx: TxEnv,
+    mode: Mode,
+) -> Result<ExecutionResult, EvmError>
+where
+    DB: revm::Database + revm::DatabaseCommit,
+    DB::Error: std::fmt::Display,
+{
+    let simulate = mode == Mode::Simulate;
+    let mut evm = Context::mainnet()
+        .with_db(db)
+        .modify_cfg_chained(|c| {
+            c.chain_id = chain_id;
+            // Not `c.spec = SPEC`: the gas schedule must follow the spec too.
+            c.set_spec_and_mainnet_gas_params(SPEC);
+            c.disable_nonce_check = simulate;
+            c.disable_base_fee = simulate;
+        })
+        .modify_block_chained(|b| {
+            b.number = U256::from(block.number);
+            b.timestamp = U256::from(block.timestamp);
+            b.beneficiary = block.coinbase;
+            b.gas_limit = block.gas_limit;
+            b.basefee = block.base_fee;
+            b.difficulty = block.difficulty;
+            b.prevrandao = None;
+        })
+        .build_mainnet();
+    match mode {
+        Mode::Commit => evm.transact_commit(tx).map_err(|e| EvmError::Rejected(e.to_string())),
+        Mode::Simulate => {
+            evm.transact(tx).map(|r| r.result).map_err(|e| EvmError::Rejected(e.to_string()))
         }
     }
 }

@@ -39,6 +39,11 @@ pub(crate) struct ChainArgs {
     /// Number of funded development accounts (standard test mnemonic).
     #[arg(long, default_value_t = 10)]
     accounts: u32,
+    /// Make gas free, so that no account ever needs funding: base fee pinned at 0, and
+    /// zero-price transactions admitted only to the MedRec contracts, if they succeed,
+    /// within per-sender limits (a --data-dir remembers it).
+    #[arg(long)]
+    free_gas: bool,
     /// Print one JSON object (RPC URL, chain id, accounts, contracts) once serving.
     #[arg(long)]
     json: bool,
@@ -70,13 +75,27 @@ impl FromStr for Seal {
 
 /// Runs `medrec chain` until Ctrl-C (or SIGTERM).
 pub(crate) fn run(args: &ChainArgs) -> anyhow::Result<ExitCode> {
-    let config = ChainConfig {
+    let mut config = ChainConfig {
         chain_id: args.chain_id,
         dev_accounts: args.accounts,
         pow_initial_difficulty: args.pow_difficulty,
         pow_target_block_secs: args.pow_block_time,
+        free_gas: args.free_gas,
         ..ChainConfig::default()
     };
+    if let Some(dir) = &args.data_dir
+        && !args.free_gas
+        && let Some(stored) = Chain::stored_config(dir)
+            .with_context(|| format!("cannot read the chain's settings in {}", dir.display()))?
+        && stored.free_gas
+    {
+        // The directory remembers that its gas is free (and the guard's settings).
+        config.free_gas = true;
+        config.free_gas_targets = stored.free_gas_targets;
+        config.free_gas_deployers = stored.free_gas_deployers;
+        config.free_gas_max_pending = stored.free_gas_max_pending;
+        config.free_gas_block_gas = stored.free_gas_block_gas;
+    }
     let chain = match &args.data_dir {
         Some(dir) => Chain::open(config, dir)
             .with_context(|| format!("cannot open the chain in {}", dir.display()))?,
@@ -94,8 +113,14 @@ async fn serve(chain: Chain, args: &ChainArgs) -> anyhow::Result<ExitCode> {
     let handle = server::serve(node.clone(), args.http)
         .await
         .with_context(|| format!("cannot listen on {}", args.http))?;
-    let (accounts, deployment, chain_id, head) = node.with(|c| {
-        (c.dev_accounts().to_vec(), c.deployment(), c.chain_id(), c.latest().header.number)
+    let (accounts, deployment, chain_id, head, free_gas) = node.with(|c| {
+        (
+            c.dev_accounts().to_vec(),
+            c.deployment(),
+            c.chain_id(),
+            c.latest().header.number,
+            c.config().free_gas,
+        )
     });
     // Listen for Ctrl-C and SIGTERM before saying that the chain is serving.
     let shutdown = crate::signals::Shutdown::install().context("cannot listen for Ctrl-C")?;
@@ -105,6 +130,7 @@ async fn serve(chain: Chain, args: &ChainArgs) -> anyhow::Result<ExitCode> {
             "chain_id": chain_id,
             "block_number": head,
             "seal": seal_name(args.seal.0),
+            "free_gas": free_gas,
             "data_dir": args.data_dir,
             "accounts": accounts.iter().map(|a| json!({"address": a.address, "private_key": a.private_key})).collect::<Vec<_>>(),
             "contracts": deployment,
@@ -115,6 +141,11 @@ async fn serve(chain: Chain, args: &ChainArgs) -> anyhow::Result<ExitCode> {
         output::result(&format!("chain id     {chain_id}"));
         output::result(&format!("head block   {head}"));
         output::result(&format!("sealing      {}", seal_name(args.seal.0)));
+        if free_gas {
+            output::result(
+                "gas          free (base fee 0; zero-price transactions to the MedRec contracts)",
+            );
+        }
         if let Some(d) = deployment {
             output::result(&format!("Registrar     {}", d.registrar));
             output::result(&format!("Relationships {}", d.relationships));

@@ -203,3 +203,51 @@ fn mining_a_node_that_is_not_there_fails_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("the node at http://127.0.0.1:9 failed"), "{err}");
 }
+
+#[tokio::test]
+async fn free_gas_is_remembered_by_the_data_directory() {
+    use alloy::{primitives::keccak256, signers::local::PrivateKeySigner};
+    use medrec_contracts::Registrar;
+    let dir = temp_dir("free-gas");
+    let dir_arg = dir.to_str().unwrap();
+    let r = start(&["--data-dir", dir_arg, "--free-gas"]);
+    assert_eq!(r.info["free_gas"], true);
+    let p = ProviderBuilder::new().connect_http(url(&r).parse().unwrap());
+    assert_eq!(p.get_gas_price().await.unwrap(), 0);
+    drop(r);
+    // Restarted without the flag: still free; the institution registers a key that
+    // never held anything, at price 0.
+    let r = start(&["--data-dir", dir_arg]);
+    assert_eq!(r.info["free_gas"], true);
+    let key = r.info["accounts"][0]["private_key"].as_str().unwrap();
+    let institution: PrivateKeySigner = key.parse().unwrap();
+    let p = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(institution))
+        .connect_http(url(&r).parse().unwrap());
+    assert_eq!(p.get_gas_price().await.unwrap(), 0);
+    let registrar = r.info["contracts"]["registrar"].as_str().unwrap().parse().unwrap();
+    let fresh = PrivateKeySigner::from_bytes(&keccak256("fresh patient")).unwrap();
+    let receipt = Registrar::new(registrar, &p)
+        .registerPatient(keccak256("patient"), fresh.address())
+        .gas_price(0)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(receipt.status());
+    assert_eq!(receipt.effective_gas_price, 0);
+    drop(r);
+    // A chain without free gas stays priced.
+    let r = start(&["--ephemeral"]);
+    assert_eq!(r.info["free_gas"], false);
+    let p = ProviderBuilder::new().connect_http(url(&r).parse().unwrap());
+    assert!(p.get_gas_price().await.unwrap() > 0);
+    drop(r);
+    let help = Command::new(env!("CARGO_BIN_EXE_medrec")).args(["chain", "--help"]).output();
+    let help = String::from_utf8(help.unwrap().stdout).unwrap();
+    assert!(help.contains("--free-gas"), "{help}");
+    assert!(help.contains("Make gas free"), "{help}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

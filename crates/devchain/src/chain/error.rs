@@ -3,7 +3,7 @@
 
 use super::ChainConfig;
 use crate::{evm::EvmError, persist::PersistError};
-use alloy::primitives::U256;
+use alloy::primitives::{Address, Bytes, U256};
 
 /// Why a transaction was refused at the door (before any block).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +93,78 @@ pub enum TxError {
         have: U256,
         /// What the transaction may cost.
         want: U256,
+    },
+    /// Not enough balance for a priced transaction on a chain where gas is free.
+    #[error(
+        "insufficient funds for gas * price + value: have {have} want {want} (gas is free on this chain: send with maxFeePerGas 0, or gasPrice 0)"
+    )]
+    InsufficientFundsFreeGas {
+        /// The sender's balance.
+        have: U256,
+        /// What the transaction may cost.
+        want: U256,
+    },
+    /// A zero-price transaction that moves value.
+    #[error(
+        "a transaction at zero gas price cannot send value (this one sends {value} wei): send no value, or pay for gas"
+    )]
+    FreeValueTransfer {
+        /// The value it sends.
+        value: U256,
+    },
+    /// A zero-price transaction to a contract outside the allowed ones.
+    #[error(
+        "a transaction at zero gas price may only call the MedRec contracts (and the contracts this chain allows); {to} is not one of them: pay for gas to call it"
+    )]
+    FreeTargetNotAllowed {
+        /// What it calls.
+        to: Address,
+    },
+    /// A zero-price contract creation from an account not allowed to deploy for free.
+    #[error(
+        "only the founding institution (and the deployers this chain allows) may deploy contracts at zero gas price; {sender} may not: pay for gas to deploy"
+    )]
+    FreeCreateNotAllowed {
+        /// Who sent it.
+        sender: Address,
+    },
+    /// A zero-price transaction that reverts against the pending state. Over
+    /// JSON-RPC: code 3, "execution reverted", the revert data in `data`.
+    #[error(
+        "execution reverted: a transaction at zero gas price must succeed against the pending state, and this one reverts (revert data {data})"
+    )]
+    FreeReverted {
+        /// The revert data (the contract's custom error).
+        data: Bytes,
+    },
+    /// A zero-price transaction that fails (halts) against the pending state.
+    #[error(
+        "a transaction at zero gas price must succeed against the pending state, and this one fails: {reason}"
+    )]
+    FreeFails {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The sender has as many zero-price transactions pending as allowed.
+    #[error(
+        "{sender} already has {max} transactions at zero gas price waiting to be mined, the most allowed: wait for them, or pay for gas"
+    )]
+    FreePendingLimit {
+        /// Who sent it.
+        sender: Address,
+        /// The limit.
+        max: u64,
+    },
+    /// A zero-price transaction whose gas limit exceeds what one sender may use at zero
+    /// price in a block (it could never be included).
+    #[error(
+        "gas limit {have} is above the {allowance} gas that one sender may use at zero gas price per block: lower the gas limit, or pay for gas"
+    )]
+    FreeGasAboveAllowance {
+        /// The transaction's gas limit.
+        have: u64,
+        /// Zero-price gas per sender per block.
+        allowance: u64,
     },
 }
 

@@ -15,19 +15,21 @@
 //!   deployment of the MedRec contracts;
 //! - `state`: queries of state, blocks, transactions and logs, and `eth_call`;
 //! - `pool`: [`SignedTx`], the checks of [`Chain::submit`] and the pending pool;
+//! - `free`: the guard of zero-price transactions (a free-gas chain);
 //! - `seal`: [`Selection`], [`Chain::seal`], Proof-of-Work [`WorkTemplate`]s and
 //!   building blocks.
 
 mod block;
 mod config;
 mod error;
+mod free;
 mod open;
 mod pool;
 mod seal;
 mod state;
 
 pub use block::{Block, LocatedLog, MinedAt, TxReceipt};
-pub use config::ChainConfig;
+pub use config::{ChainConfig, DEFAULT_FREE_GAS_BLOCK_GAS, DEFAULT_FREE_GAS_MAX_PENDING};
 pub use error::{ChainError, TxError};
 pub use pool::{MAX_NONCE_GAP, SignedTx, encode_raw, intrinsic_gas, tx_env};
 pub use seal::{Selection, WorkTemplate};

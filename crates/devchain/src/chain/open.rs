@@ -48,20 +48,19 @@ impl Chain {
         Ok(chain)
     }
 
+    /// The settings of the chain kept in `dir` (its `chain.json`), if there is one: what
+    /// [`Chain::open`] must be given to open it.
+    pub fn stored_config(dir: &Path) -> Result<Option<ChainConfig>, ChainError> {
+        Ok(read_stored(&dir.join("chain.json"))?.map(|s| s.config))
+    }
+
     /// Opens the chain kept in `dir`, or starts one there from `config`. Blocks are
     /// journaled before they are reported; a restart loads the last state snapshot and
     /// re-executes the blocks after it.
     pub fn open(config: ChainConfig, dir: &Path) -> Result<Self, ChainError> {
         let (journal, loaded) = Journal::open(dir)?;
         let meta_path = dir.join("chain.json");
-        let stored: Option<StoredChain> = match std::fs::read(&meta_path) {
-            Ok(bytes) => Some(
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| PersistError::Corrupt(format!("chain.json: {e}")))?,
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(PersistError::Io(e).into()),
-        };
+        let stored = read_stored(&meta_path)?;
         let Some(stored) = stored else {
             if !loaded.records.is_empty() {
                 return Err(PersistError::Corrupt("blocks.log without chain.json".into()).into());
@@ -202,7 +201,7 @@ impl Chain {
             extra_data: Bytes::from_static(b"medrec devchain"),
             mix_hash: B256::ZERO,
             nonce: B64::ZERO,
-            base_fee_per_gas: Some(config.initial_base_fee),
+            base_fee_per_gas: Some(if config.free_gas { 0 } else { config.initial_base_fee }),
             ..Default::default()
         };
         let hash = genesis.hash_slow();
@@ -252,10 +251,17 @@ impl Chain {
     }
 
     fn deploy_one(&mut self, deployer: &DevAccount, init: Vec<u8>) -> Result<Address, ChainError> {
+        // At zero price (a free-gas chain) the founding institution deploys within the
+        // gas one sender may use at zero price per block.
+        let gas_limit = if self.config.free_gas {
+            self.config.free_gas_block_gas.min(5_000_000)
+        } else {
+            5_000_000
+        };
         let tx = alloy::consensus::TxEip1559 {
             chain_id: self.config.chain_id,
             nonce: self.next_nonce(deployer.address),
-            gas_limit: 5_000_000,
+            gas_limit,
             max_fee_per_gas: u128::from(self.next_base_fee()) * 2,
             max_priority_fee_per_gas: 0,
             to: TxKind::Create,
@@ -272,6 +278,17 @@ impl Chain {
                 .ok_or_else(|| ChainError::Deploy("no contract address".into())),
             other => Err(ChainError::Deploy(format!("deployment failed: {other:?}"))),
         }
+    }
+}
+
+fn read_stored(path: &Path) -> Result<Option<StoredChain>, PersistError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(
+            serde_json::from_slice(&bytes)
+                .map_err(|e| PersistError::Corrupt(format!("chain.json: {e}")))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(PersistError::Io(e)),
     }
 }
 

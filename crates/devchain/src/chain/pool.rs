@@ -2,14 +2,17 @@
 //! way a real node's pool does, the pending transactions per sender and the choice of
 //! those a new block includes.
 
-use super::{Chain, Selection, TxError};
+use super::{Chain, Selection, TxError, free::is_zero_price};
 use alloy::{
     consensus::{Transaction, TxEnvelope, TxType, transaction::SignerRecoverable},
     eips::eip2718::{Decodable2718, Encodable2718},
     primitives::{Address, B256, Bytes, TxKind, U256},
 };
 use revm::context::TxEnv;
-use std::{cmp::Reverse, collections::BinaryHeap};
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
+};
 
 /// A transaction with its hash and recovered sender.
 #[derive(Debug, Clone)]
@@ -94,11 +97,25 @@ impl Chain {
         if envelope.max_fee_per_gas() < u128::from(base_fee) {
             return Err(TxError::FeeCapTooLow { max_fee: envelope.max_fee_per_gas(), base_fee });
         }
+        let zero_price = is_zero_price(&envelope, base_fee);
+        let tx = SignedTx { envelope, hash, sender };
+        if zero_price {
+            // A replacement must pay more, which one at zero price never does.
+            if self.pool.get(&sender).is_some_and(|q| q.contains_key(&nonce)) {
+                return Err(TxError::ReplacementUnderpriced);
+            }
+            self.admit_free(&tx)?;
+        }
+        let envelope = &tx.envelope;
         let want = U256::from(envelope.gas_limit()) * U256::from(envelope.max_fee_per_gas())
             + envelope.value();
         let have = self.evm.balance(sender);
         if have < want {
-            return Err(TxError::InsufficientFunds { have, want });
+            return Err(if self.config.free_gas {
+                TxError::InsufficientFundsFreeGas { have, want }
+            } else {
+                TxError::InsufficientFunds { have, want }
+            });
         }
         let queue = self.pool.entry(sender).or_default();
         if let Some(old) = queue.get(&nonce) {
@@ -113,10 +130,7 @@ impl Chain {
             self.pool_hashes.remove(&old.tx.hash);
         }
         self.arrivals += 1;
-        queue.insert(
-            nonce,
-            PoolTx { tx: SignedTx { envelope, hash, sender }, arrival: self.arrivals },
-        );
+        queue.insert(nonce, PoolTx { tx, arrival: self.arrivals });
         self.pool_hashes.insert(hash, (sender, nonce));
         Ok(hash)
     }
@@ -132,7 +146,9 @@ impl Chain {
     }
 
     /// Picks pending transactions: per sender, contiguous nonces from the state's;
-    /// across senders, by arrival.
+    /// across senders, by arrival; of each sender's zero-price transactions, at most
+    /// [`ChainConfig::free_gas_block_gas`](super::ChainConfig::free_gas_block_gas) gas
+    /// (by gas limit), the rest (and the sender's later nonces) waiting.
     pub(super) fn choose(&self, selection: &Selection, gas_limit: u64) -> Vec<SignedTx> {
         let wanted: Option<std::collections::HashSet<B256>> = match selection {
             Selection::All => None,
@@ -146,14 +162,24 @@ impl Chain {
                 heads.push(Reverse((t.arrival, *sender, next)));
             }
         }
+        let base_fee = self.next_base_fee();
+        let mut free_gas: HashMap<Address, u64> = HashMap::new();
         let mut out = Vec::new();
         let mut gas = 0u64;
         while let Some(Reverse((_, sender, nonce))) = heads.pop() {
             let t = &self.pool[&sender][&nonce];
-            if gas + t.tx.envelope.gas_limit() > gas_limit {
+            let limit = t.tx.envelope.gas_limit();
+            if gas + limit > gas_limit {
                 continue;
             }
-            gas += t.tx.envelope.gas_limit();
+            if is_zero_price(&t.tx.envelope, base_fee) {
+                let used = free_gas.entry(sender).or_default();
+                if *used + limit > self.config.free_gas_block_gas {
+                    continue;
+                }
+                *used += limit;
+            }
+            gas += limit;
             out.push(t.tx.clone());
             if let Some(n) = self.pool[&sender].get(&(nonce + 1)).filter(|t| allowed(t)) {
                 heads.push(Reverse((n.arrival, sender, nonce + 1)));

@@ -82,8 +82,13 @@ impl Chain {
         self.evm.storage(account, slot)
     }
 
-    /// The base fee the next block will have (EIP-1559).
+    /// The base fee the next block will have (EIP-1559; always 0 on a free-gas chain,
+    /// pinned as Besu's `zeroBaseFee`, since the EIP-1559 rule would raise it to 1 wei
+    /// and more after a block above its target).
     pub fn next_base_fee(&self) -> u64 {
+        if self.config.free_gas {
+            return 0;
+        }
         let parent = &self.latest().header;
         if parent.number == 0 {
             return self.config.initial_base_fee;
@@ -91,6 +96,12 @@ impl Chain {
         parent
             .next_block_base_fee(BaseFeeParams::ethereum())
             .unwrap_or(self.config.initial_base_fee)
+    }
+
+    /// The priority fee per gas the node suggests (`eth_maxPriorityFeePerGas`): 1 gwei,
+    /// as anvil, or nothing on a free-gas chain.
+    pub const fn suggested_tip(&self) -> u64 {
+        if self.config.free_gas { 0 } else { crate::rpc::DEFAULT_TIP }
     }
 
     /// A transaction and, if mined, its block number and index.

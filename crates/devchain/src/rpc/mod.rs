@@ -93,6 +93,12 @@ impl From<TxError> for RpcError {
     fn from(e: TxError) -> Self {
         match e {
             TxError::Decode(_) => Self::invalid_params(e.to_string()),
+            // As nodes report a reverting call, so that clients decode the custom error.
+            TxError::FreeReverted { data } => Self {
+                code: 3,
+                message: "execution reverted: a transaction at zero gas price must succeed against the pending state".into(),
+                data: Some(json!(data)),
+            },
             _ => Self::server(e.to_string()),
         }
     }
@@ -207,9 +213,10 @@ fn dispatch(node: &Node, method: &str, p: &[Value]) -> RpcResult {
             Ok(json!(node.with(|c| c.dev_accounts().iter().map(|a| a.address).collect::<Vec<_>>())))
         }
         "eth_gasPrice" => {
-            Ok(json!(U256::from(node.with(Chain::next_base_fee)) + U256::from(DEFAULT_TIP)))
+            let (base, tip) = node.with(|c| (c.next_base_fee(), c.suggested_tip()));
+            Ok(json!(U256::from(base) + U256::from(tip)))
         }
-        "eth_maxPriorityFeePerGas" => Ok(json!(U256::from(DEFAULT_TIP))),
+        "eth_maxPriorityFeePerGas" => Ok(json!(U256::from(node.with(Chain::suggested_tip)))),
         "eth_feeHistory" => fee_history(node, p),
         "eth_getBalance" => state_at(node, p, 1, |c, a| json!(c.balance(a))),
         "eth_getTransactionCount" => {
@@ -345,7 +352,7 @@ fn dispatch(node: &Node, method: &str, p: &[Value]) -> RpcResult {
     }
 }
 
-/// The priority fee the devchain suggests (1 gwei, as anvil).
+/// The priority fee the devchain suggests (1 gwei, as anvil; none on a free-gas chain).
 pub const DEFAULT_TIP: u64 = 1_000_000_000;
 
 /// Most blocks one `eth_getLogs` may scan.

@@ -129,7 +129,7 @@ pub(super) fn sign_for_dev_account(
         ))
     })?;
     let base = c.next_base_fee();
-    let tip = req.max_priority_fee_per_gas.unwrap_or(u128::from(DEFAULT_TIP));
+    let tip = req.max_priority_fee_per_gas.unwrap_or(u128::from(c.suggested_tip()));
     let gas = match req.gas {
         Some(g) => g,
         None => estimate_gas(c, req)?,
