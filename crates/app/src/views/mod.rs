@@ -2,6 +2,7 @@
 //! providers and the cache said: no I/O here, so each is unit-tested.
 
 pub mod access;
+pub mod care;
 pub mod chart;
 pub mod inbox;
 pub mod provider;
