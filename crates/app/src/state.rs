@@ -10,12 +10,12 @@ use alloy::signers::local::PrivateKeySigner;
 use medrec_chain::inbox::{Notice, Summary};
 use medrec_client::{
     ChainSpec,
+    care::{BrokenGlass, ClinicianSession},
     patient::{
         PatientSession,
         access_log::AccessEntry,
         records::{Problem, Records, cache},
     },
-    care::{BrokenGlass, ClinicianSession},
     viewer::ViewerSession,
 };
 use medrec_primitives::{RelationshipId, Status};

@@ -7,9 +7,9 @@ use crate::{
     error::{PageResult, render, sentence},
     state::AppState,
     views::{
+        care::{self, GroupChoice, Setting},
         date,
         inbox::key,
-        care::{self, GroupChoice, Setting},
         records::pointer_names,
         share::{self, GrantRow, Shareable},
     },
@@ -67,13 +67,8 @@ pub(crate) async fn page(State(state): State<AppState>) -> PageResult {
             None
         }
     };
-    let grants = share::grants(
-        &cx.summaries,
-        &cx.names,
-        &pointers,
-        &care::group_names(&groups),
-        unix_now(),
-    );
+    let grants =
+        share::grants(&cx.summaries, &cx.names, &pointers, &care::group_names(&groups), unix_now());
     render(&SharePage {
         chrome: cx.chrome,
         shareable,
@@ -114,7 +109,9 @@ pub(crate) async fn share(
         };
         let viewer = match (&group, field("viewer").trim().is_empty()) {
             (Some(_), false) => {
-                return Err("Choose either a viewer (code or address) or a group, not both.".to_owned());
+                return Err(
+                    "Choose either a viewer (code or address) or a group, not both.".to_owned()
+                );
             }
             (Some(_), true) => None,
             (None, _) => Some(share::viewer(field("viewer"))?),

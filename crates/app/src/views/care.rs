@@ -59,11 +59,9 @@ pub fn chosen_group(text: &str, groups: &[GroupInfo]) -> Result<Option<u64>, Str
     if text.is_empty() {
         return Ok(None);
     }
-    text.parse::<u64>()
-        .ok()
-        .filter(|id| groups.iter().any(|g| g.id == *id))
-        .map(Some)
-        .ok_or_else(|| "That group does not exist on the chain; choose one from the list.".to_owned())
+    text.parse::<u64>().ok().filter(|id| groups.iter().any(|g| g.id == *id)).map(Some).ok_or_else(
+        || "That group does not exist on the chain; choose one from the list.".to_owned(),
+    )
 }
 
 /// The patient's break-glass setting as the Share page shows it.
@@ -155,7 +153,12 @@ pub fn opening_sentence(o: &Opening, group: &str) -> String {
 
 /// Every opening, newest first; those in force at `now` say how long they still run
 /// (`allowed`: the patient's setting now; refusing ended those in force).
-pub fn openings(list: &[Opening], groups: &[GroupInfo], allowed: bool, now: u64) -> Vec<OpeningRow> {
+pub fn openings(
+    list: &[Opening],
+    groups: &[GroupInfo],
+    allowed: bool,
+    now: u64,
+) -> Vec<OpeningRow> {
     list.iter()
         .rev()
         .map(|o| {
