@@ -107,14 +107,15 @@ pub(crate) async fn share(
             care::chosen_group(field("group"), &groups)?
                 .map(|id| (id, care::group_name(&groups, id)))
         };
-        let viewer = match (&group, field("viewer").trim().is_empty()) {
+        // Either a group (by id) or a viewer (Err: the viewer's address).
+        let with: Result<u64, _> = match (&group, field("viewer").trim().is_empty()) {
             (Some(_), false) => {
                 return Err(
                     "Choose either a viewer (code or address) or a group, not both.".to_owned()
                 );
             }
-            (Some(_), true) => None,
-            (None, _) => Some(share::viewer(field("viewer"))?),
+            (Some((id, _)), true) => Ok(*id),
+            (None, _) => Err(share::viewer(field("viewer"))?),
         };
         if pointers.is_empty() {
             return Err("Tick at least one set of records to share.".to_owned());
@@ -122,12 +123,9 @@ pub(crate) async fn share(
         let duration: u64 = field("duration").parse().unwrap_or(7 * 86_400);
         let window = share::window(field("from"), field("until"), duration)?;
         let target = Target::Id(field("relationship").to_owned());
-        let grant = match (&group, viewer) {
-            (Some((id, _)), _) => {
-                session.share_with_group(&target, *id, Some(&pointers), window).await
-            }
-            (None, Some(viewer)) => session.share(&target, viewer, Some(&pointers), window).await,
-            (None, None) => unreachable!("a viewer is read when no group is chosen"),
+        let grant = match with {
+            Ok(id) => session.share_with_group(&target, id, Some(&pointers), window).await,
+            Err(viewer) => session.share(&target, viewer, Some(&pointers), window).await,
         };
         grant.map(|g| (g, group.map(|(_, name)| name))).map_err(|e| sentence(&e))
     }
