@@ -415,6 +415,14 @@ impl AppState {
                 self.names.write().await.endpoints.insert(p, url);
             }
         }
+        // Grants to a group name it: learn the groups granted that are not known yet.
+        let granted_unknown = {
+            let names = self.names.read().await;
+            summaries.values().flat_map(|s| s.grants.keys()).any(|v| !names.groups.contains_key(v))
+        };
+        if granted_unknown && let Ok(groups) = medrec_client::care::groups(session.chain()).await {
+            self.names.write().await.groups.extend(views::care::group_names(&groups));
+        }
         self.names.read().await.clone()
     }
 

@@ -130,6 +130,9 @@ async fn groups_and_break_glass_through_the_patients_and_the_clinicians_apps() {
         "the group is named, not shown as its address: {grants}"
     );
 
+    let (_, _, inbox) = patient.get("/inbox").await;
+    assert!(inbox.contains("The group &#34;Pharmacists&#34; may see 1 pointer"), "{inbox}");
+
     // Break-glass: allowed by default, said in words; the patient refuses it.
     assert!(page.contains("for 4 hours without asking you first"), "{page}");
     assert!(glass_state(&page).starts_with("Allowed"), "{page}");
