@@ -45,7 +45,8 @@
     var list = document.getElementById('news');
     if (list) {
       var item = document.createElement('li');
-      item.className = 'item item-new';
+      // A break-glass opening of the emergency set stands out (see the Inbox's own).
+      item.className = 'item item-new' + (d.title === 'Emergency access' ? ' kind-break-glass' : '');
       var title = document.createElement('strong');
       title.textContent = d.title;
       var text = document.createElement('span');

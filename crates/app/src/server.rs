@@ -44,7 +44,8 @@ pub enum Role {
     #[default]
     Patient,
     /// A viewer a patient shared records with (a pharmacist, a second-opinion doctor):
-    /// what was shared and until when, and the records themselves, verified.
+    /// what was shared and until when, and the records themselves, verified; a member
+    /// of an emergency group also breaks the glass and reads the emergency set.
     Viewer,
     /// A research entity: admission, mining, bounties owned and redeemed, ε spent,
     /// released results.
@@ -215,12 +216,14 @@ pub(crate) fn router(state: AppState, hosts: csrf::Hosts) -> Router {
             .route("/records/export", get(routes::records::export))
             .route("/share", get(routes::share::page).post(routes::share::share))
             .route("/share/revoke", post(routes::share::revoke))
+            .route("/share/break-glass", post(routes::share::break_glass))
             .route("/access", get(routes::access::page))
             .route("/research", get(routes::research::page).post(routes::research::set)),
         Role::Viewer => Router::new()
             .route("/", get(routes::viewer::shared))
             .route("/records", get(routes::viewer::records))
-            .route("/records/export", get(routes::viewer::export)),
+            .route("/records/export", get(routes::viewer::export))
+            .route("/emergency", get(routes::emergency::page).post(routes::emergency::open)),
         Role::Researcher => Router::new()
             .route("/", get(routes::researcher::overview))
             .route("/bounties/redeem", post(routes::researcher::redeem))

@@ -10,6 +10,7 @@ use alloy::signers::local::PrivateKeySigner;
 use medrec_chain::inbox::{Notice, Summary};
 use medrec_client::{
     ChainSpec,
+    care::{BrokenGlass, ClinicianSession},
     patient::{
         PatientSession,
         access_log::AccessEntry,
@@ -91,6 +92,10 @@ pub(crate) struct Inner {
     pub(crate) session: RwLock<Option<PatientSession>>,
     /// The viewer's session, in a viewer's app.
     pub(crate) viewer: RwLock<Option<ViewerSession>>,
+    /// The same key as an emergency clinician's, in a viewer's app (break-glass).
+    pub(crate) clinician: RwLock<Option<ClinicianSession>>,
+    /// The last opening this clinician recorded, whose records the Emergency page shows.
+    pub(crate) glass: Mutex<Option<(BrokenGlass, Instant)>>,
     /// The researcher's session, in a researcher's app.
     pub(crate) researcher: RwLock<Option<crate::research::ResearcherSession>>,
     /// The provider's session, in a provider's app.
@@ -134,6 +139,8 @@ impl AppState {
             demo: std::sync::atomic::AtomicBool::new(false),
             session: RwLock::new(None),
             viewer: RwLock::new(None),
+            clinician: RwLock::new(None),
+            glass: Mutex::new(None),
             researcher: RwLock::new(None),
             mining: Mutex::new(None),
             pending_phrase: Mutex::new(None),
@@ -157,6 +164,20 @@ impl AppState {
     /// The unlocked viewer's session, if any.
     pub(crate) async fn viewer(&self) -> Option<ViewerSession> {
         self.viewer.read().await.clone()
+    }
+
+    /// The unlocked clinician's session (the viewer's key), if any.
+    pub(crate) async fn clinician(&self) -> Option<ClinicianSession> {
+        self.clinician.read().await.clone()
+    }
+
+    /// Whether the viewer's account belongs to an emergency group now (no when the
+    /// chain cannot say).
+    pub(crate) async fn in_emergency_group(&self) -> bool {
+        match self.clinician().await {
+            Some(c) => c.emergency_groups().await.is_ok_and(|g| !g.is_empty()),
+            None => false,
+        }
     }
 
     /// Whether the app is unlocked (for its role).
@@ -185,7 +206,11 @@ impl AppState {
         })?;
         self.demo.store(true, std::sync::atomic::Ordering::Relaxed);
         match self.role {
-            Role::Viewer => *self.viewer.write().await = Some(ViewerSession::new(chain, key)),
+            Role::Viewer => {
+                *self.clinician.write().await =
+                    Some(ClinicianSession::new(chain.clone(), key.clone()));
+                *self.viewer.write().await = Some(ViewerSession::new(chain, key));
+            }
             Role::Researcher => {
                 *self.researcher.write().await =
                     Some(crate::research::ResearcherSession::new(chain, key, &self.data_dir));
@@ -253,6 +278,8 @@ impl AppState {
         })?;
         match self.role {
             Role::Viewer => {
+                *self.clinician.write().await =
+                    Some(ClinicianSession::new(chain.clone(), wallet.account().clone()));
                 *self.viewer.write().await =
                     Some(ViewerSession::new(chain, wallet.account().clone()));
                 Ok(())
@@ -388,6 +415,14 @@ impl AppState {
                 self.names.write().await.endpoints.insert(p, url);
             }
         }
+        // Grants to a group name it: learn the groups granted that are not known yet.
+        let granted_unknown = {
+            let names = self.names.read().await;
+            summaries.values().flat_map(|s| s.grants.keys()).any(|v| !names.groups.contains_key(v))
+        };
+        if granted_unknown && let Ok(groups) = medrec_client::care::groups(session.chain()).await {
+            self.names.write().await.groups.extend(views::care::group_names(&groups));
+        }
         self.names.read().await.clone()
     }
 
@@ -425,6 +460,10 @@ impl AppState {
         self.stop();
         *self.session.write().await = None;
         *self.viewer.write().await = None;
+        *self.clinician.write().await = None;
+        if let Ok(mut glass) = self.glass.lock() {
+            *glass = None;
+        }
         *self.researcher.write().await = None;
         *self.provider.write().await = None;
         if let Ok(mut pending) = self.pending_phrase.lock() {
@@ -466,7 +505,26 @@ async fn follow(state: AppState, session: PatientSession) {
             continue;
         }
         let Ok(new) = chain.notices(me, next, Some(head)).await else { continue };
+        // Break-glass openings of the patient's emergency set: told at once, first.
+        let Ok(opened) = session.openings(next).await else { continue };
         next = head + 1;
+        let opened: Vec<_> = opened.into_iter().filter(|o| o.block <= head).collect();
+        if !opened.is_empty() {
+            let groups = medrec_client::care::groups(&chain).await.unwrap_or_default();
+            for o in &opened {
+                let group = views::care::group_name(&groups, o.group);
+                let _ = state.live.send(Live {
+                    kind: "notice",
+                    title: views::care::OPENING_TITLE.to_owned(),
+                    sentence: format!(
+                        "{} {}",
+                        views::care::opening_sentence(o, &group),
+                        views::care::UNEXPECTED
+                    ),
+                    block: o.block,
+                });
+            }
+        }
         if new.is_empty() {
             continue;
         }

@@ -4,7 +4,11 @@ use super::{Chrome, back, context};
 use crate::{
     error::{PageResult, render, sentence},
     state::AppState,
-    views::{Names, inbox, short_id},
+    views::{
+        Names,
+        care::{self, OpeningRow},
+        inbox, short_id,
+    },
 };
 use askama::Template;
 use axum::{
@@ -12,7 +16,11 @@ use axum::{
     extract::State,
     response::{IntoResponse, Redirect},
 };
-use medrec_client::{patient::Target, timeline::unix_now};
+use medrec_client::{
+    care::groups,
+    patient::{PatientSession, Target},
+    timeline::unix_now,
+};
 use medrec_primitives::Status;
 use serde::Deserialize;
 
@@ -25,6 +33,10 @@ struct InboxPage {
     news: Vec<inbox::Item>,
     accesses: Vec<inbox::Item>,
     access_note: Option<String>,
+    /// Break-glass openings of the emergency set, newest first.
+    openings: Vec<OpeningRow>,
+    opening_note: Option<String>,
+    unexpected: &'static str,
 }
 
 /// `GET /inbox`.
@@ -39,7 +51,39 @@ pub(crate) async fn page(State(state): State<AppState>) -> PageResult {
         Ok(entries) => (inbox::accesses(&entries, me, &cx.names), None),
         Err(e) => (Vec::new(), Some(e)),
     };
-    render(&InboxPage { chrome: cx.chrome, waiting, others, news, accesses, access_note })
+    let (openings, opening_note) = match openings(&cx.session).await {
+        Ok(rows) => (rows, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    render(&InboxPage {
+        chrome: cx.chrome,
+        waiting,
+        others,
+        news,
+        accesses,
+        access_note,
+        openings,
+        opening_note,
+        unexpected: care::UNEXPECTED,
+    })
+}
+
+/// The break-glass openings of the patient's emergency set, in words, or why they
+/// cannot be read.
+async fn openings(session: &PatientSession) -> Result<Vec<OpeningRow>, String> {
+    let why = |e: &medrec_client::Error| {
+        format!(
+            "Emergency openings of your records cannot be read from the chain right now ({}); reload to see them.",
+            sentence(e).trim_end_matches('.')
+        )
+    };
+    let list = session.openings(0).await.map_err(|e| why(&e))?;
+    if list.is_empty() {
+        return Ok(Vec::new());
+    }
+    let groups = groups(session.chain()).await.map_err(|e| why(&e))?;
+    let allowed = session.break_glass_allowed().await.map_err(|e| why(&e))?;
+    Ok(care::openings(&list, &groups, allowed, unix_now()))
 }
 
 /// An answer to a relationship.

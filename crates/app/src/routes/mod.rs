@@ -4,6 +4,7 @@
 
 pub(crate) mod access;
 pub(crate) mod account;
+pub(crate) mod emergency;
 pub(crate) mod events;
 pub(crate) mod home;
 pub(crate) mod inbox;
@@ -44,6 +45,8 @@ pub(crate) struct Chrome {
     pub(crate) role: &'static str,
     /// Whether the app can be locked (not when a demo's development key opened it).
     pub(crate) lockable: bool,
+    /// A viewer's account in an emergency group: the Emergency page is in the menu.
+    pub(crate) emergency: bool,
 }
 
 impl Chrome {
@@ -62,6 +65,7 @@ impl Chrome {
             waiting: 0,
             role: state.role.as_str(),
             lockable: !state.is_demo(),
+            emergency: false,
         }
     }
 }

@@ -1,11 +1,13 @@
-//! Share: choose a viewer, which records (pointers named in words) and from when until
-//! when; the grants in force with their expiry; Revoke in one action.
+//! Share: choose a viewer or a group, which records (pointers named in words) and from
+//! when until when; the grants in force with their expiry (a group by its name); Revoke
+//! in one action; and the break-glass setting, in words, allowed or refused.
 
 use super::{Chrome, context};
 use crate::{
     error::{PageResult, render, sentence},
     state::AppState,
     views::{
+        care::{self, GroupChoice, Setting},
         date,
         inbox::key,
         records::pointer_names,
@@ -18,7 +20,11 @@ use axum::{
     extract::State,
     response::{IntoResponse, Redirect},
 };
-use medrec_client::{patient::Target, timeline::unix_now};
+use medrec_client::{
+    care::{GroupInfo, groups},
+    patient::{PatientSession, Target},
+    timeline::unix_now,
+};
 use serde::Deserialize;
 
 #[derive(Template)]
@@ -27,6 +33,12 @@ struct SharePage {
     chrome: Chrome,
     shareable: Vec<(Shareable, String)>,
     grants: Vec<GrantRow>,
+    groups: Vec<GroupChoice>,
+    /// The break-glass setting (`None` when the chain could not say).
+    glass: Option<Setting>,
+    /// Why the groups or the setting could not be read.
+    notes: Vec<String>,
+    meaning: &'static str,
 }
 
 /// `GET /share`.
@@ -40,8 +52,37 @@ pub(crate) async fn page(State(state): State<AppState>) -> PageResult {
             (s, k)
         })
         .collect();
-    let grants = share::grants(&cx.summaries, &cx.names, &pointers, unix_now());
-    render(&SharePage { chrome: cx.chrome, shareable, grants })
+    let mut notes = Vec::new();
+    let groups = care_groups(&cx.session).await.unwrap_or_else(|e| {
+        notes.push(format!("The groups cannot be read from the chain right now ({e}); reload to share with a group."));
+        Vec::new()
+    });
+    let glass = match cx.session.break_glass_allowed().await {
+        Ok(allowed) => Some(care::setting(allowed)),
+        Err(e) => {
+            notes.push(format!(
+                "Your break-glass setting cannot be read from the chain right now ({}); reload to see it.",
+                sentence(&e).trim_end_matches('.')
+            ));
+            None
+        }
+    };
+    let grants =
+        share::grants(&cx.summaries, &cx.names, &pointers, &care::group_names(&groups), unix_now());
+    render(&SharePage {
+        chrome: cx.chrome,
+        shareable,
+        grants,
+        groups: care::choices(&groups),
+        glass,
+        notes,
+        meaning: care::MEANING,
+    })
+}
+
+/// The chain's groups, or why they cannot be read (a sentence without a full stop).
+async fn care_groups(session: &PatientSession) -> Result<Vec<GroupInfo>, String> {
+    groups(session.chain()).await.map_err(|e| sentence(&e).trim_end_matches('.').to_owned())
 }
 
 /// `POST /share`: the form's fields as pairs (`pointer` repeats, one per box ticked).
@@ -58,22 +99,46 @@ pub(crate) async fn share(
     let pointers: Vec<u8> =
         fields.iter().filter(|(k, _)| k == "pointer").filter_map(|(_, v)| v.parse().ok()).collect();
     let outcome = async {
-        let viewer = share::viewer(field("viewer"))?;
+        // A group, when one is chosen (the chain's groups, by id), else the viewer.
+        let group = if field("group").trim().is_empty() {
+            None
+        } else {
+            let groups = care_groups(&session).await?;
+            care::chosen_group(field("group"), &groups)?
+                .map(|id| (id, care::group_name(&groups, id)))
+        };
+        // Either a group (by id) or a viewer (Err: the viewer's address).
+        let with: Result<u64, _> = match (&group, field("viewer").trim().is_empty()) {
+            (Some(_), false) => {
+                return Err(
+                    "Choose either a viewer (code or address) or a group, not both.".to_owned()
+                );
+            }
+            (Some((id, _)), true) => Ok(*id),
+            (None, _) => Err(share::viewer(field("viewer"))?),
+        };
         if pointers.is_empty() {
             return Err("Tick at least one set of records to share.".to_owned());
         }
         let duration: u64 = field("duration").parse().unwrap_or(7 * 86_400);
         let window = share::window(field("from"), field("until"), duration)?;
         let target = Target::Id(field("relationship").to_owned());
-        session.share(&target, viewer, Some(&pointers), window).await.map_err(|e| sentence(&e))
+        let grant = match with {
+            Ok(id) => session.share_with_group(&target, id, Some(&pointers), window).await,
+            Err(viewer) => session.share(&target, viewer, Some(&pointers), window).await,
+        };
+        grant.map(|g| (g, group.map(|(_, name)| name))).map_err(|e| sentence(&e))
     }
     .await;
     match outcome {
-        Ok(g) => state.tell(
+        Ok((g, group)) => state.tell(
             false,
             format!(
                 "{} may now see {} of {} from {} until {}.",
-                g.viewer,
+                group.map_or_else(
+                    || g.viewer.to_string(),
+                    |name| format!("Every member of the group \"{name}\"")
+                ),
                 medrec_client::plural(g.pointers.len(), "set of records")
                     .replace("set of recordss", "sets of records"),
                 share::relationship_words(g.relationship.0),
@@ -117,6 +182,35 @@ pub(crate) async fn revoke(
     match outcome {
         Ok(text) => state.tell(false, text),
         Err(e) => state.tell(true, e),
+    }
+    Ok(Redirect::to("/share").into_response())
+}
+
+/// The break-glass form.
+#[derive(Deserialize)]
+pub(crate) struct BreakGlassForm {
+    allowed: String,
+}
+
+/// `POST /share/break-glass`: allows (`allowed=true`) or refuses break-glass.
+pub(crate) async fn break_glass(
+    State(state): State<AppState>,
+    Form(form): Form<BreakGlassForm>,
+) -> PageResult {
+    let Some(session) = state.session().await else {
+        return Ok(Redirect::to("/unlock").into_response());
+    };
+    let allowed = match form.allowed.as_str() {
+        "true" => true,
+        "false" => false,
+        _ => {
+            state.tell(true, "Choose Allow or Refuse.");
+            return Ok(Redirect::to("/share").into_response());
+        }
+    };
+    match session.set_break_glass(allowed).await {
+        Ok(sent) => state.tell(false, care::setting_changed(allowed, sent.is_some())),
+        Err(e) => state.tell(true, sentence(&e)),
     }
     Ok(Redirect::to("/share").into_response())
 }

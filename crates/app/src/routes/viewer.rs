@@ -70,7 +70,8 @@ async fn context(state: &AppState) -> Result<(ViewerSession, Vec<Shared>, Names)
 /// `GET /`: every grant that names the viewer, as it stands now.
 pub(crate) async fn shared(State(state): State<AppState>) -> PageResult {
     let (session, shared, names) = context(&state).await?;
-    let chrome = Chrome::new(&state, "shared", "Shared with me", session.address().to_string());
+    let mut chrome = Chrome::new(&state, "shared", "Shared with me", session.address().to_string());
+    chrome.emergency = state.in_emergency_group().await;
     let code = medrec_primitives::code::encode(session.address());
     render(&SharedPage { chrome, grants: viewer::grants(&shared, &names), code })
 }
@@ -126,7 +127,8 @@ pub(crate) async fn records(
         .into_iter()
         .map(|c| (c.slug(), c.label(), filter.category == Some(c)))
         .collect();
-    let chrome = Chrome::new(&state, "records", "Records", session.address().to_string());
+    let mut chrome = Chrome::new(&state, "records", "Records", session.address().to_string());
+    chrome.emergency = state.in_emergency_group().await;
     render(&RecordsPage {
         chrome,
         view,

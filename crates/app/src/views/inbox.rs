@@ -107,7 +107,8 @@ pub fn describe(d: &Dated, summaries: &BTreeMap<RelationshipId, Summary>, names:
         Notice::Granted { viewer, pointers, not_before, expires_at } => (
             Kind::GrantGiven,
             format!(
-                "{viewer} may see {} of relationship {id} with {provider}{} until {}.",
+                "{} may see {} of relationship {id} with {provider}{} until {}.",
+                capitalized(&names.viewer(*viewer)),
                 medrec_client::plural(pointers.ids().count(), "pointer"),
                 if *not_before == 0 {
                     String::new()
@@ -119,7 +120,10 @@ pub fn describe(d: &Dated, summaries: &BTreeMap<RelationshipId, Summary>, names:
         ),
         Notice::Revoked { viewer } => (
             Kind::GrantRevoked,
-            format!("{viewer} may no longer see anything of relationship {id} with {provider}."),
+            format!(
+                "{} may no longer see anything of relationship {id} with {provider}.",
+                capitalized(&names.viewer(*viewer))
+            ),
         ),
         Notice::ResearchConsent(true) => (
             Kind::Research,
@@ -131,6 +135,12 @@ pub fn describe(d: &Dated, summaries: &BTreeMap<RelationshipId, Summary>, names:
         ),
     };
     Item { block: d.block, kind, title: kind.heading().to_owned(), sentence }
+}
+
+/// `text` with its first letter in upper case (`The group "…"`).
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// Every notice as an item, newest first, with the grants that end within `soon`
@@ -385,6 +395,14 @@ mod tests {
             list[2].sentence
         );
         assert!(list[3].sentence.ends_with("is now accepted."));
+        let mut names = Names::default();
+        names.groups.insert(Address::repeat_byte(9), "Pharmacists".to_owned());
+        let named = items(&notices, &s, &names, 1_000, 86_400);
+        assert!(
+            named[2].sentence.starts_with("The group \"Pharmacists\" may see 1 pointer"),
+            "{}",
+            named[2].sentence
+        );
         assert!(list[0].sentence.contains("ends 1970-01-01 01:16 UTC"), "{}", list[0].sentence);
         // A grant ending later than `soon` is not news yet.
         assert_eq!(

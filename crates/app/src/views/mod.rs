@@ -2,6 +2,7 @@
 //! providers and the cache said: no I/O here, so each is unit-tested.
 
 pub mod access;
+pub mod care;
 pub mod chart;
 pub mod inbox;
 pub mod provider;
@@ -21,9 +22,19 @@ use time::OffsetDateTime;
 pub struct Names {
     /// Each provider's gatekeeper base URL.
     pub endpoints: BTreeMap<Address, String>,
+    /// Each group's name, by the address a patient grants it under.
+    pub groups: BTreeMap<Address, String>,
 }
 
 impl Names {
+    /// Someone granted access: `the group "Pharmacists"` for a group's address, else
+    /// the address.
+    pub fn viewer(&self, viewer: Address) -> String {
+        self.groups
+            .get(&viewer)
+            .map_or_else(|| viewer.to_string(), |name| format!("the group \"{name}\""))
+    }
+
     /// `Provider 0x7099…79C8 (127.0.0.1:8080)`.
     pub fn provider(&self, provider: Address) -> String {
         let host = self.endpoints.get(&provider).map(|url| {
@@ -87,5 +98,9 @@ mod tests {
         assert_eq!(date(0), "1970-01-01 00:00 UTC");
         assert_eq!(date(1_796_000_000), "2026-11-30 00:53 UTC");
         assert_eq!(date(u64::MAX), "never");
+        let group = Address::repeat_byte(0xe2);
+        assert_eq!(names.viewer(group), group.to_string());
+        names.groups.insert(group, "Pharmacists".to_owned());
+        assert_eq!(names.viewer(group), "the group \"Pharmacists\"");
     }
 }

@@ -27,8 +27,10 @@ pub struct GrantRow {
     pub relationship: B256,
     /// The provider, named.
     pub provider: String,
-    /// The viewer.
+    /// The viewer (a group's address when shared with a group).
     pub viewer: Address,
+    /// The group's name, when the viewer is a group.
+    pub group: Option<String>,
     /// What the viewer may see, in words.
     pub what: Vec<String>,
     /// From when.
@@ -62,11 +64,13 @@ pub fn shareable(
         .collect()
 }
 
-/// The grants still in force at `now`, ending soonest first.
+/// The grants still in force at `now`, ending soonest first; a grant to a group (its
+/// address in `groups`) names the group.
 pub fn grants(
     summaries: &BTreeMap<RelationshipId, Summary>,
     names: &Names,
     pointers: &BTreeMap<(B256, u8), String>,
+    groups: &BTreeMap<Address, String>,
     now: u64,
 ) -> Vec<GrantRow> {
     let mut out: Vec<(u64, GrantRow)> = Vec::new();
@@ -83,6 +87,7 @@ pub fn grants(
                         .provider
                         .map_or_else(|| "Unknown provider".to_owned(), |p| names.provider(p)),
                     viewer: *viewer,
+                    group: groups.get(viewer).cloned(),
                     what: set.ids().map(|n| pointer_name(pointers, id.0, n)).collect(),
                     from: if *not_before <= now { "now".to_owned() } else { date(*not_before) },
                     until: date(*expires_at),
@@ -177,9 +182,13 @@ mod tests {
         let summaries = BTreeMap::from([(id, s)]);
         let mut names = BTreeMap::new();
         names.insert((id.0, 1), "Vitals (4 records)".to_owned());
-        let list = grants(&summaries, &Names::default(), &names, 1_000);
+        let list = grants(&summaries, &Names::default(), &names, &BTreeMap::new(), 1_000);
         assert_eq!(list.len(), 1, "the expired grant is not in force");
         assert_eq!(list[0].viewer, viewer);
+        assert_eq!(list[0].group, None, "a viewer, not a group");
+        let groups = BTreeMap::from([(viewer, "Pharmacists".to_owned())]);
+        let named = grants(&summaries, &Names::default(), &names, &groups, 1_000);
+        assert_eq!(named[0].group.as_deref(), Some("Pharmacists"));
         assert_eq!(list[0].what, ["Vitals (4 records)"]);
         assert_eq!(list[0].from, "now");
         assert_eq!(list[0].remaining, "ends in 2 h 30 min");

@@ -2,6 +2,7 @@
 //! after real actions through the app's own forms.
 
 mod account;
+mod care;
 mod net;
 mod patient;
 mod researcher;
