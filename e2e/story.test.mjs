@@ -421,6 +421,38 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
     await shots.take(page, 'patient-inbox-accepted-lakeside');
   });
 
+  step("Break-glass: the patient's Inbox shows the ER clinician's opening; the clinician's app opens the emergency set", async () => {
+    assert.ok(story.clinicianUrl && story.breakGlass?.clinician, "the demo's JSON has apps.clinician and break_glass");
+    // The patient: the story's opening comes first in the Inbox, in force, in words.
+    await page.goto(`${story.patient}/inbox`);
+    const opening = page.locator('#break-glass li.opening').first();
+    const said = (await opening.innerText()).replace(/\s+/g, ' ');
+    assert.match(said, new RegExp(story.breakGlass.clinician, 'i'), 'who opened it');
+    assert.match(said, /Emergency departments/, 'the emergency group by name');
+    assert.equal(await opening.getAttribute('role'), 'alert', 'an opening in force is announced');
+    assert.match(await page.locator('#break-glass .unexpected').innerText(), /Access log/);
+    await shots.take(page, 'patient-inbox-break-glass');
+
+    // The clinician breaks the glass from its app, by the form's labels, and reads the
+    // emergency set of both providers, said to be outside any pointer hash.
+    const p = await desktop.newPage();
+    await p.goto(story.clinicianUrl);
+    await p.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Emergency' }).click();
+    await p.getByLabel("Patient's address").fill(story.patientAddress);
+    await p.locator('input[name="reason"]').first().check();
+    await p.locator('#confirm').check();
+    await shots.take(p, 'clinician-break-glass-form');
+    await p.getByRole('button', { name: 'Break the glass' }).click();
+    await p.waitForURL(/\/emergency/);
+    const set = p.locator('section.emergency-set');
+    await set.waitFor();
+    assert.match(await set.innerText(), /not checked against a pointer hash/);
+    assert.ok((await set.locator('article.card').count()) >= 2, 'every provider holding records of the patient (the story\'s two, and Lakeside once enrolled)');
+    assert.ok((await set.locator('li.emergency-item').count()) >= 1, 'some of the emergency set');
+    await shots.take(p, 'clinician-emergency-set');
+    await p.close();
+  });
+
   step("Researcher app: the story's release as bars per group, and the ε it spent", async () => {
     assert.ok(story.researcherUrl, "the demo's JSON has apps.researcher");
     const p = await desktop.newPage();

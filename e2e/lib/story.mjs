@@ -58,5 +58,8 @@ export function parties(info) {
     providerUrl: info.apps.provider,
     researcherUrl: info.apps.researcher,
     lakeside: info.lakeside,
+    // The ER clinician who broke the glass in the story, and its (viewer-role) app.
+    clinicianUrl: info.apps.clinician,
+    breakGlass: info.break_glass,
   };
 }

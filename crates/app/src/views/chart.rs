@@ -271,7 +271,7 @@ fn round(v: f64) -> f64 {
 pub struct Bar {
     /// The group (`sex = female`), or `everyone`.
     pub label: String,
-    /// Its value in words, or why there is none (`suppressed: fewer than k patients`).
+    /// Its value in words, or why there is none (`not released: about k patients or fewer`).
     pub value: String,
     /// Width in percent of the widest (0 when suppressed).
     pub percent: f64,
@@ -293,7 +293,7 @@ pub fn bars(cells: &[(String, Option<f64>)], k: usize) -> Vec<Bar> {
             },
             None => Bar {
                 label: label.clone(),
-                value: format!("not released: fewer than {k} patients"),
+                value: format!("not released: about {k} patients or fewer"),
                 percent: 0.0,
                 suppressed: true,
             },
@@ -367,7 +367,7 @@ mod tests {
             10,
         );
         assert_eq!(b.iter().map(|b| b.percent).collect::<Vec<_>>(), [100.0, 50.0, 0.0]);
-        assert_eq!(b[2].value, "not released: fewer than 10 patients");
+        assert_eq!(b[2].value, "not released: about 10 patients or fewer");
         assert!(b[2].suppressed && !b[0].suppressed);
         assert_eq!(number(70.0), "70");
         assert_eq!(number(5.25), "5.25");

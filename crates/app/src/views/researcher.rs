@@ -179,7 +179,7 @@ pub fn results(
                     .to_owned(),
                 measure: if measure.is_empty() { "value".to_owned() } else { measure },
                 terms: format!(
-                    "ε = {} spent, groups of fewer than {k} patients not released, as of {}",
+                    "ε = {} spent, groups of about {k} patients or fewer not released (decided on a noisy count), as of {}",
                     chart::number(a["epsilon"].as_f64().unwrap_or(0.0)),
                     release["as_of"].as_str().unwrap_or("?")
                 ),
@@ -243,7 +243,8 @@ mod tests {
         assert_eq!(r[0].bars[0].value, "71.5");
         assert!(r[0].bars[1].suppressed);
         assert!(
-            r[0].terms.starts_with("ε = 2 spent, groups of fewer than 10 patients"),
+            r[0].terms
+                .starts_with("ε = 2 spent, groups of about 10 patients or fewer not released"),
             "{}",
             r[0].terms
         );
