@@ -99,6 +99,46 @@ pub struct Opening {
     pub expires_at: u64,
     /// The block it was opened in.
     pub block: u64,
+    /// The block of the patient's refusal of break-glass that ended it early, when one
+    /// did (known to [`read_openings`]; the consent index drops such openings instead).
+    pub refused_in: Option<u64>,
+}
+
+/// Where an opening stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpeningState {
+    /// In force: the clinician may read the emergency set until it expires.
+    Open,
+    /// It ran its time.
+    Expired,
+    /// Ended early: the patient refused break-glass before it expired.
+    Ended,
+}
+
+impl OpeningState {
+    /// `open`, `expired` or `ended`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Expired => "expired",
+            Self::Ended => "ended",
+        }
+    }
+}
+
+impl Opening {
+    /// Where it stands at unix time `now` (a clinician later removed from its emergency
+    /// group is refused by the gatekeepers too, which this does not show).
+    pub const fn state(&self, now: u64) -> OpeningState {
+        if self.refused_in.is_some() {
+            OpeningState::Ended
+        } else if now >= self.expires_at {
+            OpeningState::Expired
+        } else {
+            OpeningState::Open
+        }
+    }
 }
 
 /// A group as the index keeps it.
@@ -260,6 +300,7 @@ fn decode_opening(block: u64, log: &Log) -> Option<Opening> {
         reason: EmergencyReason::from_code(e.reason)?,
         expires_at: e.expiresAt.to::<u64>(),
         block,
+        refused_in: None,
     })
 }
 
@@ -270,7 +311,8 @@ pub struct ReadError(String);
 
 /// Every break-glass opening of `patient`'s emergency set recorded by the
 /// `relationships` contract (deployed in block `deployed`) from block `since` on, in
-/// chain order: what the patient's app shows at once.
+/// chain order, each with the patient's refusal that ended it early, if any: what the
+/// patient's app shows at once.
 pub async fn read_openings<P: Provider>(
     chain: &P,
     relationships: alloy::primitives::Address,
@@ -282,14 +324,38 @@ pub async fn read_openings<P: Provider>(
         .address(relationships)
         .from_block(since.max(deployed))
         .to_block(BlockNumberOrTag::Latest)
-        .event_signature(R::BreakGlass::SIGNATURE_HASH)
+        .event_signature(vec![
+            R::BreakGlass::SIGNATURE_HASH,
+            R::BreakGlassSettingChanged::SIGNATURE_HASH,
+        ])
         .topic1(patient.into_word());
-    let logs = chain.get_logs(&filter).await.map_err(|e| ReadError(e.to_string()))?;
-    Ok(logs
-        .iter()
-        .filter(|l| !l.removed)
-        .filter_map(|l| decode_opening(l.block_number?, &l.inner))
-        .collect())
+    let mut logs = chain.get_logs(&filter).await.map_err(|e| ReadError(e.to_string()))?;
+    logs.retain(|l| !l.removed);
+    logs.sort_by_key(|l| (l.block_number, l.log_index));
+    let mut out: Vec<Opening> = Vec::new();
+    for l in &logs {
+        let Some(block) = l.block_number else { continue };
+        if let Some(opening) = decode_opening(block, &l.inner) {
+            out.push(opening);
+        } else if let Ok(e) = R::BreakGlassSettingChanged::decode_log(&l.inner)
+            && !e.allowed
+        {
+            // A refusal ends every opening before it that had not ended yet (by expiry
+            // or an earlier refusal).
+            let at = match l.block_timestamp {
+                Some(t) => t,
+                None => chain
+                    .get_block_by_number(block.into())
+                    .await
+                    .map_err(|e| ReadError(e.to_string()))?
+                    .map_or(u64::MAX, |b| b.header.timestamp),
+            };
+            for o in out.iter_mut().filter(|o| o.refused_in.is_none() && o.expires_at > at) {
+                o.refused_in = Some(block);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A group as the `Registrar` created it, for people to choose from.

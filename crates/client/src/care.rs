@@ -22,7 +22,7 @@ use alloy::{
     rpc::types::TransactionReceipt,
     signers::local::PrivateKeySigner,
 };
-pub use medrec_chain::care::{EmergencyReason, GroupInfo, Opening, group_address};
+pub use medrec_chain::care::{EmergencyReason, GroupInfo, Opening, OpeningState, group_address};
 use medrec_contracts::Relationships;
 use medrec_gatekeeper::{EMERGENCY_SET, client::ClientError};
 use serde_json::Value;

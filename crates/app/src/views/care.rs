@@ -6,7 +6,7 @@
 use super::{Names, date};
 use alloy::primitives::Address;
 use medrec_client::{
-    care::{EmergencyReason, EmergencySet, GroupInfo, Opening},
+    care::{EmergencyReason, EmergencySet, GroupInfo, Opening, OpeningState},
     timeline::{span, timeline},
 };
 use std::collections::BTreeMap;
@@ -151,25 +151,21 @@ pub fn opening_sentence(o: &Opening, group: &str) -> String {
     )
 }
 
-/// Every opening, newest first; those in force at `now` say how long they still run
-/// (`allowed`: the patient's setting now; refusing ended those in force).
-pub fn openings(
-    list: &[Opening],
-    groups: &[GroupInfo],
-    allowed: bool,
-    now: u64,
-) -> Vec<OpeningRow> {
+/// Every opening, newest first; those in force at `now` say how long they still run,
+/// those the patient's refusal of break-glass ended say so.
+pub fn openings(list: &[Opening], groups: &[GroupInfo], now: u64) -> Vec<OpeningRow> {
     list.iter()
         .rev()
         .map(|o| {
             let group = group_name(groups, o.group);
-            let in_force = allowed && o.expires_at > now;
-            let standing = if in_force {
-                format!("In force: it ends in {}.", span(o.expires_at - now))
-            } else if o.expires_at > now {
-                "Ended: you refused break-glass.".to_owned()
-            } else {
-                format!("Ended at {}.", date(o.expires_at))
+            let state = o.state(now);
+            let in_force = state == OpeningState::Open;
+            let standing = match state {
+                OpeningState::Open => {
+                    format!("In force: it ends in {}.", span(o.expires_at - now))
+                }
+                OpeningState::Ended => "Ended: you refused break-glass.".to_owned(),
+                OpeningState::Expired => format!("Ended at {}.", date(o.expires_at)),
             };
             OpeningRow {
                 clinician: o.clinician,
@@ -366,12 +362,13 @@ mod tests {
             reason,
             expires_at,
             block,
+            refused_in: None,
         };
         let list = [
             opening(3, EmergencyReason::CannotConsent, 500),
             opening(7, EmergencyReason::Unconscious, 1_000 + 4 * 3_600),
         ];
-        let rows = openings(&list, &groups(), true, 1_000);
+        let rows = openings(&list, &groups(), 1_000);
         assert_eq!(rows.iter().map(|r| r.block).collect::<Vec<_>>(), [7, 3]);
         assert!(rows[0].in_force);
         assert_eq!(rows[0].standing, "In force: it ends in 4 h 0 min.");
@@ -385,8 +382,10 @@ mod tests {
         assert!(!rows[1].in_force);
         assert_eq!(rows[1].standing, "Ended at 1970-01-01 00:08 UTC.");
         assert_eq!(rows[1].reason, "the patient could not give consent");
-        // Refusing break-glass ended the one in force.
-        let refused = openings(&list, &groups(), false, 1_000);
+        // Refusing break-glass (in block 9) ended the one in force.
+        let mut ended = list;
+        ended[1].refused_in = Some(9);
+        let refused = openings(&ended, &groups(), 1_000);
         assert!(!refused[0].in_force);
         assert_eq!(refused[0].standing, "Ended: you refused break-glass.");
     }

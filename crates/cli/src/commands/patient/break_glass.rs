@@ -5,12 +5,11 @@
 use super::{PatientArgs, fhir};
 use crate::output;
 use alloy::primitives::Address;
-use alloy::{eips::BlockNumberOrTag, providers::Provider, rpc::types::Filter, sol_types::SolEvent};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use medrec_client::{
     Chain,
-    care::{GroupInfo, Opening, groups},
+    care::{GroupInfo, Opening, OpeningState, groups},
 };
 use medrec_contracts::Relationships;
 use medrec_wallet::Wallet;
@@ -117,53 +116,20 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// What the patient's app needs to tell an opening: the groups' names, and when the
-/// patient refused break-glass (a refusal ends the openings before it).
+/// What the patient's app needs to tell an opening: the groups' names.
 #[derive(Debug, Default)]
 pub(super) struct Known {
     groups: Vec<GroupInfo>,
-    refusals: Vec<u64>,
 }
 
 impl Known {
     /// Read from the chain; the names are a courtesy (none when they cannot be read).
-    pub(super) async fn read(chain: &Chain, patient: Address) -> anyhow::Result<Self> {
-        let spec = chain.spec();
-        let filter = Filter::new()
-            .address(spec.relationships)
-            .from_block(spec.from_block)
-            .to_block(BlockNumberOrTag::Latest)
-            .event_signature(Relationships::BreakGlassSettingChanged::SIGNATURE_HASH)
-            .topic1(patient.into_word());
-        let logs = chain
-            .reader()
-            .get_logs(&filter)
-            .await
-            .context("cannot read the break-glass settings")?;
-        let refusals = logs
-            .iter()
-            .filter(|l| !l.removed)
-            .filter_map(|l| {
-                let e = Relationships::BreakGlassSettingChanged::decode_log(&l.inner).ok()?;
-                (!e.allowed).then_some(l.block_number?)
-            })
-            .collect();
-        Ok(Self { groups: groups(chain).await.unwrap_or_default(), refusals })
+    pub(super) async fn read(chain: &Chain) -> Self {
+        Self { groups: groups(chain).await.unwrap_or_default() }
     }
 
     fn group(&self, o: &Opening) -> Option<&GroupInfo> {
         self.groups.iter().find(|g| g.id == o.group)
-    }
-
-    /// `open`, `expired`, or `ended` (the patient refused break-glass since).
-    fn state(&self, o: &Opening) -> &'static str {
-        if self.refusals.iter().any(|b| *b >= o.block) {
-            "ended"
-        } else if o.expires_at <= now() {
-            "expired"
-        } else {
-            "open"
-        }
     }
 }
 
@@ -179,7 +145,7 @@ pub(super) fn opening_json(o: &Opening, known: &Known) -> Value {
         "reason_text": o.reason.to_string(),
         "expires_at": o.expires_at,
         "expires": fhir::when(o.expires_at),
-        "state": known.state(o),
+        "state": o.state(now()).as_str(),
     })
 }
 
@@ -189,10 +155,10 @@ pub(super) fn describe_opening(o: &Opening, known: &Known) -> String {
         || format!("group {}", o.group),
         |g| format!("group {} ({})", o.group, g.name),
     );
-    let until = match known.state(o) {
-        "open" => format!("open until {}", fhir::when(o.expires_at)),
-        "expired" => format!("expired at {}", fhir::when(o.expires_at)),
-        _ => "ended when you refused break-glass".to_owned(),
+    let until = match o.state(now()) {
+        OpeningState::Open => format!("open until {}", fhir::when(o.expires_at)),
+        OpeningState::Expired => format!("expired at {}", fhir::when(o.expires_at)),
+        OpeningState::Ended => "ended when you refused break-glass".to_owned(),
     };
     format!(
         "block {:>6}  BREAK-GLASS: clinician {} of {group} opened your emergency set (allergies, medications, conditions) because {}; {until}",
@@ -205,7 +171,7 @@ async fn status(p: &PatientArgs, a: &StatusArgs) -> anyhow::Result<ExitCode> {
     let chain = p.chain.connect().await?;
     let allowed = allowed(&chain, patient).await?;
     let openings = openings_of(&chain, patient, 0).await?;
-    let known = Known::read(&chain, patient).await?;
+    let known = Known::read(&chain).await;
     if p.json {
         output::result(
             &json!({

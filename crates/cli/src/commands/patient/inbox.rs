@@ -50,8 +50,7 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
     let notices =
         chain.notices(address, a.since, Some(head)).await.context("reading the inbox failed")?;
     let openings = openings_of(&chain, address, a.since).await?;
-    let known =
-        if openings.is_empty() { Known::default() } else { Known::read(&chain, address).await? };
+    let known = if openings.is_empty() { Known::default() } else { Known::read(&chain).await };
     if !a.follow {
         if p.json {
             let summaries: Vec<Value> = summarize(&notices)
@@ -124,11 +123,8 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
                 for n in &notices {
                     print(n, p.json);
                 }
-                let known = if openings.is_empty() {
-                    Known::default()
-                } else {
-                    Known::read(&chain, address).await.unwrap_or_default()
-                };
+                let known =
+                    if openings.is_empty() { Known::default() } else { Known::read(&chain).await };
                 // Openings up to this head only: the next round starts after it.
                 for o in openings.iter().filter(|o| o.block <= head) {
                     print_opening(o, &known, p.json);
