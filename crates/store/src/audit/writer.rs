@@ -25,24 +25,20 @@ pub struct WriterConfig {
 }
 
 impl Default for WriterConfig {
-    /// 50 000 entries queued, batches of up to 5 000 lingering 20 ms, a retry every 500 ms.
+    /// 50 000 entries queued, batches of up to 5 000 lingering 5 ms, a retry every 500 ms.
     ///
     /// Measured (BENCHMARKS.md, issue 11): with batches of 500 the writer fell behind
     /// 20 000 reads per second on SQLite and the queue of 10 000 filled, so reads were
     /// refused (503) rather than served unlogged; larger batches pay the commit less
     /// often, and the queue absorbs a few seconds of a burst (about 10 MB). Lingering
-    /// 5 ms capped the commits at about 200 a second (BENCHMARKS.md: the commits were a
-    /// third of the server's CPU under read load without it); 20 ms caps them at about 50,
-    /// so each commit's rewritten pages (the last leaf of the log, one index leaf per
-    /// relationship touched, the tree's edge) are paid for by four times as many entries
-    /// (BENCHMARKS.md, issue 11, fourth session). Requests never wait for it; an entry
-    /// reaches the file at most about 20 ms later (a flush does not wait at all).
+    /// 5 ms caps the commits at about 200 a second (BENCHMARKS.md: the commits were a
+    /// third of the server's CPU under read load without it).
     fn default() -> Self {
         Self {
             capacity: 50_000,
             max_batch: 5_000,
             retry_delay: Duration::from_millis(500),
-            linger: Duration::from_millis(20),
+            linger: Duration::from_millis(5),
         }
     }
 }
