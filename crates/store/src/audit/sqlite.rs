@@ -171,10 +171,8 @@ impl SqliteAccessLog {
 /// The size and last entry hash of the log (0 and zero when empty).
 fn last_of(conn: &Connection) -> Result<(u64, B256)> {
     let last: Option<(i64, String)> = conn
-        .query_row("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", [], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()
+        .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .and_then(|mut st| st.query_row([], |row| Ok((row.get(0)?, row.get(1)?))).optional())
         .map_err(|e| db_error(&e))?;
     match last {
         None => Ok((0, B256::ZERO)),
@@ -200,7 +198,8 @@ fn root_of(conn: &Connection, size: u64) -> Result<B256> {
 /// not stored, [`tree::is_stored`]).
 fn tree_size(conn: &Connection) -> Result<u64> {
     let last: Option<i64> = conn
-        .query_row("SELECT MAX(idx) FROM audit_tree WHERE level = 1", [], |row| row.get(0))
+        .prepare_cached("SELECT MAX(idx) FROM audit_tree WHERE level = 1")
+        .and_then(|mut st| st.query_row([], |row| row.get(0)))
         .map_err(|e| db_error(&e))?;
     let last = last
         .map(|i| u64::try_from(i).map_err(|_| corrupt("holds a negative tree index")))

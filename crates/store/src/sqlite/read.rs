@@ -9,7 +9,7 @@ use crate::{
     sql::builder::{Dialect, Target, Tokens},
 };
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 /// The columns [`Row`] reads, in order (`r` is the table alias).
 const COLUMNS: &str = "r.type, r.id, r.version, r.last_updated, r.json";
@@ -148,22 +148,19 @@ impl RecordReader for SqliteStore {
         resource_type: ResourceType,
         id: &ResourceId,
     ) -> Result<Option<RawStored>> {
-        let query = {
-            let id = id.clone();
-            move |conn: &mut Connection| read_raw(conn, resource_type, &id)
-        };
         // A primary-key read takes microseconds: when a reader connection is free at
         // once, run it here rather than hand it to the blocking pool and back.
         if let Some(readers) = &self.readers
-            && let Ok(permit) = Arc::clone(&readers.permits).try_acquire_owned()
+            && let Ok(permit) = readers.permits.try_acquire()
         {
             let mut conn = readers.take()?;
-            let result = query(&mut conn);
+            let result = read_raw(&mut conn, resource_type, id);
             readers.give_back(conn);
             drop(permit);
             return result;
         }
-        self.with_reader(query).await
+        let id = id.clone();
+        self.with_reader(move |conn| read_raw(conn, resource_type, &id)).await
     }
 
     async fn read_version(
