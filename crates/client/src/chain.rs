@@ -4,10 +4,12 @@
 
 use crate::error::{Context as _, Error, Result, bail, ensure};
 use alloy::{
-    eips::BlockNumberOrTag,
+    eips::{BlockNumberOrTag, eip1559::Eip1559Estimation},
     network::EthereumWallet,
     primitives::{Address, B256, address},
-    providers::{DynProvider, Provider, ProviderBuilder},
+    providers::{
+        DynProvider, Provider, ProviderBuilder, fillers::GasFiller, utils::Eip1559Estimator,
+    },
     rpc::{client::RpcClient, types::Filter},
     signers::local::PrivateKeySigner,
 };
@@ -73,6 +75,7 @@ pub struct Chain {
     client: RpcClient,
     reader: DynProvider,
     chain_id: u64,
+    free_gas: bool,
 }
 
 impl Chain {
@@ -84,7 +87,21 @@ impl Chain {
             .get_chain_id()
             .await
             .with_context(|| format!("the chain node at {} does not answer", spec.rpc_url))?;
-        Ok(Self { spec, client, reader, chain_id })
+        // A zero-price consortium chain (`medrec chain --free-gas`, Besu's zeroBaseFee)
+        // asks no price: then every transaction is sent at price 0, so that keys nobody
+        // funded (and no funding trail) can act.
+        let free_gas = reader
+            .get_gas_price()
+            .await
+            .with_context(|| format!("the chain node at {} does not answer", spec.rpc_url))?
+            == 0;
+        Ok(Self { spec, client, reader, chain_id, free_gas })
+    }
+
+    /// Whether gas is free on this chain (its node asks a gas price of 0): transactions
+    /// are then sent at price 0 from keys that hold nothing.
+    pub const fn free_gas(&self) -> bool {
+        self.free_gas
     }
 
     /// Where the chain is.
@@ -107,10 +124,28 @@ impl Chain {
         &self.reader
     }
 
-    /// A connection that signs and sends transactions as `signer`.
+    /// A connection that signs and sends transactions as `signer`: with the usual fee
+    /// estimate, or at price 0 on a free-gas chain (the default estimate never tips
+    /// below 1 wei, which a key holding nothing cannot pay).
     pub fn sender(&self, signer: PrivateKeySigner) -> DynProvider {
+        let wallet = EthereumWallet::from(signer);
+        if !self.free_gas {
+            return ProviderBuilder::new()
+                .wallet(wallet)
+                .connect_client(self.client.clone())
+                .erased();
+        }
+        let mut zero = GasFiller::default();
+        zero.estimator = Eip1559Estimator::new(|_, _| Eip1559Estimation {
+            max_fee_per_gas: 0,
+            max_priority_fee_per_gas: 0,
+        });
         ProviderBuilder::new()
-            .wallet(EthereumWallet::from(signer))
+            .disable_recommended_fillers()
+            .filler(zero)
+            .with_simple_nonce_management()
+            .fetch_chain_id()
+            .wallet(wallet)
             .connect_client(self.client.clone())
             .erased()
     }

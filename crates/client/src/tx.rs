@@ -102,7 +102,9 @@ pub fn refused(e: alloy::contract::Error, what: &str) -> Error {
 /// Makes sure `account` (`who`: "the delegate", "the patient") holds at least
 /// `amount / 2` wei for its gas, sending it `amount` through `funder` (which signs as
 /// the paying account) when it holds less. Returns the funding transaction's receipt
-/// when one was sent.
+/// when one was sent. On a free-gas chain (its node asks a gas price of 0) nothing is
+/// sent: nobody needs gas money there, and a transfer would leave the funding trail
+/// that such a chain exists to avoid.
 ///
 /// # Errors
 /// [`Error::NoFunds`] when the paying account cannot pay, else as [`send`].
@@ -113,6 +115,13 @@ pub async fn fund<P: Provider>(
     who: &str,
 ) -> Result<Option<TransactionReceipt>> {
     if amount.is_zero() {
+        return Ok(None);
+    }
+    let price = funder
+        .get_gas_price()
+        .await
+        .with_context(|| format!("cannot read the gas price from the chain node for {who}"))?;
+    if price == 0 {
         return Ok(None);
     }
     let balance = funder

@@ -181,3 +181,57 @@ async fn groups_and_break_glass_through_the_library() {
     );
     assert!(refused.to_string().contains("refused break-glass"), "{refused}");
 }
+
+#[tokio::test]
+async fn on_a_free_gas_chain_a_key_nobody_funded_acts_at_price_zero() {
+    use alloy::{primitives::U256, providers::Provider, signers::local::PrivateKeySigner};
+    use medrec_devchain::{
+        chain::{Chain as DevChain, ChainConfig},
+        node::{Node, SealMode},
+    };
+    let config = ChainConfig { free_gas: true, ..ChainConfig::default() };
+    let node = Node::new(DevChain::new(config).unwrap(), SealMode::Instant);
+    let at = node.with(|c| c.deployment()).unwrap();
+    let spec = ChainSpec {
+        rpc_url: "in-process".to_owned(),
+        registrar: at.registrar,
+        relationships: at.relationships,
+        anchors: at.anchors,
+        from_block: 0,
+    };
+    let chain = Chain::over(node.rpc_client(), spec).await.unwrap();
+    assert!(chain.free_gas(), "the node asks a gas price of 0");
+    let nobody = PrivateKeySigner::random();
+    assert_eq!(chain.reader().get_balance(nobody.address()).await.unwrap(), U256::ZERO);
+    let me = PatientSession::with_signer(chain.clone(), nobody.clone());
+    let tx = me.set_break_glass(false).await.unwrap().expect("a transaction");
+    let receipt = chain.reader().get_transaction_receipt(tx).await.unwrap().unwrap();
+    assert!(receipt.status());
+    assert_eq!(receipt.effective_gas_price, 0);
+    assert!(!me.break_glass_allowed().await.unwrap());
+    // Twice from the same key: the nonce is right without any funding.
+    assert!(me.set_break_glass(true).await.unwrap().is_some());
+    assert_eq!(chain.reader().get_balance(nobody.address()).await.unwrap(), U256::ZERO);
+
+    // A chain that asks a price is not taken for a free one.
+    let m = Medrec::new().await;
+    assert!(!connect(&m).await.free_gas());
+}
+
+#[tokio::test]
+async fn nobody_is_funded_on_a_free_gas_chain() {
+    use alloy::{primitives::U256, providers::Provider, signers::local::PrivateKeySigner};
+    use medrec_devchain::{
+        chain::{Chain as DevChain, ChainConfig},
+        node::{Node, SealMode},
+    };
+    let config = ChainConfig { free_gas: true, ..ChainConfig::default() };
+    let node = Node::new(DevChain::new(config).unwrap(), SealMode::Instant);
+    let funder = alloy::providers::ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(PrivateKeySigner::random()))
+        .connect_client(node.rpc_client());
+    let account = PrivateKeySigner::random().address();
+    let sent = tx::fund(&funder, account, U256::from(10u64).pow(U256::from(17u64)), "a patient");
+    assert!(sent.await.unwrap().is_none(), "no transfer, no trail");
+    assert_eq!(funder.get_balance(account).await.unwrap(), U256::ZERO);
+}
