@@ -358,6 +358,28 @@ pub async fn read_openings<P: Provider>(
     Ok(out)
 }
 
+/// Every break-glass opening `clinician` made, recorded by the `relationships`
+/// contract (deployed in block `deployed`), in chain order: what the clinician's app
+/// shows again after a restart. (Whether a patient's refusal ended one is the
+/// patient's to read; the gatekeepers refuse such an opening either way.)
+pub async fn read_openings_by<P: Provider>(
+    chain: &P,
+    relationships: alloy::primitives::Address,
+    deployed: u64,
+    clinician: Address,
+) -> Result<Vec<Opening>, ReadError> {
+    let filter = Filter::new()
+        .address(relationships)
+        .from_block(deployed)
+        .to_block(BlockNumberOrTag::Latest)
+        .event_signature(R::BreakGlass::SIGNATURE_HASH)
+        .topic2(clinician.into_word());
+    let mut logs = chain.get_logs(&filter).await.map_err(|e| ReadError(e.to_string()))?;
+    logs.retain(|l| !l.removed);
+    logs.sort_by_key(|l| (l.block_number, l.log_index));
+    Ok(logs.iter().filter_map(|l| decode_opening(l.block_number?, &l.inner)).collect())
+}
+
 /// A group as the `Registrar` created it, for people to choose from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupInfo {

@@ -256,6 +256,23 @@ impl ClinicianSession {
         Ok(out)
     }
 
+    /// Every break-glass opening this clinician made, oldest first (to show the last
+    /// one again after the app restarts).
+    ///
+    /// # Errors
+    /// When the chain cannot be read.
+    pub async fn openings(&self) -> Result<Vec<Opening>> {
+        let spec = self.chain.spec();
+        medrec_chain::care::read_openings_by(
+            self.chain.reader(),
+            spec.relationships,
+            spec.from_block,
+            self.address(),
+        )
+        .await
+        .context("cannot read your break-glass openings")
+    }
+
     /// Breaks the glass for `patient`: opens their emergency set to this clinician for
     /// four hours, as a member of emergency group `group` (the first the clinician
     /// belongs to when `None`), for `reason`. The patient's app is notified at once.

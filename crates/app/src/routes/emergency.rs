@@ -63,22 +63,41 @@ pub(crate) async fn page(State(state): State<AppState>) -> PageResult {
             sentence(&e).trim_end_matches('.')
         ))
     })?;
-    let held = state.glass.lock().ok().and_then(|g| g.clone());
+    // The opening broken from this page, or else the clinician's latest one still in
+    // force on chain (after the app restarted, say): no waiting for a gatekeeper then.
+    let held = state
+        .glass
+        .lock()
+        .ok()
+        .and_then(|g| g.clone())
+        .map(|(g, at)| (g.patient, g.group, g.reason, g.expires_at, at));
+    let held = match held {
+        Some(h) => Some(h),
+        None => clinician
+            .openings()
+            .await
+            .ok()
+            .and_then(|all| all.into_iter().rev().find(|o| o.expires_at > unix_now()))
+            .map(|o| {
+                let long_ago = Instant::now().checked_sub(CATCH_UP).unwrap_or_else(Instant::now);
+                (o.patient, o.group, o.reason, o.expires_at, long_ago)
+            }),
+    };
     let mut chrome = Chrome::new(&state, "emergency", "Emergency", clinician.address().to_string());
     chrome.emergency = !groups.is_empty();
     let (mut opened, mut providers, mut records_error) = (None, Vec::new(), None);
-    if let Some((glass, recorded)) = held {
+    if let Some((patient, group, reason, expires_at, recorded)) = held {
         let all = medrec_client::care::groups(viewer.chain()).await.unwrap_or_default();
-        let in_force = glass.expires_at > unix_now();
+        let in_force = expires_at > unix_now();
         opened = Some(Opened {
-            patient: glass.patient.to_string(),
-            group: care::group_name(&all, glass.group),
-            reason: glass.reason.to_string(),
-            until: date(glass.expires_at),
+            patient: patient.to_string(),
+            group: care::group_name(&all, group),
+            reason: reason.to_string(),
+            until: date(expires_at),
             in_force,
         });
         if in_force {
-            match fetch(&clinician, glass.patient, recorded).await {
+            match fetch(&clinician, patient, recorded).await {
                 Ok(sets) => {
                     let mut names = state.names.read().await.clone();
                     names.endpoints.extend(sets.iter().map(|s| (s.provider, s.endpoint.clone())));

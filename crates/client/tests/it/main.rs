@@ -168,9 +168,14 @@ async fn groups_and_break_glass_through_the_library() {
     assert_eq!((opened.group, opened.reason), (er, EmergencyReason::LifeThreatening));
     let seen = me.openings(0).await.unwrap();
     assert_eq!(seen.len(), 1);
+    let mine = clinician.openings().await.unwrap();
+    assert_eq!(mine.len(), 1, "the clinician reads its own openings back");
+    assert_eq!((mine[0].patient, mine[0].expires_at), (m.address(PATIENT), opened.expires_at));
     assert_eq!((seen[0].clinician, seen[0].expires_at), (m.address(STRANGER), opened.expires_at));
     assert!(me.set_break_glass(false).await.unwrap().is_some());
     assert!(me.set_break_glass(false).await.unwrap().is_none(), "already refused");
+    let ended = me.openings(0).await.unwrap();
+    assert_eq!(ended[0].state(0), medrec_client::care::OpeningState::Ended, "{ended:?}");
     assert!(!me.break_glass_allowed().await.unwrap());
     let refused =
         clinician.break_glass(m.address(PATIENT), Some(er), EmergencyReason::Unconscious).await;
