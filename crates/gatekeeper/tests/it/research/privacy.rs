@@ -112,3 +112,30 @@ async fn replays_are_free_and_an_exhausted_budget_is_refused() {
     assert_eq!(clinic.spent(RESEARCHER_B), 0.5);
     clinic.shutdown().await;
 }
+
+/// Each patient's ε budget is shared by every researcher: once two researchers' releases
+/// have spent it, that patient is left out of any later release, whoever asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patients_budget_is_spent_across_researchers() {
+    use super::SHARP;
+    let policy = Policy { budget_per_patient: Some(2.0 * SHARP), ..sharp_policy(1) };
+    let clinic = Clinic::new("patient-budget", SealMode::Instant, 3, policy).await;
+    clinic.consent(0..3, true).await;
+    let count = heart_rate("count");
+    let first = clinic.bounty(RESEARCHER_A, &count).await;
+    let answer = clinic.redeem(RESEARCHER_A, &first).await.expect("served");
+    assert_eq!(single_value(&answer["release"]), 3.0, "all three: {answer}");
+    assert_eq!(answer["patient_budget"], 2.0 * SHARP, "the budget in force is stated");
+    let second = clinic.bounty(RESEARCHER_B, &count).await;
+    let answer = clinic.redeem(RESEARCHER_B, &second).await.expect("served");
+    assert_eq!(single_value(&answer["release"]), 3.0, "another researcher, same patients");
+    // Each patient has now spent 2 ε-units of 2: researcher A's own budget is far from
+    // spent, but no patient may contribute to a third release.
+    let third = clinic.bounty(RESEARCHER_A, &count).await;
+    let answer = clinic.redeem(RESEARCHER_A, &third).await.expect("answered");
+    let cell = single_cell(&answer["release"]);
+    assert_eq!(cell["suppressed"], true, "nobody left to count: {answer}");
+    assert!(cell["value"].is_null(), "{answer}");
+    assert!(clinic.spent(RESEARCHER_A) < SHARP * 1e6, "the researcher's budget was not the limit");
+    clinic.shutdown().await;
+}
