@@ -10,7 +10,7 @@ use alloy::signers::local::PrivateKeySigner;
 use medrec_chain::inbox::{Notice, Summary};
 use medrec_client::{
     ChainSpec,
-    care::{BrokenGlass, ClinicianSession},
+    care::ClinicianSession,
     patient::{
         PatientSession,
         access_log::AccessEntry,
@@ -94,8 +94,6 @@ pub(crate) struct Inner {
     pub(crate) viewer: RwLock<Option<ViewerSession>>,
     /// The same key as an emergency clinician's, in a viewer's app (break-glass).
     pub(crate) clinician: RwLock<Option<ClinicianSession>>,
-    /// The last opening this clinician recorded, whose records the Emergency page shows.
-    pub(crate) glass: Mutex<Option<(BrokenGlass, Instant)>>,
     /// The researcher's session, in a researcher's app.
     pub(crate) researcher: RwLock<Option<crate::research::ResearcherSession>>,
     /// The provider's session, in a provider's app.
@@ -140,7 +138,6 @@ impl AppState {
             session: RwLock::new(None),
             viewer: RwLock::new(None),
             clinician: RwLock::new(None),
-            glass: Mutex::new(None),
             researcher: RwLock::new(None),
             mining: Mutex::new(None),
             pending_phrase: Mutex::new(None),
@@ -461,9 +458,6 @@ impl AppState {
         *self.session.write().await = None;
         *self.viewer.write().await = None;
         *self.clinician.write().await = None;
-        if let Ok(mut glass) = self.glass.lock() {
-            *glass = None;
-        }
         *self.researcher.write().await = None;
         *self.provider.write().await = None;
         if let Ok(mut pending) = self.pending_phrase.lock() {

@@ -266,10 +266,10 @@ impl CareIndex {
             .filter_map(|id| self.groups.get(id).map(|g| g.address))
     }
 
-    /// Whether `address` belongs to any group, or holds an opening.
+    /// Whether `address` belongs to a group now (one lookup: this sits on every
+    /// request's authentication; a clinician's opening counts only while it is a member).
     pub(crate) fn knows(&self, address: Address) -> bool {
         self.memberships.get(&address).is_some_and(|g| !g.is_empty())
-            || self.openings.keys().any(|(_, c)| *c == address)
     }
 
     /// Whether `member` belongs to group `id` now.

@@ -18,16 +18,8 @@ use axum::{
     extract::State,
     response::{IntoResponse, Redirect},
 };
-use medrec_client::{
-    care::{ClinicianSession, EmergencySet, GroupInfo},
-    timeline::unix_now,
-};
+use medrec_client::{care::GroupInfo, timeline::unix_now};
 use serde::Deserialize;
-use std::time::{Duration, Instant};
-
-/// How long after breaking the glass the page waits for the gatekeepers to follow the
-/// block that recorded it, before their refusal counts.
-const CATCH_UP: Duration = Duration::from_secs(15);
 
 /// The opening this page shows the records of.
 struct Opened {
@@ -63,41 +55,30 @@ pub(crate) async fn page(State(state): State<AppState>) -> PageResult {
             sentence(&e).trim_end_matches('.')
         ))
     })?;
-    // The opening broken from this page, or else the clinician's latest one still in
-    // force on chain (after the app restarted, say): no waiting for a gatekeeper then.
-    let held = state
-        .glass
-        .lock()
+    // The clinician's latest opening still in force, as the chain records it (the one
+    // just broken from this page, or one from before the app started).
+    let latest = clinician
+        .openings()
+        .await
         .ok()
-        .and_then(|g| g.clone())
-        .map(|(g, at)| (g.patient, g.group, g.reason, g.expires_at, at));
-    let held = match held {
-        Some(h) => Some(h),
-        None => clinician
-            .openings()
-            .await
-            .ok()
-            .and_then(|all| all.into_iter().rev().find(|o| o.expires_at > unix_now()))
-            .map(|o| {
-                let long_ago = Instant::now().checked_sub(CATCH_UP).unwrap_or_else(Instant::now);
-                (o.patient, o.group, o.reason, o.expires_at, long_ago)
-            }),
-    };
+        .and_then(|all| all.into_iter().rev().find(|o| o.expires_at > unix_now()));
     let mut chrome = Chrome::new(&state, "emergency", "Emergency", clinician.address().to_string());
     chrome.emergency = !groups.is_empty();
     let (mut opened, mut providers, mut records_error) = (None, Vec::new(), None);
-    if let Some((patient, group, reason, expires_at, recorded)) = held {
+    if let Some(o) = latest {
         let all = medrec_client::care::groups(viewer.chain()).await.unwrap_or_default();
-        let in_force = expires_at > unix_now();
+        let in_force = o.expires_at > unix_now();
         opened = Some(Opened {
-            patient: patient.to_string(),
-            group: care::group_name(&all, group),
-            reason: reason.to_string(),
-            until: date(expires_at),
+            patient: o.patient.to_string(),
+            group: care::group_name(&all, o.group),
+            reason: o.reason.to_string(),
+            until: date(o.expires_at),
             in_force,
         });
         if in_force {
-            match fetch(&clinician, patient, recorded).await {
+            // The library asks a gatekeeper that has not followed the opening's block
+            // yet again for a few seconds.
+            match clinician.emergency_records(o.patient).await.map_err(|e| sentence(&e)) {
                 Ok(sets) => {
                     let mut names = state.names.read().await.clone();
                     names.endpoints.extend(sets.iter().map(|s| (s.provider, s.endpoint.clone())));
@@ -116,24 +97,6 @@ pub(crate) async fn page(State(state): State<AppState>) -> PageResult {
         providers,
         records_error,
     })
-}
-
-/// The emergency set from every provider; right after the opening was recorded, a
-/// gatekeeper that has not followed its block yet is asked again for a while.
-async fn fetch(
-    clinician: &ClinicianSession,
-    patient: alloy::primitives::Address,
-    recorded: Instant,
-) -> Result<Vec<EmergencySet>, String> {
-    loop {
-        match clinician.emergency_records(patient).await {
-            Ok(sets) => return Ok(sets),
-            Err(_) if recorded.elapsed() < CATCH_UP => {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            Err(e) => return Err(sentence(&e)),
-        }
-    }
 }
 
 /// The Emergency form.
@@ -187,9 +150,6 @@ pub(crate) async fn open(
                     date(glass.expires_at)
                 ),
             );
-            if let Ok(mut held) = state.glass.lock() {
-                *held = Some((glass, Instant::now()));
-            }
         }
         Err(e) => state.tell(true, e),
     }

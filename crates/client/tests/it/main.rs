@@ -13,14 +13,32 @@ use medrec_primitives::Status;
 use medrec_testkit::medrec::{DELEGATE, INSTITUTION, Medrec, PATIENT, PROVIDER, STRANGER, VIEWER};
 
 async fn connect(m: &Medrec) -> Chain {
+    over(&m.node, &m.at).await
+}
+
+/// The chain `node` serves in process, with the MedRec contracts deployed at `at`.
+async fn over(
+    node: &medrec_devchain::node::Node,
+    at: &medrec_devchain::deploy::Deployment,
+) -> Chain {
     let spec = ChainSpec {
         rpc_url: "in-process".to_owned(),
-        registrar: m.at.registrar,
-        relationships: m.at.relationships,
-        anchors: m.at.anchors,
+        registrar: at.registrar,
+        relationships: at.relationships,
+        anchors: at.anchors,
         from_block: 0,
     };
-    Chain::over(m.node.rpc_client(), spec).await.unwrap()
+    Chain::over(node.rpc_client(), spec).await.unwrap()
+}
+
+/// A free-gas devchain (zero-price consortium chain) in process.
+fn free_node() -> medrec_devchain::node::Node {
+    use medrec_devchain::{
+        chain::{Chain as DevChain, ChainConfig},
+        node::{Node, SealMode},
+    };
+    let config = ChainConfig { free_gas: true, ..ChainConfig::default() };
+    Node::new(DevChain::new(config).unwrap(), SealMode::Instant)
 }
 
 #[tokio::test]
@@ -190,21 +208,8 @@ async fn groups_and_break_glass_through_the_library() {
 #[tokio::test]
 async fn on_a_free_gas_chain_a_key_nobody_funded_acts_at_price_zero() {
     use alloy::{primitives::U256, providers::Provider, signers::local::PrivateKeySigner};
-    use medrec_devchain::{
-        chain::{Chain as DevChain, ChainConfig},
-        node::{Node, SealMode},
-    };
-    let config = ChainConfig { free_gas: true, ..ChainConfig::default() };
-    let node = Node::new(DevChain::new(config).unwrap(), SealMode::Instant);
-    let at = node.with(|c| c.deployment()).unwrap();
-    let spec = ChainSpec {
-        rpc_url: "in-process".to_owned(),
-        registrar: at.registrar,
-        relationships: at.relationships,
-        anchors: at.anchors,
-        from_block: 0,
-    };
-    let chain = Chain::over(node.rpc_client(), spec).await.unwrap();
+    let node = free_node();
+    let chain = over(&node, &node.with(|c| c.deployment()).unwrap()).await;
     assert!(chain.free_gas(), "the node asks a gas price of 0");
     let nobody = PrivateKeySigner::random();
     assert_eq!(chain.reader().get_balance(nobody.address()).await.unwrap(), U256::ZERO);
@@ -226,12 +231,7 @@ async fn on_a_free_gas_chain_a_key_nobody_funded_acts_at_price_zero() {
 #[tokio::test]
 async fn nobody_is_funded_on_a_free_gas_chain() {
     use alloy::{primitives::U256, providers::Provider, signers::local::PrivateKeySigner};
-    use medrec_devchain::{
-        chain::{Chain as DevChain, ChainConfig},
-        node::{Node, SealMode},
-    };
-    let config = ChainConfig { free_gas: true, ..ChainConfig::default() };
-    let node = Node::new(DevChain::new(config).unwrap(), SealMode::Instant);
+    let node = free_node();
     let funder = alloy::providers::ProviderBuilder::new()
         .wallet(alloy::network::EthereumWallet::from(PrivateKeySigner::random()))
         .connect_client(node.rpc_client());
