@@ -128,6 +128,8 @@ contract Registrar {
     event IdentityRemapped(bytes32 indexed identity, address indexed from, address indexed to, address institution);
     /// @notice Provider `account` now has gatekeeper `endpoint` and `encryptionKey`.
     event ProviderUpdated(address indexed account, string endpoint, bytes32 encryptionKey);
+    /// @notice `account` published (or replaced) its X25519 encryption key.
+    event EncryptionKeySet(address indexed account, bytes32 encryptionKey);
     /// @notice Institution `manager` created group `id`, granted under the address
     /// `group`; `emergency` when its members are emergency clinicians.
     event GroupCreated(uint256 indexed id, address indexed group, address indexed manager, bool emergency, string name);
@@ -149,6 +151,9 @@ contract Registrar {
     mapping(address => bool) public isResearcher;
     /// @notice Number of certified institutions.
     uint256 public institutionCount;
+    /// @notice Each participant's own X25519 public key, set by itself: what a patient
+    /// encrypts a relationship's key to when granting it (zero: none published).
+    mapping(address => bytes32) public encryptionKeyOf;
     /// @notice Incremented whenever the institution set changes; older proposals go stale.
     uint32 public epoch;
 
@@ -232,6 +237,14 @@ contract Registrar {
         p.endpoint = endpoint;
         p.encryptionKey = encryptionKey;
         emit ProviderUpdated(msg.sender, endpoint, encryptionKey);
+    }
+
+    /// @notice Publishes the caller's own X25519 public key, to which patients encrypt
+    /// what they share with the caller. Anyone may publish theirs.
+    /// @param encryptionKey The X25519 public key (zero withdraws it).
+    function setEncryptionKey(bytes32 encryptionKey) external {
+        encryptionKeyOf[msg.sender] = encryptionKey;
+        emit EncryptionKeySet(msg.sender, encryptionKey);
     }
 
     /// @notice Resolves an identity commitment.

@@ -3,23 +3,26 @@ pragma solidity 0.8.37;
 
 import {Registrar} from "./Registrar.sol";
 
-/// @title MedRec Patient–Provider Relationships and Summaries
+/// @title MedRec Patient–Provider Relationships, Summaries and Keys
 /// @notice Every patient–provider relationship (PPR) lives in this one contract: its
-/// status in the patient's summary, its data pointers, its viewer table, the patient's
-/// research consent, the bounty attached to every pointer update, and break-glass
-/// openings of a patient's emergency set by emergency clinicians.
-/// @dev Gas is the design constraint (see contracts/README.md):
+/// status in the patient's summary, its data pointers, the patient's grants to viewers,
+/// research consent, the bounty attached to every pointer update, break-glass openings
+/// of a patient's emergency set, and the keys that act for each patient's account
+/// (rotation, custodians, guardian recovery).
+/// @dev Privacy and gas are the design constraints (see contracts/README.md):
+/// - The patient's key creates each relationship from an offer the provider keeps at
+///   its gatekeeper. No provider address is ever an argument, a topic or a sender: the
+///   provider's identity is recorded only encrypted for the patient (`identity`), and
+///   the relationship's delegate, an address the provider uses for it alone, acts on it
+///   afterwards.
 /// - A relationship is one storage slot, addressed by
-///   `relId = keccak256(abi.encode(patient, delegate))`, where `delegate` is an address
-///   the provider uses for this relationship only. Each party names the relationship by
-///   the other party's address, so the contract authenticates the patient (or the
-///   delegate) by recomputing the id: no storage read is needed to know who is who.
-/// - A viewer grant is one slot. Revoking clears it (and earns the clearing refund).
-/// - Pointer contents (query commitment, data hash, update time) and bounty owners are
-///   recorded in events, which are part of the chain's receipts: nothing reads them on
-///   chain, and storing them would cost 22,100 gas per pointer and per bounty.
-/// - A participant's summary is the set of relationships whose creation event names
-///   it (indexed topics), each with the status held in storage.
+///   `relId = keccak256(abi.encode(account, delegate))`. The account is the address of
+///   the patient's first key and never changes; keys come and go.
+/// - One slot per acting key, `keys[key] = (account, rights, until)`. A key with no slot
+///   is its own account with every right; a key whose rights are zero is retired. Every
+///   patient-side call reads its caller's slot and names the caller in its event.
+/// - Grants and revocations are events: the consent index applies them; nothing on chain
+///   reads a grant. Pointer contents and bounty owners are events too.
 contract Relationships {
     /// @notice Status of a relationship in the patient's summary.
     enum Status {
@@ -33,8 +36,6 @@ contract Relationships {
 
     /// @notice A relationship as stored: one slot.
     struct Relationship {
-        /// @dev The certified provider that created the relationship.
-        address provider;
         Status status;
         /// @dev Number of data pointers; ids run from 0 to pointerCount - 1.
         uint8 pointerCount;
@@ -46,6 +47,26 @@ contract Relationships {
         uint40 updatedAt;
         /// @dev Number of pointer changes so far; the next bounty's sequence number.
         uint24 updates;
+    }
+
+    /// @notice A key that acts for an account, as stored: one slot.
+    struct Key {
+        /// @dev The account it acts for (zero: the key is its own account, every right).
+        address account;
+        /// @dev SEE | SHARE | DECIDE | OWNER bits; zero: retired.
+        uint8 rights;
+        /// @dev The key's rights end at this timestamp (a minor's handover date); 0: never.
+        uint40 until;
+    }
+
+    /// @notice A guardian recovery in progress, and the account's recovery nonce.
+    struct Recovery {
+        /// @dev The key the account moves to (zero: none in progress).
+        address newKey;
+        /// @dev When the recovery may be completed.
+        uint40 readyAt;
+        /// @dev Bumped by every veto and completion, so that signatures cannot be replayed.
+        uint32 nonce;
     }
 
     /// @notice Why an emergency clinician broke the glass (a code, never free text: the
@@ -60,42 +81,61 @@ contract Relationships {
         CannotConsent
     }
 
-    /// @notice A viewer grant as stored: one slot.
-    struct Grant {
-        /// @dev Bit i set: the viewer may run pointer i.
-        uint128 pointers;
-        /// @dev The grant is valid from this timestamp (inclusive).
-        uint40 notBefore;
-        /// @dev The grant is valid until this timestamp (exclusive).
-        uint40 expiresAt;
-    }
+    /// @notice Right to read the account's records (at the gatekeepers).
+    uint8 public constant SEE = 1;
+    /// @notice Right to grant and revoke viewers.
+    uint8 public constant SHARE = 2;
+    /// @notice Right to create, accept, reject and delete relationships, and to set
+    /// research consent and the break-glass setting.
+    uint8 public constant DECIDE = 4;
+    /// @notice Right to manage the account's keys and guardians (the patient's own key).
+    uint8 public constant OWNER = 8;
+    /// @notice Every right.
+    uint8 public constant ALL = 15;
 
     /// @notice Most pointers a relationship can hold (the width of a grant's pointer set).
     uint256 public constant MAX_POINTERS = 128;
-
+    /// @notice Length of a relationship's encrypted provider identity: 20 bytes of
+    /// address and 16 of AES-GCM tag.
+    uint256 public constant IDENTITY_BYTES = 36;
+    /// @notice Most bytes of a grant's sealed relationship key.
+    uint256 public constant MAX_SEALED_KEY_BYTES = 96;
     /// @notice How long a break-glass opening lasts, from its block's timestamp.
     uint40 public constant BREAK_GLASS_SECONDS = 4 hours;
+    /// @notice How long a guardian recovery waits for the patient's veto.
+    uint40 public constant RECOVERY_DELAY = 72 hours;
+    /// @notice Most guardians an account names.
+    uint256 public constant MAX_GUARDIANS = 16;
 
-    /// @notice The registrar that says who is a provider.
+    /// @notice EIP-712 type of a key's consent to act for an account.
+    bytes32 public constant KEY_ACCEPTANCE_TYPEHASH =
+        keccak256("KeyAcceptance(address account,address key,uint8 rights,uint40 until)");
+    /// @notice EIP-712 type of a guardian's approval of a recovery.
+    bytes32 public constant RECOVERY_TYPEHASH = keccak256("Recovery(address account,address newKey,uint32 nonce)");
+
+    /// @notice The registrar that says who is a certified institution and a group member.
     Registrar public immutable registrar;
+    /// @notice The EIP-712 domain separator of this contract.
+    bytes32 public immutable DOMAIN_SEPARATOR;
 
     mapping(bytes32 => Relationship) private _relationships;
-    mapping(bytes32 => mapping(address => Grant)) private _grants;
+    mapping(address => Key) private _keys;
+    /// @dev account => keccak256(abi.encode(salt, sorted guardians, threshold)).
+    mapping(address => bytes32) private _guardians;
+    mapping(address => Recovery) private _recoveries;
 
-    /// @notice Whether a patient refused break-glass access (default: allowed).
+    /// @notice Whether an account refused break-glass access (default: allowed).
     mapping(address => bool) public breakGlassRefused;
 
     // ----- errors -------------------------------------------------------------------
 
-    /// @notice Only a registered provider may create a relationship; `caller` is not one.
-    error NotProvider(address caller);
-    /// @notice A patient, delegate or viewer address must not be zero.
+    /// @notice A delegate, viewer or key address must not be zero.
     error ZeroAddress();
     /// @notice The delegate must be an address of the provider's, not the patient's.
     error DelegateIsPatient();
     /// @notice A query commitment, data hash or bounty commitment must not be zero.
     error ZeroHash();
-    /// @notice A relationship with this patient and delegate already exists.
+    /// @notice A relationship with this account and delegate already exists.
     error RelationshipExists(bytes32 relId);
     /// @notice No relationship with this id exists for the caller (wrong party or delegate).
     error UnknownRelationship(bytes32 relId);
@@ -111,96 +151,385 @@ contract Relationships {
     error EmptyPointerSet();
     /// @notice A grant's window must end after it starts and after now.
     error InvalidWindow(uint40 notBefore, uint40 expiresAt);
-    /// @notice The viewer holds no grant on this relationship.
-    error NoSuchGrant(bytes32 relId, address viewer);
+    /// @notice The encrypted identity must be IDENTITY_BYTES long, a sealed key at most
+    /// MAX_SEALED_KEY_BYTES.
+    error BadCiphertext(uint256 length);
+    /// @notice Key `key` may not do this: it lacks rights `needed`, is retired, or its
+    /// powers ended.
+    error KeyNotAllowed(address key, uint8 needed);
+    /// @notice The key already acts for an account (or for another one).
+    error KeyInUse(address key);
+    /// @notice Rights must be a non-empty subset of SEE | SHARE | DECIDE.
+    error BadRights(uint8 rights);
+    /// @notice The key's signature accepting to act for the account is missing or wrong.
+    error BadKeySignature(address key);
+    /// @notice The owner key cannot be removed (rotate it instead), and `key` is no key of
+    /// this account.
+    error NotAKeyOf(address account, address key);
+    /// @notice Only a certified institution may add a custodian for a minor.
+    error NotInstitution(address caller);
+    /// @notice The guardians, salt and threshold do not match the account's commitment.
+    error GuardiansMismatch(address account);
+    /// @notice Fewer than the threshold of distinct guardians signed.
+    error NotEnoughGuardians(uint256 signed, uint256 threshold);
+    /// @notice A recovery for this account is already waiting.
+    error RecoveryPending(address account);
+    /// @notice No recovery for this account is waiting.
+    error NoRecovery(address account);
+    /// @notice The recovery's time-lock has not passed yet.
+    error RecoveryLocked(uint40 readyAt);
+    /// @notice `key` is not the account's owner key.
+    error NotOwnerKey(address account, address key);
     /// @notice Only a member of an emergency group may break the glass, as that group.
     error NotEmergencyMember(uint256 group, address caller);
     /// @notice The patient refused break-glass access.
-    error BreakGlassRefused(address patient);
+    error BreakGlassRefused(address account);
     /// @notice A break-glass must state one of the reasons.
     error NoReason();
 
     // ----- events -------------------------------------------------------------------
 
-    /// @notice Provider `provider` created relationship `relId` with `patient`, acting
-    /// through `delegate` from now on.
+    /// @notice Key `actor` of `account` created relationship `relId` with a provider's
+    /// delegate `delegate`; `identity` is the provider's address encrypted for the patient.
     event RelationshipCreated(
-        bytes32 indexed relId, address indexed patient, address indexed provider, address delegate
+        bytes32 indexed relId, address indexed account, address delegate, address actor, bytes identity
     );
-    /// @notice The relationship's status in the patient's summary is now `status`.
-    event StatusChanged(bytes32 indexed relId, Status status);
-    /// @notice Pointer `pointerId` was added: its query text hashes to `queryCommitment`
-    /// and its data to `dataHash`.
+    /// @notice The relationship's status in the patient's summary is now `status`;
+    /// `actor` is the key (or the delegate) that moved it.
+    event StatusChanged(bytes32 indexed relId, Status status, address actor);
+    /// @notice Pointer `pointerId` was added: its salted query text hashes to
+    /// `queryCommitment` and its data to `dataHash`.
     event PointerAdded(bytes32 indexed relId, uint256 pointerId, bytes32 queryCommitment, bytes32 dataHash);
     /// @notice Pointer `pointerId` now returns data hashing to `dataHash`.
     event PointerUpdated(bytes32 indexed relId, uint256 pointerId, bytes32 dataHash);
     /// @notice A bounty query (text hashing to `commitment`) came with pointer change
     /// `seq` of `relId`; `owner`, the miner of this block, owns it.
     event BountyPosted(bytes32 indexed relId, address indexed owner, uint256 seq, bytes32 commitment);
-    /// @notice The patient granted `viewer` the pointer set `pointers` from `notBefore`
-    /// until `expiresAt`.
+    /// @notice Key `actor` granted `viewer` the pointer set `pointers` from `notBefore`
+    /// until `expiresAt`, replacing any earlier grant; `sealedKey` is the relationship's
+    /// key encrypted for the viewer (empty when the viewer has no encryption key).
     event ViewerGranted(
-        bytes32 indexed relId, address indexed viewer, uint128 pointers, uint40 notBefore, uint40 expiresAt
+        bytes32 indexed relId,
+        address indexed viewer,
+        uint128 pointers,
+        uint40 notBefore,
+        uint40 expiresAt,
+        address actor,
+        bytes sealedKey
     );
-    /// @notice The patient revoked every grant of `viewer`.
-    event ViewerRevoked(bytes32 indexed relId, address indexed viewer);
+    /// @notice `actor` revoked every grant of `viewer`. Readers apply it only when
+    /// `actor` was then a key of the relationship's account with SHARE.
+    event ViewerRevoked(bytes32 indexed relId, address indexed viewer, address actor);
     /// @notice The patient opted this relationship in to (or out of) research bounties.
-    event ResearchConsentChanged(bytes32 indexed relId, bool optedIn);
-    /// @notice The patient allowed (or refused) break-glass access to their emergency set.
-    event BreakGlassSettingChanged(address indexed patient, bool allowed);
+    event ResearchConsentChanged(bytes32 indexed relId, bool optedIn, address actor);
+    /// @notice The account allowed (or refused) break-glass access to its emergency set.
+    event BreakGlassSettingChanged(address indexed account, bool allowed, address actor);
     /// @notice Emergency clinician `clinician`, a member of emergency group `group`,
-    /// opened `patient`'s emergency set for `reason` until `expiresAt`.
+    /// opened `account`'s emergency set for `reason` until `expiresAt`.
     event BreakGlass(
-        address indexed patient, address indexed clinician, uint256 indexed group, EmergencyReason reason, uint40 expiresAt
+        address indexed account, address indexed clinician, uint256 indexed group, EmergencyReason reason, uint40 expiresAt
     );
+    /// @notice `key` now acts for `account` with `rights` until `until` (rights 0:
+    /// retired); `actor` made the change.
+    event KeyChanged(address indexed account, address indexed key, uint8 rights, uint40 until, address actor);
+    /// @notice `account` moved from `oldKey` (retired from this block on) to `newKey`,
+    /// which holds every right; `actor` sent it (the old key, or anyone completing a
+    /// guardian recovery).
+    event KeyRotated(address indexed account, address oldKey, address newKey, address actor);
+    /// @notice The account's guardians changed (who they are is not revealed).
+    event GuardiansChanged(address indexed account, address actor);
+    /// @notice Guardians started moving `account` to `newKey`; it completes at `readyAt`
+    /// unless a key of the account vetoes.
+    event RecoveryStarted(address indexed account, address newKey, uint40 readyAt);
+    /// @notice Key `actor` of the account vetoed the waiting recovery.
+    event RecoveryVetoed(address indexed account, address actor);
 
     /// @notice Deploys the relationships contract.
-    /// @param registrar_ The registrar that certifies providers.
+    /// @param registrar_ The registrar of institutions and groups.
     constructor(Registrar registrar_) {
         registrar = registrar_;
+        DOMAIN_SEPARATOR = keccak256(
+            abi.encode(
+                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
+                keccak256("MedRec Relationships"),
+                keccak256("2"),
+                block.chainid,
+                address(this)
+            )
+        );
+    }
+
+    // ----- patient side: relationships ----------------------------------------------
+
+    /// @notice Creates a relationship from a provider's offer, with its first data
+    /// pointer (id 0), already accepted. The caller's account must not have one with
+    /// this delegate. An account's first relationship also opens its key slot, so that
+    /// a later rotation changes slots instead of creating them.
+    /// @dev A key of the account with DECIDE. The provider is named only inside
+    /// `identity`, encrypted under a key only the patient holds.
+    /// @param delegate The address the provider uses for this relationship only.
+    /// @param queryCommitment Salted hash of the pointer's query text.
+    /// @param dataHash Hash of the data the query returns.
+    /// @param identity The provider's address, encrypted for the patient (IDENTITY_BYTES).
+    /// @return relId The relationship id, `keccak256(abi.encode(account, delegate))`.
+    function create(address delegate, bytes32 queryCommitment, bytes32 dataHash, bytes calldata identity)
+        external
+        returns (bytes32 relId)
+    {
+        Key memory k = _keys[msg.sender];
+        address account = _allowed(k, DECIDE);
+        if (k.account == address(0)) _keys[msg.sender] = Key(msg.sender, ALL, 0);
+        if (delegate == address(0)) revert ZeroAddress();
+        if (delegate == account) revert DelegateIsPatient();
+        if (queryCommitment == bytes32(0) || dataHash == bytes32(0)) revert ZeroHash();
+        if (identity.length != IDENTITY_BYTES) revert BadCiphertext(identity.length);
+        relId = relationshipId(account, delegate);
+        if (_relationships[relId].status != Status.None) revert RelationshipExists(relId);
+        _relationships[relId] = Relationship(Status.Accepted, 1, 1, false, uint40(block.timestamp), 0);
+        emit RelationshipCreated(relId, account, delegate, msg.sender, identity);
+        emit PointerAdded(relId, 0, queryCommitment, dataHash);
+    }
+
+    /// @notice Accepts a pending update into the record: viewers now see every pointer.
+    /// @dev A key of the account with DECIDE.
+    /// @param delegate The relationship's delegate.
+    function accept(address delegate) external {
+        _transition(delegate, Status.Accepted);
+    }
+
+    /// @notice Rejects a pending update; the relationship closes.
+    /// @dev A key of the account with DECIDE.
+    /// @param delegate The relationship's delegate.
+    function reject(address delegate) external {
+        _transition(delegate, Status.Rejected);
+    }
+
+    /// @notice Deletes the relationship from the summary; it closes for good.
+    /// @dev A key of the account with DECIDE.
+    /// @param delegate The relationship's delegate.
+    function remove(address delegate) external {
+        _transition(delegate, Status.Deleted);
+    }
+
+    /// @notice Lets `viewer` run the pointers in `pointers` from `notBefore` until
+    /// `expiresAt`, replacing any earlier grant to the same viewer.
+    /// @dev A key of the account with SHARE. Nothing is stored: the event is the grant,
+    /// and the consent index applies it while the relationship is accepted.
+    /// @param delegate The relationship's delegate.
+    /// @param viewer The address being granted access (a person or a group's address).
+    /// @param pointers Bit i set: pointer i may be run.
+    /// @param notBefore Start of validity (0 = now).
+    /// @param expiresAt End of validity (exclusive); type(uint40).max for no expiry.
+    /// @param sealedKey The relationship key encrypted for the viewer (may be empty).
+    function grant(
+        address delegate,
+        address viewer,
+        uint128 pointers,
+        uint40 notBefore,
+        uint40 expiresAt,
+        bytes calldata sealedKey
+    ) external {
+        address account = _allowed(_keys[msg.sender], SHARE);
+        if (viewer == address(0)) revert ZeroAddress();
+        if (pointers == 0) revert EmptyPointerSet();
+        if (expiresAt <= notBefore || expiresAt <= block.timestamp) revert InvalidWindow(notBefore, expiresAt);
+        if (sealedKey.length > MAX_SEALED_KEY_BYTES) revert BadCiphertext(sealedKey.length);
+        emit ViewerGranted(
+            relationshipId(account, delegate), viewer, pointers, notBefore, expiresAt, msg.sender, sealedKey
+        );
+    }
+
+    /// @notice Withdraws every grant of `viewer` on relationship `relId`, at once.
+    /// @dev Revoking only ever narrows access, so the contract records it without a
+    /// storage read (the 25,000 gas budget leaves no room for one); the consent index
+    /// applies it only when the caller was then a key of the relationship's account with
+    /// SHARE, and ignores it otherwise.
+    /// @param relId The relationship.
+    /// @param viewer The viewer to cut off.
+    function revoke(bytes32 relId, address viewer) external {
+        emit ViewerRevoked(relId, viewer, msg.sender);
+    }
+
+    /// @notice Opts the relationship in to, or out of, research bounties.
+    /// @dev A key of the account with DECIDE, on a relationship that is not closed.
+    /// @param delegate The relationship's delegate.
+    /// @param optIn True to let this relationship's data feed aggregate bounties.
+    function setResearchConsent(address delegate, bool optIn) external {
+        bytes32 relId = relationshipId(_allowed(_keys[msg.sender], DECIDE), delegate);
+        Relationship storage r = _relationships[relId];
+        if (r.status == Status.None) revert UnknownRelationship(relId);
+        if (r.status == Status.Rejected || r.status == Status.Deleted) revert RelationshipClosed(relId, r.status);
+        r.researchOptIn = optIn;
+        emit ResearchConsentChanged(relId, optIn, msg.sender);
+    }
+
+    /// @notice Allows or refuses break-glass access to the account's emergency set
+    /// (allergies, medications, conditions). Allowed until refused.
+    /// @dev A key of the account with DECIDE.
+    /// @param allowed False to refuse every break-glass from now on.
+    function setBreakGlass(bool allowed) external {
+        address account = _allowed(_keys[msg.sender], DECIDE);
+        breakGlassRefused[account] = !allowed;
+        emit BreakGlassSettingChanged(account, allowed, msg.sender);
+    }
+
+    // ----- patient side: keys -------------------------------------------------------
+
+    /// @notice Moves the account to `newKey`: the caller's key is retired from this
+    /// block on and `newKey` holds every right. Relationships and grants stay (they are
+    /// the account's, not the key's); nothing per relationship moves.
+    /// @dev The owner key. `keySig` is `newKey`'s EIP-712 KeyAcceptance of
+    /// (account, newKey, ALL, 0), so that a typo cannot hand the account away.
+    /// @param newKey A fresh key.
+    /// @param keySig The new key's signature.
+    function rotate(address newKey, bytes calldata keySig) external {
+        address account = _allowed(_keys[msg.sender], OWNER);
+        _acceptKey(account, newKey, ALL, 0, keySig);
+        _rotate(account, msg.sender, newKey);
+    }
+
+    /// @notice Lets `key` act for the account with `rights` (SEE, SHARE, DECIDE) until
+    /// `until` (0: until removed): a spouse, a holder of power of attorney. Also changes
+    /// an existing custodian's rights.
+    /// @dev The owner key. `keySig` is `key`'s KeyAcceptance.
+    /// @param key The custodian's key for this account (one key acts for one account).
+    /// @param rights A non-empty subset of SEE | SHARE | DECIDE.
+    /// @param until When its powers end (0: never).
+    /// @param keySig The custodian key's signature.
+    function addKey(address key, uint8 rights, uint40 until, bytes calldata keySig) external {
+        address account = _allowed(_keys[msg.sender], OWNER);
+        _custodian(account, key, rights, until, keySig);
+    }
+
+    /// @notice Registers a minor's custodian (a parent) with rights until the handover
+    /// date, after which only the patient's own key acts.
+    /// @dev Only a certified institution (the one registering the minor).
+    /// @param account The minor's account.
+    /// @param key The custodian's key for this account.
+    /// @param rights A non-empty subset of SEE | SHARE | DECIDE.
+    /// @param handover When the custodian's powers end (must be in the future).
+    /// @param keySig The custodian key's signature.
+    function addCustodian(address account, address key, uint8 rights, uint40 handover, bytes calldata keySig)
+        external
+    {
+        if (!registrar.isInstitution(msg.sender)) revert NotInstitution(msg.sender);
+        if (account == address(0)) revert ZeroAddress();
+        if (handover <= block.timestamp) revert InvalidWindow(0, handover);
+        _custodian(account, key, rights, handover, keySig);
+    }
+
+    /// @notice Retires a custodian's key at once.
+    /// @dev The owner key.
+    /// @param key A custodian key of the account.
+    function removeKey(address key) external {
+        address account = _allowed(_keys[msg.sender], OWNER);
+        Key memory k = _keys[key];
+        if (k.account != account || k.rights & OWNER != 0 || k.rights == 0) revert NotAKeyOf(account, key);
+        _setKey(account, key, 0, 0);
+    }
+
+    /// @notice Sets the account's guardians as a commitment,
+    /// `keccak256(abi.encode(salt, guardians, threshold))` with the guardians' addresses
+    /// in ascending order: who they are stays off chain until a recovery uses them.
+    /// Zero removes them.
+    /// @dev The owner key.
+    /// @param commitment The commitment.
+    function setGuardians(bytes32 commitment) external {
+        address account = _allowed(_keys[msg.sender], OWNER);
+        _guardians[account] = commitment;
+        emit GuardiansChanged(account, msg.sender);
+    }
+
+    /// @notice Starts moving `account` to `newKey` with the approval of `threshold` of
+    /// its guardians. Completes after RECOVERY_DELAY unless a key of the account vetoes.
+    /// @dev Anyone may send it; the guardians' EIP-712 Recovery signatures (in any order,
+    /// each guardian once) and the new key's KeyAcceptance authorise it.
+    /// @param account The account to recover.
+    /// @param newKey The key it moves to.
+    /// @param keySig The new key's KeyAcceptance of (account, newKey, ALL, 0).
+    /// @param guardians The guardians, ascending, as committed.
+    /// @param threshold How many must sign, as committed.
+    /// @param salt The commitment's salt.
+    /// @param signatures Guardians' signatures of Recovery(account, newKey, nonce).
+    function startRecovery(
+        address account,
+        address newKey,
+        bytes calldata keySig,
+        address[] calldata guardians,
+        uint8 threshold,
+        bytes32 salt,
+        bytes[] calldata signatures
+    ) external {
+        bytes32 committed = _guardians[account];
+        if (committed == bytes32(0) || keccak256(abi.encode(salt, guardians, threshold)) != committed) {
+            revert GuardiansMismatch(account);
+        }
+        Recovery memory r = _recoveries[account];
+        if (r.newKey != address(0)) revert RecoveryPending(account);
+        _acceptKey(account, newKey, ALL, 0, keySig);
+        bytes32 digest = _digest(keccak256(abi.encode(RECOVERY_TYPEHASH, account, newKey, r.nonce)));
+        uint256 signers;
+        uint256 seen; // bit i: guardian i signed
+        for (uint256 i = 0; i < signatures.length; ++i) {
+            address signer = _recover(digest, signatures[i]);
+            for (uint256 g = 0; g < guardians.length; ++g) {
+                if (guardians[g] == signer && signer != address(0) && (seen >> g) & 1 == 0) {
+                    seen |= 1 << g;
+                    ++signers;
+                    break;
+                }
+            }
+        }
+        if (threshold == 0 || signers < threshold) revert NotEnoughGuardians(signers, threshold);
+        uint40 readyAt = uint40(block.timestamp) + RECOVERY_DELAY;
+        _recoveries[account] = Recovery(newKey, readyAt, r.nonce);
+        emit RecoveryStarted(account, newKey, readyAt);
+    }
+
+    /// @notice Stops the waiting recovery of the caller's account.
+    /// @dev The owner key.
+    function vetoRecovery() external {
+        address account = _allowed(_keys[msg.sender], OWNER);
+        Recovery memory r = _recoveries[account];
+        if (r.newKey == address(0)) revert NoRecovery(account);
+        _recoveries[account] = Recovery(address(0), 0, r.nonce + 1);
+        emit RecoveryVetoed(account, msg.sender);
+    }
+
+    /// @notice Completes a recovery whose time-lock has passed: `oldKey`, the account's
+    /// owner key, is retired and the recovery's new key holds every right. The guardians
+    /// are now known, so their commitment is cleared: the patient names them again.
+    /// @dev Anyone may send it.
+    /// @param account The account.
+    /// @param oldKey The account's owner key now.
+    function completeRecovery(address account, address oldKey) external {
+        Recovery memory r = _recoveries[account];
+        if (r.newKey == address(0)) revert NoRecovery(account);
+        if (block.timestamp < r.readyAt) revert RecoveryLocked(r.readyAt);
+        Key memory k = _keys[oldKey];
+        bool owner = k.account == address(0) ? oldKey == account : k.account == account && k.rights & OWNER != 0;
+        if (!owner) revert NotOwnerKey(account, oldKey);
+        _recoveries[account] = Recovery(address(0), 0, r.nonce + 1);
+        delete _guardians[account];
+        _rotate(account, oldKey, r.newKey);
     }
 
     // ----- provider side ------------------------------------------------------------
 
-    /// @notice Creates a relationship with `patient` and its first data pointer (id 0).
-    /// Sets the status to New in the patient's summary.
-    /// @dev Only registered providers.
-    /// @param patient The patient's address.
-    /// @param delegate The address the provider uses for this relationship only.
-    /// @param queryCommitment Hash of the pointer's query text, which stays with the provider.
-    /// @param dataHash Hash of the data the query returns.
-    /// @return relId The relationship id, `keccak256(abi.encode(patient, delegate))`.
-    function create(address patient, address delegate, bytes32 queryCommitment, bytes32 dataHash)
-        external
-        returns (bytes32 relId)
-    {
-        if (!registrar.isProvider(msg.sender)) revert NotProvider(msg.sender);
-        if (patient == address(0) || delegate == address(0)) revert ZeroAddress();
-        if (delegate == patient) revert DelegateIsPatient();
-        if (queryCommitment == bytes32(0) || dataHash == bytes32(0)) revert ZeroHash();
-        relId = relationshipId(patient, delegate);
-        Relationship storage r = _relationships[relId];
-        if (r.status != Status.None) revert RelationshipExists(relId);
-        _relationships[relId] = Relationship(msg.sender, Status.New, 1, 0, false, uint40(block.timestamp), 0);
-        emit RelationshipCreated(relId, patient, msg.sender, delegate);
-        emit StatusChanged(relId, Status.New);
-        emit PointerAdded(relId, 0, queryCommitment, dataHash);
-    }
-
     /// @notice Adds a data pointer, with the bounty query that every change carries.
     /// An accepted relationship becomes UpdatePending.
     /// @dev Only the relationship's delegate.
-    /// @param patient The patient of the relationship.
-    /// @param queryCommitment Hash of the new pointer's query text.
+    /// @param account The patient's account.
+    /// @param queryCommitment Salted hash of the new pointer's query text.
     /// @param dataHash Hash of the data it returns.
     /// @param bounty Commitment to the bounty query's canonical text.
     /// @return pointerId The new pointer's id.
-    function addPointer(address patient, bytes32 queryCommitment, bytes32 dataHash, bytes32 bounty)
+    function addPointer(address account, bytes32 queryCommitment, bytes32 dataHash, bytes32 bounty)
         external
         returns (uint256 pointerId)
     {
         if (queryCommitment == bytes32(0) || dataHash == bytes32(0) || bounty == bytes32(0)) revert ZeroHash();
-        bytes32 relId = relationshipId(patient, msg.sender);
+        bytes32 relId = relationshipId(account, msg.sender);
         Relationship memory r = _openForProvider(relId);
         pointerId = r.pointerCount;
         if (pointerId == MAX_POINTERS) revert TooManyPointers(relId);
@@ -212,130 +541,51 @@ contract Relationships {
     /// @notice Records new data behind a pointer, with the bounty query that every
     /// change carries. An accepted relationship becomes UpdatePending.
     /// @dev Only the relationship's delegate.
-    /// @param patient The patient of the relationship.
+    /// @param account The patient's account.
     /// @param pointerId The pointer.
     /// @param dataHash Hash of the data the pointer's query now returns.
     /// @param bounty Commitment to the bounty query's canonical text.
-    function updatePointer(address patient, uint256 pointerId, bytes32 dataHash, bytes32 bounty) external {
+    function updatePointer(address account, uint256 pointerId, bytes32 dataHash, bytes32 bounty) external {
         if (dataHash == bytes32(0) || bounty == bytes32(0)) revert ZeroHash();
-        bytes32 relId = relationshipId(patient, msg.sender);
+        bytes32 relId = relationshipId(account, msg.sender);
         Relationship memory r = _openForProvider(relId);
         if (pointerId >= r.pointerCount) revert UnknownPointer(relId, pointerId);
         _changed(relId, r, bounty);
         emit PointerUpdated(relId, pointerId, dataHash);
     }
 
-    // ----- patient side -------------------------------------------------------------
-
-    /// @notice Accepts a new relationship or a pending update into the caller's record.
-    /// @dev Only the patient.
-    /// @param delegate The relationship's delegate.
-    function accept(address delegate) external {
-        _transition(delegate, Status.Accepted);
-    }
-
-    /// @notice Rejects a new relationship or a pending update; the relationship closes.
-    /// @dev Only the patient.
-    /// @param delegate The relationship's delegate.
-    function reject(address delegate) external {
-        _transition(delegate, Status.Rejected);
-    }
-
-    /// @notice Deletes the relationship from the caller's summary; it closes for good.
-    /// @dev Only the patient.
-    /// @param delegate The relationship's delegate.
-    function remove(address delegate) external {
-        _transition(delegate, Status.Deleted);
-    }
-
-    /// @notice Lets `viewer` run the pointers in `pointers` from `notBefore` until
-    /// `expiresAt`. Replaces any earlier grant to the same viewer.
-    /// @dev Only the patient: the grant is stored under the id derived from the caller,
-    /// so no one else can write it. The relationship's status is not read here (that
-    /// read would cost 2,100 gas of a 48,000 budget); a grant takes effect only while
-    /// the relationship is accepted, which `canView` and the consent index check.
-    /// @param delegate The relationship's delegate.
-    /// @param viewer The address being granted access.
-    /// @param pointers Bit i set: pointer i may be run.
-    /// @param notBefore Start of validity (0 = now).
-    /// @param expiresAt End of validity (exclusive); type(uint40).max for no expiry.
-    function grant(address delegate, address viewer, uint128 pointers, uint40 notBefore, uint40 expiresAt)
-        external
-    {
-        if (viewer == address(0)) revert ZeroAddress();
-        if (pointers == 0) revert EmptyPointerSet();
-        if (expiresAt <= notBefore || expiresAt <= block.timestamp) revert InvalidWindow(notBefore, expiresAt);
-        bytes32 relId = relationshipId(msg.sender, delegate);
-        _grants[relId][viewer] = Grant(pointers, notBefore, expiresAt);
-        emit ViewerGranted(relId, viewer, pointers, notBefore, expiresAt);
-    }
-
-    /// @notice Withdraws every grant of `viewer` on the relationship, at once.
-    /// @dev Only the patient (a grant only exists under the patient's own relationship id).
-    /// @param delegate The relationship's delegate.
-    /// @param viewer The viewer to cut off.
-    function revoke(address delegate, address viewer) external {
-        bytes32 relId = relationshipId(msg.sender, delegate);
-        if (_grants[relId][viewer].pointers == 0) revert NoSuchGrant(relId, viewer);
-        delete _grants[relId][viewer];
-        emit ViewerRevoked(relId, viewer);
-    }
-
-    /// @notice Opts the relationship in to, or out of, research bounties.
-    /// @dev Only the patient, on a relationship that is not closed. The default is out;
-    /// a closed relationship never contributes, whatever this flag says.
-    /// @param delegate The relationship's delegate.
-    /// @param optIn True to let this relationship's data feed aggregate bounties.
-    function setResearchConsent(address delegate, bool optIn) external {
-        bytes32 relId = relationshipId(msg.sender, delegate);
-        Relationship storage r = _relationships[relId];
-        if (r.status == Status.None) revert UnknownRelationship(relId);
-        if (r.status == Status.Rejected || r.status == Status.Deleted) revert RelationshipClosed(relId, r.status);
-        r.researchOptIn = optIn;
-        emit ResearchConsentChanged(relId, optIn);
-    }
-
-    /// @notice Allows or refuses break-glass access to the caller's emergency set
-    /// (allergies, medications, conditions). Allowed until the patient refuses it.
-    /// @dev Only the patient (the caller's own setting).
-    /// @param allowed False to refuse every break-glass from now on.
-    function setBreakGlass(bool allowed) external {
-        breakGlassRefused[msg.sender] = !allowed;
-        emit BreakGlassSettingChanged(msg.sender, allowed);
-    }
-
     // ----- emergency side -----------------------------------------------------------
 
-    /// @notice Opens `patient`'s emergency set to the caller for BREAK_GLASS_SECONDS,
-    /// without a prior grant. The event notifies the patient at once, every gatekeeper
-    /// holding a relationship of the patient serves the caller that set until it
+    /// @notice Opens `account`'s emergency set to the caller for BREAK_GLASS_SECONDS,
+    /// without a prior grant. The event notifies the patient at once; every gatekeeper
+    /// holding a relationship of the account serves the caller that set until it
     /// expires, and logs each read as a break-glass read.
     /// @dev Only a member of an emergency group (checked in the `Registrar`), and only
     /// when the patient has not refused break-glass.
-    /// @param patient The patient.
+    /// @param account The patient's account.
     /// @param group The emergency group the caller acts as a member of.
     /// @param reason Why.
     /// @return expiresAt When the opening ends.
-    function breakGlass(address patient, uint256 group, EmergencyReason reason) external returns (uint40 expiresAt) {
-        if (patient == address(0)) revert ZeroAddress();
+    function breakGlass(address account, uint256 group, EmergencyReason reason) external returns (uint40 expiresAt) {
+        if (account == address(0)) revert ZeroAddress();
         if (reason == EmergencyReason.None) revert NoReason();
         if (!registrar.isEmergencyMember(group, msg.sender)) revert NotEmergencyMember(group, msg.sender);
-        if (breakGlassRefused[patient]) revert BreakGlassRefused(patient);
+        if (breakGlassRefused[account]) revert BreakGlassRefused(account);
         expiresAt = uint40(block.timestamp) + BREAK_GLASS_SECONDS;
-        emit BreakGlass(patient, msg.sender, group, reason, expiresAt);
+        emit BreakGlass(account, msg.sender, group, reason, expiresAt);
     }
 
     // ----- views --------------------------------------------------------------------
 
-    /// @notice The id of the relationship between `patient` and `delegate`.
-    /// @param patient The patient's address.
+    /// @notice The id of the relationship between `account` and `delegate`.
+    /// @param account The patient's account.
     /// @param delegate The relationship's delegate.
     /// @return relId The id.
-    function relationshipId(address patient, address delegate) public pure returns (bytes32 relId) {
-        // Same bytes as keccak256(abi.encode(patient, delegate)), hashed in the scratch
+    function relationshipId(address account, address delegate) public pure returns (bytes32 relId) {
+        // Same bytes as keccak256(abi.encode(account, delegate)), hashed in the scratch
         // space instead of freshly allocated memory (this sits on every hot path).
         assembly ("memory-safe") {
-            mstore(0x00, patient)
+            mstore(0x00, account)
             mstore(0x20, delegate)
             relId := keccak256(0x00, 0x40)
         }
@@ -348,32 +598,97 @@ contract Relationships {
         return _relationships[relId];
     }
 
-    /// @notice The grant of `viewer` on a relationship (all zero when none).
-    /// @param relId The relationship id.
-    /// @param viewer The viewer.
-    /// @return The stored grant.
-    function grantOf(bytes32 relId, address viewer) external view returns (Grant memory) {
-        return _grants[relId][viewer];
+    /// @notice The slot of `key` (all zero: the key is its own account, every right).
+    /// @param key Any address.
+    /// @return The stored key.
+    function keyOf(address key) external view returns (Key memory) {
+        return _keys[key];
     }
 
-    /// @notice Whether `viewer` may run pointer `pointerId` of a relationship right now:
-    /// the relationship is accepted (or has an update pending), the patient has accepted
-    /// the pointer (pointers added since the last acceptance wait for the next one), the
-    /// viewer's grant names it, and the current time is inside the grant's window.
-    /// @param relId The relationship id.
-    /// @param viewer The would-be viewer.
-    /// @param pointerId The pointer.
-    /// @return True when allowed.
-    function canView(bytes32 relId, address viewer, uint256 pointerId) external view returns (bool) {
-        Relationship memory r = _relationships[relId];
-        if (r.status != Status.Accepted && r.status != Status.UpdatePending) return false;
-        if (pointerId >= r.acceptedCount) return false;
-        Grant memory g = _grants[relId][viewer];
-        return (g.pointers >> pointerId) & 1 == 1 && block.timestamp >= g.notBefore
-            && block.timestamp < g.expiresAt;
+    /// @notice The account `key` acts for and its rights now (zero rights: it may not act).
+    /// @param key Any address.
+    /// @return account The account.
+    /// @return rights The rights in force now.
+    function actingFor(address key) external view returns (address account, uint8 rights) {
+        Key memory k = _keys[key];
+        if (k.account == address(0)) return (key, ALL);
+        bool ended = k.until != 0 && block.timestamp >= k.until;
+        return (k.account, ended ? 0 : k.rights);
+    }
+
+    /// @notice Whether the account has guardians.
+    /// @param account The account.
+    /// @return True when a guardian commitment is set.
+    function hasGuardians(address account) external view returns (bool) {
+        return _guardians[account] != bytes32(0);
+    }
+
+    /// @notice The account's waiting recovery (new key zero: none) and recovery nonce.
+    /// @param account The account.
+    /// @return The recovery.
+    function recoveryOf(address account) external view returns (Recovery memory) {
+        return _recoveries[account];
     }
 
     // ----- internals ----------------------------------------------------------------
+
+    /// @dev The account `k` (the caller's slot) acts for, when it holds `needed` now.
+    function _allowed(Key memory k, uint8 needed) private view returns (address) {
+        if (k.account == address(0)) return msg.sender;
+        if (k.rights & needed != needed || (k.until != 0 && block.timestamp >= k.until)) {
+            revert KeyNotAllowed(msg.sender, needed);
+        }
+        return k.account;
+    }
+
+    function _setKey(address account, address key, uint8 rights, uint40 until) private {
+        _keys[key] = Key(account, rights, until);
+        emit KeyChanged(account, key, rights, until, msg.sender);
+    }
+
+    /// @dev One event for both slots: a rotation is the one key change on a budget.
+    function _rotate(address account, address oldKey, address newKey) private {
+        _keys[oldKey] = Key(account, 0, 0);
+        _keys[newKey] = Key(account, ALL, 0);
+        emit KeyRotated(account, oldKey, newKey, msg.sender);
+    }
+
+    function _custodian(address account, address key, uint8 rights, uint40 until, bytes calldata keySig) private {
+        if (rights == 0 || rights & ~(SEE | SHARE | DECIDE) != 0) revert BadRights(rights);
+        if (until != 0 && until <= block.timestamp) revert InvalidWindow(0, until);
+        Key memory k = _keys[key];
+        if (k.account != address(0) && (k.account != account || k.rights & OWNER != 0)) revert KeyInUse(key);
+        _acceptKey(account, key, rights, until, keySig);
+        _setKey(account, key, rights, until);
+    }
+
+    /// @dev Checks that `key` is free (or already a custodian of `account`) and signed
+    /// its acceptance of (account, key, rights, until).
+    function _acceptKey(address account, address key, uint8 rights, uint40 until, bytes calldata keySig)
+        private
+        view
+    {
+        if (key == address(0)) revert ZeroAddress();
+        if (key == account || (rights == ALL && _keys[key].account != address(0))) revert KeyInUse(key);
+        bytes32 digest = _digest(keccak256(abi.encode(KEY_ACCEPTANCE_TYPEHASH, account, key, rights, until)));
+        if (_recover(digest, keySig) != key) revert BadKeySignature(key);
+    }
+
+    function _digest(bytes32 structHash) private view returns (bytes32) {
+        return keccak256(abi.encodePacked("\x19\x01", DOMAIN_SEPARATOR, structHash));
+    }
+
+    /// @dev The signer of a 65-byte (r, s, v) signature, or zero when it is malformed or
+    /// has a high s (EIP-2: one valid signature per message and key).
+    function _recover(bytes32 digest, bytes calldata sig) private pure returns (address) {
+        if (sig.length != 65) return address(0);
+        bytes32 r = bytes32(sig[0:32]);
+        bytes32 s = bytes32(sig[32:64]);
+        uint8 v = uint8(sig[64]);
+        if (v < 27) v += 27;
+        if (uint256(s) > 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0) return address(0);
+        return ecrecover(digest, v, r, s);
+    }
 
     function _openForProvider(bytes32 relId) private view returns (Relationship memory r) {
         r = _relationships[relId];
@@ -390,12 +705,12 @@ contract Relationships {
         bool pending = r.status == Status.Accepted;
         if (pending) r.status = Status.UpdatePending;
         _relationships[relId] = r;
-        if (pending) emit StatusChanged(relId, Status.UpdatePending);
+        if (pending) emit StatusChanged(relId, Status.UpdatePending, msg.sender);
         emit BountyPosted(relId, block.coinbase, seq, bounty);
     }
 
     function _transition(address delegate, Status to) private {
-        bytes32 relId = relationshipId(msg.sender, delegate);
+        bytes32 relId = relationshipId(_allowed(_keys[msg.sender], DECIDE), delegate);
         Relationship storage r = _relationships[relId];
         Status from = r.status;
         if (from == Status.None) revert UnknownRelationship(relId);
@@ -405,6 +720,6 @@ contract Relationships {
         if (!allowed) revert InvalidTransition(relId, from, to);
         r.status = to;
         if (to == Status.Accepted) r.acceptedCount = r.pointerCount;
-        emit StatusChanged(relId, to);
+        emit StatusChanged(relId, to, msg.sender);
     }
 }

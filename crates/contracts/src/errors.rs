@@ -248,13 +248,99 @@ pub enum ContractError {
         /// End of validity (unix seconds).
         expires_at: u64,
     },
-    /// Revoking a grant that does not exist.
-    #[error("{viewer} holds no grant on relationship {rel_id}")]
-    NoSuchGrant {
-        /// The relationship.
-        rel_id: RelationshipId,
-        /// The viewer.
-        viewer: Address,
+    /// A ciphertext of the wrong length (an encrypted identity or a sealed key).
+    #[error(
+        "an encrypted provider identity must be 36 bytes and a sealed key at most 96; this one has {length}"
+    )]
+    BadCiphertext {
+        /// Its length.
+        length: U256,
+    },
+    /// The calling key lacks the rights, is retired, or its powers ended.
+    #[error(
+        "key {key} may not do this for its account: it lacks the right ({needed}), was retired (rotated away, removed or recovered), or its powers ended (a custodian after the handover date)"
+    )]
+    KeyNotAllowed {
+        /// The key.
+        key: Address,
+        /// The rights needed.
+        needed: Rights,
+    },
+    /// The key already acts for an account.
+    #[error("{key} already acts for an account: use a fresh key (one key acts for one account)")]
+    KeyInUse {
+        /// The key.
+        key: Address,
+    },
+    /// Rights outside SEE | SHARE | DECIDE, or none.
+    #[error("a custodian's rights must be some of see, share and decide (got {rights})")]
+    BadRights {
+        /// The rights given.
+        rights: Rights,
+    },
+    /// The key's acceptance signature is missing or wrong.
+    #[error(
+        "{key} did not sign its acceptance to act for this account (or signed other rights, or for another chain)"
+    )]
+    BadKeySignature {
+        /// The key.
+        key: Address,
+    },
+    /// Not a custodian key of this account.
+    #[error(
+        "{key} is not a custodian key of account {account} (the owner key is rotated, not removed)"
+    )]
+    NotAKeyOf {
+        /// The account.
+        account: Address,
+        /// The key.
+        key: Address,
+    },
+    /// The guardians, salt or threshold differ from the commitment.
+    #[error(
+        "these guardians, salt and threshold are not the ones account {account} committed to (or it has none)"
+    )]
+    GuardiansMismatch {
+        /// The account.
+        account: Address,
+    },
+    /// Too few guardians signed.
+    #[error("only {signed} distinct guardians signed the recovery; {threshold} are needed")]
+    NotEnoughGuardians {
+        /// Distinct valid signatures.
+        signed: U256,
+        /// Needed.
+        threshold: U256,
+    },
+    /// A recovery is already waiting.
+    #[error(
+        "a recovery of account {account} is already waiting: complete it after its time-lock, or veto it"
+    )]
+    RecoveryPending {
+        /// The account.
+        account: Address,
+    },
+    /// No recovery waiting.
+    #[error("no recovery of account {account} is waiting")]
+    NoRecovery {
+        /// The account.
+        account: Address,
+    },
+    /// The time-lock has not passed.
+    #[error(
+        "the recovery waits for the patient's veto until {ready_at} (unix time); it cannot complete before"
+    )]
+    RecoveryLocked {
+        /// When it may complete.
+        ready_at: u64,
+    },
+    /// The named key is not the owner key.
+    #[error("{key} is not the owner key of account {account}")]
+    NotOwnerKey {
+        /// The account.
+        account: Address,
+        /// The key.
+        key: Address,
     },
     /// An access-log anchor that does not cover more entries than the last one.
     #[error(
@@ -350,7 +436,6 @@ impl ContractError {
         let status = |s: u8| Status::try_from(s).ok();
         let id = RelationshipId;
         Some(match e {
-            RelE::NotProvider(e) => Self::NotProvider { caller: e.caller },
             RelE::ZeroAddress(_) => Self::ZeroAddress,
             RelE::ZeroHash(_) => Self::ZeroHash,
             RelE::DelegateIsPatient(_) => Self::DelegateIsPatient,
@@ -373,11 +458,25 @@ impl ContractError {
                 not_before: e.notBefore.to::<u64>(),
                 expires_at: e.expiresAt.to::<u64>(),
             },
-            RelE::NoSuchGrant(e) => Self::NoSuchGrant { rel_id: id(e.relId), viewer: e.viewer },
+            RelE::BadCiphertext(e) => Self::BadCiphertext { length: e.length },
+            RelE::KeyNotAllowed(e) => Self::KeyNotAllowed { key: e.key, needed: Rights(e.needed) },
+            RelE::KeyInUse(e) => Self::KeyInUse { key: e.key },
+            RelE::BadRights(e) => Self::BadRights { rights: Rights(e.rights) },
+            RelE::BadKeySignature(e) => Self::BadKeySignature { key: e.key },
+            RelE::NotAKeyOf(e) => Self::NotAKeyOf { account: e.account, key: e.key },
+            RelE::NotInstitution(e) => Self::NotInstitution { caller: e.caller },
+            RelE::GuardiansMismatch(e) => Self::GuardiansMismatch { account: e.account },
+            RelE::NotEnoughGuardians(e) => {
+                Self::NotEnoughGuardians { signed: e.signed, threshold: e.threshold }
+            }
+            RelE::RecoveryPending(e) => Self::RecoveryPending { account: e.account },
+            RelE::NoRecovery(e) => Self::NoRecovery { account: e.account },
+            RelE::RecoveryLocked(e) => Self::RecoveryLocked { ready_at: e.readyAt.to() },
+            RelE::NotOwnerKey(e) => Self::NotOwnerKey { account: e.account, key: e.key },
             RelE::NotEmergencyMember(e) => {
                 Self::NotEmergencyMember { group: e.group, caller: e.caller }
             }
-            RelE::BreakGlassRefused(e) => Self::BreakGlassRefused { patient: e.patient },
+            RelE::BreakGlassRefused(e) => Self::BreakGlassRefused { patient: e.account },
             RelE::NoReason(_) => Self::NoReason,
         })
     }
@@ -422,7 +521,18 @@ impl ContractError {
             Self::UnknownPointer { .. } => "UnknownPointer",
             Self::EmptyPointerSet => "EmptyPointerSet",
             Self::InvalidWindow { .. } => "InvalidWindow",
-            Self::NoSuchGrant { .. } => "NoSuchGrant",
+            Self::BadCiphertext { .. } => "BadCiphertext",
+            Self::KeyNotAllowed { .. } => "KeyNotAllowed",
+            Self::KeyInUse { .. } => "KeyInUse",
+            Self::BadRights { .. } => "BadRights",
+            Self::BadKeySignature { .. } => "BadKeySignature",
+            Self::NotAKeyOf { .. } => "NotAKeyOf",
+            Self::GuardiansMismatch { .. } => "GuardiansMismatch",
+            Self::NotEnoughGuardians { .. } => "NotEnoughGuardians",
+            Self::RecoveryPending { .. } => "RecoveryPending",
+            Self::NoRecovery { .. } => "NoRecovery",
+            Self::RecoveryLocked { .. } => "RecoveryLocked",
+            Self::NotOwnerKey { .. } => "NotOwnerKey",
             Self::SizeNotGrown { .. } => "SizeNotGrown",
             Self::EmptyHead => "EmptyHead",
             Self::Panic(_) => "Panic",
@@ -435,6 +545,43 @@ impl ContractError {
 impl fmt::Display for RevertSummary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.0, self.0.name())
+    }
+}
+
+/// A key's rights as the contract counts them (SEE 1, SHARE 2, DECIDE 4, OWNER 8),
+/// shown in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rights(pub u8);
+
+impl Rights {
+    /// Read the account's records.
+    pub const SEE: u8 = 1;
+    /// Grant and revoke viewers.
+    pub const SHARE: u8 = 2;
+    /// Create, accept, reject and delete relationships; research consent; break-glass.
+    pub const DECIDE: u8 = 4;
+    /// Manage the account's keys and guardians.
+    pub const OWNER: u8 = 8;
+    /// Every right.
+    pub const ALL: u8 = 15;
+
+    /// Whether every right in `needed` is held.
+    pub const fn contains(self, needed: u8) -> bool {
+        self.0 & needed == needed
+    }
+}
+
+impl fmt::Display for Rights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names = [
+            (Self::SEE, "see"),
+            (Self::SHARE, "share"),
+            (Self::DECIDE, "decide"),
+            (Self::OWNER, "owner"),
+        ];
+        let held: Vec<&str> =
+            names.iter().filter(|(bit, _)| self.0 & bit != 0).map(|(_, n)| *n).collect();
+        if held.is_empty() { f.write_str("none") } else { f.write_str(&held.join(", ")) }
     }
 }
 

@@ -21,8 +21,9 @@
 //! generated event types.
 
 mod errors;
+pub mod keys;
 
-pub use errors::{ContractError, RevertSummary};
+pub use errors::{ContractError, RevertSummary, Rights};
 
 #[allow(missing_docs, clippy::too_many_arguments)]
 mod bindings {

@@ -3,7 +3,7 @@
 
 use alloy::{
     network::EthereumWallet,
-    primitives::{B256, aliases::U40, keccak256},
+    primitives::{B256, Bytes, aliases::U40, keccak256},
     providers::{Provider, ProviderBuilder},
 };
 use medrec_contracts::{Registrar, Relationships};
@@ -89,21 +89,18 @@ impl Medrec {
         RelationshipId::derive(self.address(PATIENT), self.address(DELEGATE))
     }
 
-    /// [`PROVIDER`] creates the [`PATIENT`]'s relationship (pointer 0 with these hashes)
-    /// and the patient accepts it.
+    /// The [`PATIENT`] creates its relationship with [`PROVIDER`]'s [`DELEGATE`] from
+    /// the provider's offer (pointer 0 with these hashes); it starts accepted. The
+    /// provider's identity is an opaque 36-byte stand-in: nothing on chain reads it.
     ///
     /// # Panics
     /// When a transaction fails.
     pub async fn relate(&self, query_commitment: B256, data_hash: B256) -> RelationshipId {
-        Relationships::new(self.at.relationships, self.wallet(PROVIDER))
-            .create(self.address(PATIENT), self.address(DELEGATE), query_commitment, data_hash)
-            .send()
-            .await
-            .expect("sent")
-            .get_receipt()
-            .await
-            .expect("mined");
-        self.patient_does(|r, delegate| r.accept(delegate).into_transaction_request()).await;
+        let identity: Bytes = keccak256("identity").iter().chain(&[0x5a; 4]).copied().collect();
+        self.patient_does(|r, delegate| {
+            r.create(delegate, query_commitment, data_hash, identity).into_transaction_request()
+        })
+        .await;
         self.relationship()
     }
 
@@ -111,7 +108,7 @@ impl Medrec {
     pub async fn grant(&self, viewer: usize) {
         let v = self.address(viewer);
         self.patient_does(|r, delegate| {
-            r.grant(delegate, v, 1, U40::ZERO, U40::from(4_000_000_000u64))
+            r.grant(delegate, v, 1, U40::ZERO, U40::from(4_000_000_000u64), Bytes::new())
                 .into_transaction_request()
         })
         .await;
@@ -120,7 +117,8 @@ impl Medrec {
     /// The [`PATIENT`] revokes `viewer`.
     pub async fn revoke(&self, viewer: usize) {
         let v = self.address(viewer);
-        self.patient_does(|r, delegate| r.revoke(delegate, v).into_transaction_request()).await;
+        let rel_id = self.relationship().0;
+        self.patient_does(|r, _| r.revoke(rel_id, v).into_transaction_request()).await;
     }
 
     async fn patient_does(
