@@ -56,13 +56,13 @@ pub fn consent(grants: usize, samples: usize, rss_kib: impl Fn() -> Option<u64>)
                 contract,
                 &R::RelationshipCreated {
                     relId: id,
-                    patient: patient(r),
-                    provider: Address::repeat_byte(1),
+                    account: patient(r),
                     delegate: delegate(r),
+                    actor: patient(r),
+                    identity: vec![0x5a; 36].into(),
                 },
             ),
         );
-        index.apply_log(block, &log(contract, &R::StatusChanged { relId: id, status: 3 }));
         for v in 0..viewers_per.min(grants - r * viewers_per) {
             index.apply_log(
                 block,
@@ -74,6 +74,8 @@ pub fn consent(grants: usize, samples: usize, rss_kib: impl Fn() -> Option<u64>)
                         pointers: 1,
                         notBefore: U40::ZERO,
                         expiresAt: U40::from(4_000_000_000u64),
+                        actor: patient(r),
+                        sealedKey: Default::default(),
                     },
                 ),
             );

@@ -217,7 +217,7 @@ impl CareIndex {
                     && !e.allowed
                 {
                     let ended: Vec<_> =
-                        self.openings.keys().filter(|(p, _)| *p == e.patient).copied().collect();
+                        self.openings.keys().filter(|(p, _)| *p == e.account).copied().collect();
                     for key in ended {
                         undo.push(CareUndo::Opening(key, self.openings.remove(&key)));
                     }
@@ -294,7 +294,7 @@ impl CareIndex {
 fn decode_opening(block: u64, log: &Log) -> Option<Opening> {
     let e = R::BreakGlass::decode_log(log).ok()?;
     Some(Opening {
-        patient: e.patient,
+        patient: e.account,
         clinician: e.clinician,
         group: u64::try_from(e.group).ok()?,
         reason: EmergencyReason::from_code(e.reason)?,

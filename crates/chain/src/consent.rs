@@ -5,7 +5,9 @@
 //! microsecond without touching the chain or any database, so a gatekeeper decides a
 //! request *before* it reads a row. The rules mirror the contract's `canView` exactly:
 //!
-//! - the relationship's patient may read everything in it while it is not deleted;
+//! - the relationship's patient may read everything in it while it is not deleted: any
+//!   key acting for the patient's account with the SEE right now (the account's own key
+//!   until it is rotated away, a custodian's key until its powers end);
 //! - a viewer may run pointer `p` when the relationship is accepted (or has an update
 //!   pending), `p` is below the count the patient last accepted, the viewer's grant
 //!   names `p`, and `not_before ≤ now < expires_at`; a grant to a group (under its
@@ -19,17 +21,16 @@
 
 use crate::care::{CareIndex, CareUndo, Group, Opening};
 use alloy::{primitives::Address, primitives::B256, sol_types::SolEvent};
-use medrec_contracts::{Registrar, Relationships as R};
+use medrec_contracts::{Registrar, Relationships as R, Rights};
 use medrec_primitives::{PointerSet, RelationshipId, Status};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-/// A relationship as the index keeps it.
+/// A relationship as the index keeps it. Its provider is not on chain (only encrypted
+/// for the patient): a gatekeeper knows its own relationships by their delegates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Relationship {
-    /// The patient.
+    /// The patient's account.
     pub patient: Address,
-    /// The provider that created it.
-    pub provider: Address,
     /// The provider's delegate for it.
     pub delegate: Address,
     /// Its status in the patient's summary.
@@ -40,6 +41,24 @@ pub struct Relationship {
     pub accepted_count: u8,
     /// Whether the patient lets it feed research bounties.
     pub research_opt_in: bool,
+}
+
+/// A key that acts for an account, as the chain last set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyEntry {
+    /// The account it acts for.
+    pub account: Address,
+    /// Its rights (`medrec_contracts::Rights` bits); zero: retired.
+    pub rights: u8,
+    /// Its powers end at this unix time; 0: never.
+    pub until: u64,
+}
+
+impl KeyEntry {
+    /// Whether it holds every right in `needed` at unix time `now`.
+    pub const fn holds(&self, needed: u8, now: u64) -> bool {
+        self.rights & needed == needed && self.rights != 0 && (self.until == 0 || now < self.until)
+    }
 }
 
 /// A viewer's grant on one relationship.
@@ -157,6 +176,7 @@ enum Undo {
     Bounty((RelationshipId, u32), Option<Bounty>),
     /// Whether the address was an admitted researcher before.
     Researcher(Address, bool),
+    Key(Address, Option<KeyEntry>),
     /// Groups and break-glass.
     Care(CareUndo),
 }
@@ -177,6 +197,8 @@ pub struct ConsentIndex {
     researchers: HashSet<Address>,
     /// Groups, memberships and break-glass openings.
     care: CareIndex,
+    /// Keys with a slot on chain (a key without one is its own account, every right).
+    keys: HashMap<Address, KeyEntry>,
     /// Undo records of recent blocks (block number → changes in order).
     undo: BTreeMap<u64, Vec<Undo>>,
     /// How many recent blocks can be undone.
@@ -249,10 +271,43 @@ impl ConsentIndex {
         self.bounties.get(&(*id, seq)).copied()
     }
 
+    /// The slot of `key` (`None`: the key is its own account, with every right).
+    pub fn key(&self, key: Address) -> Option<KeyEntry> {
+        self.keys.get(&key).copied()
+    }
+
+    /// The account `key` acts for with every right in `needed` at unix time `now`
+    /// (`None` when it is retired, lacks a right, or its powers ended).
+    pub fn acting_for(&self, key: Address, needed: u8, now: u64) -> Option<Address> {
+        match self.keys.get(&key) {
+            None => Some(key),
+            Some(k) => k.holds(needed, now).then_some(k.account),
+        }
+    }
+
+    /// The account `key` acts for, whatever its rights and dates, unless it is retired.
+    pub fn account_of(&self, key: Address) -> Option<Address> {
+        match self.keys.get(&key) {
+            None => Some(key),
+            Some(k) => (k.rights != 0).then_some(k.account),
+        }
+    }
+
+    /// The keys acting for `account` now or once (custodians, the owner key after a
+    /// rotation), with their slots.
+    pub fn keys_of(&self, account: Address) -> Vec<(Address, KeyEntry)> {
+        let mut out: Vec<_> =
+            self.keys.iter().filter(|(_, k)| k.account == account).map(|(a, k)| (*a, *k)).collect();
+        out.sort_by_key(|(a, _)| *a);
+        out
+    }
+
     /// Whether the chain has ever named `address` as a patient, a viewer or the owner
-    /// of a bounty: anyone else has nothing to ask a gatekeeper for.
+    /// of a bounty, or gave it a key of an account: anyone else has nothing to ask a
+    /// gatekeeper for.
     pub fn is_participant(&self, address: Address) -> bool {
         self.participants.contains(&address)
+            || self.keys.get(&address).is_some_and(|k| k.rights != 0)
             || self.researchers.contains(&address)
             || self.care.knows(address)
     }
@@ -261,17 +316,6 @@ impl ConsentIndex {
     /// (known only when the `Registrar`'s events are applied too).
     pub fn is_researcher(&self, address: Address) -> bool {
         self.researchers.contains(&address)
-    }
-
-    /// Relationships created by `provider` (for a gatekeeper: its own).
-    pub fn relationships_of(
-        &self,
-        provider: Address,
-    ) -> impl Iterator<Item = (&RelationshipId, &Relationship)> {
-        self.relationships
-            .iter()
-            .filter(move |(_, r)| r.provider == provider)
-            .map(|(id, r)| (id, r))
     }
 
     /// May `requester` run `pointer` of relationship `id` at unix time `now`?
@@ -286,7 +330,7 @@ impl ConsentIndex {
             return Decision::Deny(DenyReason::UnknownRelationship);
         };
         let rel = &self.relationships[slot as usize].1;
-        if requester == rel.patient {
+        if self.acting_for(requester, Rights::SEE, now) == Some(rel.patient) {
             return if rel.status == Status::Deleted {
                 Decision::Deny(DenyReason::NotAccepted)
             } else {
@@ -337,17 +381,22 @@ impl ConsentIndex {
                     let slot =
                         u32::try_from(self.relationships.len()).expect("under 2^32 relationships");
                     undo.push(Undo::Relationship(slot, None));
-                    self.participants.insert(e.patient);
+                    self.participants.insert(e.account);
+                    // An account's first relationship opens its own key's slot.
+                    if e.actor == e.account && !self.keys.contains_key(&e.actor) {
+                        let own = KeyEntry { account: e.account, rights: Rights::ALL, until: 0 };
+                        undo.push(Undo::Key(e.actor, self.keys.insert(e.actor, own)));
+                    }
                     self.slots.insert(id, slot);
+                    // Created by the patient from the provider's offer: already accepted.
                     self.relationships.push((
                         id,
                         Relationship {
-                            patient: e.patient,
-                            provider: e.provider,
+                            patient: e.account,
                             delegate: e.delegate,
-                            status: Status::New,
+                            status: Status::Accepted,
                             pointer_count: 1,
-                            accepted_count: 0,
+                            accepted_count: 1,
                             research_opt_in: false,
                         },
                     ));
@@ -411,8 +460,12 @@ impl ConsentIndex {
                 }
             }
             R::ViewerRevoked::SIGNATURE_HASH => {
+                // The contract records any revocation without checking its sender (it
+                // only narrows access); it counts when the sender was then a key of the
+                // relationship's account with SHARE.
                 if let Ok(e) = R::ViewerRevoked::decode_log(log)
                     && let Some(slot) = self.slot(e.relId)
+                    && self.may_share(e.actor, self.relationships[slot as usize].1.patient)
                 {
                     let key = (slot, e.viewer);
                     undo.push(Undo::Grant(key, self.grants.remove(&key)));
@@ -440,6 +493,24 @@ impl ConsentIndex {
                     undo.push(Undo::Researcher(e.account, was));
                 }
             }
+            R::KeyChanged::SIGNATURE_HASH => {
+                if let Ok(e) = R::KeyChanged::decode_log(log) {
+                    let entry = KeyEntry {
+                        account: e.account,
+                        rights: e.rights,
+                        until: e.until.to::<u64>(),
+                    };
+                    undo.push(Undo::Key(e.key, self.keys.insert(e.key, entry)));
+                }
+            }
+            R::KeyRotated::SIGNATURE_HASH => {
+                if let Ok(e) = R::KeyRotated::decode_log(log) {
+                    let retired = KeyEntry { account: e.account, rights: 0, until: 0 };
+                    let owner = KeyEntry { account: e.account, rights: Rights::ALL, until: 0 };
+                    undo.push(Undo::Key(e.oldKey, self.keys.insert(e.oldKey, retired)));
+                    undo.push(Undo::Key(e.newKey, self.keys.insert(e.newKey, owner)));
+                }
+            }
             R::ResearchConsentChanged::SIGNATURE_HASH => {
                 if let Ok(e) = R::ResearchConsentChanged::decode_log(log)
                     && let Some(slot) = self.slot(e.relId)
@@ -460,6 +531,14 @@ impl ConsentIndex {
             self.undo.entry(block).or_default().extend(undo);
             let keep_from = self.height.saturating_sub(self.undo_depth);
             self.undo = self.undo.split_off(&keep_from);
+        }
+    }
+
+    /// Whether `key` held SHARE for `account` (dates aside: a log carries no time).
+    fn may_share(&self, key: Address, account: Address) -> bool {
+        match self.keys.get(&key) {
+            None => key == account,
+            Some(k) => k.account == account && k.rights & Rights::SHARE != 0,
         }
     }
 
@@ -496,6 +575,7 @@ impl ConsentIndex {
                         self.researchers.remove(&address);
                     }
                     Undo::Care(change) => self.care.revert(change),
+                    Undo::Key(key, old) => restore(&mut self.keys, key, old),
                 }
             }
         }

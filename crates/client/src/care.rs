@@ -81,6 +81,34 @@ impl InstitutionSession {
         Self { chain, signer }
     }
 
+    /// Lets `custodian` (a parent's key for this account) act for the minor `account`
+    /// with `rights` until `handover` (unix seconds), after which only the patient's own
+    /// key acts.
+    ///
+    /// # Errors
+    /// When the caller is not a certified institution, the handover date has passed, the
+    /// rights include the owner's, or the key acts for another account.
+    pub async fn add_minor_custodian(
+        &self,
+        account: Address,
+        custodian: &PrivateKeySigner,
+        rights: u8,
+        handover: u64,
+    ) -> Result<TransactionReceipt> {
+        let key_sig =
+            crate::patient::keys::accept_key(&self.chain, custodian, account, rights, handover)?;
+        let contract = self.chain.relationships_as(self.signer.clone());
+        let call = contract.addCustodian(
+            account,
+            custodian.address(),
+            rights,
+            alloy::primitives::aliases::U40::from(handover),
+            key_sig,
+        );
+        tx::send(&call, &format!("letting {} act for the minor {account}", custodian.address()))
+            .await
+    }
+
     /// Creates a group managed by this institution: its id and the transaction.
     ///
     /// # Errors

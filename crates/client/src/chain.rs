@@ -276,12 +276,93 @@ impl Chain {
         let notices: Vec<Dated> = logs
             .iter()
             .filter(|l| !l.removed)
-            .filter_map(|l| {
-                let (relationship, notice) = inbox::decode(&l.inner)?;
-                Some(Dated { block: l.block_number?, relationship, notice })
-            })
+            .filter_map(|l| inbox::decode_dated(l.block_number?, &l.inner))
             .collect();
         Ok(inbox::summarize(&notices).remove(&relationship).unwrap_or_default())
+    }
+
+    /// The events of the relationships `ids` (a provider's own, which the chain does not
+    /// name as its), summarized.
+    pub async fn summaries_of(
+        &self,
+        ids: &std::collections::BTreeSet<alloy::primitives::B256>,
+    ) -> Result<BTreeMap<RelationshipId, Summary>> {
+        let notices = inbox::read_relationships(
+            &self.reader,
+            self.spec.relationships,
+            self.spec.from_block,
+            ids,
+            0,
+            None,
+        )
+        .await
+        .with_context(|| format!("the chain node at {} does not answer", self.spec.rpc_url))?;
+        Ok(inbox::summarize(&notices))
+    }
+
+    /// Every delegate the chain shows a relationship for (a provider never reuses one:
+    /// two relationships sharing a delegate would be linked).
+    pub async fn delegates(&self) -> Result<std::collections::BTreeSet<Address>> {
+        use alloy::sol_types::SolEvent as _;
+        let filter = Filter::new()
+            .address(self.spec.relationships)
+            .from_block(self.spec.from_block)
+            .to_block(BlockNumberOrTag::Latest)
+            .event_signature(Relationships::RelationshipCreated::SIGNATURE_HASH);
+        let logs =
+            self.reader.get_logs(&filter).await.with_context(|| {
+                format!("the chain node at {} does not answer", self.spec.rpc_url)
+            })?;
+        Ok(logs
+            .iter()
+            .filter(|l| !l.removed)
+            .filter_map(|l| Relationships::RelationshipCreated::decode_log(&l.inner).ok())
+            .map(|e| e.delegate)
+            .collect())
+    }
+
+    /// The account `key` acts for and the rights it holds now (every right for a key
+    /// that is its own account; none for a retired one).
+    pub async fn acting_for(&self, key: Address) -> Result<(Address, u8)> {
+        let r = self
+            .relationships()
+            .actingFor(key)
+            .call()
+            .await
+            .with_context(|| format!("cannot ask the chain which account {key} acts for"))?;
+        Ok((r.account, r.rights))
+    }
+
+    /// The X25519 key `account` published for what is shared with it (`None`: none).
+    pub async fn encryption_key_of(&self, account: Address) -> Result<Option<[u8; 32]>> {
+        let key =
+            self.registrar().encryptionKeyOf(account).call().await.with_context(|| {
+                format!("cannot read {account}'s encryption key in the Registrar")
+            })?;
+        Ok((!key.is_zero()).then_some(key.0))
+    }
+
+    /// The Registrar's provider directory: each provider's main address and gatekeeper
+    /// endpoint, as last updated.
+    pub async fn directory(&self) -> Result<Vec<(Address, String)>> {
+        use alloy::sol_types::SolEvent as _;
+        let filter = Filter::new()
+            .address(self.spec.registrar)
+            .from_block(self.spec.from_block)
+            .to_block(BlockNumberOrTag::Latest)
+            .event_signature(Registrar::ProviderUpdated::SIGNATURE_HASH);
+        let mut logs =
+            self.reader.get_logs(&filter).await.with_context(|| {
+                format!("the chain node at {} does not answer", self.spec.rpc_url)
+            })?;
+        logs.sort_by_key(|l| (l.block_number, l.log_index));
+        let mut latest: BTreeMap<Address, String> = BTreeMap::new();
+        for l in logs.iter().filter(|l| !l.removed) {
+            if let Ok(e) = Registrar::ProviderUpdated::decode_log(&l.inner) {
+                latest.insert(e.account, e.endpoint.clone());
+            }
+        }
+        Ok(latest.into_iter().collect())
     }
 }
 

@@ -23,6 +23,7 @@ pub mod care;
 pub mod chain;
 mod error;
 pub mod patient;
+pub mod privacy;
 pub mod provider;
 pub mod researcher;
 pub mod retry;

@@ -16,6 +16,7 @@ use alloy::{
     sol_types::SolEvent,
 };
 use medrec_contracts::Relationships;
+use medrec_gatekeeper::client::ClientError;
 use medrec_primitives::RelationshipId;
 use serde_json::{Value, json};
 use std::{
@@ -219,32 +220,50 @@ impl Answers {
     }
 }
 
-/// Redeems `bounty` at its provider's gatekeeper (at `gatekeeper`, else the provider's
-/// endpoint in the Registrar) as `signer`: the private aggregate, with the query's
+/// Redeems `bounty` at its provider's gatekeeper (at `gatekeeper`, else whichever
+/// gatekeeper of the Registrar's directory holds the relationship: the chain does not
+/// say which provider posted it) as `signer`: the private aggregate, with the query's
 /// published text (checked against the commitment) under `query`.
 ///
 /// # Errors
-/// When the relationship is not on chain, or the gatekeeper refuses (e.g. the signer
-/// does not own the bounty) or its published text does not check out.
+/// When no gatekeeper holds the relationship, or the one that does refuses (e.g. the
+/// signer does not own the bounty) or its published text does not check out.
 pub async fn redeem(
     chain: &Chain,
     signer: &PrivateKeySigner,
     bounty: &Bounty,
     gatekeeper: Option<&str>,
 ) -> Result<Value> {
-    let provider = chain
-        .relationships()
-        .relationship(bounty.relationship.0)
-        .call()
-        .await
-        .with_context(|| format!("relationship {} is not on chain", bounty.relationship.0))?
-        .provider;
-    let url = match gatekeeper {
-        Some(u) => u.to_owned(),
-        None => chain.endpoint(provider).await?,
+    let candidates: Vec<(Address, String)> = match gatekeeper {
+        Some(u) => vec![(Address::ZERO, u.to_owned())],
+        None => chain.directory().await?,
     };
-    let client = chain.gatekeeper(url.clone(), provider, signer.clone());
-    let mut answer = client.redeem(bounty.relationship, bounty.seq).await.map_err(|e| {
+    // A gatekeeper that does not hold the relationship answers 404 (unknown bounty);
+    // the one that does answers with the aggregate or its refusal.
+    let mut last = None;
+    let mut found = None;
+    for (provider, url) in candidates {
+        let client = chain.gatekeeper(url.clone(), provider, signer.clone());
+        match client.redeem(bounty.relationship, bounty.seq).await {
+            Err(ClientError::Refused { status: 404, diagnostics }) => {
+                last = Some((url, ClientError::Refused { status: 404, diagnostics }));
+            }
+            answer => {
+                found = Some((client, url, answer));
+                break;
+            }
+        }
+    }
+    let Some((client, url, answer)) = found else {
+        let (url, e) = last.ok_or_else(|| {
+            Error::invalid("the Registrar's directory lists no gatekeeper to redeem at")
+        })?;
+        return Err(Error::gatekeeper(
+            format!("no gatekeeper holds bounty {} (the last asked, {url}, said)", bounty.id()),
+            e,
+        ));
+    };
+    let mut answer = answer.map_err(|e| {
         Error::gatekeeper(
             format!("the gatekeeper at {url} did not release bounty {}", bounty.id()),
             e,

@@ -2,12 +2,19 @@
 //! with it: see its grants as they stand now ([`shared_with`]) and fetch the shared
 //! records, each checked against the hash on chain ([`ViewerSession::fetch`]). Fetching
 //! is refused as soon as the grant is revoked or expired on chain.
+//!
+//! The chain names no provider: a grant carries the relationship's key sealed for the
+//! viewer, which opens the provider's address encrypted for the patient. A grant without
+//! one (the viewer had published no encryption key, or a group's grant) is served by
+//! whichever gatekeeper of the Registrar's directory holds the relationship: the viewer
+//! asks them in turn.
 
 use crate::{
     chain::{Chain, pick},
     error::{Context as _, Error, OrInvalid as _, Result, bail},
     patient::records::fetch_pointer,
-    timeline,
+    privacy::{self, RecordsSecret},
+    timeline, tx,
 };
 use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use medrec_chain::inbox::Notice;
@@ -49,8 +56,9 @@ impl GrantState {
 pub struct Shared {
     /// The relationship.
     pub id: RelationshipId,
-    /// Its provider.
-    pub provider: Address,
+    /// Its provider, when the grant's sealed key opened it (else the directory's
+    /// gatekeepers are asked).
+    pub provider: Option<Address>,
     /// Its status.
     pub status: Option<Status>,
     /// The grant in force (pointers, not before, expires at); `None` once revoked.
@@ -78,8 +86,9 @@ impl Shared {
             _ => "the grant was revoked".to_owned(),
         };
         format!(
-            "the patient has revoked or let expire your access to relationship {} at provider {} ({why})",
-            self.id.0, self.provider
+            "the patient has revoked or let expire your access to relationship {}{} ({why})",
+            self.id.0,
+            self.provider.map(|p| format!(" at provider {p}")).unwrap_or_default()
         )
     }
 
@@ -98,12 +107,16 @@ impl Shared {
 ///
 /// # Errors
 /// When the chain cannot be read.
-pub async fn shared_with(chain: &Chain, viewer: Address) -> Result<Vec<Shared>> {
+pub async fn shared_with(
+    chain: &Chain,
+    viewer: Address,
+    secret: Option<&RecordsSecret>,
+) -> Result<Vec<Shared>> {
     let notices = chain.notices(viewer, 0, None).await?;
     let mut grants: BTreeMap<RelationshipId, Option<(PointerSet, u64, u64)>> = BTreeMap::new();
     for d in &notices {
         match d.notice {
-            Notice::Granted { viewer: v, pointers, not_before, expires_at } if v == viewer => {
+            Notice::Granted { viewer: v, pointers, not_before, expires_at, .. } if v == viewer => {
                 grants.insert(d.relationship, Some((pointers, not_before, expires_at)));
             }
             Notice::Revoked { viewer: v } if v == viewer => {
@@ -129,14 +142,19 @@ pub async fn shared_with(chain: &Chain, viewer: Address) -> Result<Vec<Shared>> 
             Some(_) if !status.is_some_and(Status::is_accepted) => GrantState::Inactive,
             Some(_) => GrantState::Valid,
         };
-        out.push(Shared {
-            id,
-            provider: r.provider,
-            status,
-            grant,
-            accepted: r.acceptedCount,
-            state,
-        });
+        // The provider, from the key sealed for the viewer in its latest grant.
+        let provider = match secret {
+            Some(secret) => {
+                let events = chain.relationship_events(id).await?;
+                events
+                    .sealed_keys
+                    .get(&viewer)
+                    .and_then(|sealed| privacy::open(secret, sealed))
+                    .and_then(|key| privacy::decrypt_identity(&key, &events.identity))
+            }
+            None => None,
+        };
+        out.push(Shared { id, provider, status, grant, accepted: r.acceptedCount, state });
     }
     Ok(out)
 }
@@ -175,12 +193,31 @@ pub struct Fetched {
 pub struct ViewerSession {
     chain: Chain,
     signer: PrivateKeySigner,
+    secret: RecordsSecret,
 }
 
 impl ViewerSession {
     /// The viewer that signs with `signer` (its wallet's account) on `chain`.
-    pub const fn new(chain: Chain, signer: PrivateKeySigner) -> Self {
-        Self { chain, signer }
+    pub fn new(chain: Chain, signer: PrivateKeySigner) -> Self {
+        let secret = RecordsSecret::of(&signer);
+        Self { chain, signer, secret }
+    }
+
+    /// Publishes the viewer's encryption key in the Registrar (once: nothing is sent
+    /// when it is there already), so that patients seal each relationship's key for it
+    /// and the viewer reads the provider from the chain. Returns whether it sent it.
+    ///
+    /// # Errors
+    /// When the chain refuses.
+    pub async fn publish_encryption_key(&self) -> Result<bool> {
+        let key = self.secret.encryption_key();
+        if self.chain.encryption_key_of(self.address()).await? == Some(key) {
+            return Ok(false);
+        }
+        let registrar = self.chain.registrar_as(self.signer.clone());
+        tx::send(&registrar.setEncryptionKey(key.into()), "publishing the viewer's encryption key")
+            .await?;
+        Ok(true)
     }
 
     /// The viewer's address.
@@ -198,7 +235,7 @@ impl ViewerSession {
     /// # Errors
     /// When the chain cannot be read.
     pub async fn shared(&self) -> Result<Vec<Shared>> {
-        shared_with(&self.chain, self.address()).await
+        shared_with(&self.chain, self.address(), Some(&self.secret)).await
     }
 
     /// Fetches what was shared with the viewer (only `relationship`'s when given: an id
@@ -208,7 +245,8 @@ impl ViewerSession {
     /// When nothing was shared, no grant is in force (the refusals say why), or a
     /// gatekeeper refuses.
     pub async fn fetch(&self, relationship: Option<&str>) -> Result<Fetched> {
-        let all = shared_with(&self.chain, self.signer.address()).await?;
+        let all = shared_with(&self.chain, self.signer.address(), Some(&self.secret)).await?;
+        let directory = self.chain.directory().await?;
         let chosen: Vec<Shared> = match relationship {
             Some(text) => {
                 let id = pick(all.iter().map(|s| &s.id), text)?;
@@ -227,9 +265,21 @@ impl ViewerSession {
         }
         let mut out = Fetched { refused, ..Fetched::default() };
         for s in &valid {
-            let url = self.chain.endpoint(s.provider).await?;
+            // The provider the grant named, or else each of the directory's.
+            let candidates: Vec<(Address, String)> = match s.provider {
+                Some(p) => vec![(p, self.chain.endpoint(p).await?)],
+                None => directory.clone(),
+            };
             let events = self.chain.relationship_events(s.id).await?;
-            let client = self.chain.gatekeeper(url.clone(), s.provider, self.signer.clone());
+            let Some((provider, url)) = self.locate(s, &candidates).await else {
+                out.mismatches.push((
+                    s.id,
+                    0,
+                    "no gatekeeper of the directory serves this relationship to you".into(),
+                ));
+                continue;
+            };
+            let client = self.chain.gatekeeper(url.clone(), provider, self.signer.clone());
             for n in s.viewable() {
                 let on_chain =
                     events.pointers.get(usize::from(n)).map(|p| p.1).or_invalid(|| {
@@ -253,7 +303,7 @@ impl ViewerSession {
                     continue;
                 }
                 out.records.extend(data.resources.into_iter().map(|r| SharedRecord {
-                    provider: s.provider,
+                    provider,
                     relationship: s.id,
                     pointer: n,
                     data_hash: on_chain,
@@ -263,5 +313,23 @@ impl ViewerSession {
             }
         }
         Ok(out)
+    }
+
+    /// The first of `candidates` whose gatekeeper serves one of `shared`'s pointers to
+    /// this viewer (a gatekeeper that does not hold the relationship refuses, as it does
+    /// anything it does not serve).
+    async fn locate(
+        &self,
+        shared: &Shared,
+        candidates: &[(Address, String)],
+    ) -> Option<(Address, String)> {
+        let n = *shared.viewable().first()?;
+        for (provider, url) in candidates {
+            let client = self.chain.gatekeeper(url.clone(), *provider, self.signer.clone());
+            if candidates.len() == 1 || fetch_pointer(&client, shared.id, n).await.is_ok() {
+                return Some((*provider, url.clone()));
+            }
+        }
+        None
     }
 }

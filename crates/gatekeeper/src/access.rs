@@ -259,9 +259,12 @@ fn candidates(
     requester: Address,
 ) -> Vec<Candidate> {
     let mut out = Vec::new();
+    // The account the requester's key acts for (its rights and dates are checked by
+    // every request's decision).
+    let account = index.account_of(requester);
     for (id, e) in enrollments {
         let Some(rel) = index.relationship(id) else { continue };
-        if rel.patient == requester {
+        if account == Some(rel.patient) {
             out.push(Candidate::Compartment { relationship: *id, patient: e.patient.clone() });
             continue;
         }

@@ -10,6 +10,7 @@ use crate::{
     audit::{ProofJsonError, wire::ProvenEntry},
     auth::{Request, random_nonce, sign_request},
     enrollment::EnrollmentBody,
+    offer::{OfferBody, OfferView},
     pointer::PointerSpec,
     server::DATA_HASH_HEADER,
 };
@@ -294,17 +295,31 @@ impl GatekeeperClient {
             .collect()
     }
 
-    /// The provider tells its gatekeeper what `relationship` serves.
+    /// The provider tells its gatekeeper what `relationship` serves, with its signed
+    /// offer while the patient has not created it on chain.
     pub async fn enroll(
         &self,
         relationship: RelationshipId,
         patient: &str,
         pointers: &[PointerSpec],
+        offer: Option<&OfferBody>,
     ) -> Result<(), ClientError> {
         let target = format!("/enrollments/{}", relationship.0);
-        let body = EnrollmentBody { patient: patient.to_owned(), pointers: pointers.to_vec() };
+        let body = EnrollmentBody {
+            patient: patient.to_owned(),
+            pointers: pointers.to_vec(),
+            offer: offer.cloned(),
+        };
         let body = serde_json::to_vec(&body).map_err(|e| ClientError::Malformed(e.to_string()))?;
         self.answer(self.request("PUT", &target, body)?).await.map(|_| ())
+    }
+
+    /// The offers this gatekeeper's provider made to the signer's account, not yet on
+    /// chain (the signer is a key acting for the account with the decide right). Each
+    /// still has to be checked against the directory ([`OfferView::verify`]).
+    pub async fn offers(&self) -> Result<Vec<OfferView>, ClientError> {
+        let answer = self.answer(self.request("GET", "/offers", Vec::new())?).await?;
+        serde_json::from_value(answer).map_err(|e| ClientError::Malformed(e.to_string()))
     }
 
     /// The provider publishes a bounty query's text (which its policy must allow);

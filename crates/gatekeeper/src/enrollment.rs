@@ -2,7 +2,10 @@
 //! of `PUT /enrollments/{relationship}` ([`EnrollmentBody`]), and the file that keeps
 //! enrollments across restarts ([`EnrollmentFile`]).
 
-use crate::pointer::{PointerQuery, PointerSpec};
+use crate::{
+    offer::OfferBody,
+    pointer::{PointerQuery, PointerSpec},
+};
 use medrec_primitives::RelationshipId;
 use medrec_store::fhir::ResourceId;
 use serde::{Deserialize, Serialize};
@@ -16,6 +19,9 @@ pub struct Enrollment {
     pub patient: ResourceId,
     /// Pointer `i`'s query.
     pub pointers: Vec<PointerQuery>,
+    /// The provider's signed offer, for a relationship the patient creates (kept after
+    /// the chain shows it: it names the account and the delegate).
+    pub offer: Option<OfferBody>,
 }
 
 /// The wire form of an enrollment: `{"patient": <FHIR Patient id>, "pointers":
@@ -28,6 +34,10 @@ pub struct EnrollmentBody {
     pub patient: String,
     /// Each pointer's FHIR search text and commitment salt.
     pub pointers: Vec<PointerSpec>,
+    /// The provider's signed offer of the relationship, which the patient takes from
+    /// `GET /offers` and creates on chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<OfferBody>,
 }
 
 /// Most pointers a relationship holds.
@@ -69,7 +79,7 @@ impl TryFrom<&EnrollmentBody> for Enrollment {
                     .map_err(|e| EnrollmentInvalid::Pointer { index, reason: e.to_string() })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { patient, pointers })
+        Ok(Self { patient, pointers, offer: body.offer.clone() })
     }
 }
 
@@ -78,6 +88,7 @@ impl From<&Enrollment> for EnrollmentBody {
         Self {
             patient: e.patient.as_str().to_owned(),
             pointers: e.pointers.iter().map(PointerQuery::spec).collect(),
+            offer: e.offer.clone(),
         }
     }
 }
@@ -167,6 +178,7 @@ mod tests {
         EnrollmentBody {
             patient: "p1".into(),
             pointers: pointers.iter().map(|p| PointerSpec::Unsalted((*p).to_owned())).collect(),
+            offer: None,
         }
     }
 
@@ -175,7 +187,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("medrec-enroll-salt-{}", std::process::id()));
         let file = EnrollmentFile::new(dir.join("enrollments.json"));
         let spec = PointerSpec::salted("Observation?category=laboratory");
-        let body = EnrollmentBody { patient: "p1".into(), pointers: vec![spec.clone()] };
+        let body =
+            EnrollmentBody { patient: "p1".into(), pointers: vec![spec.clone()], offer: None };
         let id = RelationshipId(alloy::primitives::B256::repeat_byte(4));
         file.save(&HashMap::from([(id, Enrollment::try_from(&body).unwrap())])).unwrap();
         let back = file.load().unwrap();
@@ -192,7 +205,8 @@ mod tests {
         assert!(matches!(
             Enrollment::try_from(&EnrollmentBody {
                 patient: "not an id!".into(),
-                pointers: vec![]
+                pointers: vec![],
+                offer: None,
             }),
             Err(EnrollmentInvalid::Patient)
         ));

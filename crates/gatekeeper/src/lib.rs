@@ -38,6 +38,7 @@ pub mod enrollment;
 mod error;
 mod fhir;
 pub mod limits;
+pub mod offer;
 mod pipeline;
 pub mod pointer;
 pub mod research;

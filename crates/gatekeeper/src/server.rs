@@ -28,6 +28,7 @@ use crate::{
 use alloy::primitives::Address;
 use axum::{Router, extract::FromRef, http::HeaderName};
 use medrec_chain::{consent::ConsentIndex, follower::Health};
+use medrec_contracts::Rights;
 use medrec_primitives::RelationshipId;
 use medrec_store::{
     RecordReader, RecordStore, RecordWriter,
@@ -35,7 +36,7 @@ use medrec_store::{
     fhir::ResourceId,
 };
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::IpAddr,
     sync::{
         Arc, PoisonError, RwLock,
@@ -94,19 +95,26 @@ struct Counters {
 pub(crate) struct Enrolled {
     pub(crate) by_relationship: HashMap<RelationshipId, Enrollment>,
     by_patient: HashMap<ResourceId, Vec<RelationshipId>>,
+    /// The accounts offered a relationship here (they may ask for their offers before
+    /// the chain names them).
+    offered: HashSet<Address>,
 }
 
 impl Enrolled {
     fn new(by_relationship: HashMap<RelationshipId, Enrollment>) -> Self {
-        let mut e = Self { by_relationship, by_patient: HashMap::new() };
+        let mut e = Self { by_relationship, by_patient: HashMap::new(), offered: HashSet::new() };
         e.reindex();
         e
     }
 
     fn reindex(&mut self) {
         self.by_patient.clear();
+        self.offered.clear();
         for (id, e) in &self.by_relationship {
             self.by_patient.entry(e.patient.clone()).or_default().push(*id);
+            if let Some(offer) = &e.offer {
+                self.offered.insert(offer.account);
+            }
         }
         for ids in self.by_patient.values_mut() {
             ids.sort();
@@ -352,10 +360,38 @@ impl Gatekeeper {
         self.app.providers.contains(&address)
     }
 
-    /// Whether `address` may be served at all: the provider, or an address the chain
-    /// names as a patient, a viewer or a bounty owner.
+    /// Whether `address` may be served at all: the provider, an address the chain
+    /// names as a patient, a key, a viewer or a bounty owner, or an account this
+    /// provider offered a relationship.
     pub(crate) fn is_known(&self, address: Address) -> bool {
-        self.is_provider(address) || read(&self.app.index).is_participant(address)
+        self.is_provider(address)
+            || read(&self.app.index).is_participant(address)
+            || read(&self.app.enrolled).offered.contains(&address)
+    }
+
+    /// The offers made to `account` here that the chain does not show yet.
+    pub(crate) fn offers_for(&self, account: Address) -> Vec<crate::offer::OfferView> {
+        let index = read(&self.app.index);
+        let all = read(&self.app.enrolled);
+        let mut out: Vec<_> = all
+            .by_relationship
+            .iter()
+            .filter(|(id, _)| index.relationship(id).is_none())
+            .filter_map(|(id, e)| {
+                let offer = e.offer.as_ref().filter(|o| o.account == account)?;
+                Some(crate::offer::OfferView {
+                    relationship: *id,
+                    provider: offer.provider,
+                    account: offer.account,
+                    delegate: offer.delegate,
+                    query_commitment: e.pointers.first()?.commitment(),
+                    data_hash: offer.data_hash,
+                    signature: offer.signature.clone(),
+                })
+            })
+            .collect();
+        out.sort_by_key(|o| o.relationship);
+        out
     }
 
     /// Counts a request refused before its handler.
@@ -412,10 +448,14 @@ impl Gatekeeper {
         out
     }
 
-    /// The relationships at this gatekeeper whose patient is `requester`.
+    /// The relationships at this gatekeeper of the account `requester` (a key) sees for.
     pub(crate) fn patient_relationships(&self, requester: Address) -> Vec<RelationshipId> {
+        let now = crate::auth::unix_now();
+        let Some(account) = self.with_index(|i| i.acting_for(requester, Rights::SEE, now)) else {
+            return Vec::new();
+        };
         let mut out: Vec<RelationshipId> = self
-            .enrollments_where(|r| r.patient == requester)
+            .enrollments_where(|r| r.patient == account)
             .into_iter()
             .map(|(id, _)| id)
             .collect();

@@ -12,7 +12,12 @@ use alloy::{
     primitives::{Address, keccak256},
     providers::{Provider, ProviderBuilder},
 };
-use medrec_contracts::{Registrar, Relationships};
+use alloy::{
+    signers::{SignerSync as _, local::PrivateKeySigner},
+    sol_types::SolStruct as _,
+};
+use medrec_client::{chain::ChainSpec, patient::PatientSession};
+use medrec_contracts::Registrar;
 use medrec_devchain::{
     chain::{Chain, ChainConfig},
     deploy::Deployment,
@@ -22,6 +27,7 @@ use medrec_devchain::{
 };
 use medrec_gatekeeper::{
     client::{ClientError, GatekeeperClient},
+    offer::{self, Offer, OfferBody},
     pointer::{self, PointerSpec},
     serve::{Anchoring, RunningGatekeeper, ServeConfig, StoreUrl, spawn},
 };
@@ -168,62 +174,75 @@ impl Net {
         Self { node, rpc: Some(rpc), rpc_url, at, sites, dir }
     }
 
-    /// Provider `i` opens a relationship with `patient` with a pointer to the lab results
-    /// (on chain only; the gatekeeper is told by [`Net::tell_gatekeeper`]).
+    /// Provider `i` offers `patient` a relationship with a pointer to the lab results:
+    /// signed with the provider's key and kept at its gatekeeper, where the patient takes
+    /// it (the patient's key creates the relationship on chain). Retries while the
+    /// gatekeeper is not ready (20 s at most).
     ///
     /// # Panics
-    /// When the transaction fails.
-    pub async fn create(&self, i: usize, patient: Address) -> RelationshipId {
+    /// When the gatekeeper refuses for another reason, or for too long.
+    pub async fn offer(&self, i: usize, patient: Address) -> RelationshipId {
         let site = &self.sites[i];
         let query = site.labs.parse().unwrap();
         let data = site.labs_data().await;
         assert!(!data.resources.is_empty(), "the synthetic patient has lab results");
-        let r = Relationships::new(self.at.relationships, signer_of(&self.rpc_url, &site.account));
-        let call = r.create(patient, site.delegate.address, query.commitment(), data.data_hash);
-        // The gatekeeper anchors its access log with the same account now and then, so
-        // a nonce can be taken under our feet: send again then.
-        let mut tries = 0;
-        let pending = loop {
-            match call.send().await {
-                Ok(pending) => break pending,
-                Err(e) if e.to_string().contains("nonce") && tries < 20 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("creating the relationship failed: {e}"),
-            }
+        let delegate = site.delegate.address;
+        let signed = Offer {
+            account: patient,
+            delegate,
+            queryCommitment: query.commitment(),
+            dataHash: data.data_hash,
         };
-        assert!(pending.get_receipt().await.unwrap().status());
-        RelationshipId::derive(patient, site.delegate.address)
-    }
-
-    /// Provider `i` tells its gatekeeper what relationship `id` serves, retrying while
-    /// the gatekeeper has not seen it on chain yet (20 s at most).
-    ///
-    /// # Panics
-    /// When the gatekeeper refuses for another reason, or for too long.
-    pub async fn tell_gatekeeper(&self, i: usize, id: RelationshipId) {
-        let site = &self.sites[i];
+        let hash = signed.eip712_signing_hash(&offer::domain(CHAIN_ID, self.at.relationships));
+        let signature = site.account.signer().sign_hash_sync(&hash).unwrap();
+        let body = OfferBody {
+            provider: site.account.address,
+            account: patient,
+            delegate,
+            data_hash: data.data_hash,
+            signature: signature.as_bytes().to_vec().into(),
+        };
+        let id = body.relationship();
         let client = site.as_provider();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match client.enroll(id, &site.patient_id, std::slice::from_ref(&site.labs)).await {
+            match client
+                .enroll(id, &site.patient_id, std::slice::from_ref(&site.labs), Some(&body))
+                .await
+            {
                 Ok(()) => break,
                 Err(ClientError::Refused { status: 403 | 409 | 503, .. })
                     if Instant::now() < deadline =>
                 {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => panic!("enrolling failed: {e}"),
+                Err(e) => panic!("offering failed: {e}"),
             }
         }
+        id
     }
 
-    /// Provider `i` enrolls `patient`: a relationship on chain with its delegate and a
-    /// pointer to the lab results, and the gatekeeper told what it serves.
-    pub async fn enroll(&self, i: usize, patient: Address) -> RelationshipId {
-        let id = self.create(i, patient).await;
-        self.tell_gatekeeper(i, id).await;
+    /// Provider `i` offers `patient` a relationship and the patient takes it from the
+    /// gatekeeper with `patient_key`: the relationship on chain, created by the patient,
+    /// the provider's address encrypted for the patient.
+    ///
+    /// # Panics
+    /// When a step fails.
+    pub async fn relate(&self, i: usize, patient_key: &PrivateKeySigner) -> RelationshipId {
+        let id = self.offer(i, patient_key.address()).await;
+        let chain = ChainSpec {
+            rpc_url: self.rpc_url.clone(),
+            registrar: self.at.registrar,
+            relationships: self.at.relationships,
+            anchors: self.at.anchors,
+            from_block: 0,
+        }
+        .connect()
+        .await
+        .unwrap();
+        let session = PatientSession::with_signer(chain, patient_key.clone());
+        let offer = session.offer(&id.0.to_string()).await.unwrap();
+        session.take(&offer).await.unwrap();
         id
     }
 

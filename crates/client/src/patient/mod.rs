@@ -1,14 +1,24 @@
-//! What a patient does: answer relationships (accept, reject, delete), share pointers
-//! with a viewer and revoke, opt in or out of research ([`PatientSession`]); fetch
-//! every record verified against the chain into the encrypted cache ([`records`]); read
-//! the access log with its proofs ([`access_log`]).
+//! What a patient does: take a provider's offer (the patient's key creates the
+//! relationship, with the provider encrypted for the patient), answer updates (accept,
+//! reject) and delete, share pointers with a viewer (the relationship's key sealed for
+//! it) and revoke, opt in or out of research ([`PatientSession`]); manage the account's
+//! keys: rotation, custodians, guardians ([`keys`]); fetch every record verified against
+//! the chain into the encrypted cache ([`records`]); read the access log with its
+//! proofs ([`access_log`]).
+//!
+//! A session acts for an account (the address of the patient's first key) with a key:
+//! the account's own, a rotated one, or a custodian's. Only a session that holds the
+//! account's [`RecordsSecret`] reads the providers' names from the chain.
 
 pub mod access_log;
+pub mod keys;
+pub mod offers;
 pub mod records;
 
 use crate::{
     chain::{Chain, pick},
     error::{OrInvalid as _, Result, bail, ensure},
+    privacy::{self, RecordsSecret},
     timeline, tx,
 };
 use alloy::{
@@ -72,11 +82,13 @@ pub struct Grant {
     pub receipt: TransactionReceipt,
 }
 
-/// A patient, signing with their account's key, connected to the chain.
+/// A patient's account, acted for by one key, connected to the chain.
 #[derive(Debug, Clone)]
 pub struct PatientSession {
     chain: Chain,
     signer: PrivateKeySigner,
+    account: Address,
+    secret: Option<RecordsSecret>,
     dir: Option<PathBuf>,
 }
 
@@ -84,19 +96,37 @@ impl PatientSession {
     /// The patient of the opened `wallet` on `chain`; the encrypted record cache is in
     /// the wallet's directory.
     pub fn new(chain: Chain, wallet: &Wallet) -> Self {
-        Self { chain, signer: wallet.account().clone(), dir: Some(wallet.dir().to_owned()) }
+        Self::with_signer_in(chain, wallet.account().clone(), wallet.dir().to_owned())
     }
 
     /// The patient who signs with `signer` (a development account, a test), with no
     /// data directory: everything but the record cache ([`PatientSession::refresh`]).
-    pub const fn with_signer(chain: Chain, signer: PrivateKeySigner) -> Self {
-        Self { chain, signer, dir: None }
+    pub fn with_signer(chain: Chain, signer: PrivateKeySigner) -> Self {
+        let (account, secret) = (signer.address(), Some(RecordsSecret::of(&signer)));
+        Self { chain, signer, account, secret, dir: None }
     }
 
     /// The patient who signs with `signer` (a demo's development account, already
     /// unlocked), keeping the encrypted record cache in `dir`.
-    pub const fn with_signer_in(chain: Chain, signer: PrivateKeySigner, dir: PathBuf) -> Self {
-        Self { chain, signer, dir: Some(dir) }
+    pub fn with_signer_in(chain: Chain, signer: PrivateKeySigner, dir: PathBuf) -> Self {
+        Self { dir: Some(dir), ..Self::with_signer(chain, signer) }
+    }
+
+    /// Someone acting for `account` with `key`: a custodian (a parent, a spouse) or the
+    /// patient after a rotation, with the rights the chain gives the key. Without the
+    /// account's `secret` the providers' names stay encrypted.
+    pub const fn acting(
+        chain: Chain,
+        key: PrivateKeySigner,
+        account: Address,
+        secret: Option<RecordsSecret>,
+    ) -> Self {
+        Self { chain, signer: key, account, secret, dir: None }
+    }
+
+    /// The account's secret, when this session holds it.
+    pub const fn secret(&self) -> Option<&RecordsSecret> {
+        self.secret.as_ref()
     }
 
     /// The chain.
@@ -114,17 +144,25 @@ impl PatientSession {
         self.dir.as_deref()
     }
 
-    /// The patient's address.
-    pub fn address(&self) -> Address {
-        self.signer.address()
+    /// The patient's account (the address of their first key, which names their
+    /// relationships whatever key acts now).
+    pub const fn address(&self) -> Address {
+        self.account
     }
 
-    /// The patient's relationships as the chain's events tell them.
+    /// The patient's relationships as the chain's events tell them, each provider
+    /// decrypted when this session holds the account's secret.
     ///
     /// # Errors
     /// When the chain cannot be read.
     pub async fn relationships(&self) -> Result<BTreeMap<RelationshipId, Summary>> {
-        self.chain.patient_relationships(self.address()).await
+        let mut all = self.chain.patient_relationships(self.address()).await?;
+        if let Some(secret) = &self.secret {
+            for (id, s) in &mut all {
+                s.provider = privacy::decrypt_identity(&secret.relationship_key(*id), &s.identity);
+            }
+        }
+        Ok(all)
     }
 
     /// The relationship `target` names among the patient's.
@@ -156,7 +194,7 @@ impl PatientSession {
         Ok(Chosen { id, summary, delegate })
     }
 
-    /// Accepts (a new relationship or a pending update), rejects or deletes the
+    /// Accepts a pending update, rejects it or deletes the
     /// relationship `target` names: `to` is [`Status::Accepted`], [`Status::Rejected`]
     /// or [`Status::Deleted`].
     ///
@@ -237,9 +275,24 @@ impl PatientSession {
             timeline::when(expires_at)
         );
         let to40 = |t: u64| U40::from(t.min((1u64 << 40) - 1));
+        // The relationship's key, sealed for the viewer when it published an encryption
+        // key and this session holds the account's secret: the viewer then reads the
+        // provider from the chain; otherwise it asks the directory's gatekeepers.
+        let sealed = match (&self.secret, self.chain.encryption_key_of(viewer).await?) {
+            (Some(secret), Some(key)) => privacy::seal(key, &secret.relationship_key(id))
+                .map_err(|e| crate::Error::invalid(format!("no randomness for sealing: {e}")))?,
+            _ => Vec::new(),
+        };
         let contract = self.chain.relationships_as(self.signer.clone());
         let what = format!("sharing relationship {} with {viewer}", id.0);
-        let call = contract.grant(delegate, viewer, set.bits(), to40(not_before), to40(expires_at));
+        let call = contract.grant(
+            delegate,
+            viewer,
+            set.bits(),
+            to40(not_before),
+            to40(expires_at),
+            sealed.into(),
+        );
         let receipt = tx::send(&call, &what).await?;
         Ok(Grant { relationship: id, viewer, pointers: ids, not_before, expires_at, receipt })
     }
@@ -253,15 +306,25 @@ impl PatientSession {
         target: &Target,
         viewer: Address,
     ) -> Result<(RelationshipId, TransactionReceipt)> {
-        let Chosen { id, summary, delegate } = self.choose(target).await?;
+        let Chosen { id, summary, .. } = self.choose(target).await?;
         ensure!(
             summary.grants.contains_key(&viewer),
             "{viewer} has no access to relationship {} to revoke",
             id.0
         );
+        // The contract records any revocation; the consent index applies it only from a
+        // key with the share right, so check it here rather than send one that is
+        // ignored.
+        let (account, rights) = self.chain.acting_for(self.signer.address()).await?;
+        ensure!(
+            account == self.account && rights & medrec_contracts::Rights::SHARE != 0,
+            "key {} may not revoke for account {}: it lacks the share right, was retired, or its powers ended",
+            self.signer.address(),
+            self.account
+        );
         let contract = self.chain.relationships_as(self.signer.clone());
         let what = format!("revoking {viewer}'s access to relationship {}", id.0);
-        let receipt = tx::send(&contract.revoke(delegate, viewer), &what).await?;
+        let receipt = tx::send(&contract.revoke(id.0, viewer), &what).await?;
         Ok((id, receipt))
     }
 

@@ -1,16 +1,19 @@
-//! Enrolling a patient: a relationship on chain and at the gatekeeper.
+//! Enrolling a patient: an offer at the gatekeeper, which the patient takes.
 //!
 //! 1. The patient is resolved through the Registrar by identity commitment
 //!    (`keccak256(salt ‖ identity)`), or taken as an address; an institution registers
 //!    an unknown identity to the address given.
 //! 2. The wallet's next unused delegate (`m/44'/60'/1'/0/i'`) acts for this relationship
-//!    only; indexes already used on chain are skipped, so a lost `relationships.json`
-//!    never makes two relationships share a delegate.
-//! 3. `Relationships.create` (from the provider) carries pointer 0's query commitment and
-//!    data hash; the delegate gets gas money and sends `addPointer` for each further
-//!    pointer, each with the bounty query's commitment.
-//! 4. The gatekeeper is told the pointer queries, once its chain follower has seen the
-//!    relationship.
+//!    only; indexes already used on chain or in `relationships.json` are skipped, so two
+//!    relationships never share a delegate.
+//! 3. Pointer 0 is run, and the provider signs an offer (EIP-712: account, delegate,
+//!    pointer 0's salted query commitment and data hash) with its main key.
+//! 4. The gatekeeper keeps the offer with every pointer's query; the patient takes it
+//!    from `GET /offers` and creates the relationship on chain from their own key, the
+//!    provider encrypted for them. Nothing of this goes on chain from the provider: its
+//!    address never appears next to the patient's.
+//! 5. Further pointers wait in `relationships.json` until the relationship is on chain;
+//!    [`ProviderSession::publish`] adds them from the delegate, each with the bounty.
 
 use super::{
     ProviderSession,
@@ -27,8 +30,9 @@ use alloy::{
     primitives::{Address, B256, U256},
     signers::local::PrivateKeySigner,
 };
-use medrec_chain::inbox::Notice;
+use alloy::{signers::SignerSync as _, sol_types::SolStruct as _};
 use medrec_gatekeeper::client::GatekeeperClient;
+use medrec_gatekeeper::offer::{Offer, OfferBody};
 use medrec_gatekeeper::pointer::{self, PointerQuery, PointerSpec};
 use medrec_primitives::{IdentityCommitment, RelationshipId};
 use medrec_store::{
@@ -60,9 +64,8 @@ pub struct EnrollRequest {
     pub pointers: Vec<String>,
     /// The bounty query every pointer after the first carries.
     pub bounty: Option<Bounty>,
-    /// Wei sent to the relationship's delegate for its gas.
-    pub delegate_funding: U256,
-    /// Wei sent to the patient, when they hold less than half of it; 0 sends nothing.
+    /// Wei sent to the patient (on a priced chain), when they hold less than half of it,
+    /// to take the offer; 0 sends nothing.
     pub patient_funding: U256,
 }
 
@@ -77,8 +80,9 @@ pub struct PlacedPointer {
     pub resources: usize,
     /// Their data hash.
     pub data_hash: B256,
-    /// The transaction that put it on chain.
-    pub tx: B256,
+    /// The transaction that put it on chain (none for pointer 0, which the patient's
+    /// creation carries).
+    pub tx: Option<B256>,
 }
 
 /// A finished enrollment.
@@ -94,10 +98,11 @@ pub struct Enrollment {
     pub delegate: Address,
     /// Its HD index.
     pub delegate_index: u32,
-    /// The transaction that created the relationship.
-    pub tx: B256,
-    /// The pointers, pointer 0 first.
+    /// Pointer 0, offered.
     pub pointers: Vec<PlacedPointer>,
+    /// The further pointers' queries, added on chain by `publish` once the patient has
+    /// taken the offer.
+    pub waiting: Vec<String>,
     /// The bounty commitment the further pointers carry.
     pub bounty: Option<B256>,
     /// The identity commitment this provider registered to the patient, when it did.
@@ -144,27 +149,19 @@ impl ProviderSession {
             request.patient_id
         );
 
-        // The bounty's text goes to the gatekeeper before anything goes on chain, so that
-        // a gatekeeper that cannot take it stops the enrollment before it starts.
+        // The bounty's text goes to the gatekeeper first, so that a gatekeeper that cannot
+        // take it stops the enrollment before it starts.
         let bounty_commitment = match &request.bounty {
             Some(b) if queries.len() > 1 => Some(b.publish(&self.client()).await?),
             _ => None,
         };
         let chain = self.connect().await?;
         let (patient, registered_identity) = self.resolve_patient(&chain, &request.patient).await?;
-        let me = self.wallet.address();
 
-        // The next delegate index not used on chain.
+        // The next delegate index not used on chain nor in relationships.json.
         let mut state = Enrollments::load(&self.dir)?;
-        let used: BTreeSet<Address> = chain
-            .notices(me, 0, None)
-            .await?
-            .iter()
-            .filter_map(|d| match d.notice {
-                Notice::Created { provider, delegate, .. } if provider == me => Some(delegate),
-                _ => None,
-            })
-            .collect();
+        let mut used: BTreeSet<Address> = chain.delegates().await?;
+        used.extend(state.relationships.values().map(|e| e.delegate));
         let mut index = state.next_index();
         let mut delegate = self.wallet.delegate_address(index).context("no delegate address")?;
         while used.contains(&delegate) {
@@ -174,11 +171,10 @@ impl ProviderSession {
         ensure!(delegate != patient, "the delegate address cannot be the patient's");
         let relationship = RelationshipId::derive(patient, delegate);
 
-        // Pointer 0 comes with the relationship.
-        let signer = self.wallet.account().clone();
-        let opened = open_relationship(
+        // Pointer 0 comes with the offer, signed by the provider's main key.
+        let offered = offer_relationship(
             &chain,
-            &signer,
+            self.wallet.account(),
             store.as_ref(),
             patient,
             delegate,
@@ -186,51 +182,35 @@ impl ProviderSession {
             &specs[0],
         )
         .await?;
-        let by_provider = chain.sender(signer);
-        let mut placed = vec![opened.pointer];
-        let created_tx = opened.tx;
-        let mut entry = Enrolled {
+        let entry = Enrolled {
             delegate_index: index,
             delegate,
             patient,
             patient_id: request.patient_id.clone(),
-            pointers: vec![specs[0].clone()],
+            pointers: specs.clone(),
             gatekeeper_enrolled: false,
+            offer: Some(offered.offer.clone()),
         };
         state.relationships.insert(relationship.0, entry.clone());
         state.save(&self.dir)?;
 
+        // On a priced chain the patient needs gas to take the offer. Sending it is a
+        // public transfer from the provider to the patient, a trail the free-gas chain
+        // MedRec runs on does not have (`tx::fund` sends nothing there).
+        let by_provider = chain.sender(self.wallet.account().clone());
         tx::fund(&by_provider, patient, request.patient_funding, "the patient").await?;
 
-        // Further pointers, from the delegate, each with the bounty.
-        if let Some(commitment) = bounty_commitment {
-            tx::fund(&by_provider, delegate, request.delegate_funding, "the delegate").await?;
-            let signer = self.wallet.delegate(index).context("no delegate key")?;
-            let rels = chain.relationships_as(signer);
-            for (i, (q, spec)) in queries.iter().zip(&specs).enumerate().skip(1) {
-                let data = pointer::run(store.as_ref(), q, &patient_id)
-                    .await
-                    .with_context(|| format!("cannot compute pointer {i}'s data"))?;
-                let receipt = tx::send(
-                    &rels.addPointer(patient, q.commitment(), data.data_hash, commitment),
-                    &format!("adding pointer {i}"),
+        // The gatekeeper keeps the offer and every pointer's query.
+        self.client()
+            .enroll(relationship, &request.patient_id, &specs, Some(&offered.offer))
+            .await
+            .map_err(|e| {
+                Error::gatekeeper(
+                    format!("the gatekeeper did not take the offer of {}", relationship.0),
+                    e,
                 )
-                .await?;
-                placed.push(PlacedPointer {
-                    pointer: i,
-                    query: spec.text().to_owned(),
-                    resources: data.resources.len(),
-                    data_hash: data.data_hash,
-                    tx: receipt.transaction_hash,
-                });
-                entry.pointers.push(spec.clone());
-                state.relationships.insert(relationship.0, entry.clone());
-                state.save(&self.dir)?;
-            }
-        }
-
-        // The gatekeeper learns the queries once it has seen the relationship.
-        self.tell_gatekeeper(relationship, &request.patient_id, &specs).await?;
+            })?;
+        let mut entry = entry;
         entry.gatekeeper_enrolled = true;
         state.relationships.insert(relationship.0, entry);
         state.save(&self.dir)?;
@@ -241,8 +221,8 @@ impl ProviderSession {
             patient_id: request.patient_id.clone(),
             delegate,
             delegate_index: index,
-            tx: created_tx,
-            pointers: placed,
+            pointers: vec![offered.pointer],
+            waiting: specs.iter().skip(1).map(|s| s.text().to_owned()).collect(),
             bounty: bounty_commitment,
             registered_identity,
         })
@@ -329,24 +309,24 @@ pub(super) fn parse_spec(spec: &PointerSpec) -> Result<PointerQuery> {
     spec.parse().with_context(|| format!("the pointer query '{}'", spec.text()))
 }
 
-/// A relationship just created on chain.
+/// A relationship offered to a patient.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Opened {
+pub struct Offered {
     /// Its id, `keccak256(patient, delegate)`.
     pub relationship: RelationshipId,
-    /// Pointer 0, which came with it.
+    /// Pointer 0, which comes with it.
     pub pointer: PlacedPointer,
-    /// The creating transaction.
-    pub tx: B256,
+    /// The signed offer, for the gatekeeper.
+    pub offer: OfferBody,
 }
 
-/// The provider `provider` creates the relationship of `patient` with `delegate`,
-/// carrying pointer 0: `query` over the records of `patient_id` in `store`, by its
-/// (salted) query commitment and data hash.
+/// The provider (its main key `provider`) offers `patient` a relationship with
+/// `delegate`, carrying pointer 0: `query` over the records of `patient_id` in `store`,
+/// by its (salted) query commitment and data hash, signed as an EIP-712 `Offer`.
 ///
 /// # Errors
-/// When the query does not parse, the store cannot be read or the contract refuses.
-pub async fn open_relationship(
+/// When the query does not parse, the store cannot be read or signing fails.
+pub async fn offer_relationship(
     chain: &Chain,
     provider: &PrivateKeySigner,
     store: &dyn RecordStore,
@@ -354,27 +334,37 @@ pub async fn open_relationship(
     delegate: Address,
     patient_id: &ResourceId,
     query: &PointerSpec,
-) -> Result<Opened> {
+) -> Result<Offered> {
     let parsed = parse_spec(query)?;
     let data = pointer::run(store, &parsed, patient_id)
         .await
         .context("cannot compute pointer 0's data")?;
-    let rels = chain.relationships_as(provider.clone());
-    let receipt = tx::send(
-        &rels.create(patient, delegate, parsed.commitment(), data.data_hash),
-        "creating the relationship",
-    )
-    .await?;
-    Ok(Opened {
+    let signed = Offer {
+        account: patient,
+        delegate,
+        queryCommitment: parsed.commitment(),
+        dataHash: data.data_hash,
+    };
+    let domain = medrec_gatekeeper::offer::domain(chain.chain_id(), chain.spec().relationships);
+    let signature = provider
+        .sign_hash_sync(&signed.eip712_signing_hash(&domain))
+        .map_err(|e| Error::invalid(format!("cannot sign the offer: {e}")))?;
+    Ok(Offered {
         relationship: RelationshipId::derive(patient, delegate),
         pointer: PlacedPointer {
             pointer: 0,
             query: query.text().to_owned(),
             resources: data.resources.len(),
             data_hash: data.data_hash,
-            tx: receipt.transaction_hash,
+            tx: None,
         },
-        tx: receipt.transaction_hash,
+        offer: OfferBody {
+            provider: provider.address(),
+            account: patient,
+            delegate,
+            data_hash: data.data_hash,
+            signature: signature.as_bytes().to_vec().into(),
+        },
     })
 }
 
@@ -390,7 +380,7 @@ pub async fn tell_gatekeeper(
     patient_id: &str,
     pointers: &[PointerSpec],
 ) -> Result<()> {
-    until_caught_up(PAUSE, PATIENCE, || client.enroll(relationship, patient_id, pointers))
+    until_caught_up(PAUSE, PATIENCE, || client.enroll(relationship, patient_id, pointers, None))
         .await
         .map_err(|e| {
             Error::gatekeeper(

@@ -1,12 +1,14 @@
 //! Publishing new data behind enrolled pointers, announced on chain.
 //!
-//! For each enrolled relationship (or those named), each pointer's query is run again
-//! over the record store and its data hash compared with the latest one on chain
-//! (`PointerAdded` / `PointerUpdated` events). Each changed pointer gets
-//! `updatePointer(patient, pointer, newHash, bounty)` from the relationship's delegate,
-//! which sets *update pending* in the patient's summary and posts the bounty, owned by
-//! the block's miner. The bounty query's text is published at the gatekeeper first, so
-//! anyone can check it against the commitment on chain.
+//! For each enrolled relationship (or those named) that the patient has created from its
+//! offer, each pointer's query is run again over the record store and its data hash
+//! compared with the latest one on chain (`PointerAdded` / `PointerUpdated` events).
+//! Each changed pointer gets `updatePointer(patient, pointer, newHash, bounty)` from the
+//! relationship's delegate, and each pointer still waiting in `relationships.json` gets
+//! `addPointer`; either sets *update pending* in the patient's summary and posts the
+//! bounty, owned by the block's miner. The bounty query's text is published at the
+//! gatekeeper first, so anyone can check it against the commitment on chain. Offers the
+//! patient has not taken yet are left as they are.
 
 use super::{
     ProviderSession,
@@ -42,7 +44,7 @@ pub struct PublishedChange {
     pub pointer: usize,
     /// Its query.
     pub query: String,
-    /// The data hash on chain before.
+    /// The data hash on chain before (zero for a pointer added now).
     pub old_hash: B256,
     /// The new data hash.
     pub new_hash: B256,
@@ -63,11 +65,10 @@ pub struct PublishReport {
     pub unchanged: usize,
     /// Relationships left out because they are closed, with their status.
     pub skipped: Vec<(B256, String)>,
-    /// Relationships looked at (selected and not closed).
+    /// Relationships looked at (selected, on chain and not closed).
     pub relationships: usize,
-    /// Relationships this provider created on chain that `relationships.json` does not
-    /// know (their queries are unknown, so they are not published).
-    pub unknown: usize,
+    /// Offers the patient has not taken yet (nothing to publish for them).
+    pub waiting: Vec<B256>,
     /// Interrupted enrollments whose pointers the gatekeeper was told now.
     pub finished: Vec<B256>,
     /// The bounty the updates carry, with its commitment, when any was sent.
@@ -79,9 +80,11 @@ struct Change {
     relationship: B256,
     pointer: usize,
     query: String,
-    old: B256,
+    /// The data hash on chain, or the query commitment of a pointer to add.
+    old: Option<B256>,
     new: B256,
     resources: usize,
+    commitment: B256,
 }
 
 impl ProviderSession {
@@ -115,23 +118,20 @@ impl ProviderSession {
         );
 
         let chain = self.connect().await?;
-        let me = self.wallet.address();
-        let on_chain = chain.summaries(me).await?;
+        let ids = selected.iter().map(|(id, _)| *id).collect();
+        let on_chain = chain.summaries_of(&ids).await?;
         let mut report = PublishReport::default();
-        if request.only.is_empty() {
-            report.unknown = on_chain
-                .iter()
-                .filter(|(id, s)| {
-                    s.provider == Some(me) && !state.relationships.contains_key(&id.0)
-                })
-                .count();
-        }
         let store = self.store().await?;
 
         let mut changes = Vec::new();
         for (id, enrolled) in &selected {
             let Some(summary) = on_chain.get(&RelationshipId(*id)) else {
-                bail!("relationship {id} is not on this chain (was it enrolled on another one?)");
+                ensure!(
+                    enrolled.offer.is_some(),
+                    "relationship {id} is not on this chain (was it enrolled on another one?)"
+                );
+                report.waiting.push(*id);
+                continue;
             };
             if summary.status.is_some_and(Status::is_closed) {
                 let status = summary.status.map(|s| s.to_string()).unwrap_or_default();
@@ -143,19 +143,23 @@ impl ProviderSession {
             })?;
             for (i, spec) in enrolled.pointers.iter().enumerate() {
                 let query = super::enroll::parse_spec(spec)?;
-                let Some(&(commitment, old)) = summary.pointers.get(i) else {
-                    bail!(
-                        "pointer {i} of relationship {id} is in relationships.json but not on chain"
-                    );
-                };
+                let published = summary.pointers.get(i);
                 ensure!(
-                    commitment == query.commitment(),
-                    "pointer {i} of relationship {id} has another query (or salt) on chain than in relationships.json"
+                    i <= summary.pointers.len(),
+                    "pointer {i} of relationship {id} is in relationships.json but pointer {} is not on chain",
+                    summary.pointers.len()
                 );
+                if let Some((commitment, _)) = published {
+                    ensure!(
+                        *commitment == query.commitment(),
+                        "pointer {i} of relationship {id} has another query (or salt) on chain than in relationships.json"
+                    );
+                }
                 let data = pointer::run(store.as_ref(), &query, &patient)
                     .await
                     .with_context(|| format!("cannot compute pointer {i} of {id}"))?;
-                if data.data_hash == old {
+                let old = published.map(|p| p.1);
+                if old == Some(data.data_hash) {
                     report.unchanged += 1;
                 } else {
                     changes.push(Change {
@@ -165,11 +169,12 @@ impl ProviderSession {
                         old,
                         new: data.data_hash,
                         resources: data.resources.len(),
+                        commitment: query.commitment(),
                     });
                 }
             }
         }
-        report.relationships = selected.len() - report.skipped.len();
+        report.relationships = selected.len() - report.skipped.len() - report.waiting.len();
 
         // Enrollments the gatekeeper was not told about (an interrupted enrollment) are
         // finished first, so that it serves what the chain announces.
@@ -181,8 +186,20 @@ impl ProviderSession {
             if enrolled.gatekeeper_enrolled || closed {
                 continue;
             }
-            self.tell_gatekeeper(RelationshipId(*id), &enrolled.patient_id, &enrolled.pointers)
-                .await?;
+            self.client()
+                .enroll(
+                    RelationshipId(*id),
+                    &enrolled.patient_id,
+                    &enrolled.pointers,
+                    enrolled.offer.as_ref(),
+                )
+                .await
+                .map_err(|e| {
+                    crate::Error::gatekeeper(
+                        format!("the gatekeeper did not take the enrollment of {id}"),
+                        e,
+                    )
+                })?;
             if let Some(e) = state.relationships.get_mut(id) {
                 e.gatekeeper_enrolled = true;
             }
@@ -216,16 +233,21 @@ impl ProviderSession {
             tx::fund(&by_provider, enrolled.delegate, request.delegate_funding, "the delegate")
                 .await?;
             let rels = chain.relationships_as(delegate);
-            let call =
-                rels.updatePointer(enrolled.patient, U256::from(c.pointer), c.new, commitment);
-            let receipt =
+            let receipt = if c.old.is_some() {
+                let call =
+                    rels.updatePointer(enrolled.patient, U256::from(c.pointer), c.new, commitment);
                 tx::send(&call, &format!("updating pointer {} of {}", c.pointer, c.relationship))
-                    .await?;
+                    .await?
+            } else {
+                let call = rels.addPointer(enrolled.patient, c.commitment, c.new, commitment);
+                tx::send(&call, &format!("adding pointer {} to {}", c.pointer, c.relationship))
+                    .await?
+            };
             report.changes.push(PublishedChange {
                 relationship: c.relationship,
                 pointer: c.pointer,
                 query: c.query.clone(),
-                old_hash: c.old,
+                old_hash: c.old.unwrap_or_default(),
                 new_hash: c.new,
                 resources: c.resources,
                 tx: receipt.transaction_hash,

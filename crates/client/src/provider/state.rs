@@ -125,6 +125,10 @@ pub struct Enrolled {
     /// Whether the gatekeeper was told the pointers (`enroll` finished).
     #[serde(default)]
     pub gatekeeper_enrolled: bool,
+    /// The signed offer the patient takes (kept so that the gatekeeper can be told it
+    /// again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<medrec_gatekeeper::offer::OfferBody>,
 }
 
 /// `relationships.json`: relationship id → what the provider enrolled.

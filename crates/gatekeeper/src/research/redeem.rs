@@ -143,8 +143,8 @@ async fn redeem_bounty(
             reason: "not-ready",
         });
     }
-    let (bounty, provider) =
-        g.with_index(|i| (i.bounty(&rel, seq), i.relationship(&rel).map(|r| r.provider)));
+    let bounty = g.with_index(|i| i.bounty(&rel, seq));
+    let ours = g.with_enrolled(|e| e.by_relationship.contains_key(&rel));
     let Some(bounty) = bounty else {
         // Perhaps in a block the index has not applied yet (or in the newest block of a
         // chain that just reorganised): one question about the recent blocks only tells.
@@ -157,7 +157,7 @@ async fn redeem_bounty(
             unknown(format!("there is no bounty {bounty_id} on chain"))
         });
     };
-    if !provider.is_some_and(|p| g.is_provider(p)) {
+    if !ours {
         return Err(unknown(format!(
             "bounty {bounty_id} was not posted by this provider: redeem it at the gatekeeper of the provider that posted it"
         )));
@@ -328,9 +328,7 @@ impl ResearchDesk {
 /// their patients' FHIR ids.
 fn research_cohort(g: &Gatekeeper) -> Vec<(RelationshipId, ResourceId)> {
     g.enrollments_where(|r| {
-        g.is_provider(r.provider)
-            && r.research_opt_in
-            && !matches!(r.status, Status::Rejected | Status::Deleted)
+        r.research_opt_in && !matches!(r.status, Status::Rejected | Status::Deleted)
     })
 }
 

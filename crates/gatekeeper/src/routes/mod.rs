@@ -9,6 +9,7 @@
 //! | `/fhir/…` | scoped (see [`crate::access`]) | [`crate::fhir`] |
 //! | `GET /audit` | a patient, their entries | [`log`] |
 //! | `PUT /enrollments/{relationship}` | provider | [`enroll`] |
+//! | `GET /offers` | a patient's key | [`enroll`] |
 //! | `PUT /research/queries`, `POST /research/redeem/{relationship}/{seq}` | provider; bounty owner | [`crate::research`] |
 //!
 //! The data routes (all but the public ones) run inside two layers: the audit
@@ -33,6 +34,7 @@ pub(crate) fn app(g: &Gatekeeper) -> Router {
         .route("/pointers/{relationship}/{pointer}", get(pointer::get))
         .route("/audit", get(log::get))
         .route("/enrollments/{relationship}", put(enroll::put))
+        .route("/offers", get(enroll::offers))
         .route("/research/queries", put(crate::research::publish))
         .route("/research/redeem/{relationship}/{seq}", post(crate::research::redeem))
         .merge(crate::fhir::routes())
