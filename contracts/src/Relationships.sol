@@ -403,7 +403,9 @@ contract Relationships {
 
     /// @notice Registers a minor's custodian (a parent) with rights until the handover
     /// date, after which only the patient's own key acts.
-    /// @dev Only a certified institution (the one registering the minor).
+    /// @dev Only a certified institution. This gives an institution no power it lacks:
+    /// `Registrar.remap` already lets one move any identity to a key it holds. The
+    /// `KeyChanged` event tells the patient's app, and the owner key removes the key.
     /// @param account The minor's account.
     /// @param key The custodian's key for this account.
     /// @param rights A non-empty subset of SEE | SHARE | DECIDE.
@@ -464,6 +466,11 @@ contract Relationships {
         if (committed == bytes32(0) || keccak256(abi.encode(salt, guardians, threshold)) != committed) {
             revert GuardiansMismatch(account);
         }
+        // Strictly ascending, so that no guardian is counted twice.
+        if (guardians.length > MAX_GUARDIANS) revert GuardiansMismatch(account);
+        for (uint256 g = 1; g < guardians.length; ++g) {
+            if (guardians[g] <= guardians[g - 1]) revert GuardiansMismatch(account);
+        }
         Recovery memory r = _recoveries[account];
         if (r.newKey != address(0)) revert RecoveryPending(account);
         _acceptKey(account, newKey, ALL, 0, keySig);
@@ -509,6 +516,8 @@ contract Relationships {
         Key memory k = _keys[oldKey];
         bool owner = k.account == address(0) ? oldKey == account : k.account == account && k.rights & OWNER != 0;
         if (!owner) revert NotOwnerKey(account, oldKey);
+        // The new key may have started acting for someone during the time-lock.
+        if (_keys[r.newKey].account != address(0)) revert KeyInUse(r.newKey);
         _recoveries[account] = Recovery(address(0), 0, r.nonce + 1);
         delete _guardians[account];
         _rotate(account, oldKey, r.newKey);

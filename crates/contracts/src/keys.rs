@@ -51,11 +51,13 @@ pub fn recovery_hash(domain: &Eip712Domain, recovery: &Recovery) -> B256 {
 }
 
 /// The commitment an account stores for its guardians:
-/// `keccak256(abi.encode(salt, guardians, threshold))` with `guardians` in ascending
-/// order (sorted here).
+/// `keccak256(abi.encode(salt, guardians, threshold))` with `guardians` strictly
+/// ascending (sorted and deduplicated here: the contract refuses a recovery whose list
+/// is not, so that no guardian counts twice).
 pub fn guardian_commitment(salt: B256, guardians: &[Address], threshold: u8) -> B256 {
     let mut sorted = guardians.to_vec();
     sorted.sort();
+    sorted.dedup();
     type Encoded =
         (sol_data::FixedBytes<32>, sol_data::Array<sol_data::Address>, sol_data::Uint<8>);
     keccak256(Encoded::abi_encode_params(&(salt, sorted, threshold)))
