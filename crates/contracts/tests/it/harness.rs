@@ -2,10 +2,11 @@
 //! helpers to send calls, expect custom errors and decode events.
 
 use alloy::{
-    primitives::{Address, B256, Bytes, Log, U256, aliases::U40, keccak256},
+    primitives::{Address, B256, Bytes, Log, aliases::U40, keccak256},
+    signers::{SignerSync, local::PrivateKeySigner},
     sol_types::{SolCall, SolEvent},
 };
-use medrec_contracts::{ContractError, Registrar, Relationships};
+use medrec_contracts::{ContractError, Registrar, Relationships, keys};
 use medrec_devchain::{
     deploy::{Deployment, deploy_medrec},
     evm::{Evm, Outcome},
@@ -22,6 +23,17 @@ pub(crate) fn addr(n: u64) -> Address {
 /// A deterministic, non-zero 32-byte value named by `label`.
 pub(crate) fn h(label: &str) -> B256 {
     keccak256(label.as_bytes())
+}
+
+/// A key whose private half the test holds (it signs EIP-712 messages), named by `label`.
+pub(crate) fn signer(label: &str) -> PrivateKeySigner {
+    PrivateKeySigner::from_bytes(&keccak256(format!("key {label}"))).expect("a valid key")
+}
+
+/// 36 bytes standing in for a provider's address encrypted for the patient: nothing on
+/// chain reads it, only its length is checked.
+pub(crate) fn identity() -> Bytes {
+    keccak256("identity").iter().chain(&keccak256("tag")[..4]).copied().collect()
 }
 
 /// A uint40 argument.
@@ -83,6 +95,13 @@ fn event_name(topic: B256) -> &'static str {
         (R::ViewerGranted::SIGNATURE_HASH, "ViewerGranted"),
         (R::ViewerRevoked::SIGNATURE_HASH, "ViewerRevoked"),
         (R::ResearchConsentChanged::SIGNATURE_HASH, "ResearchConsentChanged"),
+        (R::BreakGlassSettingChanged::SIGNATURE_HASH, "BreakGlassSettingChanged"),
+        (R::BreakGlass::SIGNATURE_HASH, "BreakGlass"),
+        (R::KeyChanged::SIGNATURE_HASH, "KeyChanged"),
+        (R::KeyRotated::SIGNATURE_HASH, "KeyRotated"),
+        (R::GuardiansChanged::SIGNATURE_HASH, "GuardiansChanged"),
+        (R::RecoveryStarted::SIGNATURE_HASH, "RecoveryStarted"),
+        (R::RecoveryVetoed::SIGNATURE_HASH, "RecoveryVetoed"),
     ];
     known.iter().find(|(t, _)| *t == topic).map_or("<unknown event>", |(_, n)| n)
 }
@@ -168,6 +187,43 @@ impl World {
     pub(crate) const fn rel(&self) -> Address {
         self.at.relationships
     }
+
+    /// `key`'s EIP-712 acceptance to act for `account` with `rights` until `until`.
+    pub(crate) fn key_sig(
+        &self,
+        key: &PrivateKeySigner,
+        account: Address,
+        rights: u8,
+        until: u64,
+    ) -> Bytes {
+        let acceptance =
+            keys::KeyAcceptance { account, key: key.address(), rights, until: u40(until) };
+        let digest = keys::key_acceptance_hash(&self.domain(), &acceptance);
+        key.sign_hash_sync(&digest).expect("signs").as_bytes().to_vec().into()
+    }
+
+    /// `guardian`'s EIP-712 approval of moving `account` to `new_key` at `nonce`.
+    pub(crate) fn recovery_sig(
+        &self,
+        guardian: &PrivateKeySigner,
+        account: Address,
+        new_key: Address,
+        nonce: u32,
+    ) -> Bytes {
+        let recovery = keys::Recovery { account, newKey: new_key, nonce };
+        let digest = keys::recovery_hash(&self.domain(), &recovery);
+        guardian.sign_hash_sync(&digest).expect("signs").as_bytes().to_vec().into()
+    }
+
+    fn domain(&self) -> alloy::sol_types::Eip712Domain {
+        keys::domain(self.evm.chain_id(), self.rel())
+    }
+
+    /// The slot of `key` in the relationships contract.
+    pub(crate) fn key_of(&mut self, key: Address) -> Relationships::Key {
+        let rel = self.rel();
+        self.view(rel, Relationships::keyOfCall { key })
+    }
 }
 
 /// The cast of a relationship scenario, with a registered provider and patient.
@@ -226,26 +282,25 @@ impl Cast {
         medrec_primitives::RelationshipId::derive(self.patient, self.delegate).0
     }
 
-    /// Creates the relationship (pointer 0) from the provider; returns the receipt.
+    /// The patient's key creates the relationship from the provider's offer (pointer 0,
+    /// already accepted); returns the receipt.
     pub(crate) fn create(&mut self) -> Receipt {
         let rel = self.w.rel();
         self.w.send(
-            self.provider,
+            self.patient,
             rel,
             Relationships::createCall {
-                patient: self.patient,
                 delegate: self.delegate,
                 queryCommitment: h("query 0"),
                 dataHash: h("data 0"),
+                identity: identity(),
             },
         )
     }
 
-    /// Creates the relationship and has the patient accept it.
+    /// A cast whose relationship exists (created by the patient: accepted).
     pub(crate) fn accepted(mut self) -> Self {
         self.create();
-        let rel = self.w.rel();
-        self.w.send(self.patient, rel, Relationships::acceptCall { delegate: self.delegate });
         self
     }
 
@@ -255,7 +310,7 @@ impl Cast {
         self.w.view(rel, Relationships::relationshipCall { relId: id })
     }
 
-    /// Grants `viewer` `pointers` from now for `secs` seconds.
+    /// The patient grants `viewer` `pointers` from now for `secs` seconds.
     pub(crate) fn grant(&mut self, viewer: Address, pointers: u128, secs: u64) -> Receipt {
         let (rel, until) = (self.w.rel(), self.w.evm.timestamp() + secs);
         self.w.send(
@@ -267,16 +322,8 @@ impl Cast {
                 pointers,
                 notBefore: u40(0),
                 expiresAt: u40(until),
+                sealedKey: Bytes::new(),
             },
-        )
-    }
-
-    /// `canView` for `viewer` and `pointer` at the next block.
-    pub(crate) fn can_view(&mut self, viewer: Address, pointer: u64) -> bool {
-        let (rel, id) = (self.w.rel(), self.rel_id());
-        self.w.view(
-            rel,
-            Relationships::canViewCall { relId: id, viewer, pointerId: U256::from(pointer) },
         )
     }
 }

@@ -91,12 +91,29 @@ fn register(chain: &mut Chain, d: Deployment, provider: Address, patient: Addres
     }
 }
 
-fn create_call(patient: Address, delegate: Address) -> Vec<u8> {
+/// A provider's address encrypted for the patient: 36 random-looking bytes.
+fn identity() -> Bytes {
+    keccak256("identity").iter().chain(&keccak256("tag")[..4]).copied().collect()
+}
+
+/// The patient's key creates a relationship with `delegate` (sent by the patient).
+fn create_call(delegate: Address) -> Vec<u8> {
     Relationships::createCall {
-        patient,
         delegate,
-        queryCommitment: keccak256("Observation"),
+        queryCommitment: keccak256("salted Observation"),
         dataHash: keccak256("v1"),
+        identity: identity(),
+    }
+    .abi_encode()
+}
+
+/// The delegate adds a pointer to `account`'s relationship.
+fn add_pointer_call(account: Address) -> Vec<u8> {
+    Relationships::addPointerCall {
+        account,
+        queryCommitment: keccak256("salted MedicationRequest"),
+        dataHash: keccak256("meds v1"),
+        bounty: keccak256("count(MedicationRequest)"),
     }
     .abi_encode()
 }
@@ -111,11 +128,13 @@ fn unfunded_keys_run_a_relationship_at_zero_price() {
         assert_eq!(block.receipts[0].effective_gas_price, 0, "deployment {n} paid nothing");
     }
     let (provider, patient) = (fresh("provider"), fresh("patient"));
-    let delegate = fresh("delegate").address();
+    let delegate_key = fresh("delegate");
+    let delegate = delegate_key.address();
     register(&mut chain, d, provider.address(), patient.address());
 
     let steps = [
-        (&provider, d.relationships, create_call(patient.address(), delegate)),
+        (&patient, d.relationships, create_call(delegate)),
+        (&delegate_key, d.relationships, add_pointer_call(patient.address())),
         (&patient, d.relationships, Relationships::acceptCall { delegate }.abi_encode()),
         (
             &provider,
@@ -135,7 +154,9 @@ fn unfunded_keys_run_a_relationship_at_zero_price() {
     for who in [provider.address(), patient.address(), delegate] {
         assert_eq!(chain.balance(who), U256::ZERO, "nobody was funded");
     }
-    assert_eq!(chain.nonce(provider.address()), 2);
+    assert_eq!(chain.nonce(patient.address()), 2);
+    assert_eq!(chain.nonce(delegate), 1);
+    assert_eq!(chain.nonce(provider.address()), 1, "the provider only anchored");
 }
 
 #[test]
@@ -240,21 +261,23 @@ async fn a_reverting_zero_price_call_is_refused_with_its_revert_data() {
     let node = Node::new(Chain::new(free()).unwrap(), SealMode::Instant);
     let d = node.with(|c| c.deployment()).unwrap();
     let stranger = fresh("stranger");
+    // A creation whose encrypted identity is one byte short.
+    let short = Bytes::from(vec![7u8; 35]);
+    let call = Relationships::createCall {
+        delegate: Address::repeat_byte(2),
+        queryCommitment: keccak256("q"),
+        dataHash: keccak256("h"),
+        identity: short.clone(),
+    };
     let raw = node.with(|c| {
-        zero_price(
-            c,
-            &stranger,
-            TxKind::Call(d.relationships),
-            create_call(Address::repeat_byte(1), Address::repeat_byte(2)),
-            200_000,
-        )
+        zero_price(c, &stranger, TxKind::Call(d.relationships), call.abi_encode(), 200_000)
     });
     // In the chain: a typed refusal carrying the contract's error.
     let err = node.submit_raw(&raw).unwrap_err();
     let TxError::FreeReverted { data } = &err else { panic!("{err}") };
     assert_eq!(
         ContractError::decode(data),
-        ContractError::NotProvider { caller: stranger.address() }
+        ContractError::BadCiphertext { length: U256::from(35) }
     );
     // Over JSON-RPC: code 3, "execution reverted", the data.
     let handle = server::serve(node.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -268,7 +291,7 @@ async fn a_reverting_zero_price_call_is_refused_with_its_revert_data() {
         .wallet(EthereumWallet::from(stranger.clone()))
         .connect_http(handle.url().parse().unwrap());
     let err = Relationships::new(d.relationships, &p)
-        .create(Address::repeat_byte(1), Address::repeat_byte(2), keccak256("q"), keccak256("h"))
+        .create(Address::repeat_byte(2), keccak256("q"), keccak256("h"), short)
         .gas(200_000)
         .max_fee_per_gas(0)
         .max_priority_fee_per_gas(0)
@@ -278,7 +301,7 @@ async fn a_reverting_zero_price_call_is_refused_with_its_revert_data() {
     let data = err.as_revert_data().expect("revert data in the error");
     assert_eq!(
         ContractError::decode(&data),
-        ContractError::NotProvider { caller: stranger.address() }
+        ContractError::BadCiphertext { length: U256::from(35) }
     );
     assert_eq!(node.with(Chain::pending_count), 0);
     assert_eq!(node.with(|c| c.latest().header.number), 3, "nothing was mined");
@@ -287,28 +310,39 @@ async fn a_reverting_zero_price_call_is_refused_with_its_revert_data() {
 
 #[test]
 fn the_pending_state_counts_transactions_not_yet_mined() {
-    // The patient accepts a relationship whose creation is still pending: admitted,
-    // since it succeeds after the creation; without it, it would revert.
+    // The delegate adds a pointer to a relationship whose creation by the patient is
+    // still pending: admitted, since it succeeds after the creation; without it, it
+    // would revert.
     let mut chain = Chain::new(free()).unwrap();
     let d = chain.deployment().unwrap();
     let (provider, patient) = (fresh("provider"), fresh("patient"));
-    let delegate = fresh("delegate").address();
+    let delegate = fresh("delegate");
     register(&mut chain, d, provider.address(), patient.address());
-    let accept = Relationships::acceptCall { delegate }.abi_encode();
-    let early = zero_price(&chain, &patient, TxKind::Call(d.relationships), accept, 100_000);
-    assert!(matches!(chain.submit(&early), Err(TxError::FreeReverted { .. })));
+    let add = add_pointer_call(patient.address());
+    let early = zero_price(&chain, &delegate, TxKind::Call(d.relationships), add, 150_000);
+    let err = chain.submit(&early).unwrap_err();
+    let TxError::FreeReverted { data } = &err else { panic!("{err}") };
+    assert_eq!(
+        ContractError::decode(data),
+        ContractError::UnknownRelationship {
+            rel_id: medrec_primitives::RelationshipId::derive(
+                patient.address(),
+                delegate.address()
+            )
+        }
+    );
     let create = zero_price(
         &chain,
-        &provider,
+        &patient,
         TxKind::Call(d.relationships),
-        create_call(patient.address(), delegate),
+        create_call(delegate.address()),
         200_000,
     );
     let created = chain.submit(&create).unwrap();
-    let accepted = chain.submit(&early).unwrap();
+    let added = chain.submit(&early).unwrap();
     seal(&mut chain);
     assert!(mined_ok(&chain, &created));
-    assert!(mined_ok(&chain, &accepted));
+    assert!(mined_ok(&chain, &added));
 }
 
 #[test]
@@ -526,11 +560,11 @@ async fn alloys_fillers_send_from_an_unfunded_key_once_told_the_price_is_zero() 
     // An unfunded key with the same default fillers (what crates/client's
     // `Chain::sender` builds): the 1-wei tip is a price it cannot pay.
     let p = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(provider.clone()))
+        .wallet(EthereumWallet::from(patient.clone()))
         .connect_client(node.rpc_client());
     let rel = Relationships::new(d.relationships, &p);
     let delegate = fresh("delegate").address();
-    let create = rel.create(patient.address(), delegate, keccak256("Observation"), keccak256("v1"));
+    let create = rel.create(delegate, keccak256("Observation"), keccak256("v1"), identity());
     let err = create.send().await.unwrap_err();
     assert!(err.to_string().contains("insufficient funds"), "{err}");
     assert!(err.to_string().contains("gas is free on this chain"), "{err}");
@@ -538,10 +572,10 @@ async fn alloys_fillers_send_from_an_unfunded_key_once_told_the_price_is_zero() 
     // the gas and the nonce, and the transaction is mined at price 0. (A new provider:
     // alloy's cached nonce manager counted the refused transaction's nonce as used.)
     let p = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(provider.clone()))
+        .wallet(EthereumWallet::from(patient.clone()))
         .connect_client(node.rpc_client());
     let rel = Relationships::new(d.relationships, &p);
-    let create = rel.create(patient.address(), delegate, keccak256("Observation"), keccak256("v1"));
+    let create = rel.create(delegate, keccak256("Observation"), keccak256("v1"), identity());
     let receipt = create
         .max_fee_per_gas(0)
         .max_priority_fee_per_gas(0)
@@ -553,6 +587,9 @@ async fn alloys_fillers_send_from_an_unfunded_key_once_told_the_price_is_zero() 
         .unwrap();
     assert!(receipt.status());
     assert_eq!(receipt.effective_gas_price, 0);
+    let p = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(provider.clone()))
+        .connect_client(node.rpc_client());
     let anchors = AccessAnchors::new(d.anchors, &p);
     let anchor = anchors.anchor(keccak256("log"), 1).gas_price(0);
     let receipt = anchor.send().await.unwrap().get_receipt().await.unwrap();
@@ -571,7 +608,7 @@ async fn alloys_fillers_send_from_an_unfunded_key_once_told_the_price_is_zero() 
         .wallet(EthereumWallet::from(patient.clone()))
         .connect_client(node.rpc_client());
     let receipt = Relationships::new(d.relationships, &p)
-        .accept(delegate)
+        .setResearchConsent(delegate, true)
         .send()
         .await
         .unwrap()

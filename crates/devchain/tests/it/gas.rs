@@ -36,7 +36,7 @@ fn the_measurement_is_deterministic_and_covers_every_operation() {
         "register_patient",
         "register_provider",
         "create_relationship",
-        "accept",
+        "accept_update",
         "grant",
         "revoke",
         "update_pointer",
@@ -57,6 +57,11 @@ fn the_measurement_is_deterministic_and_covers_every_operation() {
         "veto_recovery",
         "complete_recovery",
         "set_encryption_key",
+        "create_relationship_second",
+        "break_glass",
+        "refuse_break_glass",
+        "create_group",
+        "add_group_member",
     ] {
         assert!(a.contains_key(op), "{op} missing from the gas report");
     }

@@ -130,21 +130,19 @@ async fn scenario(url: &str) -> Observations {
         })
         .await,
     );
+    let rel_id = medrec_primitives::RelationshipId::derive(patient.address, delegate.address).0;
+    // The provider's address encrypted for the patient (36 bytes).
+    let identity: Bytes =
+        [keccak256("identity").as_slice(), &keccak256("tag")[..4]].concat().into();
     txs.push(
-        send(provider, "create relationship", Some(relationships), {
+        send(patient, "create relationship", Some(relationships), {
             Relationships::createCall {
-                patient: patient.address,
                 delegate: delegate.address,
-                queryCommitment: keccak256("Observation?category=laboratory"),
+                queryCommitment: keccak256("salted Observation?category=laboratory"),
                 dataHash: keccak256("v1"),
+                identity: identity.clone(),
             }
             .abi_encode()
-        })
-        .await,
-    );
-    txs.push(
-        send(patient, "accept", Some(relationships), {
-            Relationships::acceptCall { delegate: delegate.address }.abi_encode()
         })
         .await,
     );
@@ -156,6 +154,7 @@ async fn scenario(url: &str) -> Observations {
                 pointers: 1,
                 notBefore: U40::ZERO,
                 expiresAt: U40::from(4_000_000_000u64),
+                sealedKey: vec![0x33; 80].into(),
             }
             .abi_encode()
         })
@@ -164,7 +163,7 @@ async fn scenario(url: &str) -> Observations {
     txs.push(
         send(delegate, "update pointer with bounty", Some(relationships), {
             Relationships::updatePointerCall {
-                patient: patient.address,
+                account: patient.address,
                 pointerId: U256::ZERO,
                 dataHash: keccak256("v2"),
                 bounty: keccak256("mean iron last week"),
@@ -174,17 +173,22 @@ async fn scenario(url: &str) -> Observations {
         .await,
     );
     txs.push(
-        send(patient, "revoke", Some(relationships), {
-            Relationships::revokeCall { delegate: delegate.address, viewer: viewer.address }
-                .abi_encode()
+        send(patient, "accept the update", Some(relationships), {
+            Relationships::acceptCall { delegate: delegate.address }.abi_encode()
         })
         .await,
     );
-    // A transaction that reverts on chain (sent with a fixed gas limit, so it is mined).
     txs.push(
-        send(viewer, "revoke without a grant (reverts)", Some(relationships), {
-            Relationships::revokeCall { delegate: delegate.address, viewer: viewer.address }
-                .abi_encode()
+        send(patient, "revoke", Some(relationships), {
+            Relationships::revokeCall { relId: rel_id, viewer: viewer.address }.abi_encode()
+        })
+        .await,
+    );
+    // A transaction that reverts on chain (sent with a fixed gas limit, so it is mined):
+    // the viewer has no relationship with this delegate under its own account.
+    txs.push(
+        send(viewer, "accept without a relationship (reverts)", Some(relationships), {
+            Relationships::acceptCall { delegate: delegate.address }.abi_encode()
         })
         .await,
     );
@@ -200,13 +204,13 @@ async fn scenario(url: &str) -> Observations {
                 .abi_encode(),
         ),
         (
-            "stranger creates",
+            "create with a short identity",
             relationships,
             Relationships::createCall {
-                patient: patient.address,
-                delegate: viewer.address,
-                queryCommitment: B256::ZERO,
-                dataHash: B256::ZERO,
+                delegate: delegate.address,
+                queryCommitment: keccak256("q"),
+                dataHash: keccak256("d"),
+                identity: identity[..35].to_vec().into(),
             }
             .abi_encode(),
         ),
@@ -219,6 +223,7 @@ async fn scenario(url: &str) -> Observations {
                 pointers: 0,
                 notBefore: U40::ZERO,
                 expiresAt: U40::from(1u64),
+                sealedKey: Bytes::new(),
             }
             .abi_encode(),
         ),
@@ -234,7 +239,6 @@ async fn scenario(url: &str) -> Observations {
     // Views, with the timestamps they hold checked against the node's own blocks
     // (the two nodes run at different wall-clock moments) and then set aside.
     let mut views = Vec::new();
-    let rel_id = medrec_primitives::RelationshipId::derive(patient.address, delegate.address).0;
     let block_time = async |n: Option<u64>| {
         p.get_block_by_number(n.unwrap().into()).await.unwrap().unwrap().header.timestamp
     };
@@ -249,7 +253,7 @@ async fn scenario(url: &str) -> Observations {
     let mut rel = Relationships::relationshipCall::abi_decode_returns(&out).unwrap();
     assert_eq!(
         rel.updatedAt.to::<u64>(),
-        block_time(txs[7].block).await,
+        block_time(txs[6].block).await,
         "updatedAt is the update's block time"
     );
     rel.updatedAt = U40::ZERO;
@@ -269,20 +273,16 @@ async fn scenario(url: &str) -> Observations {
     assert_eq!(resolved.registeredAt.to::<u64>(), block_time(txs[3].block).await);
     resolved.registeredAt = U40::ZERO;
     views.push(("resolve", Bytes::from(Registrar::resolveCall::abi_encode_returns(&resolved))));
+    // The patient's key slot, opened by its first creation.
     let out = p
         .call(
-            TransactionRequest::default().with_to(relationships).with_input(
-                Relationships::canViewCall {
-                    relId: rel_id,
-                    viewer: viewer.address,
-                    pointerId: U256::ZERO,
-                }
-                .abi_encode(),
-            ),
+            TransactionRequest::default()
+                .with_to(relationships)
+                .with_input(Relationships::keyOfCall { key: patient.address }.abi_encode()),
         )
         .await
         .unwrap();
-    views.push(("canView", out));
+    views.push(("keyOf", out));
 
     let mut balances = Vec::new();
     for a in [institution, provider, patient, delegate, viewer] {
@@ -306,9 +306,18 @@ async fn a_client_sees_the_same_on_the_devchain_and_on_anvil() {
     assert_eq!(reference.txs.len(), 10);
     assert!(reference.txs[..9].iter().all(|t| t.status), "{:#?}", reference.txs);
     assert!(!reference.txs[9].status);
+    let accounts = dev_accounts(10);
     assert_eq!(
         reference.reverts[0].1,
-        ContractError::NotInstitution { caller: dev_accounts(10)[9].address }
+        ContractError::NotInstitution { caller: accounts[9].address }
+    );
+    assert_eq!(reference.reverts[1].1, ContractError::BadCiphertext { length: U256::from(35) });
+    assert_eq!(reference.reverts[2].1, ContractError::EmptyPointerSet);
+    let key = Relationships::keyOfCall::abi_decode_returns(&reference.views[2].1).unwrap();
+    assert_eq!(
+        (key.account, key.rights, key.until),
+        (accounts[7].address, 15, U40::ZERO),
+        "the first creation opened the patient's key slot"
     );
 
     for (a, b) in reference.txs.iter().zip(&ours.txs) {

@@ -123,15 +123,16 @@ async fn competing_miners_own_the_bounties_of_their_blocks() {
         async move { mine(&config, |_| {}).await.unwrap() }
     };
     run(miners[0], 1).await;
+    // The patient's key creates the relationship, the provider named only encrypted.
     node.submit_raw(&tx(
-        1,
+        2,
         0,
         d.relationships,
         Relationships::createCall {
-            patient: patient.address,
             delegate: delegate.address,
             queryCommitment: keccak256("q"),
             dataHash: keccak256("d0"),
+            identity: vec![0x5a; 36].into(),
         }
         .abi_encode(),
     ))
@@ -142,7 +143,7 @@ async fn competing_miners_own_the_bounties_of_their_blocks() {
             i,
             d.relationships,
             Relationships::updatePointerCall {
-                patient: patient.address,
+                account: patient.address,
                 pointerId: U256::ZERO,
                 dataHash: keccak256(format!("d{}", i + 1)),
                 bounty: keccak256(format!("bounty {i}")),

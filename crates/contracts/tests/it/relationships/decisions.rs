@@ -5,11 +5,9 @@ use super::*;
 #[test]
 fn patient_decisions_follow_the_status_table() {
     use Decision::{Accept, Reject, Remove};
-    use Status::{Accepted, Deleted, New, Rejected, UpdatePending};
+    use Status::{Accepted, Deleted, Rejected, UpdatePending};
+    // Accept and reject apply to a pending update only: a relationship starts accepted.
     let table = [
-        (New, Accept, true),
-        (New, Reject, true),
-        (New, Remove, true),
         (UpdatePending, Accept, true),
         (UpdatePending, Reject, true),
         (UpdatePending, Remove, true),
@@ -33,7 +31,7 @@ fn patient_decisions_follow_the_status_table() {
             assert_eq!(r.event_names(), ["StatusChanged"], "{from:?} {decision:?}");
             assert_eq!(
                 r.event::<R::StatusChanged>(),
-                R::StatusChanged { relId: rel_id, status: to.as_u8() },
+                R::StatusChanged { relId: rel_id, status: to.as_u8(), actor: patient },
                 "{from:?} {decision:?}"
             );
             // Accepting accepts every pointer so far; nothing else but the status changes
@@ -60,7 +58,7 @@ fn patient_decisions_follow_the_status_table() {
 
 #[test]
 fn only_the_patient_decides() {
-    let mut c = cast_in(Status::New);
+    let mut c = cast_in(Status::UpdatePending);
     let delegate = c.delegate;
     let senders = [
         ("provider", c.provider),
@@ -86,7 +84,7 @@ fn only_the_patient_decides() {
         c.w.fail(delegate, rel, R::acceptCall { delegate: patient }),
         ContractError::UnknownRelationship { rel_id: RelationshipId::derive(delegate, patient) }
     );
-    assert_eq!(status(&mut c), NEW);
+    assert_eq!(status(&mut c), UPDATE_PENDING);
 }
 
 #[test]
@@ -108,7 +106,6 @@ fn a_full_lifecycle_emits_each_status_in_order() {
     let mut c = Cast::new();
     let patient = c.patient;
     let mut receipts = vec![c.create()];
-    receipts.push(decide(&mut c, patient, Decision::Accept));
     receipts.push(add(&mut c, 1));
     receipts.push(decide(&mut c, patient, Decision::Accept));
     receipts.push(update(&mut c, 1, 2));
@@ -118,10 +115,7 @@ fn a_full_lifecycle_emits_each_status_in_order() {
 
     let statuses: Vec<u8> =
         receipts.iter().flat_map(|r| r.events::<R::StatusChanged>()).map(|e| e.status).collect();
-    assert_eq!(
-        statuses,
-        [NEW, ACCEPTED, UPDATE_PENDING, ACCEPTED, UPDATE_PENDING, REJECTED, DELETED]
-    );
+    assert_eq!(statuses, [UPDATE_PENDING, ACCEPTED, UPDATE_PENDING, REJECTED, DELETED]);
     let stored = c.stored();
     assert_eq!((stored.status, stored.pointerCount, stored.updates), (DELETED, 2, u24(3)));
     assert_eq!(stored.acceptedCount, 2);
@@ -132,11 +126,10 @@ fn accepting_accepts_every_pointer_so_far_and_nothing_else_moves_the_count() {
     let mut c = Cast::new();
     let patient = c.patient;
     c.create();
-    assert_eq!(counts(&mut c), (NEW, 1, 0), "created: nothing accepted yet");
+    assert_eq!(counts(&mut c), (ACCEPTED, 1, 1), "created: pointer 0 accepted at once");
 
-    // Pointers added while New are accepted with the relationship.
     add(&mut c, 1);
-    assert_eq!(counts(&mut c), (NEW, 2, 0), "added while new");
+    assert_eq!(counts(&mut c), (UPDATE_PENDING, 2, 1), "added after creation");
     decide(&mut c, patient, Decision::Accept);
     assert_eq!(counts(&mut c), (ACCEPTED, 2, 2), "first acceptance");
 

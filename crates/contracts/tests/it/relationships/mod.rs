@@ -1,20 +1,23 @@
 //! `Relationships`: every function, access rule, revert path and event.
 //!
-//! The contract authenticates each party by recomputing the relationship id from the
-//! sender (`relId = keccak256(abi.encode(patient, delegate))`), so "someone else"
-//! always meets a different, usually unknown, id: the refusals below name that id.
+//! The patient's key creates each relationship under the patient's account
+//! (`relId = keccak256(abi.encode(account, delegate))`), and the delegate acts on it
+//! afterwards; the contract finds the relationship from the sender (its account, or the
+//! delegate), so "someone else" always meets a different, usually unknown, id: the
+//! refusals below name that id. Keys, custodians, guardians and break-glass have their
+//! own modules.
 
 use crate::harness::*;
 use alloy::{
-    primitives::{Address, B256, U256, aliases::U24, keccak256},
+    primitives::{Address, B256, Bytes, U256, aliases::U24, keccak256},
+    signers::local::PrivateKeySigner,
     sol_types::{SolCall, SolEvent},
 };
-use medrec_contracts::{ContractError, Registrar, Relationships as R};
+use medrec_contracts::{ContractError, Registrar, Relationships as R, Rights};
 use medrec_devchain::evm::Outcome;
 use medrec_primitives::{RelationshipId, Status};
 
 const NONE: u8 = 0;
-const NEW: u8 = Status::New.as_u8();
 const UPDATE_PENDING: u8 = Status::UpdatePending.as_u8();
 const ACCEPTED: u8 = Status::Accepted.as_u8();
 const REJECTED: u8 = Status::Rejected.as_u8();
@@ -50,16 +53,16 @@ fn id(c: &Cast) -> RelationshipId {
 
 fn create_call(c: &Cast) -> R::createCall {
     R::createCall {
-        patient: c.patient,
         delegate: c.delegate,
         queryCommitment: query(0),
         dataHash: data(0),
+        identity: identity(),
     }
 }
 
 fn add_call(c: &Cast, n: u64) -> R::addPointerCall {
     R::addPointerCall {
-        patient: c.patient,
+        account: c.patient,
         queryCommitment: query(n),
         dataHash: data(n),
         bounty: bounty(n),
@@ -68,7 +71,7 @@ fn add_call(c: &Cast, n: u64) -> R::addPointerCall {
 
 fn update_call(c: &Cast, pointer: u64, n: u64) -> R::updatePointerCall {
     R::updatePointerCall {
-        patient: c.patient,
+        account: c.patient,
         pointerId: U256::from(pointer),
         dataHash: data(n),
         bounty: bounty(n),
@@ -88,6 +91,7 @@ fn grant_call(
         pointers,
         notBefore: u40(not_before),
         expiresAt: u40(expires_at),
+        sealedKey: Bytes::new(),
     }
 }
 
@@ -116,29 +120,15 @@ fn grant_window(
     c.w.send(patient, rel, call)
 }
 
+/// `from` revokes `viewer` on the cast's relationship (an unchecked event).
 fn revoke(c: &mut Cast, from: Address, viewer: Address) -> Receipt {
-    let (rel, delegate) = (c.w.rel(), c.delegate);
-    c.w.send(from, rel, R::revokeCall { delegate, viewer })
-}
-
-fn revoke_fails(c: &mut Cast, from: Address, viewer: Address) -> ContractError {
-    let (rel, delegate) = (c.w.rel(), c.delegate);
-    c.w.fail(from, rel, R::revokeCall { delegate, viewer })
+    let (rel, rel_id) = (c.w.rel(), c.rel_id());
+    c.w.send(from, rel, R::revokeCall { relId: rel_id, viewer })
 }
 
 fn consent(c: &mut Cast, from: Address, opt_in: bool) -> Receipt {
     let (rel, delegate) = (c.w.rel(), c.delegate);
     c.w.send(from, rel, R::setResearchConsentCall { delegate, optIn: opt_in })
-}
-
-fn grant_of(c: &mut Cast, rel_id: B256, viewer: Address) -> R::Grant {
-    let rel = c.w.rel();
-    c.w.view(rel, R::grantOfCall { relId: rel_id, viewer })
-}
-
-fn can_view_at(c: &mut Cast, rel_id: B256, viewer: Address, pointer: U256) -> bool {
-    let rel = c.w.rel();
-    c.w.view(rel, R::canViewCall { relId: rel_id, viewer, pointerId: pointer })
 }
 
 fn status(c: &mut Cast) -> u8 {
@@ -149,24 +139,6 @@ fn status(c: &mut Cast) -> u8 {
 fn counts(c: &mut Cast) -> (u8, u8, u8) {
     let s = c.stored();
     (s.status, s.pointerCount, s.acceptedCount)
-}
-
-fn no_grant() -> R::Grant {
-    R::Grant { pointers: 0, notBefore: u40(0), expiresAt: u40(0) }
-}
-
-fn register_provider(c: &mut Cast, account: Address, label: &str) {
-    let (reg, institution) = (c.w.reg(), c.institution);
-    c.w.send(
-        institution,
-        reg,
-        Registrar::registerProviderCall {
-            identity: h(label),
-            account,
-            endpoint: "https://gk.clinic.example".into(),
-            encryptionKey: h(&format!("{label} key")),
-        },
-    );
 }
 
 /// A patient's decision on a relationship.
@@ -220,14 +192,11 @@ fn decide_fails(c: &mut Cast, from: Address, d: Decision) -> ContractError {
     }
 }
 
-/// A cast whose relationship has just reached `status` the ordinary way.
+/// A cast whose relationship has just reached `status` the ordinary way (a relationship
+/// is never New: the patient creates it accepted).
 fn cast_in(status: Status) -> Cast {
-    let mut c = match status {
-        Status::New => {
-            let mut c = Cast::new();
-            c.create();
-            c
-        }
+    let c = match status {
+        Status::New => panic!("no relationship is ever {status:?}"),
         Status::Accepted => Cast::new().accepted(),
         Status::UpdatePending => {
             let mut c = Cast::new().accepted();
@@ -235,20 +204,19 @@ fn cast_in(status: Status) -> Cast {
             c
         }
         Status::Rejected => {
-            let mut c = Cast::new();
-            c.create();
+            let mut c = cast_in(Status::UpdatePending);
             let patient = c.patient;
             decide(&mut c, patient, Decision::Reject);
             c
         }
         Status::Deleted => {
-            let mut c = Cast::new();
-            c.create();
+            let mut c = Cast::new().accepted();
             let patient = c.patient;
             decide(&mut c, patient, Decision::Remove);
             c
         }
     };
+    let mut c = c;
     assert_eq!(c.stored().status, status.as_u8(), "setting up {status:?}");
     c
 }
@@ -260,20 +228,82 @@ fn relationship_slot(rel_id: B256) -> U256 {
     U256::from_be_bytes(keccak256(buf).0)
 }
 
-/// Storage slot of `_grants[relId][viewer]` (mapping at slot 1).
-fn grant_slot(rel_id: B256, viewer: Address) -> U256 {
+/// Storage slot of `_keys[key]` (mapping at slot 1).
+fn key_slot(key: Address) -> U256 {
     let mut buf = [0u8; 64];
-    buf[..32].copy_from_slice(rel_id.as_slice());
+    buf[..32].copy_from_slice(key.into_word().as_slice());
     buf[63] = 1;
-    let inner = keccak256(buf);
-    buf[..32].copy_from_slice(viewer.into_word().as_slice());
-    buf[32..].copy_from_slice(inner.as_slice());
     U256::from_be_bytes(keccak256(buf).0)
 }
 
+/// The key `label`, accepted to act for `account` with `rights` until `until`.
+fn accepted_key(
+    c: &Cast,
+    label: &str,
+    account: Address,
+    rights: u8,
+    until: u64,
+) -> (PrivateKeySigner, Bytes) {
+    let key = signer(label);
+    let sig = c.w.key_sig(&key, account, rights, until);
+    (key, sig)
+}
+
+/// The patient's (owner) key adds `label` as a custodian key with `rights` until
+/// `until`; returns its address.
+fn add_key(c: &mut Cast, label: &str, rights: u8, until: u64) -> Address {
+    let (key, sig) = accepted_key(c, label, c.patient, rights, until);
+    let (rel, patient) = (c.w.rel(), c.patient);
+    let call = R::addKeyCall { key: key.address(), rights, until: u40(until), keySig: sig };
+    c.w.send(patient, rel, call);
+    key.address()
+}
+
+/// The account's owner key `from` rotates the patient's account to the key `label`;
+/// returns its address.
+fn rotate(c: &mut Cast, from: Address, label: &str) -> Address {
+    let (key, sig) = accepted_key(c, label, c.patient, Rights::ALL, 0);
+    let rel = c.w.rel();
+    c.w.send(from, rel, R::rotateCall { newKey: key.address(), keySig: sig });
+    key.address()
+}
+
+/// Every patient-side call a key could try on the cast's account, with the right it needs.
+fn patient_calls(c: &Cast, far: u64) -> Vec<(&'static str, Vec<u8>, u8)> {
+    let delegate = c.delegate;
+    vec![
+        (
+            "create",
+            R::createCall { delegate: addr(13), ..create_call(c) }.abi_encode(),
+            Rights::DECIDE,
+        ),
+        ("grant", grant_call(c, addr(31), 1, 0, far).abi_encode(), Rights::SHARE),
+        ("accept", R::acceptCall { delegate }.abi_encode(), Rights::DECIDE),
+        ("reject", R::rejectCall { delegate }.abi_encode(), Rights::DECIDE),
+        ("remove", R::removeCall { delegate }.abi_encode(), Rights::DECIDE),
+        (
+            "setResearchConsent",
+            R::setResearchConsentCall { delegate, optIn: true }.abi_encode(),
+            Rights::DECIDE,
+        ),
+        ("setBreakGlass", R::setBreakGlassCall { allowed: false }.abi_encode(), Rights::DECIDE),
+        (
+            "setGuardians",
+            R::setGuardiansCall { commitment: h("guardians") }.abi_encode(),
+            Rights::OWNER,
+        ),
+        ("removeKey", R::removeKeyCall { key: addr(77) }.abi_encode(), Rights::OWNER),
+        ("vetoRecovery", R::vetoRecoveryCall {}.abi_encode(), Rights::OWNER),
+    ]
+}
+
+mod break_glass;
 mod create;
+mod custodians;
 mod decisions;
 mod grants;
+mod guardians;
+mod keys;
 mod pointers;
 mod research_consent;
 mod storage;

@@ -14,7 +14,7 @@ fn research_consent_defaults_out_and_toggles() {
         assert_eq!(r.event_names(), ["ResearchConsentChanged"]);
         assert_eq!(
             r.event::<R::ResearchConsentChanged>(),
-            R::ResearchConsentChanged { relId: rel_id, optedIn: opt_in }
+            R::ResearchConsentChanged { relId: rel_id, optedIn: opt_in, actor: patient }
         );
         assert_eq!(c.stored(), R::Relationship { researchOptIn: opt_in, ..before }, "{opt_in}");
     }
@@ -48,8 +48,8 @@ fn only_the_patient_sets_research_consent() {
 }
 
 #[test]
-fn research_consent_is_open_while_new_pending_or_accepted() {
-    for open in [Status::New, Status::UpdatePending, Status::Accepted] {
+fn research_consent_is_open_while_pending_or_accepted() {
+    for open in [Status::UpdatePending, Status::Accepted] {
         let mut c = cast_in(open);
         let (patient, rel_id) = (c.patient, c.rel_id());
         let before = c.stored();
@@ -57,7 +57,7 @@ fn research_consent_is_open_while_new_pending_or_accepted() {
             let r = consent(&mut c, patient, opt_in);
             assert_eq!(
                 r.event::<R::ResearchConsentChanged>(),
-                R::ResearchConsentChanged { relId: rel_id, optedIn: opt_in },
+                R::ResearchConsentChanged { relId: rel_id, optedIn: opt_in, actor: patient },
                 "{open:?} {opt_in}"
             );
             assert_eq!(
@@ -74,7 +74,7 @@ fn research_consent_is_refused_once_the_relationship_is_closed() {
     type Setup = fn() -> Cast;
     // (label, setup, closed status, whether the patient had opted in before closing)
     let cases: [(&str, Setup, Status, bool); 5] = [
-        ("rejected while new", || cast_in(Status::Rejected), Status::Rejected, false),
+        ("rejected", || cast_in(Status::Rejected), Status::Rejected, false),
         (
             "rejected while update pending, opted in",
             || {
@@ -87,7 +87,7 @@ fn research_consent_is_refused_once_the_relationship_is_closed() {
             Status::Rejected,
             true,
         ),
-        ("deleted while new", || cast_in(Status::Deleted), Status::Deleted, false),
+        ("deleted", || cast_in(Status::Deleted), Status::Deleted, false),
         (
             "deleted while accepted, opted in",
             || {
