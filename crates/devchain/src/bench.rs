@@ -246,7 +246,7 @@ async fn setup(rpc: &Rpc, accounts: &[DevAccount]) -> Result<(u64, Address), Ben
     ]
     .concat();
     let steps = [
-        inst.tx(None, init, 3_000_000),
+        inst.tx(None, init, 5_000_000),
         inst.tx(
             None,
             [
@@ -254,7 +254,7 @@ async fn setup(rpc: &Rpc, accounts: &[DevAccount]) -> Result<(u64, Address), Ben
                 &Relationships::constructorCall { registrar_: registrar }.abi_encode(),
             ]
             .concat(),
-            3_000_000,
+            5_000_000,
         ),
         inst.tx(
             Some(registrar),

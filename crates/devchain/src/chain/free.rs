@@ -9,7 +9,8 @@
 //!    creates a contract from the founding institution (development account 0) or an
 //!    account in [`ChainConfig::free_gas_deployers`](super::ChainConfig::free_gas_deployers);
 //! 3. its gas limit fits in the zero-price gas one sender may use per block
-//!    ([`ChainConfig::free_gas_block_gas`](super::ChainConfig::free_gas_block_gas)), and
+//!    ([`ChainConfig::free_gas_block_gas`](super::ChainConfig::free_gas_block_gas); an
+//!    allowed deployer's contract creation only in the block), and
 //!    its sender has fewer than
 //!    [`ChainConfig::free_gas_max_pending`](super::ChainConfig::free_gas_max_pending)
 //!    zero-price transactions pending;
@@ -53,7 +54,7 @@ impl Chain {
                 }
             }
         }
-        let allowance = self.config.free_gas_block_gas;
+        let allowance = self.free_allowance(tx);
         if e.gas_limit() > allowance {
             return Err(TxError::FreeGasAboveAllowance { have: e.gas_limit(), allowance });
         }
@@ -62,6 +63,18 @@ impl Chain {
             return Err(TxError::FreePendingLimit { sender: tx.sender, max });
         }
         self.succeeds_when_pending(tx)
+    }
+
+    /// The zero-price gas `tx`'s sender may use per block: `free_gas_block_gas`, except
+    /// for a contract creation by an allowed deployer (the founding institution deploys
+    /// the MedRec contracts, larger than one sender's allowance), bounded only by the
+    /// block.
+    pub(super) fn free_allowance(&self, tx: &SignedTx) -> u64 {
+        if tx.envelope.kind() == TxKind::Create && self.free_deployer(tx.sender) {
+            u64::MAX
+        } else {
+            self.config.free_gas_block_gas
+        }
     }
 
     /// Whether zero-price transactions may call `to`.

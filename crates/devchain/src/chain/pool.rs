@@ -174,7 +174,7 @@ impl Chain {
             }
             if is_zero_price(&t.tx.envelope, base_fee) {
                 let used = free_gas.entry(sender).or_default();
-                if *used + limit > self.config.free_gas_block_gas {
+                if *used + limit > self.free_allowance(&t.tx) {
                     continue;
                 }
                 *used += limit;

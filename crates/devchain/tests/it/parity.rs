@@ -58,7 +58,7 @@ async fn scenario(url: &str) -> Observations {
         let mut tx = TransactionRequest::default()
             .with_from(from.address)
             .with_input(data)
-            .with_gas_limit(3_000_000)
+            .with_gas_limit(5_000_000)
             .with_max_fee_per_gas(20_000_000_000)
             .with_max_priority_fee_per_gas(1_000_000_000);
         tx = match to {
