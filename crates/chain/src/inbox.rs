@@ -142,18 +142,13 @@ pub async fn read<P: Provider>(
         .filter(|l| !l.topics().get(1).is_some_and(|id| own.contains(id)))
         .map(|l| l.inner)
         .collect();
-    let mut ids = own;
+    let mut ids = own.clone();
     ids.extend(theirs.iter().filter_map(|l| l.topics().get(1).copied()));
     let mut out =
         read_relationships(chain, relationships, deployed, &ids, since, to_number(to)).await?;
     // Only the viewer's own grants of relationships that are not the participant's.
-    let own_ids: BTreeSet<RelationshipId> = out
-        .iter()
-        .filter(|d| matches!(&d.notice, Notice::Created { patient, .. } if *patient == participant))
-        .map(|d| d.relationship)
-        .collect();
     out.retain(|d| {
-        own_ids.contains(&d.relationship)
+        own.contains(&d.relationship.0)
             || matches!(&d.notice, Notice::Granted { viewer, .. } | Notice::Revoked { viewer } if *viewer == participant)
     });
     Ok(out)

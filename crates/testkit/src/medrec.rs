@@ -116,9 +116,21 @@ impl Medrec {
 
     /// The [`PATIENT`] revokes `viewer`.
     pub async fn revoke(&self, viewer: usize) {
-        let v = self.address(viewer);
-        let rel_id = self.relationship().0;
-        self.patient_does(|r, _| r.revoke(rel_id, v).into_transaction_request()).await;
+        self.revoke_as(PATIENT, viewer).await;
+    }
+
+    /// Dev account `who` sends a revocation of `viewer` on the [`PATIENT`]'s
+    /// relationship (the contract records anyone's; readers count the patient's keys').
+    ///
+    /// # Panics
+    /// When the transaction fails.
+    pub async fn revoke_as(&self, who: usize, viewer: usize) {
+        let provider = self.wallet(who).erased();
+        let r = Relationships::new(self.at.relationships, provider.clone());
+        let tx = r.revoke(self.relationship().0, self.address(viewer)).into_transaction_request();
+        let receipt =
+            provider.send_transaction(tx).await.expect("sent").get_receipt().await.expect("mined");
+        assert!(receipt.status(), "the revocation failed");
     }
 
     async fn patient_does(

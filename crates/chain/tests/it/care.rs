@@ -48,16 +48,15 @@ impl World {
         );
         let relationships = w.at.relationships;
         w.ok(
-            PROVIDER,
+            PATIENT,
             relationships,
             &Relationships::createCall {
-                patient: PATIENT,
                 delegate: DELEGATE,
                 queryCommitment: keccak256("q"),
                 dataHash: keccak256("d"),
+                identity: vec![0x5a; 36].into(),
             },
         );
-        w.ok(PATIENT, relationships, &Relationships::acceptCall { delegate: DELEGATE });
         w
     }
 
@@ -108,7 +107,7 @@ impl World {
 
     fn break_glass(&mut self, clinician: Address) -> Result<(), ContractError> {
         let call = Relationships::breakGlassCall {
-            patient: PATIENT,
+            account: PATIENT,
             group: U256::from(GROUP),
             reason: EmergencyReason::Unconscious.code(),
         };
@@ -136,6 +135,7 @@ fn a_grant_to_a_group_reaches_its_members_while_they_are_members() {
         pointers: 0b1,
         notBefore: U40::ZERO,
         expiresAt: U40::from(w.now() + 3_600),
+        sealedKey: Default::default(),
     };
     w.relationships(PATIENT, &grant).unwrap();
     let now = w.now() + 1;
@@ -152,7 +152,7 @@ fn a_grant_to_a_group_reaches_its_members_while_they_are_members() {
     w.registrar(&Registrar::removeMemberCall { id: U256::from(GROUP), member: NURSE }).unwrap();
     assert_eq!(w.index.decide(NURSE, &rel(), 0, now), Decision::Deny(DenyReason::NoGrant));
     // Revoking the group cuts every member at once.
-    let revoke = Relationships::revokeCall { delegate: DELEGATE, viewer: group_address(GROUP) };
+    let revoke = Relationships::revokeCall { relId: rel().0, viewer: group_address(GROUP) };
     w.relationships(PATIENT, &revoke).unwrap();
     assert_eq!(w.index.decide(DOCTOR, &rel(), 0, now), Decision::Deny(DenyReason::NoGrant));
 }
@@ -193,7 +193,7 @@ fn break_glass_opens_the_emergency_set_for_four_hours_and_the_patient_can_refuse
     w.registrar(&plain).unwrap();
     w.registrar(&Registrar::addMemberCall { id: U256::from(2), member: DOCTOR }).unwrap();
     let as_pharmacist = Relationships::breakGlassCall {
-        patient: PATIENT,
+        account: PATIENT,
         group: U256::from(2),
         reason: EmergencyReason::LifeThreatening.code(),
     };
@@ -202,7 +202,7 @@ fn break_glass_opens_the_emergency_set_for_four_hours_and_the_patient_can_refuse
         ContractError::NotEmergencyMember { .. }
     ));
     let no_reason =
-        Relationships::breakGlassCall { patient: PATIENT, group: U256::from(GROUP), reason: 0 };
+        Relationships::breakGlassCall { account: PATIENT, group: U256::from(GROUP), reason: 0 };
     assert_eq!(w.relationships(NURSE, &no_reason).unwrap_err(), ContractError::NoReason);
     assert!(w.index.opening(PATIENT, NURSE, w.now()).is_none());
 

@@ -16,7 +16,7 @@ use medrec_devchain::{
     node::{Node, SealMode},
 };
 use medrec_primitives::RelationshipId;
-use medrec_testkit::medrec::{Medrec, PATIENT, PROVIDER, VIEWER};
+use medrec_testkit::medrec::{DELEGATE, Medrec, PATIENT, VIEWER};
 use std::{
     sync::{Arc, RwLock},
     time::Duration,
@@ -54,8 +54,9 @@ async fn grants_and_revocations_are_enforced_after_one_step() {
         "revoked at the next step"
     );
     assert!(follower.health().is_ready(0, Duration::from_secs(60)));
-    let provider = index.read().unwrap().relationship(&id).map(|r| r.provider);
-    assert_eq!(provider, Some(m.address(PROVIDER)));
+    // The chain names the patient's account and the delegate, never the provider.
+    let rel = *index.read().unwrap().relationship(&id).unwrap();
+    assert_eq!((rel.patient, rel.delegate), (m.address(PATIENT), m.address(DELEGATE)));
 }
 
 #[tokio::test]
@@ -116,23 +117,29 @@ async fn a_reorganised_grant_is_undone() {
         .await
         .unwrap();
     let at = *relationships.address();
-    Relationships::new(at, on(provider))
-        .create(patient.address, delegate.address, keccak256("q"), keccak256("d"))
+    let as_patient = Relationships::new(at, on(patient));
+    as_patient
+        .create(delegate.address, keccak256("q"), keccak256("d"), vec![0x5a; 36].into())
         .send()
         .await
         .unwrap()
         .get_receipt()
         .await
         .unwrap();
-    let as_patient = Relationships::new(at, on(patient));
-    as_patient.accept(delegate.address).send().await.unwrap().get_receipt().await.unwrap();
 
     let index = Arc::new(RwLock::new(ConsentIndex::new(64)));
     let reader = ProviderBuilder::new().connect_http(url.clone());
     let mut follower = Follower::new(reader.clone(), FollowConfig::new(at, 0), index.clone());
     follower.step().await.unwrap();
     as_patient
-        .grant(delegate.address, viewer.address, 1, U40::ZERO, U40::from(4_000_000_000u64))
+        .grant(
+            delegate.address,
+            viewer.address,
+            1,
+            U40::ZERO,
+            U40::from(4_000_000_000u64),
+            Default::default(),
+        )
         .send()
         .await
         .unwrap()
