@@ -88,8 +88,11 @@ impl Fixture {
             Gatekeeper::new(store, index.clone(), health_rx, Readiness::default(), auth.clone())
                 .with_provider(m.address(PROVIDER))
                 .with_access_log(log.clone(), WriterConfig::default());
-        gk.enroll(rel, Enrollment { patient: "p1".parse().unwrap(), pointers: vec![query] })
-            .unwrap();
+        gk.enroll(
+            rel,
+            Enrollment { patient: "p1".parse().unwrap(), pointers: vec![query], offer: None },
+        )
+        .unwrap();
         let client = Client::new(gk.router(), GATEKEEPER);
         Self { m, gk, auth, log, index, rel, follower, health, client }
     }

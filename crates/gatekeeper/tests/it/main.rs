@@ -9,6 +9,7 @@ mod auth;
 mod client;
 mod fhir;
 mod fixture;
+mod offers;
 mod pipeline;
 mod pointer;
 mod research;

@@ -132,7 +132,8 @@ async fn enrollments_survive_a_restart_and_a_corrupt_file_is_refused() {
             PointerQuery::parse(LABORATORY).unwrap(),
             PointerQuery::parse("Immunization").unwrap(),
         ];
-        gk.enroll(rel, Enrollment { patient: "p1".parse().unwrap(), pointers }).unwrap();
+        gk.enroll(rel, Enrollment { patient: "p1".parse().unwrap(), pointers, offer: None })
+            .unwrap();
     }
     let again = make(EnrollmentFile::new(&path)).unwrap();
     let e = again.enrollment(&rel).expect("kept across the restart");

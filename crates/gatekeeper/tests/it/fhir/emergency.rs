@@ -40,6 +40,7 @@ async fn a_grant_to_a_group_reaches_its_member() {
         1,
         Default::default(),
         alloy::primitives::aliases::U40::from(4_000_000_000u64),
+        Default::default(),
     );
     as_account(&f, PATIENT, grant.into_transaction_request()).await;
     f.catch_up().await;

@@ -111,11 +111,21 @@ async fn a_viewer_with_two_pointers_pages_through_their_union() {
     let by_patient = Relationships::new(f.m.at.relationships, f.m.wallet(PATIENT));
     let accept = by_patient.accept(delegate).send().await.unwrap();
     assert!(accept.get_receipt().await.unwrap().status());
-    let grant = by_patient.grant(delegate, viewer, 0b11, U40::ZERO, U40::from(4_000_000_000u64));
+    let grant = by_patient.grant(
+        delegate,
+        viewer,
+        0b11,
+        U40::ZERO,
+        U40::from(4_000_000_000u64),
+        Default::default(),
+    );
     assert!(grant.send().await.unwrap().get_receipt().await.unwrap().status());
     let labs = PointerQuery::parse("Observation?category=laboratory").unwrap();
-    f.gk.enroll(f.rel, Enrollment { patient: "p1".parse().unwrap(), pointers: vec![labs, vitals] })
-        .unwrap();
+    f.gk.enroll(
+        f.rel,
+        Enrollment { patient: "p1".parse().unwrap(), pointers: vec![labs, vitals], offer: None },
+    )
+    .unwrap();
     f.catch_up().await;
 
     assert_eq!(f.ids("/fhir/Observation", VIEWER).await, ["a1", "a2", "a3"]);

@@ -172,8 +172,11 @@ impl Clinic {
         let gk = served.gatekeeper().clone();
         let pointer = PointerQuery::parse("Observation?category=vital-signs").unwrap();
         for (rel, r) in relationships.iter().zip(&records) {
-            let enrollment =
-                Enrollment { patient: r.id.parse().unwrap(), pointers: vec![pointer.clone()] };
+            let enrollment = Enrollment {
+                patient: r.id.parse().unwrap(),
+                pointers: vec![pointer.clone()],
+                offer: None,
+            };
             gk.enroll(*rel, enrollment).unwrap();
         }
         let client = Client::new(served.router(), provider);

@@ -147,30 +147,22 @@ impl World {
         Registrar::new(self.at.registrar, &reader).isResearcher(who).call().await.unwrap()
     }
 
-    /// Creates the relationships of `patients` (dev account index, delegate) with
-    /// [`PROVIDER`], and each patient accepts.
+    /// Each of `patients` (dev account index, delegate) creates its relationship with
+    /// [`PROVIDER`]'s delegate from the provider's offer.
     pub(crate) fn relate(&self, patients: &[(usize, Address)]) -> Vec<RelationshipId> {
         let created: Vec<B256> = patients
             .iter()
             .map(|(p, delegate)| {
                 let call = Relationships::createCall {
-                    patient: self.address(*p),
                     delegate: *delegate,
                     queryCommitment: keccak256("Observation?category=vital-signs"),
                     dataHash: keccak256("data"),
+                    identity: vec![0x5a; 36].into(),
                 };
-                self.send(PROVIDER, self.at.relationships, call.abi_encode())
-            })
-            .collect();
-        self.confirm(&created);
-        let accepted: Vec<B256> = patients
-            .iter()
-            .map(|(p, delegate)| {
-                let call = Relationships::acceptCall { delegate: *delegate };
                 self.send(*p, self.at.relationships, call.abi_encode())
             })
             .collect();
-        self.confirm(&accepted);
+        self.confirm(&created);
         patients
             .iter()
             .map(|(p, delegate)| RelationshipId::derive(self.address(*p), *delegate))
@@ -194,7 +186,7 @@ impl World {
     /// carrying the bounty `commitment`.
     pub(crate) fn queue_bounty(&self, patient: usize, commitment: B256, n: u64) -> B256 {
         let call = Relationships::updatePointerCall {
-            patient: self.address(patient),
+            account: self.address(patient),
             pointerId: U256::ZERO,
             dataHash: keccak256(format!("data {n}")),
             bounty: commitment,

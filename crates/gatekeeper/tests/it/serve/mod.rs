@@ -81,8 +81,11 @@ impl Chain {
     }
 
     pub(super) fn enroll(&self, gatekeeper: &Gatekeeper) {
-        let enrollment =
-            Enrollment { patient: "p1".parse().unwrap(), pointers: vec![self.query.clone()] };
+        let enrollment = Enrollment {
+            patient: "p1".parse().unwrap(),
+            pointers: vec![self.query.clone()],
+            offer: None,
+        };
         gatekeeper.enroll(self.relationship, enrollment).unwrap();
     }
 

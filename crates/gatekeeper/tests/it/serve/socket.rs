@@ -162,11 +162,12 @@ async fn the_client_fetches_verifies_and_imports() {
     // The fixture's pointer was published before salting: its bare text enrolls; the
     // same text under any salt, or another text, does not match the chain.
     let labs = "Observation?category=laboratory";
-    let salted = provider.enroll(f.rel, "p1", &[PointerSpec::salted(labs)]).await.unwrap_err();
+    let salted =
+        provider.enroll(f.rel, "p1", &[PointerSpec::salted(labs)], None).await.unwrap_err();
     assert!(matches!(salted, ClientError::Refused { status: 409, .. }), "{salted}");
-    provider.enroll(f.rel, "p1", &[PointerSpec::Unsalted(labs.into())]).await.unwrap();
+    provider.enroll(f.rel, "p1", &[PointerSpec::Unsalted(labs.into())], None).await.unwrap();
     let other = PointerSpec::Unsalted("Observation?category=other".into());
-    let bad = provider.enroll(f.rel, "p1", &[other]).await.unwrap_err();
+    let bad = provider.enroll(f.rel, "p1", &[other], None).await.unwrap_err();
     assert!(matches!(bad, ClientError::Refused { status: 409, .. }), "{bad}");
 }
 
