@@ -5,8 +5,10 @@ use alloy::primitives::{B256, keccak256};
 use medrec_client::{
     Chain, ChainSpec, Error,
     patient::{PatientSession, Target, Window},
+    privacy::{self, RecordsSecret},
     provider::registration::{Registration, register_provider, register_self},
     researcher, tx,
+    viewer::ViewerSession,
 };
 use medrec_contracts::ContractError;
 use medrec_primitives::Status;
@@ -41,33 +43,52 @@ fn free_node() -> medrec_devchain::node::Node {
     Node::new(DevChain::new(config).unwrap(), SealMode::Instant)
 }
 
+/// The patient creates the [`PATIENT`]–[`DELEGATE`] relationship as taking
+/// [`PROVIDER`]'s offer does: the provider's address encrypted under the relationship's
+/// key, which only the patient's secret gives.
+async fn create_encrypted(m: &Medrec, chain: &Chain) {
+    let patient = m.accounts[PATIENT].signer();
+    let secret = RecordsSecret::of(&patient);
+    let identity =
+        privacy::encrypt_identity(&secret.relationship_key(m.relationship()), m.address(PROVIDER));
+    let rels = chain.relationships_as(patient);
+    let create =
+        rels.create(m.address(DELEGATE), keccak256("query"), keccak256("data"), identity.into());
+    tx::send(&create, "creating the relationship").await.unwrap();
+}
+
 #[tokio::test]
-async fn a_patient_answers_shares_and_revokes_and_a_refusal_is_the_contracts_error() {
+async fn a_patient_reads_its_providers_shares_them_sealed_and_revokes() {
     let m = Medrec::new().await;
     let chain = connect(&m).await;
     assert_eq!(chain.chain_id(), 31337);
-    let by_provider = chain.relationships_as(m.accounts[PROVIDER].signer());
-    let create = by_provider.create(
-        m.address(PATIENT),
-        m.address(DELEGATE),
-        keccak256("query"),
-        keccak256("data"),
-    );
-    tx::send(&create, "creating the relationship").await.unwrap();
+    create_encrypted(&m, &chain).await;
 
+    // The patient's own secret names the provider; the chain does not.
     let me = PatientSession::with_signer(chain.clone(), m.accounts[PATIENT].signer());
+    let mine = me.relationships().await.unwrap();
+    assert_eq!(mine[&m.relationship()].provider, Some(m.address(PROVIDER)));
+    assert_eq!(mine[&m.relationship()].status, Some(Status::Accepted), "created accepted");
     let by_provider = Target::Provider(m.address(PROVIDER));
-    let (chosen, _) = me.answer(&by_provider, Status::Accepted).await.unwrap();
-    assert_eq!(chosen.id, m.relationship());
-    assert_eq!(chosen.delegate, m.address(DELEGATE));
+    let chosen = me.choose(&by_provider).await.unwrap();
+    assert_eq!((chosen.id, chosen.delegate), (m.relationship(), m.address(DELEGATE)));
     let by_id = Target::Id(m.relationship().0.to_string()[..10].to_owned());
 
+    // The viewer publishes its encryption key; a grant then names the provider for it.
+    let viewer = ViewerSession::new(chain.clone(), m.accounts[VIEWER].signer());
+    assert!(viewer.publish_encryption_key().await.unwrap());
+    assert!(!viewer.publish_encryption_key().await.unwrap(), "once is enough");
     let grant = me.share(&by_id, m.address(VIEWER), None, Window::default()).await.unwrap();
     assert_eq!(grant.pointers, vec![0]);
     assert!(grant.expires_at > grant.not_before && grant.not_before == 0);
-    let viewer = medrec_client::viewer::shared_with(&chain, m.address(VIEWER)).await.unwrap();
-    assert_eq!(viewer.len(), 1);
-    assert_eq!(viewer[0].viewable(), vec![0]);
+    let shared = viewer.shared().await.unwrap();
+    assert_eq!(shared.len(), 1);
+    assert_eq!(shared[0].viewable(), vec![0]);
+    assert_eq!(shared[0].provider, Some(m.address(PROVIDER)), "opened from the sealed key");
+    // A stranger reading the same chain learns no provider.
+    let stranger =
+        medrec_client::viewer::shared_with(&chain, m.address(VIEWER), None).await.unwrap();
+    assert_eq!(stranger[0].provider, None);
 
     me.revoke(&by_id, m.address(VIEWER)).await.unwrap();
     let again = me.revoke(&by_id, m.address(VIEWER)).await.unwrap_err();
@@ -88,6 +109,101 @@ async fn a_patient_answers_shares_and_revokes_and_a_refusal_is_the_contracts_err
 
     let none = me.answer(&Target::Provider(m.address(STRANGER)), Status::Accepted).await;
     assert!(matches!(none, Err(Error::Invalid(ref s)) if s.contains("no relationship")));
+}
+
+#[tokio::test]
+async fn keys_rotate_custodians_act_within_their_rights_and_guardians_recover() {
+    use alloy::signers::local::PrivateKeySigner;
+    use medrec_client::patient::keys::{Guardians, approve_recovery};
+    use medrec_contracts::Rights;
+    let m = Medrec::new().await;
+    let chain = connect(&m).await;
+    create_encrypted(&m, &chain).await;
+    let me = PatientSession::with_signer(chain.clone(), m.accounts[PATIENT].signer());
+    let by_id = Target::Id(m.relationship().0.to_string());
+    let account = m.address(PATIENT);
+    let fund = |to| {
+        let from = chain.sender(m.accounts[INSTITUTION].signer());
+        async move {
+            let wei =
+                alloy::primitives::U256::from(10u64).pow(alloy::primitives::U256::from(18u64));
+            tx::fund(&from, to, wei, "a key").await.unwrap();
+        }
+    };
+
+    // A spouse who may see and share, not decide.
+    let spouse = PrivateKeySigner::random();
+    fund(spouse.address()).await;
+    me.add_custodian(&spouse, Rights::SEE | Rights::SHARE, 0).await.unwrap();
+    let as_spouse = PatientSession::acting(chain.clone(), spouse.clone(), account, None);
+    as_spouse.share(&by_id, m.address(VIEWER), None, Window::default()).await.unwrap();
+    let refused = as_spouse.set_research(&by_id, true).await.unwrap_err();
+    assert!(
+        matches!(refused.contract_error(), Some(ContractError::KeyNotAllowed { .. })),
+        "{refused:?}"
+    );
+    // Without the patient's secret the provider's name stays encrypted.
+    assert_eq!(as_spouse.relationships().await.unwrap()[&m.relationship()].provider, None);
+    // The grant records who acted.
+    let notices = chain.notices(account, 0, None).await.unwrap();
+    let granted =
+        notices.iter().rfind(|d| matches!(d.notice, medrec_chain::inbox::Notice::Granted { .. }));
+    assert_eq!(granted.unwrap().actor, Some(spouse.address()));
+
+    // Rotation: the old key is refused at once, the new one keeps everything.
+    let new_key = PrivateKeySigner::random();
+    fund(new_key.address()).await;
+    let (moved, _) = me.rotate(new_key.clone()).await.unwrap();
+    assert_eq!(moved.address(), account, "the account stays");
+    let old = me.set_research(&by_id, true).await.unwrap_err();
+    assert!(matches!(old.contract_error(), Some(ContractError::KeyNotAllowed { .. })), "{old:?}");
+    assert_eq!(
+        moved.relationships().await.unwrap()[&m.relationship()].provider,
+        Some(m.address(PROVIDER))
+    );
+    moved.set_research(&by_id, true).await.unwrap();
+
+    // Guardians: two of three move the account after the time-lock; the patient may veto.
+    let guardians: Vec<PrivateKeySigner> = (0..3).map(|_| PrivateKeySigner::random()).collect();
+    let list = Guardians::new(guardians.iter().map(|g| g.address()).collect(), 2).unwrap();
+    moved.set_guardians(&list).await.unwrap();
+    let recovered = PrivateKeySigner::random();
+    fund(recovered.address()).await;
+    let sender = m.accounts[STRANGER].signer();
+    let approve = |nonce| -> Vec<alloy::primitives::Bytes> {
+        guardians[..2]
+            .iter()
+            .map(|g| approve_recovery(&chain, g, account, recovered.address(), nonce).unwrap())
+            .collect()
+    };
+    let one = approve(0)[..1].to_vec();
+    let few = chain.start_recovery(sender.clone(), account, &recovered, &list, one).await;
+    assert!(matches!(
+        few.unwrap_err().contract_error(),
+        Some(ContractError::NotEnoughGuardians { .. })
+    ));
+    chain.start_recovery(sender.clone(), account, &recovered, &list, approve(0)).await.unwrap();
+    let waiting = chain.recovery(account).await.unwrap();
+    assert_eq!(waiting.new_key, recovered.address());
+    moved.veto_recovery().await.unwrap();
+    assert_eq!(chain.recovery(account).await.unwrap().new_key, alloy::primitives::Address::ZERO);
+    // The vetoed approvals are spent: new ones for the next nonce.
+    let stale = chain.start_recovery(sender.clone(), account, &recovered, &list, approve(0)).await;
+    assert!(stale.is_err());
+    chain.start_recovery(sender.clone(), account, &recovered, &list, approve(1)).await.unwrap();
+    let early = chain.complete_recovery(sender.clone(), account, new_key.address()).await;
+    assert!(matches!(
+        early.unwrap_err().contract_error(),
+        Some(ContractError::RecoveryLocked { .. })
+    ));
+    // Past the lock (instant blocks run a little ahead of the wall clock: with room), and
+    // a block at the new time, as a live chain would have.
+    m.node.increase_time(72 * 3600 + 600);
+    fund(PrivateKeySigner::random().address()).await;
+    chain.complete_recovery(sender, account, new_key.address()).await.unwrap();
+    let back = PatientSession::acting(chain.clone(), recovered, account, None);
+    back.set_research(&by_id, false).await.unwrap();
+    assert!(moved.set_research(&by_id, true).await.is_err(), "the lost key is retired");
 }
 
 #[tokio::test]
@@ -163,17 +279,9 @@ async fn groups_and_break_glass_through_the_library() {
     );
 
     // The patient shares a relationship with the pharmacists' group.
-    let by_provider = chain.relationships_as(m.accounts[PROVIDER].signer());
-    let create = by_provider.create(
-        m.address(PATIENT),
-        m.address(DELEGATE),
-        keccak256("query"),
-        keccak256("data"),
-    );
-    tx::send(&create, "creating the relationship").await.unwrap();
+    create_encrypted(&m, &chain).await;
     let me = PatientSession::with_signer(chain.clone(), m.accounts[PATIENT].signer());
     let target = Target::Provider(m.address(PROVIDER));
-    me.answer(&target, Status::Accepted).await.unwrap();
     let grant = me.share_with_group(&target, pharmacists, None, Window::default()).await.unwrap();
     assert_eq!(grant.viewer, medrec_client::care::group_address(pharmacists));
     assert!(me.share_with_group(&target, 9, None, Window::default()).await.is_err());
