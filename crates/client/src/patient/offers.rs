@@ -13,7 +13,10 @@ use crate::{
     privacy, tx,
 };
 use alloy::{primitives::Address, rpc::types::TransactionReceipt};
-use medrec_gatekeeper::offer::{self, OfferView};
+use medrec_gatekeeper::{
+    client::ClientError,
+    offer::{self, OfferView},
+};
 use medrec_primitives::RelationshipId;
 
 /// An offer that checked out: signed by the provider the directory lists at the
@@ -51,6 +54,8 @@ impl PatientSession {
             let client = chain.gatekeeper(endpoint.clone(), provider, self.signer().clone());
             let views = match client.offers().await {
                 Ok(v) => v,
+                // A gatekeeper with nothing for this account does not know it: no offers.
+                Err(ClientError::Refused { status: 403, .. }) => Vec::new(),
                 Err(e) => {
                     out.problems.push((provider, format!("its gatekeeper did not answer: {e}")));
                     continue;

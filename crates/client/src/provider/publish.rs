@@ -33,6 +33,10 @@ pub struct PublishRequest {
     pub bounty: Option<Bounty>,
     /// Wei sent to a delegate for its gas when it runs low.
     pub delegate_funding: U256,
+    /// Each relationship's update is sent at a random moment within this long from the
+    /// start (zero: at once), so that a provider's publication does not form a burst in
+    /// consecutive blocks that would tie its patients together.
+    pub spread: std::time::Duration,
 }
 
 /// A pointer update sent on chain.
@@ -218,7 +222,20 @@ impl ProviderSession {
         };
         let commitment = bounty.publish(&self.client()).await?;
         let by_provider = chain.sender(self.wallet.account().clone());
+        // Each relationship at its own random moment in the window (its pointers in
+        // order, together).
+        let start = tokio::time::Instant::now();
+        let mut at: std::collections::BTreeMap<B256, std::time::Duration> =
+            std::collections::BTreeMap::new();
         for c in &changes {
+            if !at.contains_key(&c.relationship) {
+                at.insert(c.relationship, random_moment(request.spread)?);
+            }
+        }
+        let mut changes = changes;
+        changes.sort_by_key(|c| (at[&c.relationship], c.relationship, c.pointer));
+        for c in &changes {
+            tokio::time::sleep_until(start + at[&c.relationship]).await;
             let enrolled = state.relationships.get(&c.relationship).or_invalid(|| "enrolled")?;
             let delegate =
                 self.wallet.delegate(enrolled.delegate_index).context("no delegate key")?;
@@ -257,4 +274,16 @@ impl ProviderSession {
         report.bounty = Some(Bounty { text: bounty.text.clone(), commitment });
         Ok(report)
     }
+}
+
+/// A uniformly random moment in `[0, window)` (zero for an empty window).
+fn random_moment(window: std::time::Duration) -> Result<std::time::Duration> {
+    let millis = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    if millis == 0 {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| crate::Error::invalid(format!("no randomness to spread the updates: {e}")))?;
+    Ok(std::time::Duration::from_millis(u64::from_le_bytes(bytes) % millis))
 }

@@ -14,6 +14,8 @@ use medrec_contracts::ContractError;
 use medrec_primitives::Status;
 use medrec_testkit::medrec::{DELEGATE, INSTITUTION, Medrec, PATIENT, PROVIDER, STRANGER, VIEWER};
 
+mod observer;
+
 async fn connect(m: &Medrec) -> Chain {
     over(&m.node, &m.at).await
 }
