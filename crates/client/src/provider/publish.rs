@@ -228,11 +228,10 @@ impl ProviderSession {
         let mut at: std::collections::BTreeMap<B256, std::time::Duration> =
             std::collections::BTreeMap::new();
         for c in &changes {
-            if !at.contains_key(&c.relationship) {
-                at.insert(c.relationship, random_moment(request.spread)?);
+            if let std::collections::btree_map::Entry::Vacant(e) = at.entry(c.relationship) {
+                e.insert(random_moment(request.spread)?);
             }
         }
-        let mut changes = changes;
         changes.sort_by_key(|c| (at[&c.relationship], c.relationship, c.pointer));
         for c in &changes {
             tokio::time::sleep_until(start + at[&c.relationship]).await;
