@@ -14,7 +14,7 @@ use crate::{
     chain::Chain,
     error::{Context as _, Error, OrInvalid as _, Result, bail, ensure},
     patient::{Grant, PatientSession, Target, Window},
-    retry::{PAUSE, until_caught_up},
+    retry::PAUSE,
     tx,
 };
 use alloy::{
@@ -352,29 +352,42 @@ impl ClinicianSession {
     /// When the chain cannot be read, no provider holds the patient's records, or a
     /// gatekeeper refuses (no opening in force).
     pub async fn emergency_records(&self, patient: Address) -> Result<Vec<EmergencySet>> {
-        let relationships = self.chain.patient_relationships(patient).await?;
-        let mut providers: Vec<Address> = relationships
-            .values()
-            .filter(|s| !s.status.is_some_and(medrec_primitives::Status::is_closed))
-            .filter_map(|s| s.provider)
-            .collect();
-        providers.sort();
-        providers.dedup();
-        ensure!(!providers.is_empty(), "no provider holds records of patient {patient}");
+        // The chain does not say which providers hold the patient's records: every
+        // gatekeeper of the directory is asked, once it has seen the opening's block, and
+        // answers for its own relationships only (a refusal: it holds none for this
+        // patient, or there is no opening in force).
+        let since = self
+            .openings()
+            .await?
+            .iter()
+            .filter(|o| o.patient == patient)
+            .map(|o| o.block)
+            .max()
+            .unwrap_or(0);
         let mut out = Vec::new();
-        for provider in providers {
-            let endpoint = self.chain.endpoint(provider).await?;
+        let mut refused = Vec::new();
+        for (provider, endpoint) in self.chain.directory().await? {
             let client = self.chain.gatekeeper(endpoint.clone(), provider, self.signer.clone());
+            let deadline = tokio::time::Instant::now() + OPENING_PATIENCE;
+            while client.indexed().await.is_ok_and(|h| h < since)
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(PAUSE).await;
+            }
             let mut resources = Vec::new();
+            let mut holds = true;
             for ty in EMERGENCY_SET {
-                // A gatekeeper a few blocks behind has not seen a break-glass just sent:
-                // it is asked again for a few seconds before its refusal counts.
-                let search = || client.search(ty.as_str(), "");
-                match until_caught_up(PAUSE, OPENING_PATIENCE, search).await {
+                match client.search(ty.as_str(), "").await {
                     Ok(found) => resources.extend(found),
-                    Err(ClientError::Refused { status: 403, .. }) => bail!(
-                        "the gatekeeper at {endpoint} refused: there is no break-glass opening for you in force (it lasts four hours, ends if you leave your emergency group, and the patient may refuse break-glass)"
-                    ),
+                    Err(ClientError::Refused { status: 403, .. }) => {
+                        holds = false;
+                        break;
+                    }
+                    Err(ClientError::Unreachable { .. }) => {
+                        refused.push(endpoint.clone());
+                        holds = false;
+                        break;
+                    }
                     Err(e) => {
                         return Err(Error::gatekeeper(
                             format!("reading the emergency set at {endpoint} failed"),
@@ -383,8 +396,19 @@ impl ClinicianSession {
                     }
                 }
             }
-            out.push(EmergencySet { provider, endpoint, resources });
+            if holds {
+                out.push(EmergencySet { provider, endpoint, resources });
+            }
         }
+        ensure!(
+            !out.is_empty(),
+            "no gatekeeper serves you records of patient {patient}: there is no break-glass opening for you in force (it lasts four hours, ends if you leave your emergency group, and the patient may refuse break-glass), or no provider holds records of the patient{}",
+            if refused.is_empty() {
+                String::new()
+            } else {
+                format!(" (unreachable: {})", refused.join(", "))
+            }
+        );
         Ok(out)
     }
 }

@@ -349,6 +349,20 @@ impl GatekeeperClient {
         Ok(text.to_owned())
     }
 
+    /// The last block the gatekeeper's consent index has applied (public `/readyz`,
+    /// read whether or not it is ready).
+    pub async fn indexed(&self) -> Result<u64, ClientError> {
+        let response =
+            self.http.get(format!("{}/readyz", self.base)).send().await.map_err(|e| {
+                ClientError::Unreachable { url: self.base.clone(), reason: e.to_string() }
+            })?;
+        let body: Value =
+            response.json().await.map_err(|e| ClientError::Malformed(e.to_string()))?;
+        body["indexed"]
+            .as_u64()
+            .ok_or_else(|| ClientError::Malformed("no indexed block in /readyz".into()))
+    }
+
     /// The provider's research policy (public).
     pub async fn research_policy(&self) -> Result<Value, ClientError> {
         self.answer(self.http.get(format!("{}/research/policy", self.base))).await
