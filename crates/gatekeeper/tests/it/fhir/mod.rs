@@ -2,6 +2,7 @@
 //! stranger may read, search and write, against a devchain, the follower and a SQLite
 //! store.
 
+mod api;
 mod audit;
 mod emergency;
 mod read;
