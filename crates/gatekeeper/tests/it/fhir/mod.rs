@@ -6,6 +6,7 @@ mod api;
 mod audit;
 mod emergency;
 mod read;
+mod samples;
 mod write;
 
 use crate::fixture::{Fixture, obs, resource};
