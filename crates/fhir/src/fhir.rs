@@ -175,7 +175,10 @@ pub enum FhirError {
 /// A coding as the token index holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Token {
-    /// `category` or `code`.
+    /// The search parameter: `category`, `code`, one of the type's other token
+    /// parameters (`identifier`: the identifier's system and value; `gender`,
+    /// `status`, `clinical-status`: a code with no system, or the concept's codings),
+    /// or `name` (no system; the code is a [`normalize_string`]d part of a name).
     pub param: &'static str,
     /// The code system (empty when the coding has none).
     pub system: String,
@@ -190,7 +193,7 @@ pub struct Index {
     pub patient: Option<String>,
     /// The resource's `date` as a half-open range of unix milliseconds.
     pub date: Option<(i64, i64)>,
-    /// Codings of `category` and `code`.
+    /// Codings of `category`, `code`, the other token parameters and the name parts.
     pub tokens: Vec<Token>,
 }
 
@@ -275,9 +278,72 @@ fn index(ty: ResourceType, id: Option<&ResourceId>, json: &Value) -> Result<Inde
             c => codings("code", c),
         }
     }
+    for identifier in json.get("identifier").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(value) = identifier.get("value").and_then(Value::as_str) {
+            let system = identifier.get("system").and_then(Value::as_str).unwrap_or("");
+            tokens.push(Token {
+                param: "identifier",
+                system: system.to_owned(),
+                code: value.to_owned(),
+            });
+        }
+    }
+    for (param, element) in [("gender", "gender"), ("status", "status")] {
+        if crate::search::token_parameters(ty).contains(&param)
+            && let Some(code) = json.get(element).and_then(Value::as_str)
+        {
+            tokens.push(Token { param, system: String::new(), code: code.to_owned() });
+        }
+    }
+    if crate::search::token_parameters(ty).contains(&"clinical-status")
+        && let Some(concept) = json.get("clinicalStatus")
+    {
+        for c in concept.get("coding").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(code) = c.get("code").and_then(Value::as_str) {
+                let system = c.get("system").and_then(Value::as_str).unwrap_or("").to_owned();
+                tokens.push(Token { param: "clinical-status", system, code: code.to_owned() });
+            }
+        }
+    }
+    if ty == ResourceType::Patient {
+        for name in json.get("name").and_then(Value::as_array).into_iter().flatten() {
+            for part in name_parts(name) {
+                let code = normalize_string(part);
+                if !code.is_empty() {
+                    tokens.push(Token { param: "name", system: String::new(), code });
+                }
+            }
+        }
+    }
     tokens.sort();
     tokens.dedup();
     Ok(Index { patient, date, tokens })
+}
+
+/// The parts of a HumanName a `name` search matches the start of: every word of
+/// `text`, `family`, each `given`, `prefix` and `suffix`.
+fn name_parts(name: &Value) -> Vec<&str> {
+    let mut parts: Vec<&str> = Vec::new();
+    for key in ["text", "family"] {
+        if let Some(s) = name.get(key).and_then(Value::as_str) {
+            parts.push(s);
+            parts.extend(s.split_whitespace());
+        }
+    }
+    for key in ["given", "prefix", "suffix"] {
+        for s in name.get(key).and_then(Value::as_array).into_iter().flatten() {
+            parts.extend(s.as_str());
+        }
+    }
+    parts
+}
+
+/// Text as FHIR string search compares it: without accents, in lower case, spaces
+/// trimmed and runs of them made one.
+pub fn normalize_string(s: &str) -> String {
+    use unicode_normalization::{UnicodeNormalization, char::is_combining_mark};
+    let folded: String = s.nfkd().filter(|c| !is_combining_mark(*c)).collect::<String>();
+    folded.to_lowercase().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The half-open range of unix milliseconds a FHIR date or dateTime covers: a year, a
@@ -445,5 +511,36 @@ mod tests {
             Err(FhirError::InvalidDate(_))
         ));
         assert!("x'; DROP TABLE resources; --".parse::<ResourceId>().is_err());
+    }
+
+    #[test]
+    fn names_identifiers_and_statuses_are_indexed() {
+        let patient = Resource::parse(json!({
+            "resourceType": "Patient", "id": "p1", "gender": "female",
+            "identifier": [{"system": "urn:mrn", "value": "123"}, {"value": "no-system"}],
+            "name": [{"family": "Müller-Lüdenscheidt", "given": ["Anna", "Maria"], "text": "Dr Anna  Müller"}]
+        }))
+        .unwrap();
+        let has = |param: &str, system: &str, code: &str| {
+            patient
+                .index
+                .tokens
+                .iter()
+                .any(|t| t.param == param && t.system == system && t.code == code)
+        };
+        assert!(has("identifier", "urn:mrn", "123") && has("identifier", "", "no-system"));
+        assert!(has("gender", "", "female"));
+        for part in ["muller-ludenscheidt", "anna", "maria", "dr anna muller", "dr", "muller"] {
+            assert!(has("name", "", part), "{part}: {:?}", patient.index.tokens);
+        }
+        let obs = Resource::parse(
+            json!({"resourceType": "Observation", "id": "o", "status": "final", "gender": "x"}),
+        )
+        .unwrap();
+        assert_eq!(
+            obs.index.tokens,
+            vec![Token { param: "status", system: String::new(), code: "final".into() }]
+        );
+        assert_eq!(normalize_string("  ÉLODIE   d'Arc "), "elodie d'arc");
     }
 }

@@ -1,17 +1,22 @@
 //! FHIR search, parsed at the edge into a typed query every backend runs the same way.
 //!
-//! Supported: `_id`, `patient` / `subject`, `category`, `code` (token forms `code`,
-//! `system|code`, `|code`, `system|`), `date` and `_lastUpdated` with the prefixes
-//! `eq`, `lt`, `le`, `gt`, `ge`, `_count`, `_offset` and `_sort` (`_id`,
-//! `_lastUpdated`, `date`, `-` for descending). Commas inside one parameter mean OR;
-//! repeated parameters mean AND. Anything else is refused, so that a search can never
-//! silently match more than it says.
+//! Supported on every type: `_id`, `patient` / `subject`, `category`, `code` (token
+//! forms `code`, `system|code`, `|code`, `system|`), `date` and `_lastUpdated` with the
+//! prefixes `eq`, `lt`, `le`, `gt`, `ge`, `_count`, `_offset` and `_sort` (`_id`,
+//! `_lastUpdated`, `date`, `-` for descending). Per type ([`parameters`]): `identifier`
+//! (token: `system|value`) on every type; on Patient `name` (string: a case- and
+//! accent-insensitive prefix of any part of any name), `gender` (token) and `birthdate`
+//! (date); `status` (token) on the types that have one, `clinical-status` on Condition
+//! and AllergyIntolerance. Commas inside one parameter mean OR; repeated parameters mean
+//! AND. Anything else is refused, so that a search can never silently match more than
+//! it says (a server that ignores unknown parameters does so before parsing, and says
+//! so).
 //!
 //! Date comparisons use the start instant of the resource's date and the span of the
 //! parameter's value (a year, month, day or second): `ge2025` matches from the first
 //! millisecond of 2025, `lt2025` before it, `eq2025-03` anything starting in March.
 
-use crate::fhir::{FhirError, ResourceId, ResourceType, date_range};
+use crate::fhir::{FhirError, ResourceId, ResourceType, date_range, normalize_string};
 
 /// Default page size.
 pub const DEFAULT_COUNT: u32 = 50;
@@ -84,6 +89,101 @@ pub struct SortKey {
     pub descending: bool,
 }
 
+/// The FHIR type of a search parameter (as a CapabilityStatement names it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamType {
+    /// `token`.
+    Token,
+    /// `string`.
+    String,
+    /// `date`.
+    Date,
+    /// `reference`.
+    Reference,
+    /// `number`.
+    Number,
+    /// `special`.
+    Special,
+}
+
+impl ParamType {
+    /// The FHIR code (`SearchParamType`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Token => "token",
+            Self::String => "string",
+            Self::Date => "date",
+            Self::Reference => "reference",
+            Self::Number => "number",
+            Self::Special => "special",
+        }
+    }
+}
+
+/// The parameters every type supports.
+const COMMON: [(&str, ParamType); 11] = [
+    ("_id", ParamType::Token),
+    ("_lastUpdated", ParamType::Date),
+    ("_count", ParamType::Number),
+    ("_offset", ParamType::Number),
+    ("_sort", ParamType::Special),
+    ("patient", ParamType::Reference),
+    ("subject", ParamType::Reference),
+    ("category", ParamType::Token),
+    ("code", ParamType::Token),
+    ("date", ParamType::Date),
+    ("identifier", ParamType::Token),
+];
+
+/// The token parameters beyond `category` and `code` that `resource_type` supports,
+/// each indexed under its own name.
+pub const fn token_parameters(resource_type: ResourceType) -> &'static [&'static str] {
+    match resource_type {
+        ResourceType::Patient => &["identifier", "gender"],
+        ResourceType::Condition | ResourceType::AllergyIntolerance => {
+            &["identifier", "clinical-status"]
+        }
+        ResourceType::Observation
+        | ResourceType::MedicationRequest
+        | ResourceType::Immunization
+        | ResourceType::Procedure
+        | ResourceType::Encounter
+        | ResourceType::DiagnosticReport
+        | ResourceType::DocumentReference => &["identifier", "status"],
+    }
+}
+
+/// Every search parameter `resource_type` supports, with its FHIR type, in a fixed
+/// order: exactly the names [`SearchQuery::parse`] accepts for it.
+pub fn parameters(resource_type: ResourceType) -> Vec<(&'static str, ParamType)> {
+    let mut out = COMMON.to_vec();
+    for name in token_parameters(resource_type) {
+        if !out.iter().any(|(n, _)| n == name) {
+            out.push((name, ParamType::Token));
+        }
+    }
+    if resource_type == ResourceType::Patient {
+        out.push(("name", ParamType::String));
+        out.push(("birthdate", ParamType::Date));
+    }
+    out
+}
+
+/// Whether `name` is a search parameter of `resource_type` ([`parameters`]).
+pub fn is_parameter(resource_type: ResourceType, name: &str) -> bool {
+    parameters(resource_type).iter().any(|(n, _)| *n == name)
+}
+
+/// A token parameter other than `category` and `code`: some coding indexed under
+/// `param` matches one of `any_of`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenCondition {
+    /// The parameter (`identifier`, `gender`, `status`, `clinical-status`).
+    pub param: &'static str,
+    /// The alternatives (OR).
+    pub any_of: Vec<TokenMatch>,
+}
+
 /// A parsed search.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchQuery {
@@ -97,7 +197,12 @@ pub struct SearchQuery {
     pub category: Vec<Vec<TokenMatch>>,
     /// `code`: as `category`.
     pub code: Vec<Vec<TokenMatch>>,
-    /// `date`: all must hold.
+    /// The other token parameters: each must hold.
+    pub tokens: Vec<TokenCondition>,
+    /// `name`: each inner list is one parameter, normalised prefixes of a name part
+    /// (OR inside, AND across).
+    pub name: Vec<Vec<String>>,
+    /// `date` (and a Patient's `birthdate`): all must hold.
     pub date: Vec<DateBound>,
     /// `_lastUpdated`: all must hold.
     pub last_updated: Vec<DateBound>,
@@ -118,6 +223,8 @@ impl SearchQuery {
             patient: None,
             category: Vec::new(),
             code: Vec::new(),
+            tokens: Vec::new(),
+            name: Vec::new(),
             date: Vec::new(),
             last_updated: Vec::new(),
             count: DEFAULT_COUNT,
@@ -140,6 +247,9 @@ impl SearchQuery {
             };
             if value.is_empty() {
                 return Err(bad("has no value"));
+            }
+            if !is_parameter(resource_type, name) {
+                return Err(bad("is not supported"));
             }
             match name {
                 "_id" => {
@@ -167,6 +277,15 @@ impl SearchQuery {
                         .collect::<Result<Vec<_>, _>>()?;
                     if name == "category" { q.category.push(tokens) } else { q.code.push(tokens) }
                 }
+                "name" => {
+                    let prefixes: Vec<String> =
+                        value.split(',').map(normalize_string).filter(|p| !p.is_empty()).collect();
+                    if prefixes.is_empty() {
+                        return Err(bad("has no letters to match"));
+                    }
+                    q.name.push(prefixes);
+                }
+                "birthdate" => q.date.push(date_bound(value).map_err(|reason| bad(&reason))?),
                 "date" | "_lastUpdated" => {
                     let bound = date_bound(value).map_err(|reason| bad(&reason))?;
                     if name == "date" { q.date.push(bound) } else { q.last_updated.push(bound) }
@@ -203,7 +322,18 @@ impl SearchQuery {
                         q.sort.push(SortKey { field, descending });
                     }
                 }
-                _ => return Err(bad("is not supported")),
+                other => {
+                    let Some(param) =
+                        token_parameters(resource_type).iter().copied().find(|p| *p == other)
+                    else {
+                        return Err(bad("is not supported"));
+                    };
+                    let any_of = value
+                        .split(',')
+                        .map(|t| token(t).ok_or_else(|| bad("is not a token (system|code)")))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    q.tokens.push(TokenCondition { param, any_of });
+                }
             }
         }
         Ok(q)
@@ -310,6 +440,49 @@ mod tests {
         }
         assert!(parse(&[("patient", "a"), ("subject", "b")]).is_err());
         assert!(parse(&[("_count", "5"), ("_count", "5")]).is_err());
+    }
+
+    #[test]
+    fn each_type_has_its_own_parameters() {
+        let patient =
+            |q: &[(&str, &str)]| SearchQuery::parse(ResourceType::Patient, q.iter().copied());
+        let q = patient(&[
+            ("name", "Ébert,SMITH"),
+            ("name", "jo"),
+            ("identifier", "urn:mrn|123"),
+            ("gender", "female"),
+            ("birthdate", "1980"),
+        ])
+        .unwrap();
+        assert_eq!(q.name, vec![vec!["ebert".to_owned(), "smith".to_owned()], vec!["jo".into()]]);
+        assert_eq!(q.tokens.len(), 2);
+        assert_eq!(q.tokens[0].param, "identifier");
+        assert_eq!(
+            q.tokens[0].any_of,
+            vec![TokenMatch { system: Some("urn:mrn".into()), code: Some("123".into()) }]
+        );
+        assert_eq!(q.date.len(), 1, "birthdate is a Patient's date");
+        assert!(patient(&[("status", "active")]).is_err(), "a Patient has no status parameter");
+        assert!(patient(&[("name", " ")]).is_err());
+        let obs = parse(&[("status", "final,amended")]).unwrap();
+        assert_eq!((obs.tokens[0].param, obs.tokens[0].any_of.len()), ("status", 2));
+        for refused in [
+            ("name", "x"),
+            ("gender", "female"),
+            ("birthdate", "1980"),
+            ("clinical-status", "active"),
+        ] {
+            assert!(parse(&[refused]).is_err(), "{refused:?} on an Observation");
+        }
+        let condition =
+            SearchQuery::parse(ResourceType::Condition, [("clinical-status", "active")]);
+        assert_eq!(condition.unwrap().tokens[0].param, "clinical-status");
+        for ty in ResourceType::ALL {
+            for (name, _) in parameters(ty) {
+                assert!(is_parameter(ty, name));
+            }
+        }
+        assert!(!is_parameter(ResourceType::Observation, "_include"));
     }
 
     #[test]

@@ -194,6 +194,8 @@ fn intersect(allowed: &SearchQuery, user: &SearchQuery) -> Option<SearchQuery> {
     };
     q.category.extend(user.category.iter().cloned());
     q.code.extend(user.code.iter().cloned());
+    q.tokens.extend(user.tokens.iter().cloned());
+    q.name.extend(user.name.iter().cloned());
     q.date.extend(user.date.iter().copied());
     q.last_updated.extend(user.last_updated.iter().copied());
     q.count = user.count;

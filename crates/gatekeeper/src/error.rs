@@ -43,6 +43,8 @@ pub(crate) enum ApiError {
     NotFound { why: Cow<'static, str>, reason: &'static str },
     /// This gatekeeper does not offer what was asked (no access log, no research desk).
     NotSupported(&'static str),
+    /// The client accepts no format this server answers in (406).
+    NotAcceptable(&'static str),
     /// The request is malformed.
     Invalid(String),
     /// The request conflicts with the current state; `issue` is the FHIR issue code.
@@ -106,6 +108,7 @@ impl ApiError {
             Self::Body { status, .. } => *status,
             Self::Denied(_) | Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound { .. } | Self::NotSupported(_) => StatusCode::NOT_FOUND,
+            Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::Invalid(_) | Self::TooCostly { .. } => StatusCode::BAD_REQUEST,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -133,7 +136,7 @@ impl ApiError {
             Self::Body { .. } | Self::Invalid(_) => "invalid",
             Self::Denied(_) | Self::Forbidden { .. } => "forbidden",
             Self::NotFound { .. } => "not-found",
-            Self::NotSupported(_) | Self::ReadOnly => "not-supported",
+            Self::NotSupported(_) | Self::NotAcceptable(_) | Self::ReadOnly => "not-supported",
             Self::Conflict { issue, .. } | Self::Unprocessable { issue, .. } => issue,
             Self::TooCostly { .. } => "too-costly",
             Self::NotReady | Self::Store(_) | Self::Unavailable { .. } => "transient",
@@ -156,7 +159,10 @@ impl ApiError {
                 "you are not authorized to read this pointer: ask the patient for a grant".into()
             }
             Self::Forbidden { why, .. } | Self::NotFound { why, .. } => why.clone(),
-            Self::NotSupported(why) | Self::Internal(why) | Self::Unavailable { why, .. } => {
+            Self::NotSupported(why)
+            | Self::NotAcceptable(why)
+            | Self::Internal(why)
+            | Self::Unavailable { why, .. } => {
                 (*why).into()
             }
             Self::TooCostly { limit } => format!(
@@ -186,6 +192,7 @@ impl ApiError {
             | Self::Unprocessable { reason, .. }
             | Self::Unavailable { reason, .. } => reason,
             Self::NotSupported(_) => "not-supported",
+            Self::NotAcceptable(_) => "not-acceptable",
             Self::ReadOnly => "read-only",
             Self::Store(_) => "unavailable",
             Self::Internal(_) => "failed",

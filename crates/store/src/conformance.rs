@@ -24,7 +24,8 @@ macro_rules! conformance_tests {
             search_by_last_updated, paging_is_stable_and_complete, sorting,
                         sql_metacharacters_are_data, json_round_trips_exactly, concurrent_updates_get_distinct_versions,
             reads_of_unknown_resources_are_empty, undated_resources_sort_last_and_match_no_date,
-            raw_reads_serve_the_stored_text_and_its_compartment);
+            raw_reads_serve_the_stored_text_and_its_compartment,
+            search_by_name_identifier_gender_and_status);
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
         $(
@@ -382,4 +383,45 @@ pub async fn raw_reads_serve_the_stored_text_and_its_compartment(store: &dyn Rec
     let patient = store.read_raw(ResourceType::Patient, &id("p1")).await.unwrap().unwrap();
     assert_eq!(patient.patient.as_deref(), Some("p1"), "a Patient is its own compartment");
     assert!(store.read_raw(ResourceType::Patient, &id("nobody")).await.unwrap().is_none());
+}
+
+pub async fn search_by_name_identifier_gender_and_status(store: &dyn RecordStore) {
+    seed(store).await;
+    let batch = vec![
+        r(
+            json!({"resourceType": "Patient", "id": "n1", "gender": "female", "birthDate": "1970-02-03",
+                 "identifier": [{"system": "urn:mrn", "value": "M-1"}],
+                 "name": [{"family": "Ørsted-Ébert", "given": ["Zoë", "Anne"]}]}),
+        ),
+        r(json!({"resourceType": "Patient", "id": "n2", "gender": "male",
+                 "identifier": [{"system": "urn:other", "value": "M-1"}],
+                 "name": [{"text": "Ann Percent%_Sign"}]})),
+        r(json!({"resourceType": "Observation", "id": "s1", "status": "amended",
+                 "subject": {"reference": "Patient/n1"}})),
+    ];
+    store.update_all(batch).await.unwrap();
+    let patients = |params: &[(&str, &str)]| q(ResourceType::Patient, params);
+    assert_eq!(ids(store, &patients(&[("name", "ann")])).await, ["n1", "n2"]);
+    assert_eq!(ids(store, &patients(&[("name", "ANNE")])).await, ["n1"]);
+    assert_eq!(ids(store, &patients(&[("name", "zoe")])).await, ["n1"], "accents folded");
+    assert_eq!(
+        ids(store, &patients(&[("name", "ebert")])).await,
+        Vec::<String>::new(),
+        "a prefix of a part, not a substring"
+    );
+    assert_eq!(ids(store, &patients(&[("name", "ørsted-é")])).await, ["n1"]);
+    assert_eq!(ids(store, &patients(&[("name", "percent%")])).await, ["n2"], "% is data");
+    assert!(ids(store, &patients(&[("name", "percent_")])).await.is_empty(), "_ is data");
+    assert_eq!(ids(store, &patients(&[("name", "zoe"), ("name", "ann")])).await, ["n1"]);
+    assert_eq!(ids(store, &patients(&[("identifier", "M-1")])).await, ["n1", "n2"]);
+    assert_eq!(ids(store, &patients(&[("identifier", "urn:mrn|M-1")])).await, ["n1"]);
+    assert_eq!(ids(store, &patients(&[("gender", "male")])).await, ["n2"]);
+    assert_eq!(ids(store, &patients(&[("birthdate", "1970")])).await, ["n1"]);
+    let observations = |params: &[(&str, &str)]| q(ResourceType::Observation, params);
+    assert_eq!(ids(store, &observations(&[("status", "amended")])).await, ["s1"]);
+    assert_eq!(ids(store, &observations(&[("status", "final")])).await, ["o1", "o2", "o3", "o4"]);
+    assert_eq!(
+        ids(store, &observations(&[("status", "final,amended"), ("patient", "n1")])).await,
+        ["s1"]
+    );
 }

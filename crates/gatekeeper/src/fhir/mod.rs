@@ -12,13 +12,21 @@
 //!
 //! | Route | Who | What |
 //! |---|---|---|
-//! | `GET /fhir/{type}/{id}` | scoped | the current version |
+//! | `GET /fhir/{type}/{id}` | scoped | the current version (`_summary`, `_elements`) |
 //! | `GET /fhir/{type}/{id}/_history/{v}` | provider | one version |
-//! | `GET /fhir/{type}?…` | scoped | a `searchset` Bundle with `self`/`next`/`previous` links |
+//! | `GET /fhir/{type}?…` | scoped | a `searchset` Bundle with `self`/`next`/`previous` links; `_summary`, `_total`, `_elements`, `_include`, `_revinclude` ([`params`], [`include`]) |
+//! | `GET /fhir/Patient/{id}/$everything` | scoped | every resource of the patient's compartment the requester may see ([`include`]) |
 //! | `POST /fhir/{type}` | provider | create (201, `Location`, `ETag`) |
 //! | `PUT /fhir/{type}/{id}` | provider | update (200, or 201 for a new id) |
 //! | `POST /fhir` | provider | a `transaction` (all or none) or `batch` Bundle |
+//!
+//! Every route also answers with a trailing slash, and runs inside the content
+//! negotiation of [`format`] (`_format`, `Accept`). Unknown search parameters are
+//! ignored unless the client sends `Prefer: handling=strict` ([`params`]).
 
+pub(crate) mod format;
+pub(crate) mod include;
+pub(crate) mod params;
 pub(crate) mod read;
 pub(crate) mod write;
 
@@ -31,6 +39,7 @@ use crate::{
 use axum::{
     Router,
     http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::from_fn,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -46,9 +55,16 @@ use serde_json::Value;
 pub(crate) fn routes() -> Router<Gatekeeper> {
     Router::new()
         .route("/fhir", post(write::bundle))
+        .route("/fhir/", post(write::bundle))
         .route("/fhir/{resource_type}", get(read::search).post(write::create))
+        .route("/fhir/{resource_type}/", get(read::search).post(write::create))
         .route("/fhir/{resource_type}/{id}", get(read::read).put(write::update))
+        .route("/fhir/{resource_type}/{id}/", get(read::read).put(write::update))
+        .route("/fhir/Patient/{id}/$everything", get(include::everything))
+        .route("/fhir/Patient/{id}/$everything/", get(include::everything))
         .route("/fhir/{resource_type}/{id}/_history/{version}", get(read::vread))
+        .route("/fhir/{resource_type}/{id}/_history/{version}/", get(read::vread))
+        .route_layer(from_fn(format::negotiate))
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -72,7 +88,7 @@ fn resource_ref(ty: &str, id: Option<&str>) -> Option<ResourceRef> {
 }
 
 /// The base URL of this FHIR server as the requester addressed it.
-fn base_url(headers: &HeaderMap) -> String {
+pub(crate) fn base_url(headers: &HeaderMap) -> String {
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     let proto = headers
         .get("x-forwarded-proto")
@@ -112,7 +128,8 @@ pub(crate) struct Searchset {
     resource_type: &'static str,
     #[serde(rename = "type")]
     kind: &'static str,
-    total: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     link: Vec<Link>,
     entry: Vec<SearchEntry>,
@@ -146,7 +163,7 @@ impl Searchset {
         Self {
             resource_type: "Bundle",
             kind: "searchset",
-            total: resources.len() as u64,
+            total: Some(resources.len() as u64),
             link: Vec::new(),
             entry: resources
                 .into_iter()

@@ -2,9 +2,10 @@
 //! `GET /fhir/{type}?…`, each within the requester's scope.
 
 use super::{
-    ApiResult, Link, SearchEntry, SearchMode, Searchset, base_url, fhir_json, note_provider_read,
-    note_scope, patients_of, raw_response, resource_id, resource_ref, resource_response,
-    resource_type,
+    ApiResult, Link, SearchEntry, SearchMode, Searchset, base_url, fhir_json, include,
+    note_provider_read, note_scope,
+    params::{self, Params},
+    patients_of, raw_response, resource_id, resource_ref, resource_response, resource_type,
 };
 use crate::{
     access::{Candidate, Scope},
@@ -17,6 +18,7 @@ use axum::{
     Extension,
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode},
+    response::Response,
 };
 use medrec_store::{
     Page, RecordReader, Stored,
@@ -28,17 +30,46 @@ use std::{cmp::Ordering, collections::HashMap};
 
 /// Most resources a search over several scopes gathers before it is refused as too
 /// broad (a viewer's union of pointers is normally far smaller).
-const UNION_LIMIT: usize = 10_000;
+pub(super) const UNION_LIMIT: usize = 10_000;
 
 /// `GET /fhir/{type}/{id}`
 pub(crate) async fn read(
     State(g): State<Gatekeeper>,
     Path((ty, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
     Extension(caller): Extension<Caller>,
     Extension(audit): Extension<Audit>,
 ) -> ApiResult {
     audit.resource(resource_ref(&ty, Some(&id)));
     let (ty, id) = (resource_type(&ty)?, resource_id(&id)?);
+    let (summary, elements) =
+        params::read(&params::pairs(raw.as_deref()), params::strict(&headers))?;
+    let answer = read_within_scope(&g, ty, &id, &caller, &audit).await?;
+    if summary == params::Summary::Full && elements.is_none() {
+        return Ok(answer);
+    }
+    // Subset the one resource read, keeping the status and headers (`ETag`).
+    let (parts, body) = answer.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|_| ApiError::Internal("a stored resource could not be read back"))?;
+    let json: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| ApiError::Internal("a stored resource is not JSON"))?;
+    let subset = params::subset(json, summary, elements.as_deref());
+    let body = serde_json::to_vec(&subset).expect("JSON serialises");
+    Ok(Response::from_parts(parts, body.into()))
+}
+
+/// The current version of `ty/id` if `caller` may see it (404 otherwise).
+async fn read_within_scope(
+    g: &Gatekeeper,
+    ty: ResourceType,
+    id: &ResourceId,
+    caller: &Caller,
+    audit: &Audit,
+) -> ApiResult {
+    let (g, audit) = (g.clone(), audit.clone());
     let scope = g.scope(caller.address)?;
     let compartments = match &scope {
         Scope::Provider => None,
@@ -48,7 +79,7 @@ pub(crate) async fn read(
         Scope::Limited(_) => {
             // A viewer: the read runs as a search within each granted pointer.
             let mut user = SearchQuery::all(ty);
-            user.ids = vec![id];
+            user.ids = vec![id.clone()];
             user.count = 1;
             let found = scoped_search(g.reader(), &scope, &user).await?.entries.into_iter().next();
             let patient = found.as_ref().and_then(|s| patients_of([&s.json]).pop());
@@ -61,7 +92,7 @@ pub(crate) async fn read(
     // of the row as stored, kept for a patient only if its compartment is one of theirs
     // (the very condition a scoped search puts on the same indexed column), served as
     // is.
-    let raw = g.reader().read_raw(ty, &id).await?;
+    let raw = g.reader().read_raw(ty, id).await?;
     match compartments {
         None => {
             note_provider_read(&g, &audit, raw.as_ref().and_then(|r| r.patient.clone()));
@@ -96,7 +127,8 @@ pub(crate) async fn vread(
     Ok(resource_response(StatusCode::OK, &stored, None))
 }
 
-/// `GET /fhir/{type}?…`: a `searchset` Bundle.
+/// `GET /fhir/{type}?…`: a `searchset` Bundle, with the resources `_include` and
+/// `_revinclude` reach inside the same scope.
 pub(crate) async fn search(
     State(g): State<Gatekeeper>,
     Path(ty): Path<String>,
@@ -107,41 +139,47 @@ pub(crate) async fn search(
 ) -> ApiResult {
     audit.resource(resource_ref(&ty, None));
     let ty = resource_type(&ty)?;
-    let raw = raw.unwrap_or_default();
-    let pairs: Vec<(String, String)> =
-        form_urlencoded::parse(raw.as_bytes()).into_owned().collect();
-    let user = SearchQuery::parse(ty, pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
-        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+    let pairs = params::pairs(raw.as_deref());
+    let p = params::search(ty, &pairs, params::strict(&headers))?;
     let scope = g.scope(caller.address)?;
-    let page = scoped_search(g.reader(), &scope, &user).await?;
+    let page = scoped_search(g.reader(), &scope, &p.query).await?;
+    let included = include::included(g.reader(), &scope, &page.entries, &p).await?;
     match &scope {
         Scope::Provider => {
-            note_provider_read(&g, &audit, patients_of(page.entries.iter().map(|s| &s.json)));
+            let read = page.entries.iter().chain(&included.resources).map(|s| &s.json);
+            note_provider_read(&g, &audit, patients_of(read));
         }
-        Scope::Limited(_) => note_scope(&audit, &scope, Some(ty), None),
+        Scope::Limited(_) => {
+            note_scope(&audit, &scope, Some(ty), None);
+            for t in &included.types {
+                note_scope(&audit, &scope, Some(*t), None);
+            }
+        }
     }
     let base = base_url(&headers);
-    Ok(fhir_json(StatusCode::OK, searchset(&base, ty, &pairs, &user, page).to_vec()))
+    Ok(fhir_json(StatusCode::OK, searchset(&base, ty, &p, page, included.resources).to_vec()))
 }
 
-fn not_found() -> ApiError {
+pub(super) fn not_found() -> ApiError {
     ApiError::NotFound {
         why: "no resource with that type and id is visible to you".into(),
         reason: "not-found",
     }
 }
 
-/// The Bundle of one page, with links to the pages around it.
+/// The Bundle of one page, with links to the pages around it, then the included
+/// resources; each subset as asked.
 fn searchset(
     base: &str,
     ty: ResourceType,
-    pairs: &[(String, String)],
-    q: &SearchQuery,
+    p: &Params,
     page: Page,
+    included: Vec<Stored>,
 ) -> Searchset {
+    let q = &p.query;
     let link = |relation: &'static str, offset: u64| {
         let mut url = form_urlencoded::Serializer::new(String::new());
-        for (n, v) in pairs.iter().filter(|(n, _)| n != "_offset" && n != "_count") {
+        for (n, v) in &p.applied {
             url.append_pair(n, v);
         }
         url.append_pair("_count", &q.count.to_string());
@@ -156,26 +194,26 @@ fn searchset(
     if offset > 0 {
         links.push(link("previous", offset.saturating_sub(count.max(1))));
     }
+    let entry = |s: Stored, mode: &'static str| SearchEntry {
+        full_url: Some(format!("{base}/{}/{}", s.resource_type, s.id)),
+        resource: params::subset(s.json, p.summary, p.elements.as_deref()),
+        search: SearchMode { mode },
+    };
+    let mut entries: Vec<SearchEntry> =
+        page.entries.into_iter().map(|s| entry(s, "match")).collect();
+    entries.extend(included.into_iter().map(|s| entry(s, "include")));
     Searchset {
         resource_type: "Bundle",
         kind: "searchset",
-        total: page.total,
+        total: p.total.then_some(page.total),
         link: links,
-        entry: page
-            .entries
-            .into_iter()
-            .map(|s| SearchEntry {
-                full_url: Some(format!("{base}/{}/{}", s.resource_type, s.id)),
-                resource: s.json,
-                search: SearchMode { mode: "match" },
-            })
-            .collect(),
+        entry: entries,
     }
 }
 
 /// Runs `user`'s search within `scope`: as is for the provider, otherwise as the union
 /// of its intersections with each allowed search, paged as `user` asked.
-async fn scoped_search(
+pub(super) async fn scoped_search(
     store: &dyn RecordReader,
     scope: &Scope,
     user: &SearchQuery,

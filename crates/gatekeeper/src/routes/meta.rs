@@ -1,15 +1,16 @@
 //! Public routes about the server itself: liveness, readiness, counters and the FHIR
 //! CapabilityStatement.
 
-use crate::{error::FHIR_JSON, server::Gatekeeper};
+use crate::{error::FHIR_JSON, fhir::params, server::Gatekeeper};
 use axum::{
     Json,
     extract::State,
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use medrec_store::{fhir::ResourceType, search};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// `GET /healthz`: the process answers.
 pub(crate) async fn healthz() -> Response {
@@ -72,43 +73,67 @@ pub(crate) async fn metrics(State(g): State<Gatekeeper>) -> Response {
         .into_response()
 }
 
-/// The search parameters the store supports, with their FHIR types.
-const SEARCH_PARAMS: [(&str, &str); 10] = [
-    ("_id", "token"),
-    ("_lastUpdated", "date"),
-    ("_count", "number"),
-    ("_offset", "number"),
-    ("_sort", "special"),
-    ("patient", "reference"),
-    ("subject", "reference"),
-    ("category", "token"),
-    ("code", "token"),
-    ("date", "date"),
-];
+/// The result parameters [`medrec_store::search::parameters`] lists beside the
+/// search parameters; the CapabilityStatement names search parameters only.
+const RESULT_PARAMS: [&str; 3] = ["_count", "_offset", "_sort"];
 
-/// `GET /fhir/metadata`: the FHIR CapabilityStatement, what this server reads and
-/// searches (public, as FHIR requires).
-pub(crate) async fn metadata() -> Response {
-    let resources: Vec<serde_json::Value> = medrec_store::fhir::ResourceType::ALL
-        .iter()
-        .map(|t| {
-            json!({
-                "type": t.as_str(),
-                "interaction": [{"code": "read"}, {"code": "vread"}, {"code": "search-type"}, {"code": "create"}, {"code": "update"}],
-                "searchParam": SEARCH_PARAMS.iter().map(|(name, kind)| json!({"name": name, "type": kind})).collect::<Vec<_>>(),
-            })
-        })
+/// What one resource type supports, as `rest.resource` says it.
+fn resource(ty: ResourceType) -> Value {
+    let search_params: Vec<Value> = search::parameters(ty)
+        .into_iter()
+        .filter(|(name, _)| !RESULT_PARAMS.contains(name))
+        .map(|(name, kind)| json!({"name": name, "type": kind.as_str()}))
         .collect();
+    let mut r = json!({
+        "type": ty.as_str(),
+        "interaction": [
+            {"code": "read"}, {"code": "vread"}, {"code": "update"}, {"code": "create"},
+            {"code": "search-type"}
+        ],
+        "versioning": "versioned",
+        "readHistory": true,
+        "updateCreate": true,
+        "searchInclude": params::includes(ty).iter().map(|i| i.text()).collect::<Vec<_>>(),
+        "searchRevInclude": params::revincludes(ty).iter().map(|i| i.text()).collect::<Vec<_>>(),
+        "searchParam": search_params,
+    });
+    let obj = r.as_object_mut().expect("an object");
+    for list in ["searchInclude", "searchRevInclude"] {
+        if obj[list].as_array().is_some_and(Vec::is_empty) {
+            obj.remove(list);
+        }
+    }
+    if ty == ResourceType::Patient {
+        obj.insert(
+            "operation".into(),
+            json!([{"name": "everything", "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}]),
+        );
+    }
+    r
+}
+
+/// `GET /fhir/metadata`: the FHIR R4 CapabilityStatement of this server (public, as
+/// FHIR requires): an `instance` statement, so with `implementation`; per type exactly
+/// the interactions, search parameters, includes and operations it serves.
+pub(crate) async fn metadata(headers: HeaderMap) -> Response {
+    let resources: Vec<Value> = ResourceType::ALL.into_iter().map(resource).collect();
+    let base = crate::fhir::base_url(&headers);
     let body = json!({
         "resourceType": "CapabilityStatement",
+        "name": "MedRecGatekeeper",
+        "title": "MedRec Gatekeeper",
         "status": "active",
         "date": "2026-11-24",
+        "publisher": "MedRec",
+        "description": "A provider's MedRec gatekeeper: FHIR R4 reads and searches scoped by patient consent recorded on chain, and the provider's writes.",
         "kind": "instance",
         "software": {"name": "MedRec Gatekeeper", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "MedRec Gatekeeper", "url": base},
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json"],
+        "format": ["json", "application/fhir+json", "application/json"],
         "rest": [{
             "mode": "server",
+            "documentation": "Search parameters not listed are ignored unless the request carries Prefer: handling=strict; the searchset's self link shows the parameters applied. _summary, _total, _elements, _include and _revinclude never reach beyond what consent allows.",
             "security": {"description": "Every data request is signed (EIP-712) or carries a bearer token from Sign-In with Ethereum (EIP-4361, POST /auth/siwe), and is decided against the chain's consent before any record is read."},
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}]

@@ -24,7 +24,7 @@ pub(crate) mod pointer;
 use crate::server::Gatekeeper;
 use axum::{
     Router,
-    middleware::from_fn_with_state,
+    middleware::{from_fn, from_fn_with_state},
     routing::{get, post, put},
 };
 
@@ -44,7 +44,14 @@ pub(crate) fn app(g: &Gatekeeper) -> Router {
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
         .route("/metrics", get(meta::metrics))
-        .route("/fhir/metadata", get(meta::metadata))
+        .route(
+            "/fhir/metadata",
+            get(meta::metadata).route_layer(from_fn(crate::fhir::format::negotiate)),
+        )
+        .route(
+            "/fhir/metadata/",
+            get(meta::metadata).route_layer(from_fn(crate::fhir::format::negotiate)),
+        )
         .route("/research/policy", get(crate::research::policy))
         .route("/research/queries/{commitment}", get(crate::research::query_text));
     let members = g.clone();

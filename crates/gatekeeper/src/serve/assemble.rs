@@ -92,6 +92,7 @@ pub async fn assemble(config: &ServeConfig) -> Result<Assembled, ServeError> {
         Some(domain) => parse_domain(domain)?,
         None => parse_domain(&config.listen.to_string())?,
     };
+    let cors = super::cors::layer(&config.cors_origins)?;
     let records = match &config.legacy {
         None => Records::read_write(config.store.open().await?),
         Some(mapping) => Records::read_only(open_legacy(&config.store, mapping).await?),
@@ -170,7 +171,7 @@ pub async fn assemble(config: &ServeConfig) -> Result<Assembled, ServeError> {
         }
     };
     let follower = tokio::spawn(follower.run(config.poll, health_tx));
-    let router = http::router(&gatekeeper, config.body_limit);
+    let router = http::router(&gatekeeper, config.body_limit, cors);
     Ok(Assembled { gatekeeper, router, health, anchorer, follower })
 }
 

@@ -168,6 +168,9 @@ pub struct ServeConfig {
     /// groups (break-glass) the consent index follows; when unset, the research setup's
     /// registrar (if any), else no group reaches anyone.
     pub registrar: Option<Address>,
+    /// The origins (`scheme://host[:port]`, or `*` for any) whose pages may call this
+    /// gatekeeper from a browser (CORS); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl ServeConfig {
@@ -205,6 +208,7 @@ impl ServeConfig {
             anchoring: None,
             research: None,
             registrar: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -289,6 +293,9 @@ pub enum ServeError {
         "there is no contract at {0} on the chain: check the Relationships address (`medrec chain --json` prints it for the devchain)"
     )]
     NoContract(Address),
+    /// An allowed CORS origin is not `scheme://host[:port]`.
+    #[error("the CORS origin '{0}' is not http(s)://host[:port] (no path, no trailing slash) or *")]
+    InvalidCorsOrigin(String),
     /// The sign-in domain is not a host name with an optional port.
     #[error("the sign-in domain '{0}' is not a host name with an optional port")]
     InvalidDomain(String),

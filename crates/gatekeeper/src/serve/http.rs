@@ -12,11 +12,20 @@ use axum::{
 use serde_json::json;
 use std::{net::SocketAddr, time::Instant};
 
-/// The gatekeeper's routes with the body limit, its 413 answer and request logs.
-pub(super) fn router(gatekeeper: &Gatekeeper, body_limit: usize) -> Router {
-    gatekeeper.router().layer(DefaultBodyLimit::max(body_limit)).layer(middleware::from_fn(
-        move |request: Request, next: Next| log_and_explain(request, next, body_limit),
-    ))
+/// The gatekeeper's routes with the body limit, its 413 answer, CORS for the allowed
+/// origins (preflights answered before any route) and request logs.
+pub(super) fn router(
+    gatekeeper: &Gatekeeper,
+    body_limit: usize,
+    cors: Option<tower_http::cors::CorsLayer>,
+) -> Router {
+    let mut router = gatekeeper.router().layer(DefaultBodyLimit::max(body_limit));
+    if let Some(cors) = cors {
+        router = router.layer(cors);
+    }
+    router.layer(middleware::from_fn(move |request: Request, next: Next| {
+        log_and_explain(request, next, body_limit)
+    }))
 }
 
 /// Logs one line per request (no query string, no body) and answers a 413 from any

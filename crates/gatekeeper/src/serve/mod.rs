@@ -38,6 +38,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
 mod assemble;
 mod config;
 mod conn;
+mod cors;
 mod http;
 mod tls;
 

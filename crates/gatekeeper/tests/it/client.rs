@@ -151,8 +151,23 @@ impl Client {
         body: impl Into<Vec<u8>>,
         from: &As,
     ) -> Answer {
+        self.send_with(method, path, body, from, &[]).await
+    }
+
+    /// [`Client::send`] with these headers besides.
+    pub(crate) async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: impl Into<Vec<u8>>,
+        from: &As,
+        headers: &[(&str, &str)],
+    ) -> Answer {
         let body = body.into();
         let mut request = HttpRequest::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         match from {
             As::Nobody => {}
             As::Key(key) => {

@@ -75,6 +75,16 @@ impl Dialect {
         }
     }
 
+    /// The length of `text` as `SUBSTR` counts it in a code column: bytes where codes
+    /// are binary (MySQL), characters elsewhere.
+    fn length(self, text: &str) -> i64 {
+        let n = match self {
+            Self::Mysql => text.len(),
+            Self::Sqlite | Self::Postgres => text.chars().count(),
+        };
+        i64::try_from(n).unwrap_or(i64::MAX)
+    }
+
     /// The instant of a date or date-time column in unix milliseconds, taken as UTC
     /// (its day only when `date_only`); `NULL` when it is not a date.
     pub(crate) fn epoch_ms(self, expr: &str, date_only: bool) -> String {
@@ -281,6 +291,12 @@ impl Target {
                 self.tokens(s, param, any_of);
             }
         }
+        for condition in &query.tokens {
+            self.tokens(s, condition.param, &condition.any_of);
+        }
+        for any_of in &query.name {
+            self.name(s, any_of);
+        }
         match &self.date {
             Some(date) if !query.date.is_empty() => {
                 // A resource without a date matches no date condition.
@@ -340,7 +356,13 @@ impl Target {
                 s.push("))");
             }
             Tokens::Mapped { category, code } => {
-                let coding = if param == "category" { category } else { code };
+                // A mapping makes at most a category and a code: any other token
+                // parameter matches nothing.
+                let coding = match param {
+                    "category" => category,
+                    "code" => code,
+                    _ => &None,
+                };
                 let mut alternatives = 0;
                 for token in any_of {
                     let Some(condition) = coding.as_ref().and_then(|c| mapped(c, token)) else {
@@ -357,6 +379,34 @@ impl Target {
                 s.push(if alternatives == 0 { " AND 1 = 0" } else { ")" });
             }
         }
+    }
+
+    /// One `name` parameter: some indexed name part starts with one of `any_of`
+    /// (normalised text, compared character for character).
+    fn name<'a>(&self, s: &mut Sql<'a>, any_of: &'a [String]) {
+        let Tokens::Table { from, join, param, code, .. } = &self.tokens else {
+            // A mapping makes no names.
+            s.push(" AND 1 = 0");
+            return;
+        };
+        s.push(" AND EXISTS (SELECT 1 FROM ").push(from).push(" WHERE ").push(join);
+        s.push(" AND ").push(param).push(" = ").text("name").push(" AND (");
+        if any_of.is_empty() {
+            s.push("1 = 0");
+        }
+        for (i, prefix) in any_of.iter().enumerate() {
+            if i > 0 {
+                s.push(" OR ");
+            }
+            // PostgreSQL's SUBSTR takes an `integer` length, not the `bigint` bound.
+            let (cast, end) = match s.dialect {
+                Dialect::Postgres => ("CAST(", " AS INTEGER)"),
+                Dialect::Sqlite | Dialect::Mysql => ("", ""),
+            };
+            s.push("SUBSTR(").push(code).push(", 1, ").push(cast);
+            s.int(s.dialect.length(prefix)).push(end).push(") = ").text(prefix);
+        }
+        s.push("))");
     }
 
     /// ` ORDER BY` the sort keys, then the id ascending; rows without a date come last

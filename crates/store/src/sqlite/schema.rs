@@ -2,11 +2,13 @@
 //! WAL, and the tables created or checked in one transaction.
 
 use super::{BUSY_TIMEOUT, OrDatabase};
-use crate::{Result, StoreError};
+use crate::{Result, StoreError, fhir::Resource};
 use rusqlite::Connection;
 
-/// The schema version this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// The schema version this code writes (`PRAGMA user_version`): 2 indexes the
+/// `identifier`, `gender`, `status`, `clinical-status` and `name` search parameters
+/// in `resource_tokens` (version 1 held `category` and `code` only).
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS resources (
@@ -48,6 +50,32 @@ CREATE TABLE IF NOT EXISTS resource_tokens (
 CREATE INDEX IF NOT EXISTS resource_tokens_code ON resource_tokens (type, param, code);
 ";
 
+/// Rebuilds every current resource's codings from its JSON (a store written by an
+/// older version indexed fewer parameters).
+fn reindex_tokens(conn: &Connection) -> rusqlite::Result<Result<()>> {
+    let rows: Vec<(String, String, String)> = conn
+        .prepare("SELECT type, id, json FROM resources")?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    conn.execute("DELETE FROM resource_tokens", [])?;
+    let mut insert = conn.prepare(
+        "INSERT OR IGNORE INTO resource_tokens (type, id, param, system, code) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (ty, id, json) in rows {
+        let parsed = serde_json::from_str(&json).ok().and_then(|v| Resource::parse(v).ok());
+        let Some(resource) = parsed else {
+            return Ok(Err(StoreError::Database(format!(
+                "SQLite: stored row {ty}/{id} is not a resource this MedRec reads"
+            ))));
+        };
+        for token in &resource.index.tokens {
+            insert.execute(rusqlite::params![ty, id, token.param, token.system, token.code])?;
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// Pragmas and schema of a freshly opened writer connection.
 pub(super) fn setup(conn: &Connection, wal: bool) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT).db()?;
@@ -72,6 +100,11 @@ pub(super) fn setup(conn: &Connection, wal: bool) -> Result<()> {
             ))));
         }
         conn.execute_batch(SCHEMA)?;
+        if version < 2
+            && let Err(e) = reindex_tokens(conn)?
+        {
+            return Ok(Err(e));
+        }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(Ok(()))
     })();

@@ -205,6 +205,34 @@ async fn a_schema_from_a_newer_medrec_is_refused() {
 }
 
 #[tokio::test]
+async fn a_version_1_store_is_reindexed_for_the_new_parameters() {
+    let path = TempPath::new("v1");
+    let store = SqliteStore::open(&path.0).unwrap();
+    store
+        .update(r(json!({"resourceType": "Patient", "id": "p1", "gender": "female",
+                         "name": [{"family": "Curie"}]})))
+        .await
+        .unwrap();
+    drop(store);
+    // What version 1 left: no codings beyond category and code.
+    let conn = rusqlite::Connection::open(&path.0).unwrap();
+    conn.execute("DELETE FROM resource_tokens WHERE param NOT IN ('category', 'code')", [])
+        .unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path.0).unwrap();
+    for (name, value) in [("name", "cur"), ("gender", "female")] {
+        let q = SearchQuery::parse(ResourceType::Patient, [(name, value)]).unwrap();
+        assert_eq!(store.search(&q).await.unwrap().total, 1, "{name}");
+    }
+    let version: i64 = rusqlite::Connection::open(&path.0)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+}
+
+#[tokio::test]
 async fn the_index_follows_the_current_version() {
     let store = fresh();
     let obs = |code: &str, date: &str| {

@@ -65,6 +65,15 @@ pub(super) struct ServeArgs {
     /// gatekeeper listens on).
     #[arg(long, env = "MEDREC_SIWE_DOMAIN", value_name = "HOST[:PORT]")]
     siwe_domain: Option<String>,
+    /// An origin whose pages may call this gatekeeper from a browser (CORS), e.g.
+    /// `https://app.example`; repeat for several, `*` for any (default: none).
+    #[arg(
+        long = "cors-origin",
+        env = "MEDREC_CORS_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    cors_origins: Vec<String>,
     /// Blocks the consent index may lag behind the head and still decide requests.
     #[arg(long, env = "MEDREC_MAX_LAG", value_name = "BLOCKS", default_value_t = 2)]
     max_lag: u64,
@@ -235,6 +244,7 @@ impl ServeArgs {
         let mut config =
             ServeConfig::new(listen, store, rpc_url, relationships, gatekeeper, chain_id);
         config.siwe_domain.clone_from(&self.siwe_domain);
+        config.cors_origins.clone_from(&self.cors_origins);
         config.registrar = Some(match &saved {
             Some(c) if self.registrar == DEV_REGISTRAR => c.chain.registrar,
             _ => self.registrar,

@@ -2,9 +2,11 @@
 //! stranger may read, search and write, against a devchain, the follower and a SQLite
 //! store.
 
+mod api;
 mod audit;
 mod emergency;
 mod read;
+mod samples;
 mod write;
 
 use crate::fixture::{Fixture, obs, resource};

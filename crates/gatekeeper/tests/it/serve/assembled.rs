@@ -351,3 +351,74 @@ async fn the_providers_own_database_takes_no_write_and_stays_untouched() {
     served.shutdown().await;
     assert_eq!(rows(&legacy_db), before, "the provider's database is as it was");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_apps_on_the_allowed_origins_and_only_those_may_call() {
+    let dir = temp_dir("cors");
+    let store = SqliteStore::open(dir.join("records.db")).unwrap();
+    let chain = Chain::new(&store).await;
+    drop(store);
+    let mut config = chain.config(StoreUrl::Sqlite(dir.join("records.db")));
+    config.cors_origins = vec!["https://app.example".into(), "http://localhost:5173".into()];
+    let served = assemble(&config).await.unwrap();
+    chain.enroll(served.gatekeeper());
+    let client = in_process(&served, GATEKEEPER);
+    wait_ready(&client, 200).await;
+
+    let preflight = |origin: &str| {
+        HttpRequest::options("/fhir/Observation?category=laboratory")
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization, x-medrec-signature, prefer")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let allowed = client.call(preflight("https://app.example")).await;
+    assert!(allowed.status < 300, "a preflight is answered before any route: {}", allowed.status);
+    assert_eq!(allowed.header("access-control-allow-origin"), Some("https://app.example"));
+    let headers = allowed.header("access-control-allow-headers").unwrap().to_ascii_lowercase();
+    assert!(
+        headers.contains("authorization") && headers.contains("x-medrec-signature"),
+        "{headers}"
+    );
+    assert!(allowed.header("access-control-allow-credentials").is_none(), "no cookies");
+    let other = client.call(preflight("https://evil.example")).await;
+    assert!(other.header("access-control-allow-origin").is_none());
+
+    // An actual request from an allowed page: the browser may read the answer and its ETag.
+    let key = chain.key(PATIENT);
+    let get = async |origin: &'static str| {
+        let headers = [("origin", origin)];
+        client.send_with("GET", "/fhir/Observation/o1", Vec::new(), &key, &headers).await
+    };
+    let read = get("http://localhost:5173").await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_eq!(read.header("access-control-allow-origin"), Some("http://localhost:5173"));
+    assert!(
+        read.header("access-control-expose-headers").unwrap().to_ascii_lowercase().contains("etag")
+    );
+    let foreign = get("https://evil.example").await;
+    assert!(foreign.header("access-control-allow-origin").is_none());
+    served.shutdown().await;
+
+    // By default no other origin may call; a malformed origin stops the start.
+    let config = chain.config(StoreUrl::Sqlite(dir.join("records.db")));
+    let served = assemble(&config).await.unwrap();
+    let client = in_process(&served, GATEKEEPER);
+    let metadata = client
+        .send_with(
+            "GET",
+            "/fhir/metadata",
+            Vec::new(),
+            &As::Nobody,
+            &[("origin", "https://app.example")],
+        )
+        .await;
+    assert_eq!(metadata.status, 200);
+    assert!(metadata.header("access-control-allow-origin").is_none());
+    served.shutdown().await;
+    let mut bad = chain.config(StoreUrl::Sqlite(dir.join("records.db")));
+    bad.cors_origins = vec!["https://app.example/".into()];
+    assert!(matches!(assemble(&bad).await, Err(ServeError::InvalidCorsOrigin(_))));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
