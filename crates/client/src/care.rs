@@ -360,10 +360,23 @@ impl ClinicianSession {
             .collect();
         providers.sort();
         providers.dedup();
-        ensure!(!providers.is_empty(), "no provider holds records of patient {patient}");
+        // The chain names no provider (each is encrypted for the patient): unless the
+        // caller decrypted them, every gatekeeper of the directory is asked, and those
+        // that hold none of the patient's relationships serve nothing.
+        let asked_all = providers.is_empty();
+        let candidates: Vec<(Address, String)> = if asked_all {
+            self.chain.directory().await?
+        } else {
+            let mut c = Vec::new();
+            for p in providers {
+                c.push((p, self.chain.endpoint(p).await?));
+            }
+            c
+        };
+        ensure!(!candidates.is_empty(), "no provider holds records of patient {patient}");
         let mut out = Vec::new();
-        for provider in providers {
-            let endpoint = self.chain.endpoint(provider).await?;
+        let mut refused = None;
+        'providers: for (provider, endpoint) in candidates {
             let client = self.chain.gatekeeper(endpoint.clone(), provider, self.signer.clone());
             let mut resources = Vec::new();
             for ty in EMERGENCY_SET {
@@ -372,6 +385,10 @@ impl ClinicianSession {
                 let search = || client.search(ty.as_str(), "");
                 match until_caught_up(PAUSE, OPENING_PATIENCE, search).await {
                     Ok(found) => resources.extend(found),
+                    Err(ClientError::Refused { status: 403, .. }) if asked_all => {
+                        refused = Some(endpoint.clone());
+                        continue 'providers;
+                    }
                     Err(ClientError::Refused { status: 403, .. }) => bail!(
                         "the gatekeeper at {endpoint} refused: there is no break-glass opening for you in force (it lasts four hours, ends if you leave your emergency group, and the patient may refuse break-glass)"
                     ),
@@ -383,7 +400,16 @@ impl ClinicianSession {
                     }
                 }
             }
-            out.push(EmergencySet { provider, endpoint, resources });
+            if !(asked_all && resources.is_empty()) {
+                out.push(EmergencySet { provider, endpoint, resources });
+            }
+        }
+        if out.is_empty()
+            && let Some(endpoint) = refused
+        {
+            bail!(
+                "the gatekeeper at {endpoint} refused: there is no break-glass opening for you in force (it lasts four hours, ends if you leave your emergency group, and the patient may refuse break-glass)"
+            );
         }
         Ok(out)
     }
