@@ -377,7 +377,7 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
     assert.equal(await overflowX(p), 0, `nothing sticks out sideways at 390 px: ${(await overflowing(p)).join('; ')}`);
     await shots.take(p, 'phone-390-records');
     await shots.take(p, 'phone-390-records-screen', false);
-    for (const path of ['/', '/inbox', '/share', '/access', '/research']) {
+    for (const path of ['/', '/inbox', '/share', '/access', '/research', '/people']) {
       await p.goto(`${story.patient}${path}`);
       const over = await overflowX(p);
       if (over > 0) await shots.take(p, `phone-390-overflow${path.replace(/\//g, '-')}`);
@@ -390,7 +390,7 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
     await phone.close();
   });
 
-  step('Provider app: enroll the patient; the patient accepts the new relationship in the Inbox', async () => {
+  step("Provider app: enroll the patient (an offer at its gatekeeper); the patient accepts the offer in the Inbox", async () => {
     assert.ok(story.providerUrl && story.lakeside?.patient_id, "the demo's JSON has apps.provider and lakeside");
     const p = await desktop.newPage();
     await p.goto(story.providerUrl);
@@ -402,7 +402,8 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
     await shots.take(p, 'provider-enroll-form');
     await p.getByRole('button', { name: 'Enroll', exact: true }).click();
     await p.waitForURL(/\/$/);
-    assert.match(await flash(p), /^Enrolled: relationship 0x[0-9a-f]{8}… with 0x[0-9a-fA-F]{40} \(5 data pointers\)\./);
+    // v2: the provider only offers; the patient's key creates the relationship.
+    assert.match(await flash(p), /^Offered: relationship 0x[0-9a-f]{8}… to 0x[0-9a-fA-F]{40} \(1 data pointer now, 4 more once taken\)\./);
     assert.match(await p.locator('section[aria-labelledby="patients-h"] tbody').innerText(), /new: waiting for the patient's answer/);
     await shots.take(p, 'provider-patients');
     await p.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Gatekeeper' }).click();
@@ -410,14 +411,15 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
     await shots.take(p, 'provider-gatekeeper');
     await p.close();
 
-    // The patient accepts it in the Inbox, by its visible label.
+    // The patient accepts the offer in the Inbox, by its visible label: their key
+    // creates the relationship.
     await page.goto(`${story.patient}/inbox`);
     const lakeside = providerPattern({ name: story.lakeside.name, address: story.lakeside.address, gatekeeper_url: story.lakeside.gatekeeper_url });
-    const waiting = page.locator('section[aria-labelledby="waiting-h"] article').filter({ hasText: lakeside });
-    assert.match(await waiting.innerText(), /new/);
+    const waiting = page.locator('section[aria-labelledby="waiting-h"] article.offer').filter({ hasText: lakeside });
+    assert.match(await waiting.innerText(), /offers to share your records/);
     await waiting.getByRole('button', { name: 'Accept', exact: true }).click();
     await page.waitForURL(/\/inbox/);
-    assert.match(await flash(page), /is now accepted/);
+    assert.match(await flash(page), /^You accepted .*'s offer: relationship 0x[0-9a-f]{8}… is created and accepted/);
     await shots.take(page, 'patient-inbox-accepted-lakeside');
   });
 

@@ -20,6 +20,7 @@
 mod assets;
 pub mod csrf;
 mod error;
+mod keys;
 mod research;
 mod routes;
 pub mod server;

@@ -76,18 +76,19 @@ impl ResearcherSession {
         Answers::load(&self.answers)
     }
 
-    /// The provider of each relationship the bounties came through.
-    pub(crate) async fn providers(&self, bounties: &[Bounty]) -> HashMap<B256, Address> {
-        let mut out = HashMap::new();
-        for b in bounties {
-            if out.contains_key(&b.relationship.0) {
-                continue;
-            }
-            if let Ok(r) = self.chain.relationships().relationship(b.relationship.0).call().await {
-                out.insert(b.relationship.0, r.provider);
-            }
-        }
-        out
+    /// The provider of each relationship the bounties came through, as far as the
+    /// researcher knows it: the chain does not say who posted a bounty, so it is the
+    /// provider whose gatekeeper answered a redemption (kept with the answer).
+    pub(crate) fn providers(&self, answers: &Answers) -> HashMap<B256, Address> {
+        answers
+            .by_bounty
+            .iter()
+            .filter_map(|(id, a)| {
+                let relationship = crate::views::researcher::relationship_of(id)?;
+                let provider = a["provider"].as_str()?.parse().ok()?;
+                Some((relationship, provider))
+            })
+            .collect()
     }
 
     /// Redeems the bounty `id` (one this researcher owns) at its provider's gatekeeper

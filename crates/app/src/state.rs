@@ -14,6 +14,7 @@ use medrec_client::{
     patient::{
         PatientSession,
         access_log::AccessEntry,
+        offers::Offers,
         records::{Problem, Records, cache},
     },
     viewer::ViewerSession,
@@ -22,7 +23,7 @@ use medrec_primitives::{RelationshipId, Status};
 use medrec_wallet::{Passphrase, Wallet};
 use serde::Serialize;
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     path::PathBuf,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -35,6 +36,10 @@ use tokio::{
 /// How often the follower asks the chain for a new block (a new notice shows within
 /// about this plus one page update, well under 2 s).
 const POLL: Duration = Duration::from_millis(400);
+/// How long the offers asked of the gatekeepers are reused.
+const OFFERS_TTL: Duration = Duration::from_secs(5);
+/// How often the app asks the gatekeepers for new offers.
+const OFFERS_POLL: Duration = Duration::from_secs(2);
 /// How long the access log fetched from the gatekeepers is reused.
 const ACCESS_TTL: Duration = Duration::from_secs(20);
 
@@ -108,6 +113,13 @@ pub(crate) struct Inner {
     pub(crate) live: broadcast::Sender<Live>,
     pub(crate) access: tokio::sync::Mutex<Option<(Instant, Arc<Vec<AccessEntry>>)>>,
     pub(crate) tasks: Mutex<Vec<AbortHandle>>,
+    /// The custodian this app's key is, when it acts for another account.
+    pub(crate) acting: Mutex<Option<crate::keys::Acting>>,
+    /// The offers waiting at the directory's gatekeepers, as last asked.
+    pub(crate) offers: tokio::sync::Mutex<Option<(Instant, Arc<Offers>)>>,
+    /// Offers the patient answered "Not now" (in memory: they come back after a
+    /// restart, the offer still waiting at the provider).
+    pub(crate) set_aside: Mutex<BTreeSet<RelationshipId>>,
     unlocking: tokio::sync::Mutex<()>,
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -148,6 +160,9 @@ impl AppState {
             live,
             access: tokio::sync::Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
+            acting: Mutex::new(None),
+            offers: tokio::sync::Mutex::new(None),
+            set_aside: Mutex::new(BTreeSet::new()),
             unlocking: tokio::sync::Mutex::new(()),
             refreshing: tokio::sync::Mutex::new(()),
         }))
@@ -206,7 +221,7 @@ impl AppState {
             Role::Viewer => {
                 *self.clinician.write().await =
                     Some(ClinicianSession::new(chain.clone(), key.clone()));
-                *self.viewer.write().await = Some(ViewerSession::new(chain, key));
+                self.start_viewer(ViewerSession::new(chain, key)).await;
             }
             Role::Researcher => {
                 *self.researcher.write().await =
@@ -277,8 +292,7 @@ impl AppState {
             Role::Viewer => {
                 *self.clinician.write().await =
                     Some(ClinicianSession::new(chain.clone(), wallet.account().clone()));
-                *self.viewer.write().await =
-                    Some(ViewerSession::new(chain, wallet.account().clone()));
+                self.start_viewer(ViewerSession::new(chain, wallet.account().clone())).await;
                 Ok(())
             }
             Role::Researcher => {
@@ -306,9 +320,89 @@ impl AppState {
         }
     }
 
+    /// Holds the viewer's session, publishing its encryption key first (once: patients
+    /// then seal each relationship's key for it, and the viewer reads the provider from
+    /// the chain); tells the person the first time.
+    async fn start_viewer(&self, session: ViewerSession) {
+        match session.publish_encryption_key().await {
+            Ok(true) => self.tell(false, "Your encryption key is now published on the chain, once and for all: a patient who shares records with you from now on also lets you read which provider keeps them. Nobody else can read it."),
+            Ok(false) => {}
+            Err(e) => self.tell(true, format!("Your encryption key could not be published ({}): patients' grants will not name their providers to you, and the app will ask the network's gatekeepers instead.", crate::error::sentence(&e).trim_end_matches('.'))),
+        }
+        *self.viewer.write().await = Some(session);
+    }
+
+    /// The patient's session of `session`'s key: its own account's, or, when the chain
+    /// says the key acts for another account (a custodian's), a session acting for that
+    /// account with the key's rights, its cache in this app's folder.
+    async fn detect_acting(&self, session: PatientSession) -> PatientSession {
+        let chain = session.chain().clone();
+        let key = session.signer().address();
+        let Ok((account, rights)) = chain.acting_for(key).await else { return session };
+        if account == key || account.is_zero() {
+            return session;
+        }
+        let until =
+            chain.relationships().keyOf(key).call().await.map_or(0, |k| k.until.to::<u64>());
+        if let Ok(mut acting) = self.acting.lock() {
+            *acting = Some(crate::keys::Acting { account, key, rights, until });
+        }
+        PatientSession::acting(chain, session.signer().clone(), account, None)
+            .in_dir(self.data_dir.clone())
+    }
+
+    /// The custodian this app's key is, when it acts for another account.
+    pub(crate) fn acting(&self) -> Option<crate::keys::Acting> {
+        self.acting.lock().ok().and_then(|a| *a)
+    }
+
+    /// Whether the session may do what needs `right`: a sentence saying why not.
+    pub(crate) fn may(&self, right: u8, what: &str) -> Result<(), String> {
+        match self.acting() {
+            Some(a) if !a.may(right) => Err(a.refusal(right, what)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The offers waiting for the account at the directory's gatekeepers, asked at most
+    /// every 5 s (`fresh`: now).
+    ///
+    /// # Errors
+    /// A sentence when the chain cannot be read.
+    pub(crate) async fn offers(
+        &self,
+        session: &PatientSession,
+        fresh: bool,
+    ) -> Result<Arc<Offers>, String> {
+        let mut slot = self.offers.lock().await;
+        if !fresh
+            && let Some((at, offers)) = slot.as_ref()
+            && at.elapsed() < OFFERS_TTL
+        {
+            return Ok(offers.clone());
+        }
+        let offers = Arc::new(session.offers().await.map_err(|e| {
+            format!(
+                "The providers' offers cannot be read right now ({}); reload to see them.",
+                crate::error::sentence(&e).trim_end_matches('.')
+            )
+        })?);
+        *slot = Some((Instant::now(), offers.clone()));
+        Ok(offers)
+    }
+
+    /// The offers last asked that the patient has not set aside, without asking again.
+    pub(crate) async fn offers_waiting(&self) -> usize {
+        let aside = self.set_aside.lock().map(|s| s.clone()).unwrap_or_default();
+        self.offers.lock().await.as_ref().map_or(0, |(_, o)| {
+            o.offers.iter().filter(|o| !aside.contains(&o.view.relationship)).count()
+        })
+    }
+
     /// Holds the patient's session: loads the encrypted cache, starts following the
     /// chain and refreshing the records.
     async fn start_patient(&self, session: PatientSession) -> Result<(), String> {
+        let session = self.detect_acting(session).await;
         let cached: Option<Records> =
             cache(&self.data_dir, session.signer()).load().map_err(|e| format!("{e}."))?;
         {
@@ -316,9 +410,11 @@ impl AppState {
             held.records = cached.unwrap_or_default();
         }
         *self.session.write().await = Some(session.clone());
-        let follower = tokio::spawn(follow(self.clone(), session));
+        let follower = tokio::spawn(follow(self.clone(), session.clone()));
+        let offers = tokio::spawn(watch_offers(self.clone(), session));
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.push(follower.abort_handle());
+            tasks.push(offers.abort_handle());
         }
         self.spawn_refresh();
         Ok(())
@@ -420,7 +516,12 @@ impl AppState {
         if granted_unknown && let Ok(groups) = medrec_client::care::groups(session.chain()).await {
             self.names.write().await.groups.extend(views::care::group_names(&groups));
         }
-        self.names.read().await.clone()
+        let mut names = self.names.read().await.clone();
+        names.keys = crate::keys::custodian_names(&self.data_dir);
+        if let Some(a) = self.acting() {
+            names.keys.insert(a.key, Names::YOU.to_owned());
+        }
+        names
     }
 
     /// The access log, fetched from the gatekeepers at most every 20 s (`fresh`: now).
@@ -465,6 +566,10 @@ impl AppState {
         }
         *self.held.write().await = Held::default();
         *self.access.lock().await = None;
+        *self.offers.lock().await = None;
+        if let Ok(mut acting) = self.acting.lock() {
+            *acting = None;
+        }
     }
 
     pub(crate) fn stop(&self) {
@@ -479,6 +584,43 @@ impl AppState {
             }
         }
     }
+}
+
+/// Asks the gatekeepers for offers every 2 s and tells the open pages of each new one
+/// (offers are kept at the gatekeepers, not on chain: no block announces them).
+async fn watch_offers(state: AppState, session: PatientSession) {
+    let mut known = None;
+    loop {
+        tell_new_offers(&state, &session, &mut known).await;
+        tokio::time::sleep(OFFERS_POLL).await;
+    }
+}
+
+async fn tell_new_offers(
+    state: &AppState,
+    session: &PatientSession,
+    known: &mut Option<BTreeSet<RelationshipId>>,
+) {
+    let Ok(offers) = state.offers(session, true).await else { return };
+    let now: BTreeSet<RelationshipId> = offers.offers.iter().map(|o| o.view.relationship).collect();
+    state
+        .names
+        .write()
+        .await
+        .endpoints
+        .extend(offers.offers.iter().map(|o| (o.view.provider, o.endpoint.clone())));
+    if let Some(before) = known.as_ref() {
+        let names = state.names_for(session, &BTreeMap::new()).await;
+        for o in offers.offers.iter().filter(|o| !before.contains(&o.view.relationship)) {
+            let _ = state.live.send(Live {
+                kind: "notice",
+                title: views::inbox::OFFER_TITLE.to_owned(),
+                sentence: views::inbox::offer_sentence(&names.provider(o.view.provider)),
+                block: 0,
+            });
+        }
+    }
+    *known = Some(now);
 }
 
 /// Follows the chain: every new block's notices about the patient go to the open pages

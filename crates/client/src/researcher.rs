@@ -223,7 +223,8 @@ impl Answers {
 /// Redeems `bounty` at its provider's gatekeeper (at `gatekeeper`, else whichever
 /// gatekeeper of the Registrar's directory holds the relationship: the chain does not
 /// say which provider posted it) as `signer`: the private aggregate, with the query's
-/// published text (checked against the commitment) under `query`.
+/// published text (checked against the commitment) under `query`, and the directory's
+/// provider whose gatekeeper answered under `provider` (not when `gatekeeper` was given).
 ///
 /// # Errors
 /// When no gatekeeper holds the relationship, or the one that does refuses (e.g. the
@@ -249,12 +250,12 @@ pub async fn redeem(
                 last = Some((url, ClientError::Refused { status: 404, diagnostics }));
             }
             answer => {
-                found = Some((client, url, answer));
+                found = Some((provider, client, url, answer));
                 break;
             }
         }
     }
-    let Some((client, url, answer)) = found else {
+    let Some((provider, client, url, answer)) = found else {
         let (url, e) = last.ok_or_else(|| {
             Error::invalid("the Registrar's directory lists no gatekeeper to redeem at")
         })?;
@@ -280,6 +281,11 @@ pub async fn redeem(
         })?)
     };
     answer["query"] = json!(query);
+    // Which provider's gatekeeper answered (the chain does not say who posted it), for
+    // the researcher to see; not when the gatekeeper was given by URL.
+    if provider != Address::ZERO {
+        answer["provider"] = json!(provider);
+    }
     Ok(answer)
 }
 

@@ -8,6 +8,7 @@ pub(crate) mod emergency;
 pub(crate) mod events;
 pub(crate) mod home;
 pub(crate) mod inbox;
+pub(crate) mod people;
 pub(crate) mod provider;
 pub(crate) mod records;
 pub(crate) mod research;
@@ -47,6 +48,10 @@ pub(crate) struct Chrome {
     pub(crate) lockable: bool,
     /// A viewer's account in an emergency group: the Emergency page is in the menu.
     pub(crate) emergency: bool,
+    /// The banner of a custodian's app: for whom, until when, with what rights.
+    pub(crate) acting: Option<String>,
+    /// A guardian recovery of the account is waiting: the alert on every page.
+    pub(crate) recovery: Option<String>,
 }
 
 impl Chrome {
@@ -66,6 +71,8 @@ impl Chrome {
             role: state.role.as_str(),
             lockable: !state.is_demo(),
             emergency: false,
+            acting: state.acting().map(|a| a.banner()),
+            recovery: None,
         }
     }
 }
@@ -95,15 +102,33 @@ pub(crate) async fn context(
     let waiting = summaries
         .values()
         .filter(|s| matches!(s.status, Some(Status::New | Status::UpdatePending)))
-        .count();
-    let chrome =
-        Chrome { waiting, ..Chrome::new(state, active, title, session.address().to_string()) };
+        .count()
+        + state.offers_waiting().await;
+    let recovery = match session.chain().recovery(session.address()).await {
+        Ok(w) if !w.new_key.is_zero() => Some(recovery_alert(&w)),
+        _ => None,
+    };
+    let chrome = Chrome {
+        waiting,
+        recovery,
+        ..Chrome::new(state, active, title, session.address().to_string())
+    };
     Ok(Context { session, summaries, names, chrome })
+}
+
+/// The alert of a waiting guardian recovery.
+pub(crate) fn recovery_alert(w: &medrec_client::patient::keys::Waiting) -> String {
+    format!(
+        "Security alert: your guardians have started moving your account to another key ({}). It completes on {} unless you veto it. If you did not ask for this, veto it now.",
+        w.new_key,
+        crate::views::date(w.ready_at)
+    )
 }
 
 /// Where a form may send the patient back to.
 pub(crate) fn back(to: Option<&str>, default: &'static str) -> &'static str {
-    const PAGES: [&str; 6] = ["/", "/inbox", "/records", "/share", "/access", "/research"];
+    const PAGES: [&str; 7] =
+        ["/", "/inbox", "/records", "/share", "/access", "/research", "/people"];
     to.and_then(|t| PAGES.into_iter().find(|p| *p == t)).unwrap_or(default)
 }
 

@@ -170,7 +170,6 @@ pub(crate) async fn enroll(
             patient: PatientRef { address: Some(address), identity: None },
             pointers: Vec::new(),
             bounty: bounty(&session)?,
-            delegate_funding: U256::from(DELEGATE_FUNDING),
             patient_funding: U256::from(DELEGATE_FUNDING),
         };
         session.enroll(&request).await.map_err(|e| crate::error::sentence(&e))
@@ -178,10 +177,12 @@ pub(crate) async fn enroll(
     .await;
     match outcome {
         Ok(e) => state.tell(false, format!(
-            "Enrolled: relationship {} with {} ({} data pointers). The patient sees it in their Inbox and decides.",
+            "Offered: relationship {} to {} ({} data pointer{} now, {} more once taken). The offer waits at your gatekeeper; the patient sees it in their Inbox and, if they accept, creates the relationship with their own key.",
             crate::views::short_id(e.relationship.0),
             e.patient,
-            e.pointers.len()
+            e.pointers.len(),
+            if e.pointers.len() == 1 { "" } else { "s" },
+            e.waiting.len()
         )),
         Err(e) => state.tell(true, format!("The patient was not enrolled. {e}")),
     }

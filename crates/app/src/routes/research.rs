@@ -53,6 +53,10 @@ pub(crate) async fn set(
     let Some(session) = state.session().await else {
         return Ok(Redirect::to("/unlock").into_response());
     };
+    if let Err(why) = state.may(medrec_contracts::Rights::DECIDE, "change research consent") {
+        state.tell(true, why);
+        return Ok(Redirect::to("/research").into_response());
+    }
     let on = form.choice == "in";
     match session.set_research(&Target::Id(form.relationship), on).await {
         Ok((id, sent)) => {

@@ -87,7 +87,7 @@ pub(crate) async fn overview(State(state): State<AppState>) -> PageResult {
         .await
         .map_err(|e| failed("Your bounties cannot be read from the chain", &e))?;
     let answers = session.answers().map_err(|e| PageError::Failed(crate::error::sentence(&e)))?;
-    let providers = session.providers(&owned).await;
+    let providers = session.providers(&answers);
     let names = names(&state, &session, providers.values().copied()).await;
     let bounties = researcher::bounties(&owned, &answers.by_bounty, &providers, &names);
     let chrome = Chrome::new(&state, "overview", "Overview", session.address().to_string());
@@ -115,13 +115,20 @@ pub(crate) async fn redeem(
     match session.redeem(&form.bounty).await {
         Ok(answer) => {
             let replayed = answer["replayed"] == true;
+            let provider = match answer["provider"].as_str().and_then(|p| p.parse().ok()) {
+                Some(p) => names(&state, &session, std::iter::once(p)).await.provider(p),
+                None => "the provider".to_owned(),
+            };
+            // The chain does not say who posted a bounty: the app asked the directory's
+            // gatekeepers, and the one holding the relationship answered.
+            let found = "found by asking the network's gatekeepers, since the chain does not name who posted it";
             state.tell(
                 false,
                 if replayed {
-                    "Redeemed: the provider gave the answer it released before (no budget spent again). See Results.".to_owned()
+                    format!("Redeemed at {provider} ({found}): it gave the answer it released before (no budget spent again). See Results.")
                 } else {
                     format!(
-                        "Redeemed: the provider released an aggregate for ε = {}. See Results.",
+                        "Redeemed at {provider} ({found}): it released an aggregate for ε = {}. See Results.",
                         crate::views::chart::number(answer["epsilon"].as_f64().unwrap_or(0.0))
                     )
                 },
@@ -206,11 +213,7 @@ pub(crate) async fn mine(State(state): State<AppState>, Form(form): Form<MineFor
 pub(crate) async fn results(State(state): State<AppState>) -> PageResult {
     let session = session(&state).await?;
     let answers = session.answers().map_err(|e| PageError::Failed(crate::error::sentence(&e)))?;
-    let owned = session
-        .owned()
-        .await
-        .map_err(|e| failed("Your bounties cannot be read from the chain", &e))?;
-    let providers = session.providers(&owned).await;
+    let providers = session.providers(&answers);
     let names = names(&state, &session, providers.values().copied()).await;
     let chrome = Chrome::new(&state, "results", "Results", session.address().to_string());
     render(&ResultsPage {

@@ -39,6 +39,8 @@ struct SharePage {
     /// Why the groups or the setting could not be read.
     notes: Vec<String>,
     meaning: &'static str,
+    /// Why this key may not share (a custodian without the share right).
+    refusal: Option<String>,
 }
 
 /// `GET /share`.
@@ -77,6 +79,7 @@ pub(crate) async fn page(State(state): State<AppState>) -> PageResult {
         glass,
         notes,
         meaning: care::MEANING,
+        refusal: state.may(medrec_contracts::Rights::SHARE, "share records").err(),
     })
 }
 
@@ -93,6 +96,10 @@ pub(crate) async fn share(
     let Some(session) = state.session().await else {
         return Ok(Redirect::to("/unlock").into_response());
     };
+    if let Err(why) = state.may(medrec_contracts::Rights::SHARE, "share records") {
+        state.tell(true, why);
+        return Ok(Redirect::to("/share").into_response());
+    }
     let field = |name: &str| {
         fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
     };
@@ -166,6 +173,10 @@ pub(crate) async fn revoke(
     let Some(session) = state.session().await else {
         return Ok(Redirect::to("/unlock").into_response());
     };
+    if let Err(why) = state.may(medrec_contracts::Rights::SHARE, "revoke a grant") {
+        state.tell(true, why);
+        return Ok(Redirect::to("/share").into_response());
+    }
     let outcome = async {
         let viewer = share::viewer(&form.viewer)?;
         let (id, receipt) = session
@@ -200,6 +211,11 @@ pub(crate) async fn break_glass(
     let Some(session) = state.session().await else {
         return Ok(Redirect::to("/unlock").into_response());
     };
+    if let Err(why) = state.may(medrec_contracts::Rights::DECIDE, "change the break-glass setting")
+    {
+        state.tell(true, why);
+        return Ok(Redirect::to("/share").into_response());
+    }
     let allowed = match form.allowed.as_str() {
         "true" => true,
         "false" => false,

@@ -56,11 +56,11 @@ async fn context(state: &AppState) -> Result<(ViewerSession, Vec<Shared>, Names)
         ))
     })?;
     let mut names = state.names.read().await.clone();
-    for s in &shared {
-        if !names.endpoints.contains_key(&s.provider)
-            && let Ok(url) = session.chain().endpoint(s.provider).await
+    for p in shared.iter().filter_map(|s| s.provider) {
+        if !names.endpoints.contains_key(&p)
+            && let Ok(url) = session.chain().endpoint(p).await
         {
-            names.endpoints.insert(s.provider, url);
+            names.endpoints.insert(p, url);
         }
     }
     state.names.write().await.endpoints.extend(names.endpoints.clone());
@@ -121,7 +121,7 @@ pub(crate) async fn records(
     let refusals = shared
         .iter()
         .filter(|s| s.state != GrantState::Valid)
-        .map(|s| format!("{}: {}", names.provider(s.provider), viewer::state_sentence(s)))
+        .map(|s| format!("{}: {}", viewer::provider_words(s, &names), viewer::state_sentence(s)))
         .collect();
     let categories = Category::ALL
         .into_iter()

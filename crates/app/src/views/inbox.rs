@@ -72,21 +72,22 @@ pub struct Item {
     pub title: String,
     /// What happened, in a sentence.
     pub sentence: String,
+    /// Who acted, when it was not the account's own key (`by your spouse's key`).
+    pub by: Option<String>,
 }
 
-/// A notice in a sentence.
+/// A notice in a sentence, with who acted when it was not the account's own key.
 pub fn describe(d: &Dated, summaries: &BTreeMap<RelationshipId, Summary>, names: &Names) -> Item {
-    let provider = summaries
-        .get(&d.relationship)
+    let summary = summaries.get(&d.relationship);
+    let provider = summary
         .and_then(|s| s.provider)
         .map_or_else(|| "A provider".to_owned(), |p| names.provider(p));
     let id = short_id(d.relationship.0);
     let (kind, sentence) = match &d.notice {
-        Notice::Created { provider: p, .. } => (
+        Notice::Created { .. } => (
             Kind::NewRelationship,
             format!(
-                "{} opened relationship {id} with you. Accept it to see its records.",
-                names.provider(*p)
+                "Relationship {id} with {provider} was created from its offer, accepted: its records join your Records."
             ),
         ),
         Notice::Status(Status::UpdatePending) => (
@@ -104,7 +105,7 @@ pub fn describe(d: &Dated, summaries: &BTreeMap<RelationshipId, Summary>, names:
             Kind::UpdatePending,
             format!("{provider} published new data behind pointer {pointer} of relationship {id}."),
         ),
-        Notice::Granted { viewer, pointers, not_before, expires_at } => (
+        Notice::Granted { viewer, pointers, not_before, expires_at, .. } => (
             Kind::GrantGiven,
             format!(
                 "{} may see {} of relationship {id} with {provider}{} until {}.",
@@ -134,7 +135,13 @@ pub fn describe(d: &Dated, summaries: &BTreeMap<RelationshipId, Summary>, names:
             format!("Relationship {id} with {provider} no longer feeds research bounties."),
         ),
     };
-    Item { block: d.block, kind, title: kind.heading().to_owned(), sentence }
+    let account = summary.and_then(|s| s.patient).unwrap_or_default();
+    let by = names.actor(d.actor, account, summary.and_then(|s| s.delegate));
+    let sentence = match &by {
+        Some(by) => format!("{}, {by}.", sentence.trim_end_matches('.')),
+        None => sentence,
+    };
+    Item { block: d.block, kind, title: kind.heading().to_owned(), sentence, by }
 }
 
 /// `text` with its first letter in upper case (`The group "…"`).
@@ -179,6 +186,7 @@ pub fn ending(
                         short_id(id.0),
                         date(*expires_at)
                     ),
+                    by: None,
                 });
             }
         }
@@ -210,6 +218,7 @@ pub fn accesses(entries: &[AccessEntry], me: Address, names: &Names) -> Vec<Item
                     row.provider,
                     row.when
                 ),
+                by: None,
             }
         })
         .collect()
@@ -246,6 +255,68 @@ const DELETE: Action = Action {
     label: "Delete",
     sentence: "Delete: you remove the relationship from your summary; it closes for good and nobody can be given access to it.",
 };
+
+/// The heading of a waiting offer.
+pub const OFFER_TITLE: &str = "New offer";
+
+/// What an offer is, in a sentence (the offer signs a salted commitment to its
+/// pointer's search, so what it holds shows once the records are fetched).
+pub fn offer_sentence(provider: &str) -> String {
+    format!("{provider} offers to share your records with you. Accept it in your Inbox.")
+}
+
+const ACCEPT_OFFER: Action = Action {
+    value: "take",
+    label: "Accept",
+    sentence: "Accept: your key creates the relationship on the chain, the provider's name encrypted so that only you can read it; its records join your Records, checked against the chain.",
+};
+const NOT_NOW: Action = Action {
+    value: "later",
+    label: "Not now",
+    sentence: "Not now: nothing is sent; the offer stays at the provider and waits below, under Offers set aside.",
+};
+
+/// An offer waiting at a provider's gatekeeper for the patient's answer.
+#[derive(Debug, Clone)]
+pub struct OfferRow {
+    /// The relationship it creates (for forms).
+    pub id: B256,
+    /// Its id, shortened.
+    pub short: String,
+    /// Its first 12 hex digits, for element ids.
+    pub key: String,
+    /// The provider, named.
+    pub provider: String,
+    /// What it offers, in a sentence.
+    pub sentence: String,
+    /// The answers (Accept, and Not now unless set aside already).
+    pub actions: Vec<Action>,
+}
+
+/// The offers, those set aside apart: (waiting, set aside).
+pub fn offers(
+    offers: &[medrec_client::patient::offers::Offer],
+    set_aside: &std::collections::BTreeSet<RelationshipId>,
+    names: &Names,
+) -> (Vec<OfferRow>, Vec<OfferRow>) {
+    offers
+        .iter()
+        .map(|o| {
+            let provider = names.provider(o.view.provider);
+            let aside = set_aside.contains(&o.view.relationship);
+            OfferRow {
+                id: o.view.relationship.0,
+                short: short_id(o.view.relationship.0),
+                key: key(o.view.relationship.0),
+                sentence: format!(
+                    "{provider} offers to share your records with you: one set of records, to be checked against the chain when fetched."
+                ),
+                provider,
+                actions: if aside { vec![ACCEPT_OFFER] } else { vec![ACCEPT_OFFER, NOT_NOW] },
+            }
+        })
+        .partition(|r| r.actions.len() == 2)
+}
 
 /// A relationship of the patient, with its status and the answers it can take.
 #[derive(Debug, Clone)]
@@ -345,28 +416,42 @@ mod tests {
     use super::*;
     use medrec_primitives::PointerSet;
 
+    const SPOUSE: Address = Address::repeat_byte(5);
+
     fn summaries() -> (BTreeMap<RelationshipId, Summary>, Vec<Dated>) {
         let (a, b) =
             (RelationshipId(B256::repeat_byte(0xaa)), RelationshipId(B256::repeat_byte(0xbb)));
         let provider = Address::repeat_byte(1);
         let patient = Address::repeat_byte(2);
-        let created = || Notice::Created { patient, provider, delegate: Address::repeat_byte(3) };
+        let delegate = Address::repeat_byte(3);
+        let created = || Notice::Created { patient, delegate, identity: vec![0; 36] };
+        let dated =
+            |block, relationship, notice, actor| Dated { block, relationship, notice, actor };
         let notices = vec![
-            Dated { block: 3, relationship: a, notice: created() },
-            Dated { block: 4, relationship: a, notice: Notice::Status(Status::Accepted) },
-            Dated {
-                block: 5,
-                relationship: a,
-                notice: Notice::Granted {
+            dated(3, a, created(), Some(patient)),
+            dated(4, a, Notice::Status(Status::UpdatePending), Some(delegate)),
+            dated(4, a, Notice::Status(Status::Accepted), Some(SPOUSE)),
+            dated(
+                5,
+                a,
+                Notice::Granted {
                     viewer: Address::repeat_byte(9),
                     pointers: PointerSet::from_ids([0]).unwrap(),
                     not_before: 0,
                     expires_at: 1_000 + 3_600,
+                    sealed_key: Vec::new(),
                 },
-            },
-            Dated { block: 6, relationship: b, notice: created() },
+                Some(patient),
+            ),
+            dated(6, b, created(), Some(patient)),
+            dated(7, b, Notice::Status(Status::UpdatePending), Some(delegate)),
         ];
-        (medrec_chain::inbox::summarize(&notices), notices)
+        let mut s = medrec_chain::inbox::summarize(&notices);
+        // The patient's client decrypts each provider.
+        for summary in s.values_mut() {
+            summary.provider = Some(provider);
+        }
+        (s, notices)
     }
 
     #[test]
@@ -378,44 +463,61 @@ mod tests {
             kinds,
             [
                 Kind::GrantEnding,
+                Kind::UpdatePending,
                 Kind::NewRelationship,
                 Kind::GrantGiven,
                 Kind::Relationship,
+                Kind::UpdatePending,
                 Kind::NewRelationship
             ]
         );
         assert!(
-            list[1].sentence.starts_with("Provider 0x0101…0101 opened relationship 0xbbbbbbbb…"),
-            "{}",
-            list[1].sentence
-        );
-        assert!(
-            list[2].sentence.contains("may see 1 pointer of relationship 0xaaaaaaaa…"),
+            list[2].sentence.starts_with(
+                "Relationship 0xbbbbbbbb… with Provider 0x0101…0101 was created from its offer"
+            ),
             "{}",
             list[2].sentence
         );
-        assert!(list[3].sentence.ends_with("is now accepted."));
+        assert!(
+            list[3].sentence.contains("may see 1 pointer of relationship 0xaaaaaaaa…"),
+            "{}",
+            list[3].sentence
+        );
+        // The patient's own key and the provider's delegate go unsaid; another key is named.
+        assert!(list[3].by.is_none() && list[5].by.is_none());
+        assert_eq!(
+            list[4].sentence,
+            "Relationship 0xaaaaaaaa… with Provider 0x0101…0101 is now accepted, by key 0x0505…0505."
+        );
         let mut names = Names::default();
         names.groups.insert(Address::repeat_byte(9), "Pharmacists".to_owned());
+        names.keys.insert(SPOUSE, "your spouse".to_owned());
         let named = items(&notices, &s, &names, 1_000, 86_400);
         assert!(
-            named[2].sentence.starts_with("The group \"Pharmacists\" may see 1 pointer"),
+            named[3].sentence.starts_with("The group \"Pharmacists\" may see 1 pointer"),
             "{}",
-            named[2].sentence
+            named[3].sentence
+        );
+        assert!(
+            named[4].sentence.ends_with("is now accepted, by your spouse's key."),
+            "{}",
+            named[4].sentence
+        );
+        names.keys.insert(SPOUSE, Names::YOU.to_owned());
+        assert_eq!(
+            items(&notices, &s, &names, 1_000, 86_400)[4].by.as_deref(),
+            Some("by your key")
         );
         assert!(list[0].sentence.contains("ends 1970-01-01 01:16 UTC"), "{}", list[0].sentence);
         // A grant ending later than `soon` is not news yet.
-        assert_eq!(
-            items(&notices, &s, &Names::default(), 1_000, 60)[0].kind,
-            Kind::NewRelationship
-        );
+        assert_eq!(items(&notices, &s, &Names::default(), 1_000, 60)[0].kind, Kind::UpdatePending);
     }
 
     #[test]
     fn waiting_relationships_come_first_with_their_answers_explained() {
         let (s, _) = summaries();
         let list = relationships(&s, &Names::default());
-        assert_eq!(list[0].status, Some(Status::New));
+        assert_eq!(list[0].status, Some(Status::UpdatePending));
         assert!(list[0].waiting());
         let labels: Vec<&str> = list[0].actions.iter().map(|a| a.label).collect();
         assert_eq!(labels, ["Accept", "Reject", "Delete"]);

@@ -24,6 +24,10 @@ pub struct Names {
     pub endpoints: BTreeMap<Address, String>,
     /// Each group's name, by the address a patient grants it under.
     pub groups: BTreeMap<Address, String>,
+    /// The keys that act for the account other than its own first key, named as the
+    /// patient named them (`your spouse`), or [`Names::YOU`] for the key of this
+    /// session when it is not the account's own.
+    pub keys: BTreeMap<Address, String>,
 }
 
 impl Names {
@@ -33,6 +37,28 @@ impl Names {
         self.groups
             .get(&viewer)
             .map_or_else(|| viewer.to_string(), |name| format!("the group \"{name}\""))
+    }
+
+    /// The name of this session's own key when it acts for another account.
+    pub const YOU: &str = "you";
+
+    /// Who did something, when it was not the account's own key nor the provider's
+    /// delegate: `by your spouse's key`, `by your key`, `by key 0x12…34`.
+    pub fn actor(
+        &self,
+        actor: Option<Address>,
+        account: Address,
+        delegate: Option<Address>,
+    ) -> Option<String> {
+        let actor = actor?;
+        if actor == account || Some(actor) == delegate {
+            return None;
+        }
+        Some(match self.keys.get(&actor) {
+            Some(name) if name == Self::YOU => "by your key".to_owned(),
+            Some(name) => format!("by {name}'s key"),
+            None => format!("by key {}", short_address(actor)),
+        })
     }
 
     /// `Provider 0x7099…79C8 (127.0.0.1:8080)`.

@@ -66,9 +66,10 @@ pub fn bounties(
             id: b.id(),
             short: format!("{}:{}", short_id(b.relationship.0), b.seq),
             block: b.block.map_or_else(|| "pending".to_owned(), |n| n.to_string()),
-            provider: providers
-                .get(&b.relationship.0)
-                .map_or_else(|| "an unknown provider".to_owned(), |p| names.provider(*p)),
+            provider: providers.get(&b.relationship.0).map_or_else(
+                || "the provider that answers (the chain does not name it)".to_owned(),
+                |p| names.provider(*p),
+            ),
             epsilon: answers
                 .get(&b.id())
                 .map(|a| chart::number(a["epsilon"].as_f64().unwrap_or(0.0))),
@@ -171,7 +172,7 @@ pub fn results(
                 ),
                 provider: relationship_of(id)
                     .and_then(|r| providers.get(&r))
-                    .map_or_else(|| "an unknown provider".to_owned(), |p| names.provider(*p)),
+                    .map_or_else(|| "the provider that answers (the chain does not name it)".to_owned(), |p| names.provider(*p)),
                 query: a["query"]
                     .as_str()
                     .or_else(|| release["query"].as_str())

@@ -60,6 +60,15 @@ pub fn state_sentence(s: &Shared) -> String {
     }
 }
 
+/// The words shown for what a grant says of its provider: named when the key sealed
+/// for the viewer opened it, else found by asking the directory's gatekeepers.
+pub const FOUND_BY_ASKING: &str = "A provider found by asking the network's gatekeepers (the patient's grant did not name it to you)";
+
+/// The provider of a shared relationship, in words.
+pub fn provider_words(s: &Shared, names: &Names) -> String {
+    s.provider.map_or_else(|| FOUND_BY_ASKING.to_owned(), |p| names.provider(p))
+}
+
 /// The rows of "Shared with me": grants in force first, then the others.
 pub fn grants(shared: &[Shared], names: &Names) -> Vec<GrantRow> {
     let mut rows: Vec<GrantRow> = shared
@@ -76,7 +85,7 @@ pub fn grants(shared: &[Shared], names: &Names) -> Vec<GrantRow> {
                 None => (String::new(), String::new(), String::new()),
             };
             GrantRow {
-                provider: names.provider(s.provider),
+                provider: provider_words(s, names),
                 relationship: short_id(s.id.0),
                 pointers,
                 from,
@@ -134,7 +143,8 @@ pub fn mismatches(fetched: &Fetched, shared: &[Shared]) -> Vec<Problem> {
             provider: shared
                 .iter()
                 .find(|s| s.id == *id)
-                .map_or(alloy::primitives::Address::ZERO, |s| s.provider),
+                .and_then(|s| s.provider)
+                .unwrap_or_default(),
             pointer: Some(*pointer),
             message: format!(
                 "the data of pointer {pointer} did not match the hash on the chain and is not shown ({why})"
@@ -154,7 +164,7 @@ mod tests {
     fn shared(byte: u8, state: GrantState, grant: Option<(PointerSet, u64, u64)>) -> Shared {
         Shared {
             id: RelationshipId(B256::repeat_byte(byte)),
-            provider: Address::repeat_byte(byte),
+            provider: (byte != 4).then(|| Address::repeat_byte(byte)),
             status: Some(Status::Accepted),
             grant,
             accepted: 2,
@@ -187,6 +197,13 @@ mod tests {
             "Access refused: the patient's grant expired at 2026-11-30 00:53 UTC."
         );
         assert!(rows.iter().skip(1).all(|r| !r.valid));
+        assert_eq!(rows[0].provider, "Provider 0x0303…0303");
+        // A grant without a key sealed for the viewer does not name its provider.
+        let unnamed = grants(
+            &[shared(4, GrantState::Valid, Some((set, 0, 1_796_000_000)))],
+            &Names::default(),
+        );
+        assert_eq!(unnamed[0].provider, FOUND_BY_ASKING);
     }
 
     #[test]

@@ -27,8 +27,7 @@ fn glass_state(page: &str) -> &str {
 async fn groups_and_break_glass_through_the_patients_and_the_clinicians_apps() {
     let mut net = Net::start("care", 1).await;
     let (dir, patient_address) = net.patient().await;
-    let rel = net.create(0, patient_address).await;
-    net.tell_gatekeeper(0, rel).await;
+    let rel = net.offer(0, patient_address).await;
     // The emergency set the provider holds: the synthetic patient's, and an allergy and
     // a condition of theirs added here (so that the set is never empty).
     let site = &net.sites[0];
@@ -76,8 +75,8 @@ async fn groups_and_break_glass_through_the_patients_and_the_clinicians_apps() {
     enter(&patient, &patient_app).await;
     let id = rel.0.to_string();
     let (_, _, page) =
-        patient.post("/inbox/answer", &[("relationship", &id), ("answer", "accept")]).await;
-    assert!(page.contains("is now accepted"), "{page}");
+        patient.post("/inbox/offer", &[("relationship", &id), ("answer", "take")]).await;
+    assert!(page.contains("You accepted"), "{page}");
 
     // Share: the chain's groups by name; a share with one lists it by name.
     let (_, _, share) = patient.get("/share").await;

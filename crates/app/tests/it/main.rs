@@ -5,5 +5,6 @@ mod account;
 mod care;
 mod net;
 mod patient;
+mod people;
 mod researcher;
 mod viewer;

@@ -18,8 +18,7 @@ fn around(page: &str, needle: &str) -> String {
 async fn the_patient_unlocks_answers_sees_verified_records_shares_and_revokes() {
     let mut net = Net::start("story", 2).await;
     let (dir, patient) = net.patient().await;
-    let first = net.create(0, patient).await;
-    net.tell_gatekeeper(0, first).await;
+    let first = net.offer(0, patient).await;
     let app = net.app(dir).await;
     let browser = Browser::new(&app);
 
@@ -42,14 +41,32 @@ async fn the_patient_unlocks_answers_sees_verified_records_shares_and_revokes() 
     assert_eq!(path, "/unlock");
     assert!(page.contains("That passphrase does not open this wallet"), "{page}");
 
-    // Unlocked: Home lists the provider with the relationship waiting for an answer.
+    // Unlocked: the provider's offer waits in the Inbox, first, with what each answer
+    // does; nothing is on chain yet.
     let (path, _, home) = browser.post("/unlock", &[("passphrase", PASSPHRASE)]).await;
     assert_eq!(path, "/");
     assert!(home.contains("Providers connected"));
-    let provider0 = short_address(net.sites[0].account.address);
-    assert!(home.contains(&provider0), "{home}");
-    assert!(home.contains("new: waiting for your answer"), "{home}");
     assert!(home.contains(&patient.to_string()), "Home says who is signed in");
+    let provider0 = short_address(net.sites[0].account.address);
+    let (_, _, inbox) = browser.get("/inbox").await;
+    assert!(
+        inbox.contains(&format!("Provider {provider0}"))
+            && inbox.contains("offers to share your records"),
+        "{}",
+        around(&inbox, "offer-")
+    );
+    assert!(inbox.contains(&format!(r#"name="relationship" value="{}""#, first.0)), "{inbox}");
+    assert!(inbox.contains("Accept: your key creates the relationship on the chain"), "{inbox}");
+    assert!(inbox.contains("Not now: nothing is sent"), "{inbox}");
+    let (path, _, page) = browser
+        .post("/inbox/offer", &[("relationship", &first.0.to_string()), ("answer", "take")])
+        .await;
+    assert_eq!(path, "/inbox");
+    assert!(page.contains("You accepted"), "{}", around(&page, "flash"));
+    assert!(!page.contains(r#"id="offer-"#), "the offer is taken: {}", around(&page, "offer-"));
+    let (_, _, home) = browser.get("/").await;
+    assert!(home.contains(&provider0), "the provider's name, decrypted: {home}");
+    assert!(home.contains("<strong>accepted</strong>"), "{home}");
 
     // Unlocked, the app still serves only a browser holding its key: another program on
     // this machine is led to the unlock form, its actions refused, and the passphrase
@@ -72,52 +89,43 @@ async fn the_patient_unlocks_answers_sees_verified_records_shares_and_revokes() 
     assert!(page.contains("That passphrase does not open this wallet"), "{page}");
     assert_eq!(third.get("/").await.0, "/unlock");
 
-    // Live: a second provider enrolls the patient; the event reaches an open page
-    // within 2 s of its block, without reloading.
+    // Live: a second provider makes an offer; the app, which asks the gatekeepers every
+    // few seconds (offers are not on chain), tells an open page without reloading.
     let mut events = browser.raw_get("/events").send().await.unwrap();
     assert_eq!(
         events.headers()["content-type"].to_str().unwrap(),
         "text/event-stream",
         "server-sent events"
     );
-    let second = net.create(1, patient).await;
-    let mined = Instant::now();
+    let second = net.offer(1, patient).await;
+    let offered = Instant::now();
     let mut seen = String::new();
-    while !seen.contains("New relationship") {
-        let left = Duration::from_secs(2).saturating_sub(mined.elapsed());
+    while !seen.contains("New offer") {
+        let left = Duration::from_secs(8).saturating_sub(offered.elapsed());
         match tokio::time::timeout(left, events.chunk()).await {
             Ok(Ok(Some(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
-            other => panic!("no live event within 2 s of the block ({other:?}); got: {seen}"),
+            other => panic!("no live event within 8 s of the offer ({other:?}); got: {seen}"),
         }
     }
     assert!(seen.contains("event: notice"), "{seen}");
     assert!(seen.contains(&short_address(net.sites[1].account.address)), "{seen}");
     drop(events);
-    net.tell_gatekeeper(1, second).await;
 
-    // Inbox: both wait, each answer with a sentence saying what it does.
-    let (_, _, inbox) = browser.get("/inbox").await;
-    for id in [first, second] {
-        assert!(inbox.contains(&format!(r#"name="relationship" value="{}""#, id.0)), "{inbox}");
-    }
-    for sentence in [
-        "records join your Records, checked against the chain",
-        "Reject: you decline",
-        "Delete: you remove the relationship",
-    ] {
-        assert!(inbox.contains(sentence), "{sentence}: {inbox}");
-    }
-
-    // Accept both through the Inbox's form.
-    for id in [first, second] {
-        let id = id.0.to_string();
-        let (path, _, page) =
-            browser.post("/inbox/answer", &[("relationship", &id), ("answer", "accept")]).await;
-        assert_eq!(path, "/inbox");
-        assert!(page.contains("is now accepted"), "{}", around(&page, "flash"));
-    }
+    // Not now: the offer waits aside, nothing sent; then Accept from there.
+    let second_id = second.0.to_string();
+    let (_, _, page) =
+        browser.post("/inbox/offer", &[("relationship", &second_id), ("answer", "later")]).await;
+    assert!(page.contains("Not now:"), "{}", around(&page, "flash"));
+    assert!(page.contains("Offers set aside (1)"), "{}", around(&page, "aside-h"));
+    let (_, _, page) =
+        browser.post("/inbox/offer", &[("relationship", &second_id), ("answer", "take")]).await;
+    assert!(page.contains("You accepted"), "{}", around(&page, "flash"));
+    assert!(!page.contains("Offers set aside"), "{}", around(&page, "aside-h"));
+    // The history says who acted only when it was not the account's own key.
+    assert!(page.contains("was created from its offer"), "{}", around(&page, "news"));
+    assert!(!page.contains(", by "), "{}", around(&page, ", by "));
+    let _ = first;
     let (_, _, home) = browser.get("/").await;
-    assert!(!home.contains("new: waiting for your answer"), "{home}");
     assert_eq!(home.matches("<strong>accepted</strong>").count(), 2, "{home}");
 
     // Records: from both providers, by category, each verified against the chain.
@@ -256,9 +264,7 @@ async fn a_mismatch_is_shown_plainly_and_the_other_records_still_display() {
     let (dir, patient) = net.patient().await;
     let mut ids = Vec::new();
     for i in 0..2 {
-        let id = net.create(i, patient).await;
-        net.tell_gatekeeper(i, id).await;
-        ids.push(id);
+        ids.push(net.offer(i, patient).await);
     }
     let app = net.app(dir).await;
     let browser = Browser::new(&app);
@@ -266,7 +272,9 @@ async fn a_mismatch_is_shown_plainly_and_the_other_records_still_display() {
     assert_eq!(path, "/");
     for id in &ids {
         let id = id.0.to_string();
-        browser.post("/inbox/answer", &[("relationship", &id), ("answer", "accept")]).await;
+        let (_, _, page) =
+            browser.post("/inbox/offer", &[("relationship", &id), ("answer", "take")]).await;
+        assert!(page.contains("You accepted"), "{}", around(&page, "flash"));
     }
     let (_, _, before) = browser.post("/records/refresh", &[]).await;
     let rows = before.matches(r#"<li class="record">"#).count();

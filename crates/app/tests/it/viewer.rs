@@ -20,8 +20,7 @@ async fn enter(browser: &Browser, app: &RunningApp) -> String {
 async fn the_viewer_reads_what_was_shared_until_the_patient_revokes() {
     let mut net = Net::start("viewer", 1).await;
     let (dir, patient_address) = net.patient().await;
-    let rel = net.create(0, patient_address).await;
-    net.tell_gatekeeper(0, rel).await;
+    let rel = net.offer(0, patient_address).await;
     let config = |data_dir, role, passphrase, demo_key| AppConfig {
         passphrase,
         role,
@@ -40,8 +39,8 @@ async fn the_viewer_reads_what_was_shared_until_the_patient_revokes() {
     enter(&patient, &patient_app).await;
     let id = rel.0.to_string();
     let (_, _, page) =
-        patient.post("/inbox/answer", &[("relationship", &id), ("answer", "accept")]).await;
-    assert!(page.contains("is now accepted"), "{page}");
+        patient.post("/inbox/offer", &[("relationship", &id), ("answer", "take")]).await;
+    assert!(page.contains("You accepted"), "{page}");
 
     let pharmacist = &dev_accounts(5)[4];
     let viewer_app = medrec_app::spawn(config(
@@ -58,6 +57,11 @@ async fn the_viewer_reads_what_was_shared_until_the_patient_revokes() {
     assert!(shared.contains("Nothing has been shared with you yet"), "{shared}");
     assert!(shared.contains(&pharmacist.address.to_string()), "the address to give patients");
     assert!(!shared.contains(r#"action="/lock""#), "a demo key cannot be locked");
+    // The viewer's encryption key is published as the app starts, and the viewer is
+    // told once.
+    assert!(shared.contains("Your encryption key is now published on the chain"), "{shared}");
+    let (_, _, again) = viewer.get("/").await;
+    assert!(!again.contains("Your encryption key is now published"), "told once");
 
     // The patient shares the lab results for a day, typing the code the viewer's app
     // shows (in lower case, with spaces); a mistyped code is refused before anything.
@@ -91,8 +95,10 @@ async fn the_viewer_reads_what_was_shared_until_the_patient_revokes() {
     assert!(page.contains(&format!("{address} may now see 1 set of records")), "{page}");
 
     let (_, _, shared) = viewer.get("/").await;
+    // The provider, read from the key the patient sealed for this viewer.
     let provider = short_address(net.sites[0].account.address);
     assert!(shared.contains(&provider), "{shared}");
+    assert!(!shared.contains("found by asking the network"), "{shared}");
     assert!(shared.contains("data pointer 0"), "{shared}");
     assert!(shared.contains("You may read these records until "), "{shared}");
     let (_, _, records) = viewer.get("/records").await;

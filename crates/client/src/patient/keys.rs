@@ -260,3 +260,211 @@ impl PatientSession {
         .await
     }
 }
+
+/// A key's signed acceptance to act for an account, as its holder hands it to the
+/// patient (the "acceptance code" a custodian's app shows and the patient's pastes):
+/// the patient's key then adds the custodian without ever holding the custodian's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acceptance {
+    /// The account the key will act for.
+    pub account: Address,
+    /// The key.
+    pub key: Address,
+    /// The rights accepted (SEE | SHARE | DECIDE).
+    pub rights: u8,
+    /// Until when (unix seconds; 0: until removed).
+    pub until: u64,
+    /// The key's EIP-712 `KeyAcceptance` signature.
+    pub signature: Bytes,
+}
+
+/// What an acceptance code starts with.
+const ACCEPTANCE_PREFIX: &str = "medrec-key-1";
+
+impl Acceptance {
+    /// `key` accepts to act for `account` with `rights` until `until`.
+    ///
+    /// # Errors
+    /// When signing fails.
+    pub fn sign(
+        chain: &Chain,
+        key: &PrivateKeySigner,
+        account: Address,
+        rights: u8,
+        until: u64,
+    ) -> Result<Self> {
+        let signature = accept_key(chain, key, account, rights, until)?;
+        Ok(Self { account, key: key.address(), rights, until, signature })
+    }
+
+    /// The code to hand over: `medrec-key-1.<account>.<key>.<rights>.<until>.<signature>`.
+    pub fn code(&self) -> String {
+        format!(
+            "{ACCEPTANCE_PREFIX}.{}.{}.{}.{}.{}",
+            self.account, self.key, self.rights, self.until, self.signature
+        )
+    }
+
+    /// The acceptance of a code (whitespace and line breaks ignored).
+    ///
+    /// # Errors
+    /// When it is not one.
+    pub fn parse(code: &str) -> Result<Self> {
+        let text: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+        let bad =
+            || Error::invalid("that is not an acceptance code (it starts with medrec-key-1.)");
+        let parts: Vec<&str> = text.split('.').collect();
+        let [prefix, account, key, rights, until, signature] = parts.as_slice() else {
+            return Err(bad());
+        };
+        ensure!(
+            *prefix == ACCEPTANCE_PREFIX,
+            "that is not an acceptance code (it starts with medrec-key-1.)"
+        );
+        Ok(Self {
+            account: account.parse().map_err(|_| bad())?,
+            key: key.parse().map_err(|_| bad())?,
+            rights: rights.parse().map_err(|_| bad())?,
+            until: until.parse().map_err(|_| bad())?,
+            signature: signature.parse().map_err(|_| bad())?,
+        })
+    }
+
+    /// Whether the signature is the key's, for this chain's contract.
+    pub fn verify(&self, chain: &Chain) -> bool {
+        let domain = keys::domain(chain.chain_id(), chain.spec().relationships);
+        let digest = keys::key_acceptance_hash(
+            &domain,
+            &keys::KeyAcceptance {
+                account: self.account,
+                key: self.key,
+                rights: self.rights,
+                until: U40::from(self.until),
+            },
+        );
+        alloy::primitives::Signature::try_from(self.signature.as_ref())
+            .ok()
+            .and_then(|s| s.recover_address_from_prehash(&digest).ok())
+            == Some(self.key)
+    }
+}
+
+/// A key that acts (or acted) for an account, as the chain's key events left it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySlot {
+    /// The key.
+    pub key: Address,
+    /// Its rights (0: retired).
+    pub rights: u8,
+    /// Until when (unix seconds; 0: until removed).
+    pub until: u64,
+    /// The key that made the last change to it.
+    pub actor: Address,
+    /// The block of that change.
+    pub block: u64,
+}
+
+impl KeySlot {
+    /// Whether it may act now (`now`: the chain's time).
+    pub const fn active(&self, now: u64) -> bool {
+        self.rights != 0 && (self.until == 0 || now < self.until)
+    }
+
+    /// Whether it is the account's owner key.
+    pub const fn owner(&self) -> bool {
+        self.rights & Rights::OWNER != 0
+    }
+}
+
+impl Chain {
+    /// Every key that acts or acted for `account`, in the order of their last change,
+    /// replayed from the `KeyChanged` and `KeyRotated` events (the account's first key
+    /// is in it only once a rotation retired it).
+    ///
+    /// # Errors
+    /// When the chain cannot be read.
+    pub async fn account_keys(&self, account: Address) -> Result<Vec<KeySlot>> {
+        use alloy::{
+            eips::BlockNumberOrTag, providers::Provider as _, rpc::types::Filter,
+            sol_types::SolEvent as _,
+        };
+        use medrec_contracts::Relationships as R;
+        let filter = Filter::new()
+            .address(self.spec().relationships)
+            .from_block(self.spec().from_block)
+            .to_block(BlockNumberOrTag::Latest)
+            .event_signature(vec![R::KeyChanged::SIGNATURE_HASH, R::KeyRotated::SIGNATURE_HASH])
+            .topic1(account.into_word());
+        let mut logs = self.reader().get_logs(&filter).await.map_err(|e| {
+            Error::invalid(format!("cannot read the keys of account {account}: {e}"))
+        })?;
+        logs.sort_by_key(|l| (l.block_number, l.log_index));
+        let mut slots: Vec<KeySlot> = Vec::new();
+        let mut set = |slot: KeySlot| {
+            slots.retain(|s| s.key != slot.key);
+            slots.push(slot);
+        };
+        for l in logs.iter().filter(|l| !l.removed) {
+            let block = l.block_number.unwrap_or_default();
+            if let Ok(e) = R::KeyChanged::decode_log(&l.inner) {
+                set(KeySlot {
+                    key: e.key,
+                    rights: e.rights,
+                    until: e.until.to::<u64>(),
+                    actor: e.actor,
+                    block,
+                });
+            } else if let Ok(e) = R::KeyRotated::decode_log(&l.inner) {
+                set(KeySlot { key: e.oldKey, rights: 0, until: 0, actor: e.actor, block });
+                set(KeySlot {
+                    key: e.newKey,
+                    rights: Rights::ALL,
+                    until: 0,
+                    actor: e.actor,
+                    block,
+                });
+            }
+        }
+        Ok(slots)
+    }
+}
+
+impl PatientSession {
+    /// Lets the key of `acceptance` act for the account with the rights and until-date
+    /// it accepted (its holder signed it; this session never sees its private key).
+    ///
+    /// # Errors
+    /// When the acceptance is for another account or not signed by its key, this key
+    /// is not the owner key, or the contract refuses.
+    pub async fn add_accepted_custodian(
+        &self,
+        acceptance: &Acceptance,
+    ) -> Result<TransactionReceipt> {
+        let account = self.address();
+        ensure!(
+            acceptance.account == account,
+            "this acceptance code is for account {}, not yours ({account})",
+            acceptance.account
+        );
+        ensure!(
+            acceptance.verify(self.chain()),
+            "this acceptance code is not signed by key {} (or is for another chain)",
+            acceptance.key
+        );
+        let contract = self.chain().relationships_as(self.signer().clone());
+        tx::send(
+            &contract.addKey(
+                acceptance.key,
+                acceptance.rights,
+                U40::from(acceptance.until),
+                acceptance.signature.clone(),
+            ),
+            &format!(
+                "letting {} act for account {account} ({})",
+                acceptance.key,
+                Rights(acceptance.rights)
+            ),
+        )
+        .await
+    }
+}

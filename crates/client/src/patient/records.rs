@@ -218,12 +218,39 @@ impl PatientSession {
             chain_id: self.chain.chain_id(),
             relationships: Vec::new(),
         };
-        for (id, s) in self.chain.summaries(me).await? {
-            let (Some(provider), Some(status)) = (s.provider, s.status) else { continue };
+        // The directory, asked once, for relationships whose provider this session
+        // cannot decrypt (a custodian's: the provider is encrypted for the patient).
+        let mut directory: Option<Vec<(Address, String)>> = None;
+        for (id, s) in self.relationships().await? {
+            let Some(status) = s.status else { continue };
             if s.patient != Some(me) || !status.is_accepted() {
                 continue;
             }
             let previous = old.relationships.iter().find(|r| r.id == id.0);
+            let provider = match s.provider {
+                Some(p) => p,
+                None => {
+                    let listed = match &directory {
+                        Some(d) => d.clone(),
+                        None => directory.insert(self.chain.directory().await?).clone(),
+                    };
+                    let Some((p, url)) = self.locate(id, &listed).await else {
+                        problems.push(Problem {
+                            kind: ProblemKind::Unreachable,
+                            relationship: id.0,
+                            provider: previous.map(|r| r.provider).unwrap_or_default(),
+                            pointer: None,
+                            message: "no gatekeeper of the directory serves this relationship to this key; showing what was cached before".to_owned(),
+                        });
+                        if let Some(prev) = previous {
+                            fresh.relationships.push(CachedRelationship { status, ..prev.clone() });
+                        }
+                        continue;
+                    };
+                    endpoints.entry(p).or_insert(Ok(url));
+                    p
+                }
+            };
             if let std::collections::btree_map::Entry::Vacant(slot) = endpoints.entry(provider) {
                 slot.insert(self.chain.endpoint(provider).await);
             }
@@ -282,6 +309,25 @@ impl PatientSession {
         }
         cache.save(&fresh)?;
         Ok((fresh, problems))
+    }
+}
+
+impl PatientSession {
+    /// The gatekeeper of `listed` that serves relationship `id`'s pointer 0 to this
+    /// session's key (one that does not hold the relationship refuses), with its
+    /// provider.
+    async fn locate(
+        &self,
+        id: RelationshipId,
+        listed: &[(Address, String)],
+    ) -> Option<(Address, String)> {
+        for (provider, url) in listed {
+            let client = self.chain.gatekeeper(url.clone(), *provider, self.signer.clone());
+            if fetch_pointer(&client, id, 0).await.is_ok() {
+                return Some((*provider, url.clone()));
+            }
+        }
+        None
     }
 }
 
