@@ -188,7 +188,9 @@ impl Ledger {
         spent(&self.conn(), researcher)
     }
 
-    /// The ε the patient of `relationship` has contributed to so far.
+    /// The ε the patient under budget key `relationship` has contributed to so far (the
+    /// gatekeeper keys a patient by a hash of their record id, the same for all their
+    /// relationships with the provider).
     pub fn patient_spent(&self, relationship: B256) -> Result<f64, LedgerError> {
         patient_spent(&self.conn(), relationship)
     }

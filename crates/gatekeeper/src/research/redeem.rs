@@ -248,9 +248,8 @@ async fn redeem_bounty(
     let cohort_ids = research_cohort(g);
     let needed = query.epsilon_cost(&desk.policy);
     let patient_budget = desk.policy.patient_budget();
-    let relationships: Vec<B256> = cohort_ids.iter().map(|(id, _)| id.0).collect();
-    let room =
-        desk.ledger(move |l| l.patients_within(&relationships, needed, patient_budget)).await?;
+    let keys: Vec<B256> = cohort_ids.iter().map(|(_, p)| budget_key(p)).collect();
+    let room = desk.ledger(move |l| l.patients_within(&keys, needed, patient_budget)).await?;
     let cohort_ids = within_budget(cohort_ids, &room);
     let mut patients: Vec<&ResourceId> = cohort_ids.iter().map(|(_, p)| p).collect();
     patients.sort();
@@ -275,7 +274,13 @@ async fn redeem_bounty(
     })?;
     let budget = desk.policy.budget_per_researcher;
     let id = bounty_id.clone();
-    let charged: Vec<B256> = cohort_ids.iter().map(|(id, _)| id.0).collect();
+    // Each patient once, whatever the number of their relationships here.
+    let charged: Vec<B256> = cohort_ids
+        .iter()
+        .map(|(_, p)| budget_key(p))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let (stored, fresh) = desk
         .ledger(move |l| {
             let stored =
@@ -322,6 +327,13 @@ impl ResearchDesk {
                 .is_ok_and(|e| e.seq == U256::from(seq))
         }))
     }
+}
+
+/// The key of a patient's ε budget in the ledger: a hash of their record id at this
+/// provider, so that the budget is the patient's across all their relationships here
+/// (a new relationship does not start it afresh), and the ledger holds no record id.
+fn budget_key(patient: &ResourceId) -> B256 {
+    alloy::primitives::keccak256(format!("medrec/research-patient/v1\n{}", patient.as_str()))
 }
 
 /// The opted-in relationships of this provider that the patient has not closed, with

@@ -208,6 +208,20 @@ impl Clinic {
         self.caught_up().await;
     }
 
+    /// Patient `i` takes a second offer of this provider (a new delegate, the same
+    /// records), enrolled here and opted in to research.
+    pub(crate) async fn second_relationship(&self, i: usize) -> RelationshipId {
+        let (p, _) = self.patient(i);
+        let delegate = Address::from_word(keccak256(format!("second delegate {i}")));
+        let rel = self.world.relate(&[(p, delegate)])[0];
+        let patient = self.gk.enrollment(&self.relationships[i]).unwrap().patient;
+        let pointer = PointerQuery::parse("Observation?category=vital-signs").unwrap();
+        self.gk.enroll(rel, Enrollment { patient, pointers: vec![pointer], offer: None }).unwrap();
+        self.world.consent(&[(p, delegate, true)]);
+        self.caught_up().await;
+        rel
+    }
+
     /// `method path` with `body`, signed by dev account `who`.
     pub(crate) async fn signed(&self, who: usize, method: &str, path: &str, body: &[u8]) -> Answer {
         self.client.send(method, path, body, &As::Key(self.world.signer(who))).await

@@ -137,5 +137,13 @@ async fn a_patients_budget_is_spent_across_researchers() {
     assert_eq!(cell["suppressed"], true, "nobody left to count: {answer}");
     assert!(cell["value"].is_null(), "{answer}");
     assert!(clinic.spent(RESEARCHER_A) < SHARP * 1e6, "the researcher's budget was not the limit");
+    // Patient 0 leaves research on that relationship and takes a new one with this
+    // provider, opted in: the budget is the patient's, not the relationship's, so it is
+    // not fresh.
+    clinic.consent([0], false).await;
+    clinic.second_relationship(0).await;
+    let fourth = clinic.bounty(RESEARCHER_B, &count).await;
+    let answer = clinic.redeem(RESEARCHER_B, &fourth).await.expect("answered");
+    assert_eq!(single_cell(&answer["release"])["suppressed"], true, "still nobody: {answer}");
     clinic.shutdown().await;
 }
