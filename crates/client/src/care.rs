@@ -348,22 +348,60 @@ impl ClinicianSession {
     /// are not under a pointer the patient accepted, so there is no hash on chain to
     /// check them against: they are what each gatekeeper serves.
     ///
+    /// The chain does not say which providers hold the patient's relationships (each
+    /// provider is encrypted for the patient), so every gatekeeper of the Registrar's
+    /// directory is asked; those holding none refuse like one without an opening.
+    ///
     /// # Errors
-    /// When the chain cannot be read, no provider holds the patient's records, or a
-    /// gatekeeper refuses (no opening in force).
+    /// When the chain cannot be read, no gatekeeper serves the set (no opening in
+    /// force, or no relationship of the patient's anywhere), or a gatekeeper fails.
     pub async fn emergency_records(&self, patient: Address) -> Result<Vec<EmergencySet>> {
-        let relationships = self.chain.patient_relationships(patient).await?;
-        let mut providers: Vec<Address> = relationships
-            .values()
-            .filter(|s| !s.status.is_some_and(medrec_primitives::Status::is_closed))
-            .filter_map(|s| s.provider)
-            .collect();
-        providers.sort();
-        providers.dedup();
-        ensure!(!providers.is_empty(), "no provider holds records of patient {patient}");
+        let directory = self.chain.directory().await?;
+        ensure!(!directory.is_empty(), "the Registrar's directory lists no provider to ask");
+        // Which gatekeepers serve the set: asked in rounds while none does yet (one a few
+        // blocks behind has not seen a break-glass just sent), and for a short grace
+        // after the first does, so that a lagging holder is not left out.
+        let first_type = EMERGENCY_SET[0];
+        let started = std::time::Instant::now();
+        let mut first_served: Option<std::time::Instant> = None;
+        let mut serving: Vec<(Address, String)> = Vec::new();
+        loop {
+            for (provider, endpoint) in &directory {
+                if serving.iter().any(|(p, _)| p == provider) {
+                    continue;
+                }
+                let client =
+                    self.chain.gatekeeper(endpoint.clone(), *provider, self.signer.clone());
+                match client.search(first_type.as_str(), "").await {
+                    Ok(_) => {
+                        serving.push((*provider, endpoint.clone()));
+                        first_served.get_or_insert_with(std::time::Instant::now);
+                    }
+                    Err(ClientError::Refused { status: 403 | 409 | 503, .. }) => {}
+                    Err(e) => {
+                        return Err(Error::gatekeeper(
+                            format!("reading the emergency set at {endpoint} failed"),
+                            e,
+                        ));
+                    }
+                }
+            }
+            let grace_over = first_served.is_some_and(|t| t.elapsed() >= 4 * PAUSE);
+            if serving.len() == directory.len()
+                || grace_over
+                || started.elapsed() >= OPENING_PATIENCE
+            {
+                break;
+            }
+            tokio::time::sleep(PAUSE).await;
+        }
+        ensure!(
+            !serving.is_empty(),
+            "no gatekeeper serves you the emergency set of patient {patient}: there is no break-glass opening for you in force (it lasts four hours, ends if you leave your emergency group, and the patient may refuse break-glass), or no provider holds the patient's records"
+        );
+        serving.sort();
         let mut out = Vec::new();
-        for provider in providers {
-            let endpoint = self.chain.endpoint(provider).await?;
+        for (provider, endpoint) in serving {
             let client = self.chain.gatekeeper(endpoint.clone(), provider, self.signer.clone());
             let mut resources = Vec::new();
             for ty in EMERGENCY_SET {

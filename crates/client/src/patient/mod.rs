@@ -124,6 +124,13 @@ impl PatientSession {
         Self { chain, signer: key, account, secret, dir: None }
     }
 
+    /// The same session keeping the encrypted record cache in `dir` (a wallet's
+    /// directory), e.g. for a rotated key from [`PatientSession::acting`].
+    #[must_use]
+    pub fn in_dir(self, dir: PathBuf) -> Self {
+        Self { dir: Some(dir), ..self }
+    }
+
     /// The account's secret, when this session holds it.
     pub const fn secret(&self) -> Option<&RecordsSecret> {
         self.secret.as_ref()

@@ -218,7 +218,9 @@ impl PatientSession {
             chain_id: self.chain.chain_id(),
             relationships: Vec::new(),
         };
-        for (id, s) in self.chain.summaries(me).await? {
+        // The providers decrypted with the account's secret: the chain's summaries name
+        // none.
+        for (id, s) in self.relationships().await? {
             let (Some(provider), Some(status)) = (s.provider, s.status) else { continue };
             if s.patient != Some(me) || !status.is_accepted() {
                 continue;

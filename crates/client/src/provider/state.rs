@@ -227,6 +227,7 @@ mod tests {
                     patient_id: "p1".to_owned(),
                     pointers: vec![PointerSpec::salted("Condition")],
                     gatekeeper_enrolled: false,
+                    offer: None,
                 },
             );
         }
