@@ -45,10 +45,10 @@ pub(super) async fn publish(a: &PublishArgs) -> anyhow::Result<ExitCode> {
         delegate_funding: U256::from(a.delegate_funding),
     };
     let report = session.publish(&request).await?;
-    if report.unknown > 0 {
+    if !report.waiting.is_empty() {
         output::note(&format!(
-            "note: {} relationships created by this provider on chain are not in {RELATIONSHIPS_FILE}; their pointers are not published",
-            report.unknown
+            "note: {} offered in {RELATIONSHIPS_FILE} not taken by the patient yet; nothing to publish for them",
+            count(report.waiting.len(), "relationship")
         ));
     }
     for id in &report.finished {
@@ -62,7 +62,7 @@ pub(super) async fn publish(a: &PublishArgs) -> anyhow::Result<ExitCode> {
     let Some(bounty) = &report.bounty else {
         if a.json {
             output::result(
-                &json!({"changes": [], "unchanged": report.unchanged, "skipped": skipped, "bounty": null})
+                &json!({"changes": [], "unchanged": report.unchanged, "skipped": skipped, "waiting": report.waiting, "bounty": null})
                     .to_string(),
             );
         } else {
@@ -107,6 +107,7 @@ pub(super) async fn publish(a: &PublishArgs) -> anyhow::Result<ExitCode> {
                 "changes": sent,
                 "unchanged": report.unchanged,
                 "skipped": skipped,
+                "waiting": report.waiting,
                 "bounty": {"text": bounty.text, "commitment": commitment},
             })
             .to_string(),
