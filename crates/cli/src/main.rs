@@ -28,11 +28,20 @@ enum Command {
     /// What a provider does: init and registration, serve the Database Gatekeeper,
     /// enroll patients, import records, publish changes with bounty queries.
     Provider(commands::provider::ProviderArgs),
-    /// What a patient does: wallet, inbox, accept/reject/delete, records, share/revoke,
-    /// research opt-in, access log and export.
+    /// What a patient does: wallet, inbox, offers, accept/reject/delete, records,
+    /// share/revoke, research opt-in, access log and export, keys, custodians and
+    /// guardians.
     Patient(commands::patient::PatientArgs),
-    /// What a viewer does with what a patient shared with it: inbox and fetch.
+    /// What a viewer does with what a patient shared with it: publish its encryption
+    /// key, inbox and fetch.
     Viewer(commands::viewer::ViewerArgs),
+    /// What a guardian does: approve moving a patient's account to a new key.
+    Guardian(commands::recovery::GuardianArgs),
+    /// Guardian recovery of a patient's account: start, veto, complete, status.
+    Recovery(commands::recovery::RecoveryArgs),
+    /// What a certified institution does for patients: a minor's custodian until the
+    /// handover date.
+    Institution(commands::institution::InstitutionArgs),
     /// Groups of clinicians that certified institutions define (emergency departments,
     /// pharmacists): create, add and remove members, list.
     Group(commands::group::GroupArgs),
@@ -57,6 +66,9 @@ fn main() -> ExitCode {
         Command::Provider(args) => commands::provider::run(args),
         Command::Patient(args) => commands::patient::run(&args),
         Command::Viewer(args) => commands::viewer::run(&args),
+        Command::Guardian(args) => commands::recovery::run_guardian(&args),
+        Command::Recovery(args) => commands::recovery::run(&args),
+        Command::Institution(args) => commands::institution::run(&args),
         Command::Group(args) => commands::group::run(&args),
         Command::Clinician(args) => commands::clinician::run(&args),
         Command::Research(args) => commands::research::run(args),

@@ -236,7 +236,18 @@ pub async fn redeem(
     gatekeeper: Option<&str>,
 ) -> Result<Value> {
     let candidates: Vec<(Address, String)> = match gatekeeper {
-        Some(u) => vec![(Address::ZERO, u.to_owned())],
+        // The gatekeeper's address is in what the request signs: the provider the
+        // directory lists at that URL.
+        Some(u) => {
+            let same = |url: &str| url.trim_end_matches('/') == u.trim_end_matches('/');
+            let provider = chain
+                .directory()
+                .await?
+                .into_iter()
+                .find(|(_, url)| same(url))
+                .map_or(Address::ZERO, |(p, _)| p);
+            vec![(provider, u.to_owned())]
+        }
         None => chain.directory().await?,
     };
     // A gatekeeper that does not hold the relationship answers 404 (unknown bounty);

@@ -24,6 +24,10 @@ use crate::mnemonic::Mnemonic;
 /// The participant's own account: the standard first Ethereum address.
 pub const ACCOUNT_PATH: &str = "m/44'/60'/0'/0/0";
 
+/// The parent of the participant's account keys: key `n` is its child `n`
+/// (`m/44'/60'/0'/0/n`, the standard n-th Ethereum address); key 0 is the account.
+pub const ACCOUNT_PARENT_PATH: &str = "m/44'/60'/0'/0";
+
 /// The parent of all provider delegates; delegate `i` is its hardened child `i'`.
 pub const DELEGATE_PARENT_PATH: &str = "m/44'/60'/1'/0";
 
@@ -55,6 +59,7 @@ pub enum HdError {
 /// Private keys are held in `k256` signing keys, which wipe themselves on drop.
 pub struct HdKeys {
     account: PrivateKeySigner,
+    account_parent: XPriv,
     delegate_parent: XPriv,
 }
 
@@ -81,15 +86,30 @@ impl HdKeys {
     pub fn from_mnemonic(mnemonic: &Mnemonic) -> Result<Self, HdError> {
         let seed = mnemonic.seed();
         let master = XPriv::root_from_seed(&seed[..], None).map_err(derivation)?;
-        let account = master.derive_path(ACCOUNT_PATH).map_err(derivation)?;
+        let account_parent = master.derive_path(ACCOUNT_PARENT_PATH).map_err(derivation)?;
+        let account = account_parent.derive_child(0).map_err(derivation)?;
         let delegate_parent = master.derive_path(DELEGATE_PARENT_PATH).map_err(derivation)?;
-        Ok(Self { account: signer(&account), delegate_parent })
+        Ok(Self { account: signer(&account), account_parent, delegate_parent })
     }
 
     /// The participant's own account key (`m/44'/60'/0'/0/0`).
     #[must_use]
     pub const fn account(&self) -> &PrivateKeySigner {
         &self.account
+    }
+
+    /// The participant's key number `index` (`m/44'/60'/0'/0/index`): key 0 is the
+    /// account; a key rotation moves the account to the next one, so the phrase
+    /// recovers every key the account ever used.
+    ///
+    /// # Errors
+    /// [`HdError::IndexOutOfRange`] from 2^31 on (those would be hardened children).
+    pub fn account_key(&self, index: u32) -> Result<PrivateKeySigner, HdError> {
+        if index > MAX_DELEGATE_INDEX {
+            return Err(HdError::IndexOutOfRange(index));
+        }
+        let child = self.account_parent.derive_child(index).map_err(derivation)?;
+        Ok(signer(&child))
     }
 
     /// The delegate key for relationship `index` (`m/44'/60'/1'/0/index'`).
@@ -158,6 +178,17 @@ mod tests {
                 .unwrap();
             assert_eq!(keys.delegate_address(index).unwrap(), theirs.address());
         }
+    }
+
+    #[test]
+    fn account_keys_are_the_standard_nth_addresses() {
+        let keys = HdKeys::from_mnemonic(&Mnemonic::parse(TEST_PHRASE).unwrap()).unwrap();
+        assert_eq!(keys.account_key(0).unwrap().address(), keys.account().address());
+        assert_eq!(
+            keys.account_key(1).unwrap().address(),
+            address!("0x70997970C51812dc3A010C7d01b50e0d17dc79C8")
+        );
+        assert!(keys.account_key(MAX_DELEGATE_INDEX + 1).is_err());
     }
 
     #[test]

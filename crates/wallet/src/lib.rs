@@ -24,6 +24,8 @@
 //!                        "medrec":"bip39-entropy-english", with the account address
 //!   account.json         the account key as a standard v3 keystore (geth, Foundry, MetaMask
 //!                        import it); same passphrase
+//!   keys.json            after a key rotation, which key `m/44'/60'/0'/0/n` acts for the
+//!                        account now: {"acting":n} (public; absent: key 0)
 //! ```
 //!
 //! Every file is written with mode 0600, atomically (a temporary file in the same
@@ -54,4 +56,4 @@ pub use hd::{HdError, HdKeys};
 pub use keystore::{KeystoreError, ScryptParams};
 pub use mnemonic::{Mnemonic, MnemonicError, WordCount};
 pub use passphrase::{Passphrase, PassphraseError, PassphraseSource};
-pub use wallet::{ACCOUNT_FILE, METADATA_FILE, MNEMONIC_FILE, Wallet, WalletError};
+pub use wallet::{ACCOUNT_FILE, KEYS_FILE, METADATA_FILE, MNEMONIC_FILE, Wallet, WalletError};

@@ -20,6 +20,14 @@ pub const METADATA_FILE: &str = "wallet.json";
 pub const MNEMONIC_FILE: &str = "mnemonic.json";
 /// The account key as a standard v3 keystore, for other Ethereum tools.
 pub const ACCOUNT_FILE: &str = "account.json";
+/// Which of the wallet's keys (`m/44'/60'/0'/0/n`) acts for the account now, after key
+/// rotations: `{"acting": n}`; absent means key 0, the account's own.
+pub const KEYS_FILE: &str = "keys.json";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Keys {
+    acting: u32,
+}
 
 const FORMAT: &str = "medrec-wallet";
 const MNEMONIC_KIND: &str = "bip39-entropy-english";
@@ -266,6 +274,50 @@ impl Wallet {
     #[must_use]
     pub fn address(&self) -> Address {
         self.keys.account().address()
+    }
+
+    /// The wallet's key number `index` (`m/44'/60'/0'/0/index`; 0 is the account key).
+    ///
+    /// # Errors
+    /// [`HdError::IndexOutOfRange`] above [`crate::hd::MAX_DELEGATE_INDEX`].
+    pub fn account_key(&self, index: u32) -> Result<PrivateKeySigner, HdError> {
+        self.keys.account_key(index)
+    }
+
+    /// The number of the key that acts for the account now ([`KEYS_FILE`]; 0 until a
+    /// rotation), read without a passphrase.
+    ///
+    /// # Errors
+    /// When the file exists but cannot be read or parsed.
+    pub fn acting_index(dir: &Path) -> Result<u32, WalletError> {
+        let path = dir.join(KEYS_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str::<Keys>(&text)
+                .map(|k| k.acting)
+                .map_err(|e| WalletError::BadMetadata { path, reason: e.to_string() }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    /// The key that acts for the account now (see [`Wallet::acting_index`]).
+    ///
+    /// # Errors
+    /// As [`Wallet::acting_index`] and [`Wallet::account_key`].
+    pub fn acting_key(&self) -> Result<PrivateKeySigner, WalletError> {
+        Ok(self.account_key(Self::acting_index(&self.dir)?)?)
+    }
+
+    /// Records that key `index` acts for the account from now on (after the chain took
+    /// the rotation).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn set_acting_index(&self, index: u32) -> Result<(), WalletError> {
+        let json = serde_json::to_string(&Keys { acting: index }).map_err(|e| {
+            WalletError::BadMetadata { path: self.dir.join(KEYS_FILE), reason: e.to_string() }
+        })?;
+        write(&self.dir.join(KEYS_FILE), json.as_bytes())
     }
 
     /// The delegate key for relationship `index` (`m/44'/60'/1'/0/index'`).

@@ -1,14 +1,21 @@
 //! `medrec demo`: the whole MedRec story on this machine, narrated.
 //!
-//! Starts the embedded chain, two provider gatekeepers with synthetic records, and
-//! plays a patient, a viewer (a pharmacist), an emergency clinician and a researcher
-//! through it: enroll, notify, accept, fetch and verify, share, the viewer reads,
-//! revoke, the viewer is refused, an emergency clinician breaks the glass and reads the
-//! patient's emergency set (the patient is told at once), a provider adds a lab result,
-//! the patient is notified, the access log is shown with proofs checked on chain. Demo
-//! identities are the public development accounts of the `test … junk` mnemonic: never
-//! use them for anything real.
+//! Starts the embedded chain (free gas: no transfer ever funds anyone, so none links a
+//! provider to a patient), two provider gatekeepers with synthetic records, and plays a
+//! patient, a viewer (a pharmacist), an emergency clinician, a custodian, guardians and
+//! a researcher through it: the providers offer, the patient takes the offers (the
+//! patient's key creates each relationship, the provider's name encrypted for the
+//! patient), fetch and verify, the pharmacist publishes its key and reads the provider
+//! from the key sealed for it, revoke, the pharmacist is refused, an emergency
+//! clinician breaks the glass and reads the patient's emergency set (the patient is
+//! told at once), the patient's spouse acts as a custodian with the rights given (and
+//! is refused the others), a provider adds a lab result, the patient is notified, the
+//! access log is shown with proofs checked on chain, and another patient's guardians
+//! recover her account after a time-lock (a first, fraudulent recovery vetoed). Demo
+//! identities are the public development accounts of the `test … junk` mnemonic:
+//! never use them for anything real.
 
+mod care;
 mod lakeside;
 mod steps;
 
@@ -22,10 +29,7 @@ use medrec_client::{
     ChainSpec,
     care::{ClinicianSession, EmergencyReason, InstitutionSession, group_address},
     patient::{PatientSession, Target, Window, access_log::ProofStatus, records::fetch_verified},
-    provider::{
-        enroll::{open_relationship, tell_gatekeeper},
-        registration::register_provider,
-    },
+    provider::registration::register_provider,
     researcher, tx,
     viewer::ViewerSession,
 };
@@ -38,7 +42,7 @@ use medrec_devchain::{
     server::{ServerHandle, serve as serve_rpc},
 };
 use medrec_gatekeeper::{
-    pointer::{self, PointerQuery, PointerSpec},
+    pointer::{self, PointerQuery},
     serve::{Anchoring, ResearchSetup, RunningGatekeeper, ServeConfig, StoreUrl, spawn},
 };
 use medrec_primitives::{RelationshipId, Status};
@@ -75,6 +79,8 @@ const VIEWER: usize = 4;
 const RESEARCHER: usize = 5;
 /// The emergency-room clinician (dev accounts 8 and 9 are otherwise unused).
 const CLINICIAN: usize = 8;
+/// The patient's spouse, a custodian.
+const SPOUSE: usize = 9;
 /// The emergency group the certified institution creates.
 const ER_GROUP: &str = "Emergency departments";
 /// The pointer each provider publishes: the patient's laboratory results.
@@ -172,8 +178,8 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 use steps::{
-    enroll_cohort, provider_client, provider_name, redeem_when_seen, retry_until_refused, short,
-    wait_for_proofs,
+    enroll_cohort, offer, provider_client, provider_name, redeem_when_seen, retry_until_refused,
+    short, wait_for_proofs,
 };
 
 /// `1 allergy`, `2 allergies`.
@@ -193,11 +199,12 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let dir = std::env::temp_dir().join(format!("medrec-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
 
-    n.step("Starting the MedRec chain (embedded, sealing each transaction at once).");
+    n.step("Starting the MedRec chain (embedded, sealing each transaction at once) with free gas: a zero-price consortium chain, so nobody funds anybody and no value transfer links a provider to its patients or their delegates.");
     let chain_config = ChainConfig {
         dev_accounts: DEV_ACCOUNTS,
         // Quick to mine in a debug build: the researcher seals one block by Proof of Work.
         pow_initial_difficulty: 1 << 12,
+        free_gas: true,
         ..ChainConfig::default()
     };
     let node = Node::new(DevChain::new(chain_config)?, SealMode::Instant);
@@ -275,46 +282,53 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     let patient = &accounts[PATIENT];
     let me = PatientSession::with_signer(chain.clone(), patient.signer());
-    n.step("Each provider enrolls the patient: a relationship on chain with a delegate address and a pointer to the patient's lab results.");
+    n.step("Each provider offers the patient a relationship: a delegate address for it alone and a pointer to the patient's lab results, signed by the provider and kept at its gatekeeper. Nothing goes on chain from the provider.");
     for site in &mut sites {
         let store = site.store.open().await?;
-        let labs = PointerSpec::salted(LABS);
-        let opened = open_relationship(
+        let offered = offer(
             &chain,
-            &site.account.signer(),
+            site,
             store.as_ref(),
             patient.address,
             site.delegate.address,
-            &site.patient_id.parse()?,
-            &labs,
+            &site.patient_id,
         )
         .await?;
-        site.relationship = opened.relationship;
-        let client = provider_client(&chain, &site.running, &site.account);
-        tell_gatekeeper(&client, site.relationship, &site.patient_id, &[labs]).await?;
+        site.relationship = offered.relationship;
         n.say(&format!(
-            "   {}: relationship {} ({} lab results, data hash {})",
+            "   {}: offer of relationship {} ({} lab results, data hash {})",
             site.name,
             short(site.relationship.0),
-            opened.pointer.resources,
-            short(opened.pointer.data_hash)
+            offered.pointer.resources,
+            short(offered.pointer.data_hash)
         ));
     }
 
-    n.step("The patient's inbox shows the new relationships.");
-    for d in chain.notices(patient.address, 0, None).await? {
-        if matches!(d.notice, Notice::Created { .. }) {
-            n.say(&format!(
-                "   new relationship {} from {}",
-                short(d.relationship.0),
-                provider_name(&sites, &d.notice)
-            ));
-        }
+    n.step("The patient's app asks the gatekeepers of the Registrar's directory for offers, and the patient takes both: the patient's own key creates each relationship on chain, already accepted, the provider's name encrypted for the patient alone.");
+    let offers = me.offers().await?;
+    for problem in &offers.problems {
+        n.say(&format!("   (a gatekeeper could not be asked: {problem:?})"));
+    }
+    ensure!(offers.offers.len() == sites.len(), "the patient found {} offers", offers.offers.len());
+    for o in &offers.offers {
+        let (id, receipt) = me.take(o).await?;
+        n.say(&format!(
+            "   took {}'s offer: relationship {} created by the patient's key in block {}",
+            provider_name(&sites, Some(o.view.provider)),
+            short(id.0),
+            receipt.block_number.unwrap_or(0)
+        ));
     }
 
-    n.step("The patient accepts both.");
-    for site in &sites {
-        me.answer(&target(site.relationship), Status::Accepted).await?;
+    n.step("The patient's inbox shows the new relationships; only the patient's key decrypts who the providers are (the chain shows a delegate and 36 bytes of ciphertext).");
+    for (id, s) in me.relationships().await? {
+        n.say(&format!(
+            "   relationship {} with {} (delegate {}), {}",
+            short(id.0),
+            provider_name(&sites, s.provider),
+            s.delegate.map_or_else(|| "?".to_owned(), |d| d.to_string()),
+            s.status.map_or_else(|| "?".to_owned(), |st| st.to_string())
+        ));
     }
 
     n.step(
@@ -337,16 +351,31 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     let viewer = &accounts[VIEWER];
     let first = &sites[0];
+    n.step("A pharmacist publishes its encryption key (`medrec viewer publish-key`), so that what patients share is sealed for it.");
+    let pharmacist = ViewerSession::new(chain.clone(), viewer.signer());
+    pharmacist.publish_encryption_key().await?;
+    n.say(&format!("   {} published its X25519 key in the Registrar", viewer.address));
+
     n.step(
-        "The patient shares the lab results at Riverside Clinic with a pharmacist for one hour.",
+        "The patient shares the lab results at Riverside Clinic with the pharmacist for one hour, the relationship's key sealed for it.",
     );
     let window = Window { until: Some(node.now() + 3600), ..Window::default() };
     me.share(&target(first.relationship), viewer.address, Some(&[0u8][..]), window).await?;
-    let shared = chain.notices(viewer.address, 0, None).await?;
+    let shared = pharmacist.shared().await?;
     n.say(&format!("   the pharmacist's inbox: {} grant(s)", shared.len()));
+    for s in &shared {
+        n.say(&format!(
+            "   relationship {}: the provider, opened from the key sealed for the pharmacist, is {}",
+            short(s.id.0),
+            provider_name(&sites, s.provider)
+        ));
+    }
+    ensure!(
+        shared.iter().any(|s| s.provider == Some(first.account.address)),
+        "the pharmacist did not read the provider from its sealed key"
+    );
 
     n.step("The pharmacist reads them.");
-    let pharmacist = ViewerSession::new(chain.clone(), viewer.signer());
     let fetched = pharmacist.fetch(Some(&first.relationship.0.to_string())).await?;
     n.say(&format!(
         "   {} lab results, each checked against the hash on chain",
@@ -426,6 +455,8 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             |g| json!({"id": g.id, "name": g.name, "emergency": g.emergency, "address": g.address}),
         )
         .collect();
+
+    let custodian = care::custodian(&mut n, &chain, &me, &accounts[SPOUSE], &sites).await?;
 
     let researcher = &accounts[RESEARCHER];
     n.step(&format!("Research: {COHORT} other patients of Riverside Clinic are enrolled; three in four opt in to research, and so does our patient."));
@@ -521,6 +552,7 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     me.answer(&target(first.relationship), Status::Accepted).await?;
+    n.say("   the patient accepts the update");
 
     n.step("The researcher redeems the bounty at Riverside Clinic's gatekeeper: an aggregate over the opted-in patients, with k-anonymity and differential privacy.");
     let url = first.running.url();
@@ -576,6 +608,9 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "   {by_clinician} of them are the emergency clinician's reads, logged as allow-break-glass"
     ));
 
+    let recovery =
+        care::recovery(&mut n, &node, &chain, &accounts, first, !args.keep_running).await?;
+
     // The bounties posted by pointer changes (redeemed in the research workflow).
     let bounties: Vec<Value> = researcher::owned(&chain, None)
         .await?
@@ -602,11 +637,16 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let final_summary = me.relationships().await?;
     let relationships: Vec<Value> = sites
         .iter()
-        .map(|s| json!({
-            "id": s.relationship.0,
-            "provider": s.account.address,
-            "status": final_summary.get(&s.relationship).and_then(|r| r.status).map(|st| st.to_string()),
-        }))
+        .map(|s| {
+            let r = final_summary.get(&s.relationship);
+            json!({
+                "id": s.relationship.0,
+                // Decrypted by the patient's key: the chain holds it only encrypted.
+                "provider": r.and_then(|r| r.provider),
+                "delegate": r.and_then(|r| r.delegate),
+                "status": r.and_then(|r| r.status).map(|st| st.to_string()),
+            })
+        })
         .collect();
     let identity = |a: &DevAccount| json!({"address": a.address, "private_key": a.private_key});
     let mut apps = Vec::new();
@@ -672,6 +712,9 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "clinician": identity(clinician),
         "groups": groups_json,
         "break_glass": break_glass,
+        "custodian": custodian,
+        "recovery": recovery,
+        "free_gas": true,
         "elapsed_seconds": n.started.elapsed().as_secs_f64(),
     });
     if !apps.is_empty() {

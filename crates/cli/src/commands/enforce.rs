@@ -46,11 +46,16 @@ pub(crate) async fn measure(rounds: usize, poll_ms: u64) -> anyhow::Result<Enfor
     let chain = medrec_client::Chain::over(node.rpc_client(), spec).await?;
     register_provider(&chain, &a[0].signer(), provider.address, "p", "https://gk", keccak256("k"))
         .await?;
-    let create = chain.relationships_as(provider.signer());
-    let create = create.create(patient.address, delegate.address, keccak256("q"), keccak256("d"));
-    tx::send(&create, "creating the relationship").await?;
+    // The patient creates the relationship (accepted at once), the provider encrypted
+    // for the patient: what the consent index follows here is the grants.
+    let id = RelationshipId::derive(patient.address, delegate.address);
+    let secret = medrec_client::privacy::RecordsSecret::of(&patient.signer());
+    let identity =
+        medrec_client::privacy::encrypt_identity(&secret.relationship_key(id), provider.address);
     let as_patient = chain.relationships_as(patient.signer());
-    tx::send(&as_patient.accept(delegate.address), "accepting").await?;
+    let create =
+        as_patient.create(delegate.address, keccak256("q"), keccak256("d"), identity.into());
+    tx::send(&create, "creating the relationship").await?;
 
     let index = Arc::new(RwLock::new(ConsentIndex::new(0)));
     let follower = Follower::new(
@@ -61,7 +66,6 @@ pub(crate) async fn measure(rounds: usize, poll_ms: u64) -> anyhow::Result<Enfor
     let (health, _) = tokio::sync::watch::channel(follower.health());
     let task = tokio::spawn(follower.run(Duration::from_millis(poll_ms), health));
 
-    let id = RelationshipId::derive(patient.address, delegate.address);
     let allowed = |v: Address| {
         index.read().map(|i| i.decide(v, &id, 0, node.now()).is_allowed()).unwrap_or(false)
     };
@@ -73,10 +77,11 @@ pub(crate) async fn measure(rounds: usize, poll_ms: u64) -> anyhow::Result<Enfor
             1,
             U40::ZERO,
             U40::from(4_000_000_000u64),
+            alloy::primitives::Bytes::new(),
         );
         tx::send(&grant, "granting").await?;
         grants.push(wait(|| allowed(viewer.address)).await?);
-        tx::send(&as_patient.revoke(delegate.address, viewer.address), "revoking").await?;
+        tx::send(&as_patient.revoke(id.0, viewer.address), "revoking").await?;
         revokes.push(wait(|| !allowed(viewer.address)).await?);
     }
     task.abort();

@@ -46,8 +46,8 @@ async fn institutions_group_clinicians_who_break_the_glass_unless_the_patient_re
     let net = Net::start("care", 2).await;
     let home = net.party_dir("patient");
     let (patient, _) = new_wallet(&net, "patient", &home).await;
-    let first = net.enroll(0, patient).await;
-    net.enroll(1, patient).await;
+    let first = net.related(&home, 0, patient).await;
+    net.related(&home, 1, patient).await;
     let er_dir = net.party_dir("clinician");
     let (clinician, _) = new_wallet(&net, "viewer", &er_dir).await;
     let other_dir = net.party_dir("stranger");
@@ -195,8 +195,7 @@ async fn institutions_group_clinicians_who_break_the_glass_unless_the_patient_re
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
-    // The patient accepts a relationship and shares it with the pharmacists' group.
-    net.json(&home, &["patient", "accept", "--relationship", &first.0.to_string()]).await;
+    // The patient shares a relationship with the pharmacists' group.
     let shared = net
         .json(&home, &["patient", "share", "--group", "2", "--relationship", &first.0.to_string()])
         .await;

@@ -5,6 +5,7 @@ mod bench_research;
 mod care;
 mod chain;
 mod demo;
+mod keys;
 mod patient;
 mod patient_workflow;
 mod provider;

@@ -46,12 +46,19 @@ async fn the_inbox_lists_what_happened_and_who_may_see_what() {
     let institution = Registrar::new(registrar, wallet(0));
     let call = institution.registerProvider(keccak256("provider"), provider, url, keccak256("key"));
     ok(call.send().await.unwrap().get_receipt().await.unwrap());
-    let by_provider = Relationships::new(relationships, wallet(1));
-    let create = by_provider.create(patient, delegate, keccak256("q"), keccak256("d"));
-    ok(create.send().await.unwrap().get_receipt().await.unwrap());
+    // The patient creates the relationship from the provider's offer (the provider's
+    // name encrypted: any 36 bytes here), already accepted.
     let by_patient = Relationships::new(relationships, wallet(2));
-    ok(by_patient.accept(delegate).send().await.unwrap().get_receipt().await.unwrap());
-    let grant = by_patient.grant(delegate, viewer, 1, U40::ZERO, U40::from(4_000_000_000u64));
+    let create = by_patient.create(delegate, keccak256("q"), keccak256("d"), vec![7u8; 36].into());
+    ok(create.send().await.unwrap().get_receipt().await.unwrap());
+    let grant = by_patient.grant(
+        delegate,
+        viewer,
+        1,
+        U40::ZERO,
+        U40::from(4_000_000_000u64),
+        alloy::primitives::Bytes::new(),
+    );
     ok(grant.send().await.unwrap().get_receipt().await.unwrap());
     assert!(wallet(0).get_block_number().await.unwrap() > 0);
 

@@ -93,6 +93,17 @@ pub(crate) fn ok_json(out: &Output, args: &[&str]) -> Value {
     })
 }
 
+impl Net {
+    /// Provider `i` offers `patient` (whose wallet is in `home`) a relationship and the
+    /// patient takes it with `medrec patient accept`: the relationship on chain, created
+    /// by the patient's key.
+    pub(crate) async fn related(&self, home: &Path, i: usize, patient: Address) -> RelationshipId {
+        let id = self.offer(i, patient).await;
+        self.json(home, &["patient", "accept", "--relationship", &id.0.to_string()]).await;
+        id
+    }
+}
+
 /// Creates the wallet of `role` in `dir` and gives it ether for gas; returns its address
 /// and recovery phrase.
 pub(crate) async fn new_wallet(net: &Net, role: &str, dir: &Path) -> (Address, String) {
@@ -100,10 +111,15 @@ pub(crate) async fn new_wallet(net: &Net, role: &str, dir: &Path) -> (Address, S
     let address: Address = v["address"].as_str().unwrap().parse().unwrap();
     let phrase = v["mnemonic"].as_str().unwrap().to_owned();
     assert_eq!(phrase.split_whitespace().count(), 12);
+    fund(net, address).await;
+    (address, phrase)
+}
+
+/// Sends `address` one ether for gas.
+pub(crate) async fn fund(net: &Net, address: Address) {
     let bank = signer_of(&net.rpc_url, &dev_accounts(10)[9]);
     let tx = TransactionRequest::default().to(address).value(U256::from(10u128.pow(18)));
     assert!(bank.send_transaction(tx).await.unwrap().get_receipt().await.unwrap().status());
-    (address, phrase)
 }
 
 /// The `resourceType/id` of every line of a timeline.
@@ -139,24 +155,54 @@ async fn records_are_verified_cached_encrypted_read_offline_and_exported() {
     let mut net = Net::start("records", 2).await;
     let home = net.party_dir("patient");
     let (patient, _) = new_wallet(&net, "patient", &home).await;
-    let first = net.enroll(0, patient).await;
-    let second = net.enroll(1, patient).await;
+    let first = net.offer(0, patient).await;
+    let second = net.offer(1, patient).await;
 
-    // The inbox defaults to the wallet's address and shows both new relationships.
+    // The inbox defaults to the wallet's account and shows both offers, waiting at the
+    // providers' gatekeepers (nothing on chain yet), with the providers' names.
     let inbox = net.json(&home, &["patient", "inbox", "--json"]).await;
     assert_eq!(inbox["address"].as_str().unwrap().parse::<Address>().unwrap(), patient);
-    assert_eq!(status_of(&inbox, first), "new");
-    assert_eq!(status_of(&inbox, second), "new");
+    assert_eq!(status_of(&inbox, first), "offered");
+    assert_eq!(status_of(&inbox, second), "offered");
+    let offers = net.json(&home, &["patient", "offers", "--json"]).await;
+    let offered: Vec<Address> = offers["offers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["provider"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(offered.len(), 2, "{offers}");
+    assert!(offered.contains(&net.sites[0].account.address), "{offers}");
 
-    // Accept one by provider, the other by id.
+    // Take one by provider, the other by id: the patient's key creates each.
     let provider = net.sites[0].account.address.to_string();
     let accepted = net.json(&home, &["patient", "accept", "--provider", &provider, "--json"]).await;
     assert_eq!(accepted["status"], "accepted");
+    assert_eq!(accepted["taken"], true);
+    assert_eq!(accepted["actor"].as_str().unwrap().parse::<Address>().unwrap(), patient);
     let id = second.0.to_string();
     net.json(&home, &["patient", "accept", "--relationship", &id[..12], "--json"]).await;
     let inbox = net.json(&home, &["patient", "inbox", "--json"]).await;
     assert_eq!(status_of(&inbox, first), "accepted");
     assert_eq!(status_of(&inbox, second), "accepted");
+    // The providers' names, decrypted with the patient's key (the chain holds them
+    // encrypted); read without the wallet, they stay encrypted.
+    let named = |inbox: &Value, id: RelationshipId| {
+        inbox["relationships"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["relationship"].as_str().unwrap().parse::<B256>().unwrap() == id.0)
+            .map(|r| r["provider"].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        named(&inbox, second).as_str().unwrap().parse::<Address>().unwrap(),
+        net.sites[1].account.address
+    );
+    let keyless =
+        net.json(&home, &["patient", "inbox", "--address", &patient.to_string(), "--json"]).await;
+    assert!(named(&keyless, second).is_null(), "{keyless}");
 
     // Records: every lab result of both providers, verified, newest first.
     let expected: BTreeSet<String> =
@@ -259,10 +305,39 @@ async fn rejected_and_deleted_relationships_are_skipped_and_bad_transitions_expl
     let mut net = Net::start("reject", 2).await;
     let home = net.party_dir("patient");
     let (patient, _) = new_wallet(&net, "patient", &home).await;
-    let first = net.enroll(0, patient).await;
-    let second = net.enroll(1, patient).await;
-    net.json(&home, &["patient", "reject", "--relationship", &first.0.to_string(), "--json"]).await;
+    let first = net.offer(0, patient).await;
+    let second = net.offer(1, patient).await;
+    // Rejecting an offer sends nothing: it is not on chain, and only the patient's key
+    // could put it there.
+    let declined = net
+        .json(&home, &["patient", "reject", "--relationship", &first.0.to_string(), "--json"])
+        .await;
+    assert_eq!(declined["sent"], false, "{declined}");
+    assert!(declined["note"].as_str().unwrap().contains("nothing to send"));
+    let inbox = net.json(&home, &["patient", "inbox", "--json"]).await;
+    assert_eq!(status_of(&inbox, first), "offered");
+    net.json(&home, &["patient", "accept", "--relationship", &first.0.to_string()]).await;
     net.json(&home, &["patient", "accept", "--relationship", &second.0.to_string()]).await;
+    // Accepted relationships have nothing to reject until an update is pending.
+    let out =
+        net.medrec(&home, &["patient", "reject", "--relationship", &first.0.to_string()]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot go from accepted to rejected"));
+    // Provider 0's delegate publishes new data: an update waits; the patient rejects it.
+    let delegate = medrec_contracts::Relationships::new(
+        net.at.relationships,
+        signer_of(&net.rpc_url, &net.sites[0].delegate),
+    );
+    let update = delegate.updatePointer(
+        patient,
+        U256::ZERO,
+        alloy::primitives::keccak256("new data"),
+        alloy::primitives::keccak256("a bounty"),
+    );
+    assert!(update.send().await.unwrap().get_receipt().await.unwrap().status());
+    let inbox = net.json(&home, &["patient", "inbox", "--json"]).await;
+    assert_eq!(status_of(&inbox, first), "update pending");
+    net.json(&home, &["patient", "reject", "--relationship", &first.0.to_string(), "--json"]).await;
     net.json(&home, &["patient", "delete", "--relationship", &second.0.to_string(), "--json"])
         .await;
     let inbox = net.json(&home, &["patient", "inbox", "--json"]).await;
@@ -299,8 +374,8 @@ async fn recovery_on_a_fresh_data_dir_finds_relationships_and_refills_the_cache(
     let mut net = Net::start("recover", 2).await;
     let home = net.party_dir("patient");
     let (patient, phrase) = new_wallet(&net, "patient", &home).await;
-    let first = net.enroll(0, patient).await;
-    let second = net.enroll(1, patient).await;
+    let first = net.offer(0, patient).await;
+    let second = net.offer(1, patient).await;
     net.json(&home, &["patient", "accept", "--relationship", &first.0.to_string()]).await;
     net.json(&home, &["patient", "accept", "--relationship", &second.0.to_string()]).await;
     let before = net.json(&home, &["patient", "records", "--json"]).await;
@@ -348,8 +423,8 @@ async fn a_provider_tampering_after_publishing_is_reported_and_the_rest_still_sh
     let mut net = Net::start("tamper", 2).await;
     let home = net.party_dir("patient");
     let (patient, _) = new_wallet(&net, "patient", &home).await;
-    let first = net.enroll(0, patient).await;
-    let second = net.enroll(1, patient).await;
+    let first = net.offer(0, patient).await;
+    let second = net.offer(1, patient).await;
     net.json(&home, &["patient", "accept", "--relationship", &first.0.to_string()]).await;
     net.json(&home, &["patient", "accept", "--relationship", &second.0.to_string()]).await;
     let before = net.json(&home, &["patient", "records", "--json"]).await;

@@ -37,8 +37,8 @@ async fn a_viewer_fetches_what_was_shared_and_is_refused_once_revoked() {
     let pharmacy = net.party_dir("viewer");
     let (patient, _) = new_wallet(&net, "patient", &home).await;
     let (viewer, _) = new_wallet(&net, "viewer", &pharmacy).await;
-    let shared = net.enroll(0, patient).await;
-    let other = net.enroll(1, patient).await;
+    let shared = net.offer(0, patient).await;
+    let other = net.offer(1, patient).await;
     for id in [shared, other] {
         net.json(&home, &["patient", "accept", "--relationship", &id.0.to_string()]).await;
     }
@@ -105,7 +105,7 @@ async fn a_grant_that_expires_on_chain_is_refused() {
     let pharmacy = net.party_dir("viewer");
     let (patient, _) = new_wallet(&net, "patient", &home).await;
     let (viewer, _) = new_wallet(&net, "viewer", &pharmacy).await;
-    let id = net.enroll(0, patient).await;
+    let id = net.offer(0, patient).await;
     let rel = id.0.to_string();
     net.json(&home, &["patient", "accept", "--relationship", &rel]).await;
     let v = viewer.to_string();

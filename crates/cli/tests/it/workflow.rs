@@ -209,7 +209,9 @@ fn provider_patient_and_viewer_run_the_whole_story_as_separate_processes() {
     );
     let relationship = enrolled["relationship"].as_str().unwrap().to_owned();
 
-    // The patient's inbox shows it; they accept and fetch every pointer, verified.
+    // The patient's inbox shows the offer; they take it (their key creates the
+    // relationship with pointer 0), the provider adds the four other pointers, the
+    // patient accepts them and fetches every pointer, verified.
     let inbox = patient.json(&["patient", "inbox", "--json"], &[]);
     let rels = inbox["relationships"].as_array().unwrap();
     assert_eq!(rels.len(), 1);
@@ -217,7 +219,12 @@ fn provider_patient_and_viewer_run_the_whole_story_as_separate_processes() {
         rels[0]["relationship"].as_str().unwrap().to_lowercase(),
         relationship.to_lowercase()
     );
-    assert_eq!(rels[0]["status"], "new");
+    assert_eq!(rels[0]["status"], "offered");
+    let taken =
+        patient.json(&["patient", "accept", "--relationship", &relationship, "--json"], &[]);
+    assert_eq!(taken["taken"], true, "{taken}");
+    let added = provider.json(&["provider", "publish", "--spread", "0", "--bounty", BOUNTY, "--json"], &[]);
+    assert_eq!(added["changes"].as_array().unwrap().len(), 4, "{added}");
     patient.json(&["patient", "accept", "--relationship", &relationship, "--json"], &[]);
     // Research: out by default; the patient opts in, and the chain says so.
     let inbox = patient.json(&["patient", "inbox", "--json"], &[]);
@@ -310,7 +317,7 @@ fn provider_patient_and_viewer_run_the_whole_story_as_separate_processes() {
     )
     .unwrap();
     provider.json(&["provider", "import", lab.to_str().unwrap(), "--json"], &[]);
-    let published = provider.json(&["provider", "publish", "--bounty", BOUNTY, "--json"], &[]);
+    let published = provider.json(&["provider", "publish", "--spread", "0", "--bounty", BOUNTY, "--json"], &[]);
     assert!(published.to_string().contains(&relationship.to_lowercase()[..10]), "{published}");
     let inbox = patient.json(&["patient", "inbox", "--json"], &[]);
     assert_eq!(inbox["relationships"][0]["status"], "update pending", "{inbox}");

@@ -355,3 +355,24 @@ fn assert_mode_0600(path: &Path) {
         assert_eq!(mode & 0o777, 0o600, "{}", path.display());
     }
 }
+
+#[test]
+fn the_acting_key_follows_rotations_and_is_read_without_a_passphrase() {
+    let dir = TempDir::new();
+    let wallet = test_wallet(dir.path());
+    // Until a rotation, key 0 (the account's own) acts.
+    assert_eq!(Wallet::acting_index(dir.path()).unwrap(), 0);
+    assert_eq!(wallet.acting_key().unwrap().address(), FIRST_ADDRESS);
+    wallet.set_acting_index(2).unwrap();
+    assert_eq!(Wallet::acting_index(dir.path()).unwrap(), 2);
+    assert_mode_0600(&dir.path().join(medrec_wallet::KEYS_FILE));
+    // The standard third address of the test phrase; the account stays key 0's.
+    let third = address!("0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC");
+    let reopened = Wallet::open(dir.path(), &pass("correct horse battery staple")).unwrap();
+    assert_eq!(reopened.acting_key().unwrap().address(), third);
+    assert_eq!(reopened.account_key(2).unwrap().address(), third);
+    assert_eq!(reopened.address(), FIRST_ADDRESS);
+    // A damaged file is an error, not key 0.
+    std::fs::write(dir.path().join(medrec_wallet::KEYS_FILE), "nope").unwrap();
+    assert!(Wallet::acting_index(dir.path()).is_err());
+}

@@ -40,11 +40,7 @@ use medrec_chain::{
     consent::ConsentIndex,
     follower::{FollowConfig, Follower},
 };
-use medrec_client::{
-    ChainSpec,
-    provider::{enroll::open_relationship, registration::register_provider},
-    tx,
-};
+use medrec_client::{ChainSpec, provider::registration::register_provider};
 use medrec_devchain::{
     chain::{Chain, ChainConfig},
     genesis::{DevAccount, dev_accounts},
@@ -287,21 +283,20 @@ impl Scenario {
             }
             store.update_all(resources).await?;
             let patient_id = pid.parse()?;
-            open_relationship(
+            // The provider's offer, taken by the patient: created accepted.
+            crate::commands::relate::offered_and_taken(
                 &chain,
                 &a[PROVIDER].signer(),
+                &account.signer(),
                 store.as_ref(),
-                account.address,
                 delegate,
                 &patient_id,
                 &labs,
             )
             .await?;
-            let by_patient = chain.relationships_as(a[FIRST_PATIENT + p].signer());
-            tx::send(&by_patient.accept(delegate), "a patient's acceptance").await?;
             relationships.push((
                 RelationshipId::derive(account.address, delegate),
-                Enrollment { patient: patient_id, pointers: vec![query.clone()] },
+                Enrollment { patient: patient_id, pointers: vec![query.clone()], offer: None },
             ));
             patients.push(Patient { account, observations });
         }

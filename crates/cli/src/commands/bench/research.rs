@@ -262,8 +262,8 @@ async fn cohort(n: usize, options: &Options) -> anyhow::Result<Value> {
         .try_collect::<Vec<_>>()
         .await?;
 
-        // The relationships, from the provider's account.
-        output::note("  creating a relationship per patient");
+        // The relationships, each created by its patient from the provider's offer.
+        output::note("  funding the patients; each creates its relationship");
         let members: Vec<Member> = records
             .iter()
             .enumerate()
@@ -280,30 +280,32 @@ async fn cohort(n: usize, options: &Options) -> anyhow::Result<Value> {
             .collect::<anyhow::Result<_>>()?;
         let labs = medrec_gatekeeper::pointer::PointerSpec::salted(LABS);
         let query = labs.parse()?;
-        let relationships = chain.relationships_as(provider.signer());
-        for m in &members {
-            let create = relationships.create(
-                m.signer.address(),
-                m.delegate,
-                query.commitment(),
-                keccak256(m.record.as_bytes()),
-            );
-            tx::send(&create, "creating a relationship").await?;
-        }
-
-        // Gas for the patients' opt-ins.
-        output::note("  funding the patients and enrolling their relationships");
         let funder = chain.sender(accounts[FUNDER].signer());
         let gas = U256::from(10u64).pow(U256::from(17u64));
         for m in &members {
             tx::fund(&funder, m.signer.address(), gas, "a patient").await?;
+            let id = RelationshipId::derive(m.signer.address(), m.delegate);
+            let secret = medrec_client::privacy::RecordsSecret::of(&m.signer);
+            let identity = medrec_client::privacy::encrypt_identity(
+                &secret.relationship_key(id),
+                provider.address,
+            );
+            let by_patient = chain.relationships_as(m.signer.clone());
+            let create = by_patient.create(
+                m.delegate,
+                query.commitment(),
+                keccak256(m.record.as_bytes()),
+                identity.into(),
+            );
+            tx::send(&create, "creating a relationship").await?;
         }
+        output::note("  enrolling the relationships at the gatekeeper");
         futures::stream::iter(members.iter().map(|m| {
             let client = &by_provider;
             let labs = &labs;
             async move {
                 let id = RelationshipId::derive(m.signer.address(), m.delegate);
-                until_caught_up(Duration::from_millis(20), Duration::from_secs(6), || client.enroll(id, &m.record, std::slice::from_ref(labs))).await
+                until_caught_up(Duration::from_millis(20), Duration::from_secs(6), || client.enroll(id, &m.record, std::slice::from_ref(labs), None)).await
             }
         }))
         .buffer_unordered(SETUP_IN_FLIGHT)

@@ -2,17 +2,17 @@
 //! refuse, to redeem, or to have every access-log entry anchored.
 
 use super::{COHORT, LABS, Narrator, PATIENCE, PAUSE, ProviderSite, target};
-use alloy::primitives::{B256, keccak256};
+use alloy::primitives::{Address, B256, keccak256};
 use anyhow::{Context, bail};
-use medrec_chain::inbox::Notice;
 use medrec_client::{
     Chain, Error,
     patient::{
         PatientSession,
         access_log::{AccessEntry, ProofStatus},
     },
-    provider::enroll::{open_relationship, tell_gatekeeper},
+    provider::enroll::{Offered, offer_relationship},
     researcher,
+    retry::until_caught_up,
 };
 use medrec_devchain::genesis::DevAccount;
 use medrec_gatekeeper::{
@@ -20,7 +20,7 @@ use medrec_gatekeeper::{
     pointer::PointerSpec,
     serve::RunningGatekeeper,
 };
-use medrec_primitives::Status;
+use medrec_store::RecordStore;
 use medrec_synth::{Options, generate, transaction_bundle};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -39,14 +39,53 @@ pub(super) fn short(h: B256) -> String {
     format!("{}…", &s[..10])
 }
 
-pub(super) fn provider_name(sites: &[ProviderSite], notice: &Notice) -> String {
-    match notice {
-        Notice::Created { provider, .. } => sites
+/// The demo's name of `provider` (its address when it is none of the demo's).
+pub(super) fn provider_name(sites: &[ProviderSite], provider: Option<Address>) -> String {
+    match provider {
+        Some(p) => sites
             .iter()
-            .find(|s| s.account.address == *provider)
-            .map_or_else(|| provider.to_string(), |s| s.name.to_owned()),
-        _ => String::new(),
+            .find(|s| s.account.address == p)
+            .map_or_else(|| p.to_string(), |s| s.name.to_owned()),
+        None => "a provider whose name does not decrypt".to_owned(),
     }
+}
+
+/// `site` offers `patient` a relationship with `delegate` carrying the lab-results
+/// pointer over the records of `patient_id`: signed with the provider's key and kept at
+/// its gatekeeper (nothing goes on chain from the provider).
+pub(super) async fn offer(
+    chain: &Chain,
+    site: &ProviderSite,
+    store: &dyn RecordStore,
+    patient: Address,
+    delegate: Address,
+    patient_id: &str,
+) -> anyhow::Result<Offered> {
+    let labs = PointerSpec::salted(LABS);
+    let offered = offer_relationship(
+        chain,
+        &site.account.signer(),
+        store,
+        patient,
+        delegate,
+        &patient_id.parse()?,
+        &labs,
+    )
+    .await?;
+    let client = provider_client(chain, &site.running, &site.account);
+    until_caught_up(PAUSE, PATIENCE, || {
+        client.enroll(
+            offered.relationship,
+            patient_id,
+            std::slice::from_ref(&labs),
+            Some(&offered.offer),
+        )
+    })
+    .await
+    .with_context(|| {
+        format!("the gatekeeper did not keep the offer of {}", offered.relationship.0)
+    })?;
+    Ok(offered)
 }
 
 /// Waits until the request is refused (the revocation indexed); returns the reason.
@@ -115,34 +154,22 @@ pub(super) async fn enroll_cohort(
     let records = generate(&Options { patients: COHORT, years, seed: 21, ..Options::default() });
     let client = provider_client(chain, &site.running, &site.account);
     let store = site.store.open().await?;
-    // The provider: records, then every relationship, then every enrollment (by then
-    // its gatekeeper has followed the chain past all of them).
+    // The provider: records, then an offer to each patient at its gatekeeper.
     let mut cohort = Vec::with_capacity(records.len());
     for (i, record) in records.iter().enumerate() {
         client.import(&transaction_bundle(record)).await.context("importing the records")?;
         let patient = accounts.get(10 + i).context("not enough development accounts")?;
-        let delegate =
-            alloy::primitives::Address::from_word(keccak256(format!("riverside delegate {i}")));
-        let labs = PointerSpec::salted(LABS);
-        let opened = open_relationship(
-            chain,
-            &site.account.signer(),
-            store.as_ref(),
-            patient.address,
-            delegate,
-            &record.id.parse()?,
-            &labs,
-        )
-        .await?;
-        cohort.push((patient, opened.relationship, record.id.as_str(), labs));
+        let delegate = Address::from_word(keccak256(format!("riverside delegate {i}")));
+        let offered =
+            offer(chain, site, store.as_ref(), patient.address, delegate, &record.id).await?;
+        cohort.push((patient, offered.relationship));
     }
-    for (_, relationship, id, labs) in &cohort {
-        tell_gatekeeper(&client, *relationship, id, std::slice::from_ref(labs)).await?;
-    }
-    // The patients, each from their own account: accept, and three in four opt in.
-    let answers = cohort.iter().enumerate().map(|(i, (patient, relationship, _, _))| async move {
+    // The patients, each from their own account: take the offer (the relationship on
+    // chain, accepted), and three in four opt in.
+    let answers = cohort.iter().enumerate().map(|(i, (patient, relationship))| async move {
         let me = PatientSession::with_signer(chain.clone(), patient.signer());
-        me.answer(&target(*relationship), Status::Accepted).await?;
+        let offer = me.offer(&relationship.0.to_string()).await?;
+        me.take(&offer).await?;
         let opt_in = i % 4 != 3;
         if opt_in {
             me.set_research(&target(*relationship), true).await?;
@@ -150,7 +177,7 @@ pub(super) async fn enroll_cohort(
         anyhow::Ok(opt_in)
     });
     let opted_in = futures::future::try_join_all(answers).await?.into_iter().filter(|&o| o).count();
-    n.say(&format!("   {COHORT} patients enrolled, {opted_in} opted in"));
+    n.say(&format!("   {COHORT} patients took Riverside Clinic's offers, {opted_in} opted in"));
     Ok(opted_in)
 }
 

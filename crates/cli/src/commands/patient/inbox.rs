@@ -1,5 +1,9 @@
 //! `medrec patient inbox`: the notices of the chain about one's relationships, once or
-//! following new blocks.
+//! following new blocks, and the providers' offers waiting at their gatekeepers.
+//!
+//! Without `--address` the wallet is opened: the providers' names are decrypted with
+//! the account's secret and the offers are asked for. With `--address` nothing is
+//! unlocked: the notices as anyone reads them, the providers encrypted.
 
 use super::{
     PatientArgs,
@@ -11,14 +15,17 @@ use anyhow::Context;
 use clap::Args;
 use medrec_chain::inbox::{Dated, Notice, summarize};
 use medrec_client::care::Opening;
+use medrec_primitives::RelationshipId;
 use medrec_wallet::Wallet;
 use serde_json::{Value, json};
-use std::{process::ExitCode, time::Duration};
+use std::{collections::BTreeMap, process::ExitCode, time::Duration};
 
 /// Arguments of `medrec patient inbox`.
 #[derive(Debug, Args)]
 pub(crate) struct InboxArgs {
-    /// Your address (the patient's, or a viewer's); default: your wallet's.
+    /// Read the inbox of this address (a patient's, or a viewer's) without unlocking a
+    /// wallet: the providers stay encrypted and offers are not asked for. Default: your
+    /// wallet's account, unlocked.
     #[arg(long, env = "MEDREC_ADDRESS", value_name = "ADDRESS")]
     address: Option<Address>,
     /// Only notices from this block on.
@@ -33,8 +40,8 @@ pub(crate) struct InboxArgs {
 /// relationship's summary and the break-glass openings of the patient's emergency set,
 /// or with --follow one object per notice (or opening, `kind` "break-glass") and line.
 pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<ExitCode> {
-    let address = match a.address {
-        Some(address) => address,
+    let (address, session) = match a.address {
+        Some(address) => (address, None),
         None => {
             let dir = p.wallet.dir("patient")?;
             Wallet::read_address(&dir).with_context(|| {
@@ -42,7 +49,9 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
                     "no address given and no wallet in {}: pass --address or create a wallet (`medrec patient new`)",
                     dir.display()
                 )
-            })?
+            })?;
+            let session = super::session(p).await?;
+            (session.address(), Some(session))
         }
     };
     let chain = p.chain.connect().await?;
@@ -51,15 +60,27 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
         chain.notices(address, a.since, Some(head)).await.context("reading the inbox failed")?;
     let openings = openings_of(&chain, address, a.since).await?;
     let known = if openings.is_empty() { Known::default() } else { Known::read(&chain).await };
+    // Each relationship's provider, decrypted with the account's secret, and the offers.
+    let (summaries, offers) = match &session {
+        Some(s) => {
+            let found = s.offers().await?;
+            super::offers::tell_problems(&found);
+            (s.relationships().await?, found.offers)
+        }
+        None => (summarize(&chain.notices(address, 0, Some(head)).await?), Vec::new()),
+    };
+    let providers: Providers =
+        summaries.iter().filter_map(|(id, s)| Some((*id, s.provider?))).collect();
     if !a.follow {
         if p.json {
-            let summaries: Vec<Value> = summarize(&notices)
+            let mut list: Vec<Value> = summaries
                 .iter()
                 .map(|(id, s)| {
                     json!({
                         "relationship": id.0,
                         "patient": s.patient,
                         "provider": s.provider,
+                        "delegate": s.delegate,
                         "status": s.status.map(|st| st.to_string()),
                         "pointers": s.pointers.len(),
                         "viewers": s.grants.keys().collect::<Vec<_>>(),
@@ -67,34 +88,72 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
                     })
                 })
                 .collect();
-            let list: Vec<Value> = notices.iter().map(notice_json).collect();
+            list.extend(offers.iter().map(|o| {
+                json!({
+                    "relationship": o.view.relationship.0,
+                    "patient": o.view.account,
+                    "provider": o.view.provider,
+                    "delegate": o.view.delegate,
+                    "status": "offered",
+                    "pointers": 1,
+                    "viewers": [],
+                    "research_opt_in": false,
+                    "endpoint": o.endpoint,
+                })
+            }));
+            let notices_json: Vec<Value> =
+                notices.iter().map(|n| notice_json(n, &providers)).collect();
             let opened: Vec<Value> = openings.iter().map(|o| opening_json(o, &known)).collect();
             output::result(
                 &json!({
                     "address": address,
-                    "notices": list,
-                    "relationships": summaries,
+                    "notices": notices_json,
+                    "relationships": list,
+                    "offers": offers.iter().map(super::offers::offer_json).collect::<Vec<_>>(),
                     "break_glass": opened,
                 })
                 .to_string(),
             );
         } else {
-            if notices.is_empty() && openings.is_empty() {
+            if notices.is_empty() && openings.is_empty() && offers.is_empty() {
                 output::note("nothing yet");
+            }
+            if session.is_none() {
+                output::note(
+                    "the providers' names are encrypted for the patient: run without --address to read them with your wallet",
+                );
             }
             // In chain order: a break-glass opening among the relationships' notices.
             let mut lines: Vec<(u64, String)> =
-                notices.iter().map(|n| (n.block, describe(n))).collect();
+                notices.iter().map(|n| (n.block, describe(n, &providers))).collect();
             lines.extend(openings.iter().map(|o| (o.block, describe_opening(o, &known))));
             lines.sort_by_key(|(block, _)| *block);
             for (_, line) in &lines {
                 output::result(line);
             }
+            for o in &offers {
+                let id = o.view.relationship.0.to_string();
+                output::result(&format!(
+                    "offer         {}…  provider {} offers you a relationship: take it with `medrec patient accept --relationship {id}`",
+                    &id[..10],
+                    o.view.provider
+                ));
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
     for n in &notices {
-        print(n, p.json);
+        print(n, &providers, p.json);
+    }
+    for o in &offers {
+        if p.json {
+            output::result(&super::offers::offer_json(o).to_string());
+        } else {
+            output::result(&format!(
+                "offer: provider {} offers you relationship {}",
+                o.view.provider, o.view.relationship.0
+            ));
+        }
     }
     for o in &openings {
         print_opening(o, &known, p.json);
@@ -121,7 +180,7 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
         match new.await {
             Ok((notices, openings)) => {
                 for n in &notices {
-                    print(n, p.json);
+                    print(n, &providers, p.json);
                 }
                 let known =
                     if openings.is_empty() { Known::default() } else { Known::read(&chain).await };
@@ -136,11 +195,14 @@ pub(crate) async fn inbox(p: &PatientArgs, a: &InboxArgs) -> anyhow::Result<Exit
     }
 }
 
-fn print(n: &Dated, json: bool) {
+/// Each relationship's provider, where the patient's secret decrypted it.
+pub(crate) type Providers = BTreeMap<RelationshipId, Address>;
+
+fn print(n: &Dated, providers: &Providers, json: bool) {
     if json {
-        output::result(&notice_json(n).to_string());
+        output::result(&notice_json(n, providers).to_string());
     } else {
-        output::result(&describe(n));
+        output::result(&describe(n, providers));
     }
 }
 
@@ -152,11 +214,12 @@ fn print_opening(o: &Opening, known: &Known, json: bool) {
     }
 }
 
-/// A notice as JSON: `block`, `relationship`, `kind` and its fields.
-pub(crate) fn notice_json(d: &Dated) -> Value {
+/// A notice as JSON: `block`, `relationship`, `kind`, its fields, and `actor`, the key
+/// that acted (the patient's, a custodian's, the delegate's).
+pub(crate) fn notice_json(d: &Dated, providers: &Providers) -> Value {
     let mut v = match &d.notice {
-        Notice::Created { patient, provider, delegate } => {
-            json!({"kind": "created", "patient": patient, "provider": provider, "delegate": delegate})
+        Notice::Created { patient, delegate, .. } => {
+            json!({"kind": "created", "patient": patient, "provider": providers.get(&d.relationship), "delegate": delegate})
         }
         Notice::Status(s) => json!({"kind": "status", "status": s.to_string()}),
         Notice::PointerAdded { pointer, query_commitment, data_hash } => json!({
@@ -166,23 +229,28 @@ pub(crate) fn notice_json(d: &Dated) -> Value {
         Notice::PointerUpdated { pointer, data_hash } => {
             json!({"kind": "pointer-updated", "pointer": pointer, "data_hash": data_hash})
         }
-        Notice::Granted { viewer, pointers, not_before, expires_at } => json!({
+        Notice::Granted { viewer, pointers, not_before, expires_at, sealed_key } => json!({
             "kind": "granted", "viewer": viewer,
             "pointers": pointers.ids().collect::<Vec<u8>>(),
-            "not_before": not_before, "expires_at": expires_at
+            "not_before": not_before, "expires_at": expires_at,
+            "sealed_key": !sealed_key.is_empty(),
         }),
         Notice::Revoked { viewer } => json!({"kind": "revoked", "viewer": viewer}),
         Notice::ResearchConsent(on) => json!({"kind": "research-consent", "opted_in": on}),
     };
     v["block"] = json!(d.block);
     v["relationship"] = json!(d.relationship.0);
+    v["actor"] = json!(d.actor);
     v
 }
 
-/// A notice in a sentence.
-pub(crate) fn describe(d: &Dated) -> String {
+/// A notice in a sentence, with the key that acted when it is not the account's own.
+pub(crate) fn describe(d: &Dated, providers: &Providers) -> String {
     let what = match &d.notice {
-        Notice::Created { provider, .. } => format!("provider {provider} opened a relationship"),
+        Notice::Created { .. } => format!(
+            "relationship created with provider {} (from its offer)",
+            super::offers::provider_text(providers.get(&d.relationship).copied())
+        ),
         Notice::Status(s) => format!("status is now {s}"),
         Notice::PointerAdded { pointer, .. } => format!("new data pointer {pointer}"),
         Notice::PointerUpdated { pointer, .. } => {
@@ -198,5 +266,18 @@ pub(crate) fn describe(d: &Dated) -> String {
         Notice::ResearchConsent(false) => "opted out of research".to_owned(),
     };
     let id = d.relationship.0.to_string();
-    format!("block {:>6}  {}…  {what}", d.block, &id[..10])
+    let by = match (&d.notice, d.actor) {
+        (Notice::Created { patient, .. }, Some(actor)) if actor != *patient => {
+            format!(" (by key {actor})")
+        }
+        (
+            Notice::Status(_)
+            | Notice::Granted { .. }
+            | Notice::Revoked { .. }
+            | Notice::ResearchConsent(_),
+            Some(actor),
+        ) => format!(" (by {actor})"),
+        _ => String::new(),
+    };
+    format!("block {:>6}  {}…  {what}{by}", d.block, &id[..10])
 }

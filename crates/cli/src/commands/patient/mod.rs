@@ -1,13 +1,21 @@
 //! `medrec patient`: what a patient does. Create or recover the wallet, read the inbox
-//! of chain notices, accept, reject or delete relationships, fetch and verify records
-//! from every provider into an encrypted local cache shown as one timeline, share them
-//! with a viewer and revoke, read the access log with proofs, and export everything as
-//! one FHIR Bundle.
+//! of chain notices, take providers' offers (the patient's key creates each
+//! relationship, the provider encrypted for the patient), accept or reject pending
+//! updates, delete relationships, fetch and verify records from every provider into an
+//! encrypted local cache shown as one timeline, share them with a viewer and revoke,
+//! read the access log with proofs, export everything as one FHIR Bundle, and manage
+//! the account's keys: rotation, custodians and guardians.
+//!
+//! Every command acts with the wallet's key that acts for the account now (key 0 until
+//! a rotation, `keys.json`), or with `--for-account ACCOUNT` for another account: as its
+//! custodian, or after a guardian recovery moved that account to this wallet's key.
 
 mod access_log;
 mod break_glass;
 pub(crate) use medrec_client::timeline as fhir;
 mod inbox;
+pub(crate) mod keys;
+mod offers;
 mod records;
 
 use crate::{
@@ -17,7 +25,10 @@ use crate::{
 use alloy::primitives::Address;
 use anyhow::{Context, ensure};
 use clap::{Args, Subcommand};
-use medrec_client::patient::{PatientSession, Window};
+use medrec_client::{
+    patient::{PatientSession, Window},
+    privacy::RecordsSecret,
+};
 use medrec_primitives::Status;
 use medrec_wallet::{Mnemonic, PassphraseSource, Wallet, WordCount};
 use serde_json::json;
@@ -33,6 +44,12 @@ pub(crate) struct PatientArgs {
     /// Print only the result, as JSON, on stdout.
     #[arg(long, global = true)]
     json: bool,
+    /// Act for this account with your wallet's key: as its custodian (a parent, a
+    /// spouse) with the rights the chain gives your key, or as its owner after a
+    /// guardian recovery moved it to your wallet's key. The providers' names stay
+    /// encrypted for the patient.
+    #[arg(long, env = "MEDREC_FOR_ACCOUNT", value_name = "ACCOUNT", global = true)]
+    for_account: Option<Address>,
     #[command(subcommand)]
     what: Patient,
 }
@@ -48,9 +65,14 @@ enum Patient {
     /// changes, pointer updates, grants and revocations (a viewer sees what was shared
     /// with it).
     Inbox(inbox::InboxArgs),
-    /// Accept a new relationship or a provider's pending update.
+    /// The providers' offers waiting for you at their gatekeepers (asked through the
+    /// Registrar's directory): nothing is on chain until you take one.
+    Offers,
+    /// Take a provider's offer (your key creates the relationship on chain, the
+    /// provider's name encrypted for you), or accept a provider's pending update.
     Accept(Target),
-    /// Reject a new relationship or a pending update; the relationship closes.
+    /// Reject a pending update (the relationship closes). An offer needs no rejecting:
+    /// nothing goes on chain, and nobody but you can create it.
     Reject(Target),
     /// Delete a relationship from your summary; it closes for good.
     Delete(Target),
@@ -74,6 +96,14 @@ enum Patient {
     /// or see the setting and the openings.
     #[command(subcommand)]
     BreakGlass(break_glass::BreakGlass),
+    /// The keys that act for your account: rotate to a new key, add or remove a
+    /// custodian (a spouse, a holder of power of attorney), list them.
+    #[command(subcommand)]
+    Keys(keys::Keys),
+    /// Your guardians, who can move your account to a new key if you lose yours (t of n,
+    /// after a 72-hour time-lock you can veto); who they are stays off chain.
+    #[command(subcommand)]
+    Guardians(keys::GuardiansCmd),
 }
 
 /// Arguments of `research`.
@@ -161,8 +191,9 @@ pub(crate) fn run(args: &PatientArgs) -> anyhow::Result<ExitCode> {
             Patient::New(a) => create_wallet("patient", &args.wallet, a, args.json),
             Patient::Recover => recover(args).await,
             Patient::Inbox(a) => inbox::inbox(args, a).await,
-            Patient::Accept(t) => transition(args, t, Status::Accepted).await,
-            Patient::Reject(t) => transition(args, t, Status::Rejected).await,
+            Patient::Offers => offers::list(args).await,
+            Patient::Accept(t) => offers::accept(args, t).await,
+            Patient::Reject(t) => offers::reject(args, t).await,
             Patient::Delete(t) => transition(args, t, Status::Deleted).await,
             Patient::Records(a) => records::records(args, a).await,
             Patient::Share(a) => share(args, a).await,
@@ -171,6 +202,8 @@ pub(crate) fn run(args: &PatientArgs) -> anyhow::Result<ExitCode> {
             Patient::Export(a) => records::export(args, a).await,
             Patient::Research(a) => research(args, a).await,
             Patient::BreakGlass(a) => break_glass::run(args, a).await,
+            Patient::Keys(a) => keys::keys(args, a).await,
+            Patient::Guardians(a) => keys::guardians(args, a).await,
         }
     })
 }
@@ -210,16 +243,26 @@ pub(crate) fn create_wallet(
         );
         if role == "patient" {
             output::note(
-                "Accepting, rejecting and sharing are transactions that need a little ether for gas: the provider that enrolls you sends some (`medrec provider enroll --patient-funding`).",
+                "Give your address to your providers: each offers you a relationship, which you take with `medrec patient offers` and `medrec patient accept`. On a priced chain taking offers, answering and sharing need a little ether for gas.",
             );
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
+/// ` (by key K for account A)` when the acting key is not the account's own.
+pub(crate) fn acted_as(session: &PatientSession) -> String {
+    let key = session.signer().address();
+    if key == session.address() {
+        String::new()
+    } else {
+        format!(" (by key {key} for account {})", session.address())
+    }
+}
+
 impl Target {
     /// The relationship this names, for the library.
-    fn target(&self) -> anyhow::Result<medrec_client::patient::Target> {
+    pub(crate) fn target(&self) -> anyhow::Result<medrec_client::patient::Target> {
         use medrec_client::patient::Target as T;
         match (&self.relationship, self.provider) {
             (Some(text), _) => Ok(T::Id(text.clone())),
@@ -231,14 +274,52 @@ impl Target {
     }
 }
 
-/// Opens the patient's wallet and connects to the chain.
+/// Opens the patient's wallet and connects to the chain: the session of the key that
+/// acts now.
 async fn session(p: &PatientArgs) -> anyhow::Result<PatientSession> {
-    let wallet = p.wallet.open("patient")?;
-    let chain = p.chain.connect().await?;
-    Ok(PatientSession::new(chain, &wallet))
+    Ok(open(p).await?.1)
 }
 
-async fn transition(p: &PatientArgs, target: &Target, to: Status) -> anyhow::Result<ExitCode> {
+/// The wallet and its session (see [`session_of`]).
+async fn open(p: &PatientArgs) -> anyhow::Result<(Wallet, PatientSession)> {
+    let wallet = p.wallet.open("patient")?;
+    let chain = p.chain.connect().await?;
+    let session = session_of(chain, &wallet, p.for_account)?;
+    Ok((wallet, session))
+}
+
+/// The session of `wallet` on `chain`: for its own account with the key that acts now
+/// (key 0 until a rotation) and the account's secret, which decrypts the providers'
+/// names; or for `for_account` (a custodian's, or a recovered account's) with the
+/// wallet's acting key and no secret.
+pub(crate) fn session_of(
+    chain: medrec_client::Chain,
+    wallet: &Wallet,
+    for_account: Option<Address>,
+) -> anyhow::Result<PatientSession> {
+    let key = wallet.acting_key().with_context(|| {
+        format!("cannot tell which key of the wallet in {} acts now", wallet.dir().display())
+    })?;
+    Ok(match for_account {
+        Some(account) if account != wallet.address() => {
+            PatientSession::acting(chain, key, account, None)
+        }
+        _ => PatientSession::acting(
+            chain,
+            key,
+            wallet.address(),
+            Some(RecordsSecret::of(wallet.account())),
+        )
+        .in_dir(wallet.dir().to_owned()),
+    })
+}
+
+/// Accepts a pending update, rejects it, or deletes the relationship.
+pub(crate) async fn transition(
+    p: &PatientArgs,
+    target: &Target,
+    to: Status,
+) -> anyhow::Result<ExitCode> {
     let session = session(p).await?;
     let (chosen, receipt) = session.answer(&target.target()?, to).await?;
     let (id, summary) = (chosen.id, chosen.summary);
@@ -250,14 +331,16 @@ async fn transition(p: &PatientArgs, target: &Target, to: Status) -> anyhow::Res
                 "status": to.to_string(),
                 "block": receipt.block_number,
                 "tx": receipt.transaction_hash,
+                "actor": session.signer().address(),
             })
             .to_string(),
         );
     } else {
         output::result(&format!(
-            "relationship {} with provider {} is now {to}",
+            "relationship {} with provider {} is now {to}{}",
             id.0,
-            summary.provider.map_or_else(|| "?".to_owned(), |a| a.to_string())
+            summary.provider.map_or_else(|| "(encrypted)".to_owned(), |a| a.to_string()),
+            acted_as(&session)
         ));
     }
     Ok(ExitCode::SUCCESS)
@@ -287,16 +370,18 @@ async fn share(p: &PatientArgs, a: &ShareArgs) -> anyhow::Result<ExitCode> {
                 "not_before": g.not_before,
                 "expires_at": g.expires_at,
                 "block": g.receipt.block_number,
+                "actor": session.signer().address(),
             })
             .to_string(),
         );
     } else {
         output::result(&format!(
-            "{whom} may now see pointers {:?} of relationship {} from {} until {}",
+            "{whom} may now see pointers {:?} of relationship {} from {} until {}{}",
             g.pointers,
             g.relationship.0,
             if g.not_before == 0 { "now".to_owned() } else { fhir::when(g.not_before) },
-            fhir::when(g.expires_at)
+            fhir::when(g.expires_at),
+            acted_as(&session)
         ));
     }
     Ok(ExitCode::SUCCESS)
@@ -312,8 +397,10 @@ async fn revoke(p: &PatientArgs, a: &RevokeArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         output::result(&format!(
-            "{} may no longer see anything of relationship {}",
-            a.viewer, id.0
+            "{} may no longer see anything of relationship {}{}",
+            a.viewer,
+            id.0,
+            acted_as(&session)
         ));
     }
     Ok(ExitCode::SUCCESS)
@@ -359,7 +446,18 @@ async fn recover(p: &PatientArgs) -> anyhow::Result<ExitCode> {
     output::note(&format!("wallet {} recreated in {}", wallet.address(), dir.display()));
     let address = wallet.address();
     let found = async {
-        let session = PatientSession::new(p.chain.connect().await?, &wallet);
+        let chain = p.chain.connect().await?;
+        // A rotated account: the key that acts now is one of the phrase's later keys.
+        if let Some(index) = keys::find_acting_index(&chain, &wallet).await?
+            && index != 0
+        {
+            wallet.set_acting_index(index)?;
+            output::note(&format!(
+                "your account acts with key {} (m/44'/60'/0'/0/{index}) since a rotation",
+                wallet.account_key(index)?.address()
+            ));
+        }
+        let session = session_of(chain, &wallet, None)?;
         anyhow::Ok(session.find_again().await?)
     };
     let recovery = found.await.context(

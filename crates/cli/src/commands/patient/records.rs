@@ -7,10 +7,7 @@ use crate::output;
 use alloy::primitives::Address;
 use anyhow::Context;
 use clap::Args;
-use medrec_client::patient::{
-    PatientSession,
-    records::{Problem, ProblemKind, Records, cached},
-};
+use medrec_client::patient::records::{Problem, ProblemKind, Records, cache};
 use medrec_wallet::Wallet;
 use serde_json::{Value, json};
 use std::{path::PathBuf, process::ExitCode};
@@ -61,13 +58,26 @@ async fn refresh(p: &PatientArgs, wallet: Wallet) -> anyhow::Result<(Records, Ve
         p.chain.connect().await.context(
             "cannot refresh the records (add --offline to read the local cache instead)",
         )?;
-    Ok(PatientSession::new(chain, &wallet).refresh().await?)
+    anyhow::ensure!(
+        p.for_account.is_none_or(|a| a == wallet.address()),
+        "the records of another account are not fetched with --for-account: the providers' names are encrypted for the patient, so their gatekeepers are unknown here"
+    );
+    Ok(super::session_of(chain, &wallet, None)?.refresh().await?)
 }
 
 /// The records: the cache as it is (`offline`), or refreshed.
 async fn load(p: &PatientArgs, offline: bool) -> anyhow::Result<(Records, Vec<Problem>)> {
     let wallet = p.wallet.open("patient")?;
-    if offline { Ok((cached(&wallet)?, Vec::new())) } else { refresh(p, wallet).await }
+    if offline {
+        // Encrypted under the key that acts now (a rotation re-encrypts it).
+        let key = wallet.acting_key()?;
+        let held = cache(wallet.dir(), &key).load::<Records>()?.context(
+            "nothing is cached yet: run `medrec patient records` once while the chain and the providers are reachable",
+        )?;
+        Ok((held, Vec::new()))
+    } else {
+        refresh(p, wallet).await
+    }
 }
 
 fn mismatched(problems: &[Problem]) -> bool {

@@ -1,5 +1,7 @@
-//! `medrec provider enroll`: a relationship with a patient, on chain and at the
-//! gatekeeper (the steps are `medrec_client::provider::enroll`'s).
+//! `medrec provider enroll`: a signed offer of a relationship, kept at the provider's
+//! gatekeeper until the patient takes it (`medrec patient accept`), which creates the
+//! relationship on chain from the patient's own key (the steps are
+//! `medrec_client::provider::enroll`'s). Nothing goes on chain from the provider.
 
 use super::bounty::BountyArgs;
 use crate::{
@@ -39,11 +41,10 @@ pub(super) struct EnrollArgs {
     pointers: Vec<String>,
     #[command(flatten)]
     bounty: BountyArgs,
-    /// Wei sent to the relationship's delegate for its gas.
-    #[arg(long, value_name = "WEI", default_value_t = DELEGATE_FUNDING)]
-    delegate_funding: u128,
-    /// Wei sent to the patient, when they hold less than half of it, so that they can
-    /// answer (accept, share, revoke, opt in) without buying ether; 0 sends nothing.
+    /// On a priced chain, wei sent to the patient when they hold less than half of it, so
+    /// that they can take the offer and answer without buying ether; 0 sends nothing.
+    /// The transfer is public and links the provider to the patient: on a free-gas chain
+    /// (`medrec chain --free-gas`) nothing is ever sent.
     #[arg(long, value_name = "WEI", default_value_t = DELEGATE_FUNDING)]
     patient_funding: u128,
     /// Print one JSON object with the result.
@@ -64,7 +65,6 @@ pub(super) async fn enroll(a: &EnrollArgs) -> anyhow::Result<ExitCode> {
         patient: PatientRef { address: a.patient, identity: a.identity.clone().zip(a.salt) },
         pointers: a.pointers.clone(),
         bounty,
-        delegate_funding: U256::from(a.delegate_funding),
         patient_funding: U256::from(a.patient_funding),
     };
     let e = session.enroll(&request).await?;
@@ -92,25 +92,36 @@ pub(super) async fn enroll(a: &EnrollArgs) -> anyhow::Result<ExitCode> {
                 "patient_id": e.patient_id,
                 "delegate": e.delegate,
                 "delegate_index": e.delegate_index,
-                "tx": e.tx,
+                "status": "offered",
                 "pointers": pointers,
+                "waiting": e.waiting,
                 "bounty": e.bounty,
             })
             .to_string(),
         );
     } else {
         output::result(&format!(
-            "enrolled patient {} (FHIR id {}): relationship {} with delegate {} (#{}), tx {}",
-            e.patient, e.patient_id, e.relationship.0, e.delegate, e.delegate_index, e.tx
+            "offered patient {} (FHIR id {}) relationship {} with delegate {} (#{}); it waits at the gatekeeper until the patient takes it (`medrec patient accept --relationship {}`)",
+            e.patient,
+            e.patient_id,
+            e.relationship.0,
+            e.delegate,
+            e.delegate_index,
+            e.relationship.0
         ));
         for p in &e.pointers {
             output::result(&format!(
-                "  pointer {}: {} ({}, data hash {}, tx {})",
+                "  pointer {}: {} ({}, data hash {}), offered",
                 p.pointer,
                 p.query,
                 super::count(p.resources, "resource"),
                 p.data_hash,
-                p.tx
+            ));
+        }
+        for (i, q) in e.waiting.iter().enumerate() {
+            output::result(&format!(
+                "  pointer {}: {q}, added by `medrec provider publish` once the patient has taken the offer",
+                i + 1
             ));
         }
         if let Some(c) = e.bounty {

@@ -25,6 +25,11 @@ pub(super) struct PublishArgs {
     /// Wei sent to a delegate for its gas when it runs low.
     #[arg(long, value_name = "WEI", default_value_t = DELEGATE_FUNDING)]
     delegate_funding: u128,
+    /// Send each relationship's update at a random moment within this many seconds, so
+    /// that the updates do not form a burst that ties this provider's patients together
+    /// on chain (0: all at once).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    spread: u64,
     /// Print one JSON object with what changed.
     #[arg(long)]
     json: bool,
@@ -43,12 +48,13 @@ pub(super) async fn publish(a: &PublishArgs) -> anyhow::Result<ExitCode> {
         only: a.only.clone(),
         bounty,
         delegate_funding: U256::from(a.delegate_funding),
+        spread: std::time::Duration::from_secs(a.spread),
     };
     let report = session.publish(&request).await?;
-    if report.unknown > 0 {
+    if !report.waiting.is_empty() {
         output::note(&format!(
-            "note: {} relationships created by this provider on chain are not in {RELATIONSHIPS_FILE}; their pointers are not published",
-            report.unknown
+            "note: {} offered in {RELATIONSHIPS_FILE} not taken by the patient yet; nothing to publish for them",
+            count(report.waiting.len(), "relationship")
         ));
     }
     for id in &report.finished {
@@ -62,7 +68,7 @@ pub(super) async fn publish(a: &PublishArgs) -> anyhow::Result<ExitCode> {
     let Some(bounty) = &report.bounty else {
         if a.json {
             output::result(
-                &json!({"changes": [], "unchanged": report.unchanged, "skipped": skipped, "bounty": null})
+                &json!({"changes": [], "unchanged": report.unchanged, "skipped": skipped, "waiting": report.waiting, "bounty": null})
                     .to_string(),
             );
         } else {
@@ -107,6 +113,7 @@ pub(super) async fn publish(a: &PublishArgs) -> anyhow::Result<ExitCode> {
                 "changes": sent,
                 "unchanged": report.unchanged,
                 "skipped": skipped,
+                "waiting": report.waiting,
                 "bounty": {"text": bounty.text, "commitment": commitment},
             })
             .to_string(),

@@ -64,8 +64,9 @@ fn enroll_import_and_publish_reach_the_chain_the_gatekeeper_and_the_patient() {
     );
     assert!(err.contains("pass --bounty TEXT or --offer NAME"), "{err}");
 
-    // Enroll: the institution registers the identity, then the relationship with the
-    // five default pointers, the bounty named by an offer of the policy.
+    // Enroll: the institution registers the identity, then offers the relationship with
+    // pointer 0 at its gatekeeper; the four other default pointers wait, with the bounty
+    // named by an offer of the policy.
     let policy = json!({"offers": [{"name": "iron", "query": BOUNTY}]});
     write_json(&data.join("policy.json"), &policy);
     let enrolled = succeeds(
@@ -93,14 +94,41 @@ fn enroll_import_and_publish_reach_the_chain_the_gatekeeper_and_the_patient() {
     let rel = RelationshipId(hash(&enrolled["relationship"]));
     let delegate = address(&enrolled["delegate"]);
     assert_eq!(rel, RelationshipId::derive(patient.address, delegate));
-    assert_eq!(enrolled["pointers"].as_array().unwrap().len(), 5);
+    assert_eq!(enrolled["status"], "offered");
+    assert_eq!(enrolled["pointers"].as_array().unwrap().len(), 1);
+    assert_eq!(enrolled["waiting"].as_array().unwrap().len(), 4);
+    assert!(!net.summary(patient.address).contains_key(&rel), "nothing on chain from the provider");
+    // Before the patient takes the offer, publish has nothing to add.
+    let waiting =
+        succeeds(&net.medrec(&data, &["publish", "--spread", "0", "--bounty", BOUNTY, "--json"]).output().unwrap());
+    assert_eq!(waiting["changes"], json!([]));
+    assert_eq!(waiting["waiting"].as_array().unwrap().len(), 1, "{waiting}");
+
+    // The patient takes the offer: the patient's key creates the relationship with
+    // pointer 0. Publish then adds the four others from the delegate, each with the
+    // bounty, and the patient accepts the update.
+    let spec = medrec_client::ChainSpec {
+        rpc_url: net.rpc.clone(),
+        registrar: net.at.registrar,
+        relationships: net.at.relationships,
+        anchors: net.at.anchors,
+        from_block: 0,
+    };
+    net.runtime.block_on(async {
+        let chain = spec.connect().await.unwrap();
+        let me = medrec_client::patient::PatientSession::with_signer(chain, patient.signer());
+        let offer = me.offer(&rel.0.to_string()).await.unwrap();
+        assert_eq!(offer.view.provider, institution.address);
+        me.take(&offer).await.unwrap();
+    });
+    let added =
+        succeeds(&net.medrec(&data, &["publish", "--spread", "0", "--bounty", BOUNTY, "--json"]).output().unwrap());
+    assert_eq!(added["changes"].as_array().unwrap().len(), 4, "{added}");
     let summary = net.summary(patient.address);
     let on_chain = &summary[&rel];
-    assert_eq!(on_chain.status, Some(Status::New));
+    assert_eq!(on_chain.status, Some(Status::UpdatePending));
     assert_eq!(on_chain.pointers.len(), 5);
-    for (i, p) in enrolled["pointers"].as_array().unwrap().iter().enumerate() {
-        assert_eq!(on_chain.pointers[i].1, hash(&p["data_hash"]), "pointer {i}");
-    }
+    assert_eq!(on_chain.pointers[0].1, hash(&enrolled["pointers"][0]["data_hash"]));
     // The identity now resolves to the patient.
     let resolved = net.runtime.block_on(async {
         let commitment =
@@ -117,6 +145,7 @@ fn enroll_import_and_publish_reach_the_chain_the_gatekeeper_and_the_patient() {
         let receipt =
             by_patient.accept(delegate).send().await.unwrap().get_receipt().await.unwrap();
         assert!(receipt.status());
+        let _ = &delegate;
         let client =
             GatekeeperClient::new(gk_url.clone(), institution.address, CHAIN_ID, patient.signer());
         for i in [0u8, 4] {
@@ -128,7 +157,7 @@ fn enroll_import_and_publish_reach_the_chain_the_gatekeeper_and_the_patient() {
     // Nothing changed: nothing is sent.
     let before = net.block();
     let nothing =
-        succeeds(&net.medrec(&data, &["publish", "--bounty", BOUNTY, "--json"]).output().unwrap());
+        succeeds(&net.medrec(&data, &["publish", "--spread", "0", "--bounty", BOUNTY, "--json"]).output().unwrap());
     assert_eq!(nothing["changes"], json!([]));
     assert_eq!(nothing["unchanged"], 5);
     assert_eq!(net.block(), before, "no transaction when nothing changed");
@@ -150,7 +179,7 @@ fn enroll_import_and_publish_reach_the_chain_the_gatekeeper_and_the_patient() {
     let published = succeeds(
         &net.medrec(
             &data,
-            &["publish", "--bounty", BOUNTY, "--relationship", &rel.0.to_string(), "--json"],
+            &["publish", "--spread", "0", "--bounty", BOUNTY, "--relationship", &rel.0.to_string(), "--json"],
         )
         .output()
         .unwrap(),
@@ -177,13 +206,13 @@ fn enroll_import_and_publish_reach_the_chain_the_gatekeeper_and_the_patient() {
     // Published: nothing changed any more.
     let before = net.block();
     let again =
-        succeeds(&net.medrec(&data, &["publish", "--bounty", BOUNTY, "--json"]).output().unwrap());
+        succeeds(&net.medrec(&data, &["publish", "--spread", "0", "--bounty", BOUNTY, "--json"]).output().unwrap());
     assert_eq!(again["changes"], json!([]));
     assert_eq!(net.block(), before);
 
     // A wrong passphrase is a clear error.
     let err = fails(
-        &net.medrec(&data, &["publish", "--bounty", BOUNTY])
+        &net.medrec(&data, &["publish", "--spread", "0", "--bounty", BOUNTY])
             .env(PASSPHRASE_VAR, "wrong passphrase")
             .output()
             .unwrap(),
