@@ -223,7 +223,8 @@ fn provider_patient_and_viewer_run_the_whole_story_as_separate_processes() {
     let taken =
         patient.json(&["patient", "accept", "--relationship", &relationship, "--json"], &[]);
     assert_eq!(taken["taken"], true, "{taken}");
-    let added = provider.json(&["provider", "publish", "--spread", "0", "--bounty", BOUNTY, "--json"], &[]);
+    let added =
+        provider.json(&["provider", "publish", "--spread", "0", "--bounty", BOUNTY, "--json"], &[]);
     assert_eq!(added["changes"].as_array().unwrap().len(), 4, "{added}");
     patient.json(&["patient", "accept", "--relationship", &relationship, "--json"], &[]);
     // Research: out by default; the patient opts in, and the chain says so.
@@ -317,7 +318,8 @@ fn provider_patient_and_viewer_run_the_whole_story_as_separate_processes() {
     )
     .unwrap();
     provider.json(&["provider", "import", lab.to_str().unwrap(), "--json"], &[]);
-    let published = provider.json(&["provider", "publish", "--spread", "0", "--bounty", BOUNTY, "--json"], &[]);
+    let published =
+        provider.json(&["provider", "publish", "--spread", "0", "--bounty", BOUNTY, "--json"], &[]);
     assert!(published.to_string().contains(&relationship.to_lowercase()[..10]), "{published}");
     let inbox = patient.json(&["patient", "inbox", "--json"], &[]);
     assert_eq!(inbox["relationships"][0]["status"], "update pending", "{inbox}");

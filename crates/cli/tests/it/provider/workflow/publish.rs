@@ -99,8 +99,11 @@ fn enroll_import_and_publish_reach_the_chain_the_gatekeeper_and_the_patient() {
     assert_eq!(enrolled["waiting"].as_array().unwrap().len(), 4);
     assert!(!net.summary(patient.address).contains_key(&rel), "nothing on chain from the provider");
     // Before the patient takes the offer, publish has nothing to add.
-    let waiting =
-        succeeds(&net.medrec(&data, &["publish", "--spread", "0", "--bounty", BOUNTY, "--json"]).output().unwrap());
+    let waiting = succeeds(
+        &net.medrec(&data, &["publish", "--spread", "0", "--bounty", BOUNTY, "--json"])
+            .output()
+            .unwrap(),
+    );
     assert_eq!(waiting["changes"], json!([]));
     assert_eq!(waiting["waiting"].as_array().unwrap().len(), 1, "{waiting}");
 
@@ -121,8 +124,11 @@ fn enroll_import_and_publish_reach_the_chain_the_gatekeeper_and_the_patient() {
         assert_eq!(offer.view.provider, institution.address);
         me.take(&offer).await.unwrap();
     });
-    let added =
-        succeeds(&net.medrec(&data, &["publish", "--spread", "0", "--bounty", BOUNTY, "--json"]).output().unwrap());
+    let added = succeeds(
+        &net.medrec(&data, &["publish", "--spread", "0", "--bounty", BOUNTY, "--json"])
+            .output()
+            .unwrap(),
+    );
     assert_eq!(added["changes"].as_array().unwrap().len(), 4, "{added}");
     let summary = net.summary(patient.address);
     let on_chain = &summary[&rel];
@@ -156,8 +162,11 @@ fn enroll_import_and_publish_reach_the_chain_the_gatekeeper_and_the_patient() {
 
     // Nothing changed: nothing is sent.
     let before = net.block();
-    let nothing =
-        succeeds(&net.medrec(&data, &["publish", "--spread", "0", "--bounty", BOUNTY, "--json"]).output().unwrap());
+    let nothing = succeeds(
+        &net.medrec(&data, &["publish", "--spread", "0", "--bounty", BOUNTY, "--json"])
+            .output()
+            .unwrap(),
+    );
     assert_eq!(nothing["changes"], json!([]));
     assert_eq!(nothing["unchanged"], 5);
     assert_eq!(net.block(), before, "no transaction when nothing changed");
@@ -179,7 +188,16 @@ fn enroll_import_and_publish_reach_the_chain_the_gatekeeper_and_the_patient() {
     let published = succeeds(
         &net.medrec(
             &data,
-            &["publish", "--spread", "0", "--bounty", BOUNTY, "--relationship", &rel.0.to_string(), "--json"],
+            &[
+                "publish",
+                "--spread",
+                "0",
+                "--bounty",
+                BOUNTY,
+                "--relationship",
+                &rel.0.to_string(),
+                "--json",
+            ],
         )
         .output()
         .unwrap(),
@@ -205,8 +223,11 @@ fn enroll_import_and_publish_reach_the_chain_the_gatekeeper_and_the_patient() {
 
     // Published: nothing changed any more.
     let before = net.block();
-    let again =
-        succeeds(&net.medrec(&data, &["publish", "--spread", "0", "--bounty", BOUNTY, "--json"]).output().unwrap());
+    let again = succeeds(
+        &net.medrec(&data, &["publish", "--spread", "0", "--bounty", BOUNTY, "--json"])
+            .output()
+            .unwrap(),
+    );
     assert_eq!(again["changes"], json!([]));
     assert_eq!(net.block(), before);
 
