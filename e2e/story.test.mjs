@@ -272,7 +272,16 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
     await row.getByRole('button', { name: 'Revoke' }).click();
     await page.waitForURL(/\/share$/);
     assert.match(await flash(page), new RegExp(`^${story.viewer} can no longer see anything of relationship 0x[0-9a-f]{8}…, from block \\d+ on\\.$`, 'i'));
-    assert.match(await mainText(page), /You are not sharing anything\./);
+    // What is left shared is the spouse's grant to the family doctor (the demo's
+    // custodian), if any: the pharmacist is no longer listed.
+    const left = page.locator('section[aria-labelledby="grants-h"] tbody tr');
+    assert.equal(await left.filter({ hasText: new RegExp(story.viewer, 'i') }).count(), 0, 'the pharmacist is gone');
+    if (story.custodianGrant) {
+      assert.equal(await left.count(), 1, "only the custodian's grant is left");
+      assert.match(await left.first().innerText(), new RegExp(story.custodianGrant.viewer, 'i'));
+    } else {
+      assert.match(await mainText(page), /You are not sharing anything\./);
+    }
     await shots.take(page, 'patient-share-revoked');
 
     await viewerPage.goto(`${story.viewerApp}/records`);
@@ -404,7 +413,7 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
     await p.waitForURL(/\/$/);
     // v2: the provider only offers; the patient's key creates the relationship.
     assert.match(await flash(p), /^Offered: relationship 0x[0-9a-f]{8}… to 0x[0-9a-fA-F]{40} \(1 data pointer now, 4 more once taken\)\./);
-    assert.match(await p.locator('section[aria-labelledby="patients-h"] tbody').innerText(), /new: waiting for the patient's answer/);
+    assert.match(await p.locator('section[aria-labelledby="patients-h"] tbody').innerText(), /offered: waiting for the patient to take it/);
     await shots.take(p, 'provider-patients');
     await p.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Gatekeeper' }).click();
     assert.match(await p.locator('#gatekeeper-state').innerText(), /^Ready: the consent index is at block \d+/);

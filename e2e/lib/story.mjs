@@ -61,5 +61,8 @@ export function parties(info) {
     // The ER clinician who broke the glass in the story, and its (viewer-role) app.
     clinicianUrl: info.apps.clinician,
     breakGlass: info.break_glass,
+    // The patient's spouse, a custodian, shared one relationship with the family doctor
+    // (the grant names the spouse's key).
+    custodianGrant: info.custodian?.granted,
   };
 }

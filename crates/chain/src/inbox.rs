@@ -356,8 +356,8 @@ pub struct Summary {
     pub pointers: Vec<(B256, B256)>,
     /// Grants in force, by viewer: pointers, not before, expires at.
     pub grants: BTreeMap<Address, (PointerSet, u64, u64)>,
-    /// The relationship's key sealed for each viewer in force (empty when the viewer
-    /// published no encryption key).
+    /// The relationship's key sealed for each viewer in its latest grant, kept after a
+    /// revocation (empty when the viewer published no encryption key).
     pub sealed_keys: BTreeMap<Address, Vec<u8>>,
     /// Whether the patient opted in to research.
     pub research_opt_in: bool,
@@ -393,8 +393,8 @@ pub fn summarize(notices: &[Dated]) -> BTreeMap<RelationshipId, Summary> {
                 s.sealed_keys.insert(*viewer, sealed_key.clone());
             }
             Notice::Revoked { viewer } => {
+                // The viewer keeps the key sealed for it: it knew the provider before.
                 s.grants.remove(viewer);
-                s.sealed_keys.remove(viewer);
             }
             Notice::ResearchConsent(on) => s.research_opt_in = *on,
         }

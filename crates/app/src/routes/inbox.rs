@@ -45,9 +45,9 @@ struct InboxPage {
     unexpected: &'static str,
 }
 
-/// `GET /inbox`.
+/// `GET /inbox` (the offers asked afresh: this is where the patient looks for them).
 pub(crate) async fn page(State(state): State<AppState>) -> PageResult {
-    let offered = state.offers(&cx_session(&state).await?, false).await;
+    let offered = state.offers(&cx_session(&state).await?, true).await;
     let cx = context(&state, "inbox", "Inbox").await?;
     let me = cx.session.address();
     let (offers, aside, offer_notes) = match offered {

@@ -38,20 +38,25 @@ pub fn patients(
         .iter()
         .map(|(id, e)| {
             let status = statuses.get(id).copied().flatten();
+            // An offer the patient has not taken is not on chain: the patient's key
+            // creates the relationship when they take it.
+            let offered = status.is_none() && e.offer.is_some();
             PatientRow {
                 patient: e.patient.to_string(),
                 patient_id: e.patient_id.clone(),
                 relationship: short_id(*id),
-                status: status.map_or_else(
-                    || "not found on chain".to_owned(),
-                    |s| status_words(s).replace("your answer", "the patient's answer"),
-                ),
+                status: match status {
+                    Some(s) => status_words(s).replace("your answer", "the patient's answer"),
+                    None if offered => "offered: waiting for the patient to take it".to_owned(),
+                    None => "not found on chain".to_owned(),
+                },
                 slug: match status {
                     Some(Status::New) => "new",
                     Some(Status::UpdatePending) => "pending",
                     Some(Status::Accepted) => "accepted",
                     Some(Status::Rejected) => "rejected",
                     Some(Status::Deleted) => "deleted",
+                    None if offered => "new",
                     None => "unknown",
                 },
                 pointers: e.pointers.len(),
@@ -212,6 +217,44 @@ mod tests {
             "{}",
             behind.sentence
         );
+    }
+
+    #[test]
+    fn an_offer_not_taken_yet_is_waiting_for_the_patient_not_missing() {
+        use alloy::primitives::{Address, Bytes};
+        use medrec_client::provider::state::{Enrolled, OfferBody};
+        let enrolled = |offer: bool| Enrolled {
+            delegate_index: 0,
+            delegate: Address::repeat_byte(1),
+            patient: Address::repeat_byte(2),
+            patient_id: "p1".into(),
+            pointers: vec![],
+            gatekeeper_enrolled: true,
+            offer: offer.then(|| OfferBody {
+                provider: Address::repeat_byte(3),
+                account: Address::repeat_byte(2),
+                delegate: Address::repeat_byte(1),
+                data_hash: B256::repeat_byte(4),
+                signature: Bytes::new(),
+            }),
+        };
+        let mut all = Enrollments::default();
+        all.relationships.insert(B256::repeat_byte(5), enrolled(true));
+        all.relationships.insert(B256::repeat_byte(6), enrolled(false));
+        let accepted = B256::repeat_byte(7);
+        all.relationships.insert(accepted, enrolled(true));
+        let statuses = HashMap::from([(accepted, Some(Status::Accepted))]);
+        let rows = patients(&all, &statuses);
+        let by = |id: u8| {
+            rows.iter().find(|r| r.relationship == short_id(B256::repeat_byte(id))).unwrap()
+        };
+        assert_eq!(
+            (by(5).status.as_str(), by(5).slug),
+            ("offered: waiting for the patient to take it", "new")
+        );
+        assert_eq!((by(6).status.as_str(), by(6).slug), ("not found on chain", "unknown"));
+        assert_eq!(by(7).slug, "accepted");
+        assert_eq!(rows[0].slug, "new", "waiting offers first");
     }
 
     #[test]

@@ -128,8 +128,10 @@ pub struct Enrolled {
     /// The signed offer the patient takes (kept so that the gatekeeper can be told it
     /// again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub offer: Option<medrec_gatekeeper::offer::OfferBody>,
+    pub offer: Option<OfferBody>,
 }
+
+pub use medrec_gatekeeper::offer::OfferBody;
 
 /// `relationships.json`: relationship id → what the provider enrolled.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
