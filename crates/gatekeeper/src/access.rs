@@ -23,7 +23,7 @@
 //! the enrollments change; every request still re-decides each candidate against the
 //! live index, so a revocation or an expiry takes effect at once.
 
-use crate::pointer::PointerQuery;
+use crate::{pointer::PointerQuery, smart::Grant};
 use alloy::primitives::Address;
 use medrec_chain::consent::{ConsentIndex, Decision};
 use medrec_primitives::{PointerSet, RelationshipId, Status};
@@ -145,22 +145,72 @@ const fn open_for_emergency(status: Status) -> bool {
     !matches!(status, Status::Rejected | Status::Deleted)
 }
 
-/// What a requester may see now.
+/// Whom the chain lets a requester read for.
 #[derive(Debug, Clone)]
-pub(crate) enum Scope {
+pub(crate) enum Reach {
     /// The provider: everything, and writes.
     Provider,
     /// The union of these candidates (empty: nothing at all).
     Limited(Vec<Candidate>),
 }
 
+/// What a requester may see now: what the chain allows ([`Reach`]), narrowed by the
+/// scopes of a SMART token when the request carries one (never widened).
+#[derive(Debug, Clone)]
+pub(crate) struct Scope {
+    reach: Reach,
+    grant: Option<Arc<Grant>>,
+}
+
 impl Scope {
+    /// The provider's scope: everything.
+    pub(crate) const fn provider() -> Self {
+        Self { reach: Reach::Provider, grant: None }
+    }
+
+    /// The union of `candidates`.
+    pub(crate) const fn limited(candidates: Vec<Candidate>) -> Self {
+        Self { reach: Reach::Limited(candidates), grant: None }
+    }
+
+    /// The same, narrowed by a SMART token's grant.
+    #[must_use]
+    pub(crate) fn narrowed(self, grant: Option<Arc<Grant>>) -> Self {
+        Self { grant, ..self }
+    }
+
+    /// What the chain allows, before any SMART narrowing.
+    pub(crate) const fn reach(&self) -> &Reach {
+        &self.reach
+    }
+
+    /// Whether the SMART grant (if any) lets `ty` be read in `patient`'s records.
+    pub(crate) fn reads(&self, ty: ResourceType, patient: Option<&ResourceId>) -> bool {
+        self.grant.as_ref().is_none_or(|g| g.reads(ty, patient))
+    }
+
+    /// The candidates that allow something of `ty` (of any type when `None`), within the
+    /// SMART grant.
+    pub(crate) fn candidates(&self, ty: Option<ResourceType>) -> Vec<&Candidate> {
+        let Reach::Limited(candidates) = &self.reach else { return Vec::new() };
+        candidates
+            .iter()
+            .filter(|c| ty.is_none_or(|t| c.applies_to(t) && self.reads(t, Some(c.patient()))))
+            .filter(|c| {
+                ty.is_some() || ResourceType::ALL.iter().any(|t| self.reads(*t, Some(c.patient())))
+            })
+            .collect()
+    }
+
     /// The searches a request on `resource_type` runs as: `user`'s search intersected
-    /// with each allowed search, duplicates and empty intersections dropped.
+    /// with each allowed search, duplicates and empty intersections dropped; `None` to
+    /// run `user`'s search as it is (the provider, within its grant).
     pub(crate) fn searches(&self, user: &SearchQuery) -> Option<Vec<SearchQuery>> {
-        let Self::Limited(candidates) = self else { return None };
+        let Reach::Limited(_) = &self.reach else {
+            return if self.reads(user.resource_type, None) { None } else { Some(Vec::new()) };
+        };
         let mut out: Vec<SearchQuery> = Vec::new();
-        for c in candidates {
+        for c in self.candidates(Some(user.resource_type)) {
             if let Some(allowed) = c.search(user.resource_type)
                 && let Some(q) = intersect(&allowed, user)
                 && !out.contains(&q)
@@ -248,7 +298,7 @@ impl ScopeCache {
                 .insert(requester, Cached { height, generation, candidates: Arc::clone(&found) });
             found
         });
-        Scope::Limited(
+        Scope::limited(
             candidates.iter().filter(|c| c.allowed(index, requester, now)).cloned().collect(),
         )
     }
@@ -327,8 +377,8 @@ mod tests {
             patient: "p1".parse().unwrap(),
             query: PointerQuery::parse("Condition").unwrap(),
         };
-        let scope = Scope::Limited(vec![c]);
+        let scope = Scope::limited(vec![c]);
         assert!(scope.searches(&q(&[])).unwrap().is_empty());
-        assert!(Scope::Provider.searches(&q(&[])).is_none());
+        assert!(Scope::provider().searches(&q(&[])).is_none());
     }
 }

@@ -286,6 +286,14 @@ impl IntoResponse for ApiError {
         };
         let mut response = outcome.into_response_with(status);
         let headers = response.headers_mut();
+        if let Self::Auth(AuthError::InsufficientScope(_)) = &self {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(
+                    "Bearer realm=\"MedRec Gatekeeper\", error=\"insufficient_scope\"",
+                ),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(
                 header::WWW_AUTHENTICATE,

@@ -16,6 +16,9 @@
 //! - `fhir`: the FHIR R4 REST API (read, search, the provider's writes), scoped by the
 //!   private `access` module before the store is read.
 //! - [`research`]: bounty queries published and redeemed.
+//! - [`smart`]: SMART App Launch 2.x standalone launch (discovery, `/authorize` with a
+//!   Sign-In with Ethereum consent page, `/token` with PKCE, refresh, `/revoke`), whose
+//!   scopes only narrow what the chain allows.
 //! - `error`: the one error type, carrying status, OperationOutcome and log reason.
 //! - [`auth`]: EIP-712 per-request signatures, Sign-In with Ethereum and their routes;
 //!   [`limits`]: rate limits with bounded memory.
@@ -45,6 +48,7 @@ pub mod research;
 mod routes;
 pub mod serve;
 pub mod server;
+pub mod smart;
 
 pub use access::EMERGENCY_SET;
 pub use error::AUTH_ERROR_SYSTEM;

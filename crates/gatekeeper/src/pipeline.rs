@@ -65,6 +65,9 @@ pub(crate) struct Caller {
     pub(crate) address: Address,
     /// The request body.
     pub(crate) body: Bytes,
+    /// The scopes of the SMART token the request carried, which narrow what the chain
+    /// allows ([`crate::access::Scope`]); `None` for any other credential.
+    pub(crate) grant: Option<std::sync::Arc<crate::smart::Grant>>,
 }
 
 /// Why a request was refused before its handler, for [`Gatekeeper::refusals`].
@@ -89,7 +92,18 @@ pub(crate) async fn authenticate(
     next: Next,
 ) -> Response {
     match who(&g, request).await {
-        Ok(request) => next.run(request).await,
+        Ok(request) => {
+            // A SMART token reaches the FHIR API only, and there only the types and
+            // interactions its scopes name (logged as a refusal: the requester is known).
+            let grant = request.extensions().get::<Caller>().and_then(|c| c.grant.as_deref());
+            if let Some(grant) = grant
+                && let Err(e) =
+                    crate::smart::check_route(grant, request.method(), request.uri().path())
+            {
+                return ApiError::Auth(e).into_response();
+            }
+            next.run(request).await
+        }
         Err((refusal, source, error)) => {
             g.count_refusal(refusal);
             // Every refusal spends the source's budget; once it is spent, say so, and
@@ -126,7 +140,7 @@ async fn who(g: &Gatekeeper, request: Request) -> Result<Request, Refused> {
     if g.authorization_off() {
         let body = read_body(&mut request).await.map_err(|e| refused(Refusal::Body, e))?;
         audit.authenticated(Address::ZERO);
-        request.extensions_mut().insert(Caller { address: Address::ZERO, body });
+        request.extensions_mut().insert(Caller { address: Address::ZERO, body, grant: None });
         return Ok(request);
     }
     // Missing or conflicting credentials: refused before any body is read.
@@ -138,8 +152,8 @@ async fn who(g: &Gatekeeper, request: Request) -> Result<Request, Refused> {
     }
     let body = read_body(&mut request).await.map_err(|e| refused(Refusal::Body, e))?;
     let auth = g.auth();
-    let requester = auth
-        .authenticate_known(
+    let session = auth
+        .authenticate_session(
             request.method(),
             request.uri(),
             request.headers(),
@@ -155,12 +169,13 @@ async fn who(g: &Gatekeeper, request: Request) -> Result<Request, Refused> {
             };
             refused(refusal, e.into())
         })?;
+    let requester = session.address;
     if let Err(throttled) = auth.check_requester(requester) {
         tracing::info!(target: "medrec::gatekeeper", %requester, "request throttled");
         return Err((Refusal::RequesterThrottled, None, throttled.into()));
     }
     audit.authenticated(requester);
-    request.extensions_mut().insert(Caller { address: requester, body });
+    request.extensions_mut().insert(Caller { address: requester, body, grant: session.grant });
     Ok(request)
 }
 

@@ -18,7 +18,7 @@
 pub use crate::enrollment::{Enrollment, EnrollmentError, EnrollmentFile};
 
 use crate::{
-    access::{Scope, ScopeCache},
+    access::{Reach, Scope, ScopeCache},
     audit::Trail,
     auth::AuthState,
     error::ApiError,
@@ -192,6 +192,8 @@ struct App {
     counters: Counters,
     /// Research bounties, when this gatekeeper offers them.
     research: Option<Arc<crate::research::ResearchDesk>>,
+    /// SMART App Launch: the registered clients, codes and refresh tokens.
+    smart: crate::smart::Smart,
 }
 
 /// The gatekeeper's shared state.
@@ -236,6 +238,7 @@ impl Gatekeeper {
             auth,
             counters: Counters::default(),
             research: None,
+            smart: crate::smart::Smart::default(),
         };
         Self { app: Arc::new(app) }
     }
@@ -318,6 +321,18 @@ impl Gatekeeper {
         self
     }
 
+    /// Lets the SMART apps of `clients` (public clients, each with its redirect URIs)
+    /// be authorized here ([`crate::smart`]); with none, every authorization request is
+    /// refused.
+    ///
+    /// # Panics
+    /// When called after the gatekeeper was cloned (configure it before serving).
+    #[must_use]
+    pub fn with_smart_clients(mut self, clients: crate::smart::SmartClients) -> Self {
+        self.configure().smart = crate::smart::Smart::new(clients);
+        self
+    }
+
     /// **For benchmarks only**: the FHIR API skips authentication and consent and
     /// serves every request as if the provider sent it, to measure what authorization
     /// costs against the same server. Never serve real records this way.
@@ -333,6 +348,11 @@ impl Gatekeeper {
     /// The HTTP routes: see the [module documentation](self).
     pub fn router(&self) -> Router {
         crate::routes::app(self)
+    }
+
+    /// SMART App Launch's clients, codes and refresh tokens.
+    pub(crate) fn smart(&self) -> &crate::smart::Smart {
+        &self.app.smart
     }
 
     /// The research desk, when this gatekeeper offers bounties.
@@ -494,14 +514,14 @@ impl Gatekeeper {
     /// provider's own access does not depend on the chain).
     pub(crate) fn scope(&self, requester: Address) -> Result<Scope, ApiError> {
         if self.app.authorization_off || self.is_provider(requester) {
-            return Ok(Scope::Provider);
+            return Ok(Scope::provider());
         }
         self.ready()?;
         let now = self.app.auth.clock().now();
         let generation = self.app.generation.load(Ordering::Acquire);
         let index = read(&self.app.index);
         let scope = self.app.scopes.scope(&index, &self.app.enrolled, generation, requester, now);
-        if let Scope::Limited(c) = &scope
+        if let Reach::Limited(c) = scope.reach()
             && c.is_empty()
         {
             return Err(ApiError::forbidden(
@@ -510,6 +530,32 @@ impl Gatekeeper {
             ));
         }
         Ok(scope)
+    }
+
+    /// What the sender of a request may see now: [`Gatekeeper::scope`], narrowed by the
+    /// scopes of its SMART token when it sent one.
+    ///
+    /// A SMART token never outlives the chain's consent behind it: once its holder may
+    /// read nothing here (or no longer the records of the patient in its context), the
+    /// token and everything issued with it are revoked, and the request is answered 401.
+    pub(crate) fn scope_of(&self, caller: &crate::pipeline::Caller) -> Result<Scope, ApiError> {
+        let scope = self.scope(caller.address);
+        let Some(grant) = &caller.grant else { return scope };
+        let ended = match &scope {
+            Err(ApiError::Forbidden { .. }) => true,
+            Ok(s) => match s.reach() {
+                Reach::Limited(c) => {
+                    grant.patient.as_ref().is_some_and(|p| !c.iter().any(|k| k.patient() == p))
+                }
+                Reach::Provider => false,
+            },
+            Err(_) => false,
+        };
+        if ended {
+            grant.family.revoke();
+            return Err(ApiError::Auth(crate::auth::AuthError::InvalidToken));
+        }
+        Ok(scope?.narrowed(Some(Arc::clone(grant))))
     }
 
     /// Refuses anyone but the provider.

@@ -27,6 +27,9 @@ pub enum AuthError {
     /// The bearer token is unknown, revoked or expired.
     #[error("the bearer token is unknown or has expired: sign in again with POST /auth/siwe")]
     InvalidToken,
+    /// A SMART token's scopes do not cover the request.
+    #[error("the token's scopes do not allow this: {0}")]
+    InsufficientScope(String),
 
     // --- per-request EIP-712 signatures ----------------------------------------------
     /// A header of the signed-request scheme is missing.
@@ -230,7 +233,7 @@ impl AuthError {
             | Self::MessageNotYetValid { .. }
             | Self::MessageExpired { .. }
             | Self::SignatureMismatch { .. } => StatusCode::UNAUTHORIZED,
-            Self::UnknownSigner(_) => StatusCode::FORBIDDEN,
+            Self::UnknownSigner(_) | Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ReplayCacheFull { .. }
             | Self::TooManyNonces { .. }
@@ -247,6 +250,7 @@ impl AuthError {
             Self::AmbiguousCredentials => "ambiguous_credentials",
             Self::MalformedAuthorization => "malformed_authorization",
             Self::InvalidToken => "invalid_token",
+            Self::InsufficientScope(_) => "insufficient_scope",
             Self::MissingHeader(_) => "missing_header",
             Self::MalformedHeader { .. } => "malformed_header",
             Self::RequestExpired { .. } => "request_expired",

@@ -24,8 +24,8 @@
 pub mod bench;
 mod clock;
 mod error;
-mod expiring;
-mod random;
+pub(crate) mod expiring;
+pub(crate) mod random;
 pub mod request;
 pub mod routes;
 pub mod siwe;
@@ -36,4 +36,4 @@ pub use error::AuthError;
 pub use request::{Request, RequestVerifier, random_nonce, sign_request};
 pub use routes::{AuthRejection, AuthState, Authenticated, router};
 pub use siwe::{NonceIssuer, SiweAuthenticator, SiweConfig};
-pub use token::{Token, TokenStore};
+pub use token::{Session, Token, TokenStore};

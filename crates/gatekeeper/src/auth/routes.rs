@@ -18,6 +18,7 @@ use super::{
     AuthError, Clock,
     request::{NONCE_HEADER, RequestVerifier, SIGNATURE_HEADER, TIME_HEADER},
     siwe::SiweAuthenticator,
+    token::Session,
 };
 use crate::limits::{KeyedLimiter, RateLimits, Throttled};
 use alloy::primitives::Address;
@@ -165,21 +166,48 @@ impl AuthState {
         now: u64,
         is_known: impl FnOnce(Address) -> bool,
     ) -> Result<Address, AuthError> {
+        let session = self.authenticate_session(method, uri, headers, body, now, is_known)?;
+        // A SMART token is narrowed by its scopes, which only the data pipeline applies:
+        // it must not pass where nothing would.
+        if session.grant.is_some() {
+            return Err(AuthError::InsufficientScope(
+                "a SMART token is for the FHIR API only".into(),
+            ));
+        }
+        Ok(session.address)
+    }
+
+    /// Like [`AuthState::authenticate_known`], but a SMART token is accepted and comes
+    /// back with its grant, for the caller to apply
+    /// ([`crate::smart::check_route`], [`crate::access`]).
+    pub fn authenticate_session(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: u64,
+        is_known: impl FnOnce(Address) -> bool,
+    ) -> Result<Session, AuthError> {
         let result = match credential(headers)? {
             Credential::Bearer(token) => {
-                let address = self.inner.siwe.resolve(token, now).ok_or(AuthError::InvalidToken)?;
-                if is_known(address) { Ok(address) } else { Err(AuthError::UnknownSigner(address)) }
+                let session = self.inner.siwe.session(token, now).ok_or(AuthError::InvalidToken)?;
+                if is_known(session.address) {
+                    Ok(session)
+                } else if let Some(grant) = &session.grant {
+                    // The chain no longer names the holder of a SMART token: it has ended.
+                    grant.family.revoke();
+                    Err(AuthError::InvalidToken)
+                } else {
+                    Err(AuthError::UnknownSigner(session.address))
+                }
             }
             Credential::Signature => {
                 let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-                self.inner.requests.verify_known(
-                    method.as_str(),
-                    target,
-                    body,
-                    headers,
-                    now,
-                    is_known,
-                )
+                self.inner
+                    .requests
+                    .verify_known(method.as_str(), target, body, headers, now, is_known)
+                    .map(|address| Session { address, grant: None })
             }
         };
         if let Err(e) = &result {
@@ -260,7 +288,11 @@ pub fn router_for(state: AuthState, known: Membership) -> Router {
 }
 
 /// Refuses a sign-in request from an IP address over its rate limit.
-async fn limit_sign_in(State(state): State<AuthState>, request: Request, next: Next) -> Response {
+pub(crate) async fn limit_sign_in(
+    State(state): State<AuthState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     if let Some(ip) = peer
         && let Err(throttled) = state.check_sign_in(ip)

@@ -203,6 +203,41 @@ impl SiweAuthenticator {
         now: u64,
         is_known: impl FnOnce(Address) -> bool,
     ) -> Result<Token, AuthError> {
+        let (address, expires_at) = self.check(message, signature, now, None, is_known)?;
+        let token = self.tokens.issue(address, expires_at, now)?;
+        tracing::debug!(%address, expires_at, "signed in with Ethereum");
+        Ok(token)
+    }
+
+    /// Checks a sign-in message for one purpose, as [`SiweAuthenticator::sign_in_known`]
+    /// does, and uses its nonce up, but issues no token: the address it proves. The
+    /// message must carry `Request ID: request_id`, so that a signature made for one
+    /// purpose (a SMART authorization: [`crate::smart`]) serves no other.
+    pub fn verify_for(
+        &self,
+        message: &str,
+        signature: &str,
+        now: u64,
+        request_id: &str,
+        is_known: impl FnOnce(Address) -> bool,
+    ) -> Result<Address, AuthError> {
+        self.check(message, signature, now, Some(request_id), is_known).map(|(a, _)| a)
+    }
+
+    /// The session a bearer token stands for, if it is live at `now`.
+    pub fn session(&self, token: &str, now: u64) -> Option<super::token::Session> {
+        self.tokens.session(token, now)
+    }
+
+    /// The checks of a sign-in; the proven address and when a token for it must expire.
+    fn check(
+        &self,
+        message: &str,
+        signature: &str,
+        now: u64,
+        request_id: Option<&str>,
+        is_known: impl FnOnce(Address) -> bool,
+    ) -> Result<(Address, u64), AuthError> {
         let signature =
             parse_signature(signature.as_bytes()).map_err(AuthError::MalformedSignature)?;
         if message.len() > MAX_MESSAGE_LEN {
@@ -225,6 +260,13 @@ impl SiweAuthenticator {
                 expected: self.config.chain_id,
                 found: parsed.chain_id,
             });
+        }
+        if let Some(expected) = request_id
+            && parsed.request_id.as_deref() != Some(expected)
+        {
+            return Err(AuthError::MalformedMessage(
+                "its Request ID is not the one of this authorization request: sign the message the page shows".into(),
+            ));
         }
 
         let now_ns = i128::from(now) * 1_000_000_000;
@@ -263,9 +305,7 @@ impl SiweAuthenticator {
         }
 
         self.nonces.consume(&parsed.nonce, now)?;
-        let token = self.tokens.issue(address, expires_at, now)?;
-        tracing::debug!(%address, expires_at, "signed in with Ethereum");
-        Ok(token)
+        Ok((address, expires_at))
     }
 }
 

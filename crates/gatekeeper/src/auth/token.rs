@@ -3,15 +3,21 @@
 //! A token is 256 random bits written as 64 lowercase hex digits. The store keeps only
 //! the keccak-256 of each token, so the tokens themselves are not in the gatekeeper's
 //! memory once they have been handed out.
+//!
+//! The same store holds the access tokens of Sign-In with Ethereum and of SMART App
+//! Launch ([`crate::smart`]): a SMART token also carries its [`Grant`], which narrows
+//! what it may do and dies with the authorization it comes from. Both are resolved by
+//! the same hash-map lookup.
 
 use super::{AuthError, expiring::ExpiringMap, random};
+use crate::smart::Grant;
 use alloy::{
     hex,
     primitives::{Address, B256, keccak256},
 };
 use std::{
     fmt,
-    sync::{Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
 /// The default bound on live tokens.
@@ -58,10 +64,20 @@ impl fmt::Debug for Token {
     }
 }
 
+/// Whom a live token stands for, and what narrows it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The address that signed in.
+    pub address: Address,
+    /// For a SMART token, its scopes and the authorization it comes from; `None` for a
+    /// Sign-In with Ethereum token (the chain alone decides what it may see).
+    pub grant: Option<Arc<Grant>>,
+}
+
 /// The live bearer tokens and whom they stand for, bounded in number.
 #[derive(Debug)]
 pub struct TokenStore {
-    tokens: Mutex<ExpiringMap<B256, Address>>,
+    tokens: Mutex<ExpiringMap<B256, Session>>,
 }
 
 impl TokenStore {
@@ -75,10 +91,22 @@ impl TokenStore {
     /// Refused with [`AuthError::TooManyTokens`] when the store is full; a revoked token
     /// keeps its place until it would have expired.
     pub fn issue(&self, address: Address, expires_at: u64, now: u64) -> Result<Token, AuthError> {
+        self.issue_session(Session { address, grant: None }, expires_at, now)
+    }
+
+    /// A new token for `session` (a SMART token when it carries a grant), live from
+    /// `now` until `expires_at`; refused like [`TokenStore::issue`] when full.
+    pub fn issue_session(
+        &self,
+        session: Session,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<Token, AuthError> {
         let secret = random::bytes::<32>()?;
+        let address = session.address;
         let mut tokens = self.lock();
         tokens
-            .insert(keccak256(secret), address, expires_at, now)
+            .insert(keccak256(secret), session, expires_at, now)
             .map_err(|_| AuthError::TooManyTokens { capacity: tokens.capacity() })?;
         Ok(Token {
             secret: hex::encode(secret),
@@ -91,8 +119,20 @@ impl TokenStore {
     /// The address `token` stands for, if it is live at `now`. An expired token is
     /// forgotten here; a string that is no token of ours is simply unknown.
     pub fn resolve(&self, token: &str, now: u64) -> Option<Address> {
+        self.session(token, now).map(|s| s.address)
+    }
+
+    /// The session `token` stands for, if it is live at `now`: not expired, and for a
+    /// SMART token, its authorization not revoked (a revoked one is forgotten here).
+    pub fn session(&self, token: &str, now: u64) -> Option<Session> {
         let key = Self::key(token)?;
-        self.lock().get_mut(&key, now).copied()
+        let mut tokens = self.lock();
+        let session = tokens.get_mut(&key, now)?;
+        if session.grant.as_ref().is_some_and(|g| !g.is_live()) {
+            tokens.remove(&key);
+            return None;
+        }
+        Some(session.clone())
     }
 
     /// Forgets `token`; returns whether it was known.
@@ -117,7 +157,7 @@ impl TokenStore {
         hex::decode_to_array::<_, 32>(token).ok().map(keccak256)
     }
 
-    fn lock(&self) -> MutexGuard<'_, ExpiringMap<B256, Address>> {
+    fn lock(&self) -> MutexGuard<'_, ExpiringMap<B256, Session>> {
         self.tokens.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

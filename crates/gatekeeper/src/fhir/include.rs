@@ -12,7 +12,13 @@ use super::{
     read::{UNION_LIMIT, scoped_search},
     resource_id, resource_ref,
 };
-use crate::{access::Scope, audit::Audit, error::ApiError, pipeline::Caller, server::Gatekeeper};
+use crate::{
+    access::{Reach, Scope},
+    audit::Audit,
+    error::ApiError,
+    pipeline::Caller,
+    server::Gatekeeper,
+};
 use axum::{
     Extension,
     extract::{Path, RawQuery, State},
@@ -144,7 +150,7 @@ pub(crate) async fn everything(
             _ => {}
         }
     }
-    let scope = g.scope(caller.address)?;
+    let scope = g.scope_of(&caller)?;
     let mut found = Vec::new();
     for ty in types {
         let mut q = SearchQuery::all(ty);
@@ -154,11 +160,11 @@ pub(crate) async fn everything(
             return Err(ApiError::TooCostly { limit: UNION_LIMIT });
         }
     }
-    match &scope {
-        Scope::Provider => {
+    match scope.reach() {
+        Reach::Provider => {
             note_provider_read(&g, &audit, patients_of(found.iter().map(|s| &s.json)))
         }
-        Scope::Limited(_) => note_scope(&audit, &scope, None, Some(id.as_str())),
+        Reach::Limited(_) => note_scope(&audit, &scope, None, Some(id.as_str())),
     }
     let base = base_url(&headers);
     let bundle = Searchset {

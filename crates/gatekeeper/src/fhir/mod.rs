@@ -185,10 +185,9 @@ impl Searchset {
 /// Notes for the log the relationships `scope` reaches for a request on `ty`, limited
 /// to the compartment of `patient` when known.
 fn note_scope(audit: &Audit, scope: &Scope, ty: Option<ResourceType>, patient: Option<&str>) {
-    let Scope::Limited(candidates) = scope else { return };
-    for c in candidates
-        .iter()
-        .filter(|c| ty.is_none_or(|t| c.applies_to(t)))
+    for c in scope
+        .candidates(ty)
+        .into_iter()
         .filter(|c| patient.is_none_or(|p| c.patient().as_str() == p))
     {
         audit.touch(Touch {

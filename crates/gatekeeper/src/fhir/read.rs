@@ -8,7 +8,7 @@ use super::{
     patients_of, raw_response, resource_id, resource_ref, resource_response, resource_type,
 };
 use crate::{
-    access::{Candidate, Scope},
+    access::{Candidate, Reach, Scope},
     audit::Audit,
     error::ApiError,
     pipeline::Caller,
@@ -70,13 +70,14 @@ async fn read_within_scope(
     audit: &Audit,
 ) -> ApiResult {
     let (g, audit) = (g.clone(), audit.clone());
-    let scope = g.scope(caller.address)?;
-    let compartments = match &scope {
-        Scope::Provider => None,
-        Scope::Limited(c) if c.iter().all(|c| matches!(c, Candidate::Compartment { .. })) => {
-            Some(c)
+    let scope = g.scope_of(caller)?;
+    let compartments = match scope.reach() {
+        Reach::Provider if !scope.reads(ty, None) => return Err(not_found()),
+        Reach::Provider => None,
+        Reach::Limited(c) if c.iter().all(|c| matches!(c, Candidate::Compartment { .. })) => {
+            Some(scope.candidates(Some(ty)))
         }
-        Scope::Limited(_) => {
+        Reach::Limited(_) => {
             // A viewer: the read runs as a search within each granted pointer.
             let mut user = SearchQuery::all(ty);
             user.ids = vec![id.clone()];
@@ -141,15 +142,15 @@ pub(crate) async fn search(
     let ty = resource_type(&ty)?;
     let pairs = params::pairs(raw.as_deref());
     let p = params::search(ty, &pairs, params::strict(&headers))?;
-    let scope = g.scope(caller.address)?;
+    let scope = g.scope_of(&caller)?;
     let page = scoped_search(g.reader(), &scope, &p.query).await?;
     let included = include::included(g.reader(), &scope, &page.entries, &p).await?;
-    match &scope {
-        Scope::Provider => {
+    match scope.reach() {
+        Reach::Provider => {
             let read = page.entries.iter().chain(&included.resources).map(|s| &s.json);
             note_provider_read(&g, &audit, patients_of(read));
         }
-        Scope::Limited(_) => {
+        Reach::Limited(_) => {
             note_scope(&audit, &scope, Some(ty), None);
             for t in &included.types {
                 note_scope(&audit, &scope, Some(*t), None);

@@ -112,6 +112,30 @@ fn resource(ty: ResourceType) -> Value {
     r
 }
 
+/// `rest.security`: SMART on FHIR, with its OAuth endpoints (the `oauth-uris`
+/// extension; `/.well-known/smart-configuration` says the same and more).
+fn security(base: &str) -> Value {
+    let root = base.strip_suffix("/fhir").unwrap_or(base);
+    json!({
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": [
+                {"url": "authorize", "valueUri": format!("{root}/authorize")},
+                {"url": "token", "valueUri": format!("{root}/token")},
+                {"url": "revoke", "valueUri": format!("{root}/revoke")}
+            ]
+        }],
+        "service": [{
+            "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR"
+            }],
+            "text": "OAuth2 using SMART-on-FHIR profile (SMART App Launch 2.x, standalone launch, public clients with PKCE)"
+        }],
+        "description": "Every data request is signed (EIP-712), or carries a bearer token from Sign-In with Ethereum (EIP-4361, POST /auth/siwe) or from SMART App Launch (the person signs in with their wallet at /authorize; scopes only narrow what the chain allows), and is decided against the chain's consent before any record is read."
+    })
+}
+
 /// `GET /fhir/metadata`: the FHIR R4 CapabilityStatement of this server (public, as
 /// FHIR requires): an `instance` statement, so with `implementation`; per type exactly
 /// the interactions, search parameters, includes and operations it serves.
@@ -134,7 +158,7 @@ pub(crate) async fn metadata(headers: HeaderMap) -> Response {
         "rest": [{
             "mode": "server",
             "documentation": "Search parameters not listed are ignored unless the request carries Prefer: handling=strict; the searchset's self link shows the parameters applied. _summary, _total, _elements, _include and _revinclude never reach beyond what consent allows.",
-            "security": {"description": "Every data request is signed (EIP-712) or carries a bearer token from Sign-In with Ethereum (EIP-4361, POST /auth/siwe), and is decided against the chain's consent before any record is read."},
+            "security": security(&base),
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"}]
         }]

@@ -5,6 +5,7 @@
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /fhir/metadata` | anyone | [`meta`] |
 //! | `GET /auth/nonce`, `POST /auth/siwe` | anyone; a token only for the provider and addresses the chain names (rate-limited per address) | [`crate::auth`] |
 //! | `GET /research/policy`, `GET /research/queries/{commitment}` | anyone | [`crate::research`] |
+//! | `GET /fhir/.well-known/smart-configuration`, `GET`/`POST /authorize`, `GET /authorize/message`, `POST /token`, `POST /revoke` | anyone (SMART App Launch; rate-limited per address like sign-in) | [`crate::smart`] |
 //! | `GET /pointers/{relationship}/{pointer}` | patient, granted viewer | [`pointer`] |
 //! | `/fhir/…` | scoped (see [`crate::access`]) | [`crate::fhir`] |
 //! | `GET /audit` | a patient, their entries | [`log`] |
@@ -52,6 +53,7 @@ pub(crate) fn app(g: &Gatekeeper) -> Router {
             "/fhir/metadata/",
             get(meta::metadata).route_layer(from_fn(crate::fhir::format::negotiate)),
         )
+        .route("/fhir/.well-known/smart-configuration", get(crate::smart::routes::configuration))
         .route("/research/policy", get(crate::research::policy))
         .route("/research/queries/{commitment}", get(crate::research::query_text));
     let members = g.clone();
@@ -59,5 +61,15 @@ pub(crate) fn app(g: &Gatekeeper) -> Router {
         g.auth().clone(),
         std::sync::Arc::new(move |address| members.is_known(address)),
     );
-    data.merge(public).with_state(g.clone()).merge(sign_in)
+    let smart = Router::new()
+        .route(
+            "/authorize",
+            get(crate::smart::routes::authorize_page).post(crate::smart::routes::authorize),
+        )
+        .route("/authorize/message", get(crate::smart::routes::authorize_message))
+        .route("/token", post(crate::smart::routes::token))
+        .route("/revoke", post(crate::smart::routes::revoke))
+        .layer(axum::extract::DefaultBodyLimit::max(crate::smart::routes::FORM_LIMIT))
+        .route_layer(from_fn_with_state(g.auth().clone(), crate::auth::routes::limit_sign_in));
+    data.merge(public).merge(smart).with_state(g.clone()).merge(sign_in)
 }

@@ -93,6 +93,7 @@ pub async fn assemble(config: &ServeConfig) -> Result<Assembled, ServeError> {
         None => parse_domain(&config.listen.to_string())?,
     };
     let cors = super::cors::layer(&config.cors_origins)?;
+    let smart_clients = crate::smart::SmartClients::parse(&config.smart_clients)?;
     let records = match &config.legacy {
         None => Records::read_write(config.store.open().await?),
         Some(mapping) => Records::read_only(open_legacy(&config.store, mapping).await?),
@@ -132,6 +133,7 @@ pub async fn assemble(config: &ServeConfig) -> Result<Assembled, ServeError> {
     };
     let gatekeeper = gatekeeper
         .with_provider(config.gatekeeper)
+        .with_smart_clients(smart_clients)
         .with_access_log(log.clone(), WriterConfig::default());
     let gatekeeper = match &config.research {
         None => gatekeeper,

@@ -171,6 +171,10 @@ pub struct ServeConfig {
     /// The origins (`scheme://host[:port]`, or `*` for any) whose pages may call this
     /// gatekeeper from a browser (CORS); none by default.
     pub cors_origins: Vec<String>,
+    /// The SMART apps that may be authorized here (public clients), each as
+    /// `CLIENT_ID=REDIRECT_URI` (a client with several redirect URIs appears once per
+    /// URI); none by default, so every authorization request is refused.
+    pub smart_clients: Vec<String>,
 }
 
 impl ServeConfig {
@@ -209,6 +213,7 @@ impl ServeConfig {
             research: None,
             registrar: None,
             cors_origins: Vec::new(),
+            smart_clients: Vec::new(),
         }
     }
 }
@@ -296,6 +301,9 @@ pub enum ServeError {
     /// An allowed CORS origin is not `scheme://host[:port]`.
     #[error("the CORS origin '{0}' is not http(s)://host[:port] (no path, no trailing slash) or *")]
     InvalidCorsOrigin(String),
+    /// A SMART client registration is not `CLIENT_ID=REDIRECT_URI`.
+    #[error(transparent)]
+    SmartClient(#[from] crate::smart::InvalidSmartClient),
     /// The sign-in domain is not a host name with an optional port.
     #[error("the sign-in domain '{0}' is not a host name with an optional port")]
     InvalidDomain(String),

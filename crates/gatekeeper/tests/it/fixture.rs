@@ -87,6 +87,10 @@ impl Fixture {
         let gk =
             Gatekeeper::new(store, index.clone(), health_rx, Readiness::default(), auth.clone())
                 .with_provider(m.address(PROVIDER))
+                .with_smart_clients(
+                    medrec_gatekeeper::smart::SmartClients::parse(&[crate::smart::CLIENT_REDIRECT])
+                        .unwrap(),
+                )
                 .with_access_log(log.clone(), WriterConfig::default());
         gk.enroll(
             rel,

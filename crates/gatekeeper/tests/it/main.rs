@@ -15,6 +15,7 @@ mod pointer;
 mod research;
 mod serve;
 mod server;
+mod smart;
 
 /// A follower of `m`'s chain filling a fresh consent index, stepped once to the head.
 async fn follow(

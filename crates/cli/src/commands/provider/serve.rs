@@ -74,6 +74,15 @@ pub(super) struct ServeArgs {
         value_delimiter = ','
     )]
     cors_origins: Vec<String>,
+    /// A SMART app that may be authorized here (a public client): `CLIENT_ID=REDIRECT_URI`;
+    /// repeat for several clients or redirect URIs (default: none).
+    #[arg(
+        long = "smart-client",
+        env = "MEDREC_SMART_CLIENTS",
+        value_name = "ID=URI",
+        value_delimiter = ','
+    )]
+    smart_clients: Vec<String>,
     /// Blocks the consent index may lag behind the head and still decide requests.
     #[arg(long, env = "MEDREC_MAX_LAG", value_name = "BLOCKS", default_value_t = 2)]
     max_lag: u64,
@@ -245,6 +254,7 @@ impl ServeArgs {
             ServeConfig::new(listen, store, rpc_url, relationships, gatekeeper, chain_id);
         config.siwe_domain.clone_from(&self.siwe_domain);
         config.cors_origins.clone_from(&self.cors_origins);
+        config.smart_clients.clone_from(&self.smart_clients);
         config.registrar = Some(match &saved {
             Some(c) if self.registrar == DEV_REGISTRAR => c.chain.registrar,
             _ => self.registrar,
