@@ -95,8 +95,18 @@ pub struct PatientSession {
 impl PatientSession {
     /// The patient of the opened `wallet` on `chain`; the encrypted record cache is in
     /// the wallet's directory.
+    /// It signs with the wallet's key that acts now (`keys.json`: key 0 until a rotation;
+    /// an unreadable file falls back to key 0, which the chain then refuses in a sentence
+    /// if it was retired) and holds the account's secret, derived from key 0.
     pub fn new(chain: Chain, wallet: &Wallet) -> Self {
-        Self::with_signer_in(chain, wallet.account().clone(), wallet.dir().to_owned())
+        let key = wallet.acting_key().unwrap_or_else(|_| wallet.account().clone());
+        Self {
+            chain,
+            signer: key,
+            account: wallet.address(),
+            secret: Some(RecordsSecret::of(wallet.account())),
+            dir: Some(wallet.dir().to_owned()),
+        }
     }
 
     /// The patient who signs with `signer` (a development account, a test), with no

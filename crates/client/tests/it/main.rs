@@ -350,3 +350,30 @@ async fn nobody_is_funded_on_a_free_gas_chain() {
     assert!(sent.await.unwrap().is_none(), "no transfer, no trail");
     assert_eq!(funder.get_balance(account).await.unwrap(), U256::ZERO);
 }
+
+#[tokio::test]
+async fn a_wallet_session_signs_with_the_key_that_acts_after_a_rotation() {
+    use medrec_wallet::{Passphrase, ScryptParams, Wallet, WordCount};
+    let node = free_node();
+    let chain = over(&node, &node.with(|c| c.deployment()).unwrap()).await;
+    let dir = std::env::temp_dir().join(format!("medrec-client-rotated-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let pass = Passphrase::new("rotation").unwrap();
+    let wallet = Wallet::create(&dir, WordCount::Twelve, &pass, ScryptParams::light()).unwrap();
+    let me = PatientSession::new(chain.clone(), &wallet);
+    assert_eq!(me.signer().address(), wallet.address(), "key 0 acts before any rotation");
+    me.set_break_glass(false).await.unwrap();
+    // The account moves to key 1, and the wallet records it.
+    let (_, _) = me.rotate(wallet.account_key(1).unwrap()).await.unwrap();
+    wallet.set_acting_index(1).unwrap();
+    let again = PatientSession::new(chain.clone(), &wallet);
+    assert_eq!(again.signer().address(), wallet.account_key(1).unwrap().address());
+    assert_eq!(again.address(), wallet.address(), "the same account");
+    assert!(again.set_break_glass(true).await.unwrap().is_some(), "the new key acts");
+    let refused = me.set_break_glass(false).await.unwrap_err();
+    assert!(
+        matches!(refused.contract_error(), Some(ContractError::KeyNotAllowed { .. })),
+        "{refused:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

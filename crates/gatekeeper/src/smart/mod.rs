@@ -304,6 +304,12 @@ impl Smart {
         (entry.grant.client_id == client_id).then(|| (entry.address, Arc::clone(&entry.grant)))
     }
 
+    /// The client a refresh token was issued to, while it lives.
+    pub(crate) fn client_of_refresh(&self, token: &str, now: u64) -> Option<String> {
+        let key = key(token)?;
+        lock(&self.refresh).get_mut(&key, now).map(|e| e.grant.client_id.clone())
+    }
+
     /// Forgets a refresh token and revokes its authorization (and so every access token
     /// issued from it); `false` when it is no refresh token of ours.
     pub(crate) fn revoke_refresh(&self, token: &str) -> bool {

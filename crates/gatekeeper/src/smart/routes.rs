@@ -295,9 +295,18 @@ pub(crate) async fn authorize_page(
             (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
             (
                 header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'",
-                ),
+                {
+                    // The answer to the form redirects to the app: browsers check
+                    // form-action against redirects too, so the app's origin is allowed.
+                    let origin = checked.redirect_uri.split_once("://").map_or_else(
+                        String::new,
+                        |(scheme, rest)| format!("{scheme}://{}", rest.split(['/', '?']).next().unwrap_or(rest)),
+                    );
+                    HeaderValue::from_str(&format!(
+                        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self' {origin}; frame-ancestors 'none'"
+                    ))
+                    .unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+                },
             ),
         ],
         Html(html),
@@ -376,6 +385,9 @@ pub(crate) async fn authorize(
     let (Some(message), Some(signature)) = (p.get("message"), p.get("signature")) else {
         return back("invalid_request", "the signed sign-in message is missing".into());
     };
+    // A browser sends a form's line breaks as CRLF (HTML form encoding); the message
+    // signed was the one /authorize/message wrote, with LF.
+    let message = &message.replace("\r\n", "\n");
     let auth = g.auth();
     let now = auth.clock().now();
     let address =
@@ -511,9 +523,15 @@ pub(crate) async fn token(State(g): State<Gatekeeper>, body: Bytes) -> Response 
     let Some(grant_type) = get("grant_type") else {
         return oauth_error("invalid_request", "grant_type is missing");
     };
-    let Some(client_id) = get("client_id") else {
+    // A public client sends its client_id with a code (RFC 6749 §4.1.3); a refresh may
+    // omit it (§6, SMART App Launch's public apps): the refresh token names its client.
+    let refresh_token = (grant_type == "refresh_token").then(|| get("refresh_token")).flatten();
+    let Some(client_id) = get("client_id").map(str::to_owned).or_else(|| {
+        refresh_token.and_then(|t| g.smart().client_of_refresh(t, g.auth().clock().now()))
+    }) else {
         return oauth_error("invalid_request", "client_id is missing (public clients send it)");
     };
+    let client_id = client_id.as_str();
     if !g.smart().clients().knows(client_id) {
         return oauth_error("invalid_client", "this client is not registered here");
     }

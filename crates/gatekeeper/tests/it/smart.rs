@@ -433,3 +433,46 @@ async fn the_provider_may_write_with_a_user_scope() {
     ids.sort();
     assert_eq!(ids, ["a1", "a2", "a3", "b1"]);
 }
+
+/// What a browser does that a form posted by a test does not (found by SMART's own JS
+/// client in Chromium, `fhir-clients/`): the consent page lets its form's answer
+/// redirect to the app, a form's line breaks arrive as CRLF, and a public app refreshes
+/// without its client id.
+#[tokio::test]
+async fn a_browser_completes_the_launch_and_a_public_app_refreshes_without_its_id() {
+    let f = Fixture::new(records()).await;
+    let r = request("patient/Observation.rs offline_access");
+    // The page's Content-Security-Policy lets the form's redirect reach the app's origin
+    // (browsers check form-action against redirects), and nothing else.
+    let page = f.client.get(&format!("/authorize?{}", form(&r, &[])), &As::Nobody).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let csp = page.header("content-security-policy").expect("a CSP");
+    let app_origin = REDIRECT.split('/').take(3).collect::<Vec<_>>().join("/");
+    assert!(csp.contains(&format!("form-action 'self' {app_origin};")), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    // The signed message posted with CRLF line breaks, as a browser sends a textarea.
+    let (message, signature) = signed(&f, &r, &f.signer(PATIENT)).await;
+    let crlf = message.replace('\n', "\r\n");
+    let answer =
+        post_form(&f, "/authorize", form(&r, &[("message", &crlf), ("signature", &signature)]))
+            .await;
+    let back = redirected(&answer);
+    let code = back.get("code").unwrap_or_else(|| panic!("no code: {back:?}"));
+    let tokens = exchange(&f, code, VERIFIER, REDIRECT).await;
+    assert_eq!(tokens.status, 200, "{}", tokens.text);
+    // A refresh without client_id: the refresh token names its client.
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "refresh_token")
+        .append_pair("refresh_token", tokens.body["refresh_token"].as_str().unwrap())
+        .finish();
+    let refreshed = post_form(&f, "/token", body).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.text);
+    assert!(refreshed.body["access_token"].is_string());
+    // Without client_id and without a refresh token of ours: still refused.
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "refresh_token")
+        .append_pair("refresh_token", "not-a-token")
+        .finish();
+    let refused = post_form(&f, "/token", body).await;
+    assert_eq!(oauth_error(&refused), "invalid_request");
+}
