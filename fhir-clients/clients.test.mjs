@@ -44,6 +44,21 @@ let base;
 let patientToken;
 let viewerToken;
 
+/** Polls `check` until it is truthy (errors count as "not yet"). */
+async function until(what, check, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}${last ? `: ${last.message}` : ''}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 /** Serves the test SMART app (smart-app/) and SMART's browser build of fhirclient. */
 async function serveApp() {
   const require = createRequire(import.meta.url);
@@ -97,8 +112,8 @@ test('fhir-kit-client (npm) reads, searches and is refused with a SIWE bearer to
   const obs = cap.rest[0].resource.find((r) => r.type === 'Observation');
   assert.ok(obs.interaction.some((i) => i.code === 'search-type'));
   const smart = await client.smartAuthMetadata();
-  assert.equal(smart.authorizeUrl, `${gatekeeper}/authorize`, JSON.stringify(smart));
-  assert.equal(smart.tokenUrl, `${gatekeeper}/token`);
+  assert.equal(String(smart.authorizeUrl), `${gatekeeper}/authorize`);
+  assert.equal(String(smart.tokenUrl), `${gatekeeper}/token`);
 
   const patients = await client.search({ resourceType: 'Patient', searchParams: {} });
   assert.equal(patients.type, 'searchset');
@@ -205,14 +220,24 @@ test('SMART\'s JavaScript client (npm fhirclient) in Chromium: standalone launch
 
     // The person signs with the wallet; the page posts the signed message and the
     // gatekeeper redirects to the app with a code.
+    // What the browser saw, for a failure's message (a CSP refusal shows only here).
+    const seen = [];
+    page.on('console', (m) => seen.push(`console: ${m.text()}`));
+    page.on('framenavigated', (f) => f === page.mainFrame() && seen.push(`navigated: ${f.url()}`));
+    page.on('requestfailed', (r) => seen.push(`failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
+    const said = () => `; the browser saw:\n  ${seen.join('\n  ')}`;
     await page.click('#sign');
-    await page.waitForURL((u) => u.href.startsWith(`${app.origin}/callback.html`), { timeout: 30_000 });
+    await until('the gatekeeper sends the browser back to the app', async () =>
+      page.url().startsWith(`${app.origin}/callback.html`),
+    ).catch((e) => {
+      throw new Error(e.message + said());
+    });
     assert.equal(wallet.signed.length, 1);
     assert.match(wallet.signed[0], new RegExp(`Request ID: `));
     await page.waitForFunction(() => window.__result !== undefined, null, { timeout: 60_000 });
     const r = await page.evaluate(() => window.__result);
     await page.screenshot({ path: join(OUT, 'smart-app.png'), fullPage: true });
-    assert.equal(r.error, undefined, `the app failed: ${r.error}`);
+    assert.equal(r.error, undefined, `the app failed: ${r.error}${said()}`);
 
     const t = r.tokenResponse;
     assert.equal(t.token_type, 'Bearer');
