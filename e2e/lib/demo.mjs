@@ -14,16 +14,17 @@ const START_TIMEOUT_MS = 240_000;
  * @param {string} bin path to the `medrec` binary
  * @param {string} logPath where the demo's stderr (its narration) is written
  * @param {number} years years of synthetic history per provider
+ * @param {string[]} extraArgs more `medrec demo` arguments (e.g. `--smart-client ID=URI`)
  * @returns {Promise<{info: object, stop: () => Promise<void>}>}
  */
-export async function startDemo(bin, logPath, years = 1) {
+export async function startDemo(bin, logPath, years = 1, extraArgs = []) {
   if (!existsSync(bin)) {
     throw new Error(
       `the medrec binary is missing at ${bin}: build it first with \`cargo build --locked --bin medrec\` ` +
         '(or set MEDREC_BIN to its path)',
     );
   }
-  const child = spawn(bin, ['demo', '--keep-running', '--json', '--years', String(years)], {
+  const child = spawn(bin, ['demo', '--keep-running', '--json', '--years', String(years), ...extraArgs], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const log = createWriteStream(logPath);

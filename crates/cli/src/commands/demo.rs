@@ -67,6 +67,15 @@ pub(crate) struct DemoArgs {
     /// Years of synthetic history per provider.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     years: u32,
+    /// A SMART app that Riverside Clinic's and Northgate Hospital's gatekeepers let be
+    /// authorized (a public client), `CLIENT_ID=REDIRECT_URI`, as `provider serve
+    /// --smart-client`; repeat for more (default: none). The FHIR client tests use it.
+    #[arg(long = "smart-client", value_name = "ID=URI")]
+    smart_clients: Vec<String>,
+    /// An origin whose pages may call those two gatekeepers from a browser (CORS), as
+    /// `provider serve --cors-origin`; repeat for more (default: none).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
 }
 
 const CHAIN_ID: u64 = 31337;
@@ -233,13 +242,15 @@ async fn story(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     {
         let (account, delegate) = (accounts[account].clone(), accounts[delegate].clone());
         let store = StoreUrl::Sqlite(dir.join(format!("provider-{i}.db")));
-        let config = gatekeeper_config(
+        let mut config = gatekeeper_config(
             &spec,
             store.clone(),
             account.signer(),
             dir.join(format!("provider-{i}-enrollments.json")),
             dir.join(format!("provider-{i}-research.db")),
         )?;
+        config.smart_clients.clone_from(&args.smart_clients);
+        config.cors_origins.clone_from(&args.cors_origins);
         let running = spawn(config).await.context("a gatekeeper could not start")?;
         // The certified institution registers the provider with its gatekeeper's URL.
         register_provider(
