@@ -239,7 +239,7 @@ fn default_action(method: &Method, path: &str) -> Action {
         Action::PointerRead
     } else if path.starts_with("/research/redeem/") {
         Action::BountyRedemption
-    } else if path == "/audit" {
+    } else if path == "/audit" || path.starts_with("/fhir/AuditEvent") {
         Action::LogRead
     } else if method == Method::GET {
         if path.trim_end_matches('/').matches('/').count() >= 3 {
