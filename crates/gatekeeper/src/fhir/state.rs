@@ -7,6 +7,11 @@
 //! | `AuditEvent` | an access log entry (`medrec_store::audit`) | the entry's hash, and the anchor (size, Merkle root, block, transaction) that covers it, as `entity.detail` |
 //! | `Provenance` | a pointer's latest publication (`PointerAdded` / `PointerUpdated`) | the data hash and the event, as the entity and the [`CHAIN_EVENT`] extension |
 //!
+//! A Provenance's `recorded` (and a Consent's `dateTime`) is the block's time when the
+//! node reports it with the log, otherwise when this gatekeeper's follower applied the
+//! event (so after a restart that replays the chain, the replay's time); the block and
+//! transaction are the proof, the time only a guide.
+//!
 //! Who sees what is decided from the index before anything is read, as for every FHIR
 //! route: the provider sees every view; a patient (any key acting for the account with
 //! the SEE right) the views about their own relationships here; a viewer the grants that

@@ -162,6 +162,11 @@ async fn access_log_entries_are_audit_events_with_the_anchor_that_covers_them() 
     assert_eq!(f.get("/fhir/AuditEvent", STRANGER).await.status, 403);
     let all = f.get("/fhir/AuditEvent?_count=500", PROVIDER).await;
     assert!(resources(&all.body).len() >= 2);
+    // The provider's own read of the log is an entry about no relationship: not the
+    // patient's.
+    let own = f.log_size().await;
+    assert_eq!(f.get(&format!("/fhir/AuditEvent/{own}"), PROVIDER).await.status, 200);
+    assert_eq!(f.get(&format!("/fhir/AuditEvent/{own}"), PATIENT).await.status, 404);
     // Paging: one per page, the next link after the entry it ended with.
     let page = f.get("/fhir/AuditEvent?_count=1", PATIENT).await;
     let next =
