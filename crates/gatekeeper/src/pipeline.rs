@@ -323,6 +323,8 @@ mod tests {
         assert_eq!(default_action(&Method::GET, "/fhir/Observation/"), Action::FhirSearch);
         assert_eq!(default_action(&Method::POST, "/fhir"), Action::FhirWrite);
         assert_eq!(default_action(&Method::GET, "/audit"), Action::LogRead);
+        assert_eq!(default_action(&Method::GET, "/fhir/AuditEvent"), Action::LogRead);
+        assert_eq!(default_action(&Method::GET, "/fhir/AuditEvent/3"), Action::LogRead);
         assert_eq!(
             default_action(&Method::POST, "/research/redeem/0x1/0"),
             Action::BountyRedemption
