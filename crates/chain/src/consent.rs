@@ -83,6 +83,40 @@ pub struct PointerState {
     pub updated_block: u64,
 }
 
+/// Where the chain said something: the block of the event, its transaction and the
+/// block's time when whoever applied it knew them ([`ConsentIndex::apply_log_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainEvent {
+    /// The block that included the event.
+    pub block: u64,
+    /// The transaction that emitted it.
+    pub tx: Option<B256>,
+    /// Unix seconds: the block's time, or when the follower applied the event.
+    pub time: Option<u64>,
+}
+
+impl ChainEvent {
+    /// An event known only by its block.
+    pub const fn in_block(block: u64) -> Self {
+        Self { block, tx: None, time: None }
+    }
+}
+
+/// A viewer's grant on a relationship as the chain last told it: the grant of the
+/// latest `ViewerGranted`, and the counted `ViewerRevoked` after it, if any (a revoked
+/// grant no longer counts for [`ConsentIndex::decide`]; it is kept here for the record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// The viewer (or group address) granted.
+    pub viewer: Address,
+    /// What was granted.
+    pub grant: Grant,
+    /// The `ViewerGranted` event.
+    pub granted: ChainEvent,
+    /// The `ViewerRevoked` event that ended it.
+    pub revoked: Option<ChainEvent>,
+}
+
 /// A research bounty as the chain recorded it (`BountyPosted`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounty {
@@ -177,6 +211,8 @@ enum Undo {
     /// Whether the address was an admitted researcher before.
     Researcher(Address, bool),
     Key(Address, Option<KeyEntry>),
+    GrantRecord(GrantKey, Option<(Packed, ChainEvent, Option<ChainEvent>)>),
+    PointerEvent((RelationshipId, u8), Option<ChainEvent>),
     /// Groups and break-glass.
     Care(CareUndo),
 }
@@ -199,6 +235,11 @@ pub struct ConsentIndex {
     care: CareIndex,
     /// Keys with a slot on chain (a key without one is its own account, every right).
     keys: HashMap<Address, KeyEntry>,
+    /// Each grant's latest `ViewerGranted` and the revocation after it, for the record
+    /// ([`ConsentIndex::grant_records`]).
+    grant_records: BTreeMap<GrantKey, (Packed, ChainEvent, Option<ChainEvent>)>,
+    /// The event of each pointer's latest publication ([`ConsentIndex::pointer_event`]).
+    pointer_events: HashMap<(RelationshipId, u8), ChainEvent>,
     /// Undo records of recent blocks (block number → changes in order).
     undo: BTreeMap<u64, Vec<Undo>>,
     /// How many recent blocks can be undone.
@@ -249,6 +290,12 @@ impl ConsentIndex {
             .collect()
     }
 
+    /// Whether a grant to `viewer` reaches `requester`: its own, or its group's while it
+    /// is a member.
+    pub fn reaches(&self, viewer: Address, requester: Address) -> bool {
+        viewer == requester || self.care.group_addresses_of(requester).any(|g| g == viewer)
+    }
+
     /// The group granted under `address`, when it is a group's address.
     pub fn group_at(&self, address: Address) -> Option<(u64, Group)> {
         self.care.group_at(address)
@@ -264,6 +311,26 @@ impl ConsentIndex {
     /// A pointer's latest published state.
     pub fn pointer(&self, id: &RelationshipId, pointer: u8) -> Option<&PointerState> {
         self.pointers.get(&(*id, pointer))
+    }
+
+    /// The event of a pointer's latest publication (`PointerAdded` or `PointerUpdated`).
+    pub fn pointer_event(&self, id: &RelationshipId, pointer: u8) -> Option<ChainEvent> {
+        self.pointer_events.get(&(*id, pointer)).copied()
+    }
+
+    /// Every grant the chain recorded on relationship `id`, revoked ones included, by
+    /// viewer address.
+    pub fn grant_records(&self, id: &RelationshipId) -> Vec<GrantRecord> {
+        let Some(&slot) = self.slots.get(id) else { return Vec::new() };
+        self.grant_records
+            .range((slot, Address::ZERO)..=(slot, Address::repeat_byte(0xff)))
+            .map(|(&(_, viewer), &(packed, granted, revoked))| GrantRecord {
+                viewer,
+                grant: packed.grant(),
+                granted,
+                revoked,
+            })
+            .collect()
     }
 
     /// Bounty `seq` of relationship `id`, as posted on chain.
@@ -369,6 +436,13 @@ impl ConsentIndex {
     /// admissions), emitted in block `block`. Other events are ignored; logs must come in
     /// chain order, and only from those two contracts (the follower asks for no other).
     pub fn apply_log(&mut self, block: u64, log: &alloy::primitives::Log) {
+        self.apply_log_at(ChainEvent::in_block(block), log);
+    }
+
+    /// [`ConsentIndex::apply_log`], knowing the event's transaction and time too (kept
+    /// with grants and pointer publications, to say where the chain proves them).
+    pub fn apply_log_at(&mut self, at: ChainEvent, log: &alloy::primitives::Log) {
+        let block = at.block;
         self.height = self.height.max(block);
         let Some(topic) = log.topics().first() else { return };
         let mut undo = Vec::new();
@@ -430,6 +504,8 @@ impl ConsentIndex {
                         updated_block: block,
                     };
                     undo.push(Undo::Pointer((id, p), self.pointers.insert((id, p), state)));
+                    let event = self.pointer_events.insert((id, p), at);
+                    undo.push(Undo::PointerEvent((id, p), event));
                 }
             }
             R::PointerUpdated::SIGNATURE_HASH => {
@@ -440,6 +516,7 @@ impl ConsentIndex {
                         undo.push(Undo::Pointer(key, Some(*p)));
                         p.data_hash = e.dataHash;
                         p.updated_block = block;
+                        undo.push(Undo::PointerEvent(key, self.pointer_events.insert(key, at)));
                     }
                 }
             }
@@ -457,6 +534,8 @@ impl ConsentIndex {
                         expires_at: e.expiresAt.to::<u64>(),
                     });
                     undo.push(Undo::Grant(key, self.grants.insert(key, packed)));
+                    let record = self.grant_records.insert(key, (packed, at, None));
+                    undo.push(Undo::GrantRecord(key, record));
                 }
             }
             R::ViewerRevoked::SIGNATURE_HASH => {
@@ -469,6 +548,12 @@ impl ConsentIndex {
                 {
                     let key = (slot, e.viewer);
                     undo.push(Undo::Grant(key, self.grants.remove(&key)));
+                    if let Some(r) = self.grant_records.get_mut(&key)
+                        && r.2.is_none()
+                    {
+                        undo.push(Undo::GrantRecord(key, Some(*r)));
+                        r.2 = Some(at);
+                    }
                 }
             }
             R::BountyPosted::SIGNATURE_HASH => {
@@ -576,6 +661,13 @@ impl ConsentIndex {
                     }
                     Undo::Care(change) => self.care.revert(change),
                     Undo::Key(key, old) => restore(&mut self.keys, key, old),
+                    Undo::GrantRecord(key, Some(v)) => {
+                        self.grant_records.insert(key, v);
+                    }
+                    Undo::GrantRecord(key, None) => {
+                        self.grant_records.remove(&key);
+                    }
+                    Undo::PointerEvent(key, old) => restore(&mut self.pointer_events, key, old),
                 }
             }
         }

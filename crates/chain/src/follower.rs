@@ -7,7 +7,7 @@
 //! ancestor and applies the new branch. [`Health`] says whether the index is fresh
 //! enough to decide requests: a gatekeeper fails closed (503) when it is not.
 
-use crate::consent::ConsentIndex;
+use crate::consent::{ChainEvent, ConsentIndex};
 use alloy::{
     eips::BlockNumberOrTag,
     primitives::{Address, B256},
@@ -126,7 +126,12 @@ impl<P: Provider> Follower<P> {
                     self.index.write().unwrap_or_else(std::sync::PoisonError::into_inner);
                 for log in &logs {
                     if !log.removed {
-                        index.apply_log(log.block_number.unwrap_or(to), &log.inner);
+                        let at = ChainEvent {
+                            block: log.block_number.unwrap_or(to),
+                            tx: log.transaction_hash,
+                            time: Some(log.block_timestamp.unwrap_or_else(unix_now)),
+                        };
+                        index.apply_log_at(at, &log.inner);
                     }
                 }
                 index.advance_to(to);
@@ -190,4 +195,9 @@ impl<P: Provider> Follower<P> {
         self.next = back_to + 1;
         Ok(())
     }
+}
+
+/// Unix seconds now (when the node does not say a log's block time).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -239,7 +239,7 @@ fn default_action(method: &Method, path: &str) -> Action {
         Action::PointerRead
     } else if path.starts_with("/research/redeem/") {
         Action::BountyRedemption
-    } else if path == "/audit" {
+    } else if path == "/audit" || path.starts_with("/fhir/AuditEvent") {
         Action::LogRead
     } else if method == Method::GET {
         if path.trim_end_matches('/').matches('/').count() >= 3 {
@@ -323,6 +323,8 @@ mod tests {
         assert_eq!(default_action(&Method::GET, "/fhir/Observation/"), Action::FhirSearch);
         assert_eq!(default_action(&Method::POST, "/fhir"), Action::FhirWrite);
         assert_eq!(default_action(&Method::GET, "/audit"), Action::LogRead);
+        assert_eq!(default_action(&Method::GET, "/fhir/AuditEvent"), Action::LogRead);
+        assert_eq!(default_action(&Method::GET, "/fhir/AuditEvent/3"), Action::LogRead);
         assert_eq!(
             default_action(&Method::POST, "/research/redeem/0x1/0"),
             Action::BountyRedemption

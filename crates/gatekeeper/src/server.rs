@@ -375,6 +375,11 @@ impl Gatekeeper {
         self.app.auth.failed_authentications()
     }
 
+    /// The provider's own address (the first it was configured with).
+    pub(crate) fn provider_address(&self) -> Option<Address> {
+        self.app.providers.first().copied()
+    }
+
     /// Whether `address` acts as this gatekeeper's provider.
     pub(crate) fn is_provider(&self, address: Address) -> bool {
         self.app.providers.contains(&address)

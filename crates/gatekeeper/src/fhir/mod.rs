@@ -19,6 +19,7 @@
 //! | `POST /fhir/{type}` | provider | create (201, `Location`, `ETag`) |
 //! | `PUT /fhir/{type}/{id}` | provider | update (200, or 201 for a new id) |
 //! | `POST /fhir` | provider | a `transaction` (all or none) or `batch` Bundle |
+//! | `GET /fhir/{Consent,AuditEvent,Provenance}[/{id}]` | provider, patient, viewer | MedRec's state as FHIR, read-only ([`state`]) |
 //!
 //! Every route also answers with a trailing slash, and runs inside the content
 //! negotiation of [`format`] (`_format`, `Accept`). Unknown search parameters are
@@ -28,6 +29,7 @@ pub(crate) mod format;
 pub(crate) mod include;
 pub(crate) mod params;
 pub(crate) mod read;
+pub(crate) mod state;
 pub(crate) mod write;
 
 use crate::{
@@ -54,6 +56,7 @@ use serde_json::Value;
 /// The `/fhir` routes other than `metadata`.
 pub(crate) fn routes() -> Router<Gatekeeper> {
     Router::new()
+        .merge(state::routes())
         .route("/fhir", post(write::bundle))
         .route("/fhir/", post(write::bundle))
         .route("/fhir/{resource_type}", get(read::search).post(write::create))

@@ -112,6 +112,23 @@ fn resource(ty: ResourceType) -> Value {
     r
 }
 
+/// A read-only derived type ([`crate::fhir::state`]): read and search only.
+fn derived(kind: crate::fhir::state::Derived) -> Value {
+    let search_params: Vec<Value> = std::iter::once(("_id", "token"))
+        .chain(kind.search_params().iter().copied())
+        .map(|(name, kind)| json!({"name": name, "type": kind}))
+        .collect();
+    json!({
+        "type": kind.as_str(),
+        "documentation": "Read-only, derived from the chain's consent index and the access log; each points to the chain event or anchor that proves it.",
+        "interaction": [{"code": "read"}, {"code": "search-type"}],
+        "versioning": "no-version",
+        "readHistory": false,
+        "updateCreate": false,
+        "searchParam": search_params,
+    })
+}
+
 /// `rest.security`: SMART on FHIR, with its OAuth endpoints (the `oauth-uris`
 /// extension; `/.well-known/smart-configuration` says the same and more).
 fn security(base: &str) -> Value {
@@ -140,7 +157,8 @@ fn security(base: &str) -> Value {
 /// FHIR requires): an `instance` statement, so with `implementation`; per type exactly
 /// the interactions, search parameters, includes and operations it serves.
 pub(crate) async fn metadata(headers: HeaderMap) -> Response {
-    let resources: Vec<Value> = ResourceType::ALL.into_iter().map(resource).collect();
+    let mut resources: Vec<Value> = ResourceType::ALL.into_iter().map(resource).collect();
+    resources.extend(crate::fhir::state::Derived::ALL.into_iter().map(derived));
     let base = crate::fhir::base_url(&headers);
     let body = json!({
         "resourceType": "CapabilityStatement",

@@ -8,6 +8,7 @@
 //! | `GET /fhir/.well-known/smart-configuration`, `GET`/`POST /authorize`, `GET /authorize/message`, `POST /token`, `POST /revoke` | anyone (SMART App Launch; rate-limited per address like sign-in) | [`crate::smart`] |
 //! | `GET /pointers/{relationship}/{pointer}` | patient, granted viewer | [`pointer`] |
 //! | `/fhir/…` | scoped (see [`crate::access`]) | [`crate::fhir`] |
+//! | `GET /fhir/{Consent,AuditEvent,Provenance}[/{id}]` | provider; a patient, their own; a viewer, its grants and granted pointers (no log) | [`crate::fhir::state`] |
 //! | `GET /audit` | a patient, their entries | [`log`] |
 //! | `PUT /enrollments/{relationship}` | provider | [`enroll`] |
 //! | `GET /offers` | a patient's key | [`enroll`] |

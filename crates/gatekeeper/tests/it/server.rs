@@ -50,7 +50,7 @@ async fn only_authorized_requesters_get_the_data_and_its_hash_matches_the_chain(
     let capability = capability.body;
     assert_eq!(capability["resourceType"], "CapabilityStatement");
     assert_eq!(capability["fhirVersion"], "4.0.1");
-    assert_eq!(capability["rest"][0]["resource"].as_array().unwrap().len(), 10);
+    assert_eq!(capability["rest"][0]["resource"].as_array().unwrap().len(), 13);
     let path = f.pointer(0);
 
     // The viewer gets the patient's laboratory results, with the hash on chain.

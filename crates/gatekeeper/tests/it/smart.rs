@@ -198,6 +198,10 @@ async fn the_patient_authorizes_an_app_that_reads_observations_only() {
 
     let t = token(&f, scope, PATIENT).await;
     assert_eq!(t["token_type"], "Bearer");
+    // Its scopes do not reach MedRec's Consent, AuditEvent and Provenance views.
+    for view in ["/fhir/Consent", "/fhir/AuditEvent", "/fhir/Provenance"] {
+        assert_eq!(f.client.get(view, &bearer(&t)).await.status, 403, "{view}");
+    }
     assert_eq!(t["patient"], "p1");
     assert_eq!(t["scope"], "patient/Observation.rs launch/patient offline_access");
     assert!(t["expires_in"].as_u64().unwrap() > 0);

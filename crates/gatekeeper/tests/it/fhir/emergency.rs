@@ -50,6 +50,15 @@ async fn a_grant_to_a_group_reaches_its_member() {
         "the pointer, as for a viewer"
     );
     assert_eq!(f.get("/fhir/Condition/c1", STRANGER).await.status, 404, "nothing else");
+    // As FHIR, the member sees the group's grant, not the viewer's grant beside it.
+    let consents = f.get("/fhir/Consent", STRANGER).await;
+    assert_eq!(consents.status, 200, "{}", consents.body);
+    let entries = consents.body["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "only the grant that reaches the member: {}", consents.body);
+    let actor = &entries[0]["resource"]["provision"]["actor"][0]["reference"];
+    assert_eq!(actor["type"], "Group");
+    assert_eq!(actor["identifier"]["value"], group_address(1).to_checksum(None).as_str());
+    assert_eq!(f.ids("/fhir/Consent", PATIENT).await.len(), 2, "the patient sees both grants");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,6 +77,10 @@ async fn break_glass_opens_the_emergency_set_logged_until_the_patient_refuses() 
     assert_eq!(f.get("/fhir/Condition/c1", STRANGER).await.status, 200);
     assert!(f.ids("/fhir/Observation", STRANGER).await.is_empty(), "labs are not in the set");
     assert_eq!(f.get("/fhir/Observation/a1", STRANGER).await.status, 404);
+    // Break-glass opens records, not the patient's grants, publications or log.
+    for view in ["/fhir/Consent", "/fhir/Provenance", "/fhir/AuditEvent"] {
+        assert_eq!(f.get(view, STRANGER).await.status, 403, "{view}");
+    }
     assert_eq!(f.get("/fhir/Patient/p1", STRANGER).await.status, 404);
     f.gk.flush_access_log().await;
     let entries = f.log.entries(0, 100).await.unwrap();

@@ -7,6 +7,7 @@ mod audit;
 mod emergency;
 mod read;
 mod samples;
+mod state;
 mod write;
 
 use crate::fixture::{Fixture, obs, resource};

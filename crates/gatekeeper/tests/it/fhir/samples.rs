@@ -50,6 +50,16 @@ async fn every_kind_of_fhir_response_is_sampled_for_the_validator() {
     sample("searchset-empty", &f.get("/fhir/Condition", VIEWER).await, 200);
     sample("everything", &f.get("/fhir/Patient/p1/$everything", PATIENT).await, 200);
     sample("pointer", &f.get(&f.pointer(0), VIEWER).await, 200);
+    // MedRec's state as FHIR (read-only views).
+    f.gk.flush_access_log().await;
+    let consents = f.get("/fhir/Consent", PATIENT).await;
+    sample("consent-searchset", &consents, 200);
+    let id = consents.body["entry"][0]["resource"]["id"].as_str().unwrap().to_owned();
+    sample("consent-read", &f.get(&format!("/fhir/Consent/{id}"), VIEWER).await, 200);
+    sample("auditevent-searchset", &f.get("/fhir/AuditEvent?_count=5", PATIENT).await, 200);
+    sample("auditevent-read", &f.get("/fhir/AuditEvent/1", PROVIDER).await, 200);
+    sample("provenance-searchset", &f.get("/fhir/Provenance", PATIENT).await, 200);
+    sample("provenance-viewer", &f.get("/fhir/Provenance", VIEWER).await, 200);
     let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": [
         {"resource": {"resourceType": "Patient", "id": "p8"}, "request": {"method": "PUT", "url": "Patient/p8"}},
         {"resource": {"resourceType": "Patient"}, "request": {"method": "POST", "url": "Patient"}}
