@@ -3,16 +3,18 @@
 //!
 //! Each round first takes a cheap [`Fingerprint`] of the records: for each resource
 //! type the enrolled pointers read, how many resources there are and the newest
-//! `meta.lastUpdated` (two indexed SQL statements per type, the same over the native
-//! stores and a legacy mapping). When it equals the previous round's, nothing was
-//! added, removed or changed, and the round ends there. Otherwise the round is a
-//! [`ProviderSession::publish`]: every pointer's hash is recomputed and only those
-//! that differ from the chain are sent. A type whose resources have no change time (a
-//! legacy mapping without `last_updated`: every resource dates from the epoch) cannot
-//! be fingerprinted, so every round then publishes in full. The fingerprint is taken
+//! `meta.lastUpdated` (one count and one single-row sorted search per type, pushed into
+//! SQL alike over the native stores and a legacy mapping). When it equals the previous
+//! round's, no resource was added or removed and no change moved the newest change
+//! time, and the round ends there. Otherwise the round is a
+//! [`ProviderSession::publish`]: every pointer's hash is recomputed and only those that
+//! differ from the chain are sent. A type whose resources have no change time (a legacy
+//! mapping without `last_updated`: every resource dates from the epoch) cannot be
+//! fingerprinted, so every round then publishes in full; and every
+//! [`FULL_EVERY`]th round does so anyway, so that a change the fingerprint cannot see
+//! (a row edited without moving its change column, or replaced by one with an older
+//! change time) is still published within that many periods. The fingerprint is taken
 //! before the publication it gates, so a change made during a round is seen by the next.
-//! With a legacy mapping, the fingerprint relies on the change column moving forward
-//! whenever a row changes (an `updated_at` the provider's application keeps).
 
 use super::{
     ProviderSession,
@@ -22,6 +24,10 @@ use super::{
 use crate::error::{Context as _, Result};
 use medrec_store::{RecordReader, fhir::ResourceType, search::SearchQuery};
 use std::{collections::BTreeMap, ops::ControlFlow, time::Duration};
+
+/// A watch recomputes every pointer at least once in this many rounds, whatever the
+/// fingerprint says.
+pub const FULL_EVERY: u32 = 10;
 
 /// For each resource type the pointers read: how many resources the records hold and
 /// the newest `meta.lastUpdated` (unix milliseconds).
@@ -77,8 +83,7 @@ impl ProviderSession {
 
     /// Publishes every `every` (see the module's documentation) until `round` breaks:
     /// `round` gets each publication's report (or why the round failed; the watch goes
-    /// on unless `round` breaks). A round whose fingerprint shows no change calls
-    /// nothing.
+    /// on unless `round` breaks). A round that the fingerprint lets skip calls nothing.
     ///
     /// # Errors
     /// When the records cannot be opened at the start.
@@ -93,10 +98,11 @@ impl ProviderSession {
     {
         let store = self.store().await?;
         let mut last: Option<Fingerprint> = None;
+        let mut skipped = 0;
         loop {
             let outcome = async {
                 let now = fingerprint(store.as_ref(), self.pointer_types()?).await?;
-                if now.is_telling() && last.as_ref() == Some(&now) {
+                if now.is_telling() && last.as_ref() == Some(&now) && skipped + 1 < FULL_EVERY {
                     return Ok(None);
                 }
                 let report = self.publish(request).await?;
@@ -104,13 +110,16 @@ impl ProviderSession {
             }
             .await;
             let flow = match outcome {
-                Ok(None) => ControlFlow::Continue(()),
+                Ok(None) => {
+                    skipped += 1;
+                    ControlFlow::Continue(())
+                }
                 Ok(Some((now, report))) => {
-                    last = Some(now);
+                    (last, skipped) = (Some(now), 0);
                     round(Ok(report))
                 }
                 Err(e) => {
-                    last = None;
+                    (last, skipped) = (None, 0);
                     round(Err(e))
                 }
             };
@@ -164,5 +173,43 @@ mod tests {
         // cannot show that nothing changed.
         let undated = Fingerprint([(ResourceType::Observation, (3, 0))].into());
         assert!(!undated.is_telling());
+    }
+
+    #[tokio::test]
+    async fn over_a_legacy_mapping_the_fingerprint_follows_the_change_column() {
+        use medrec_store::legacy::{LegacyConfig, LegacySqliteStore};
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../store/fixtures/legacy");
+        let path = std::env::temp_dir().join(format!("medrec-watch-{}.sqlite", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let own = rusqlite::Connection::open(&path).unwrap();
+        for f in ["medrec-v1-schema.sql", "medrec-v1-seed.sql"] {
+            own.execute_batch(&std::fs::read_to_string(format!("{fixtures}/{f}")).unwrap())
+                .unwrap();
+        }
+        let config = LegacyConfig::load(format!("{fixtures}/medrec-v1.json")).unwrap();
+        let store = LegacySqliteStore::open(&path, config).unwrap();
+        let obs = ResourceType::Observation;
+
+        // MedicationRequest maps no `last_updated`: it cannot tell.
+        let both = fingerprint(&store, [obs, ResourceType::MedicationRequest]).await.unwrap();
+        assert!(!both.is_telling());
+        let labs = fingerprint(&store, [obs]).await.unwrap();
+        assert!(labs.is_telling());
+        assert_eq!(labs.0[&obs].0, 6);
+        assert_eq!(fingerprint(&store, [obs]).await.unwrap(), labs);
+        // A result changes, and the provider's application moves its change time.
+        own.execute_batch(
+            "UPDATE resultdetail_info SET Value = '12.9' WHERE ResultDetailID = 9011;
+             UPDATE result_info SET LastUpdated = '2026-01-05 09:00:00' WHERE ResultID = 901;",
+        )
+        .unwrap();
+        let moved = fingerprint(&store, [obs]).await.unwrap();
+        assert_ne!(moved, labs);
+        assert_eq!(moved.0[&obs].0, 6);
+        // A result removed.
+        own.execute_batch("DELETE FROM resultdetail_info WHERE ResultDetailID = 9032;").unwrap();
+        assert_eq!(fingerprint(&store, [obs]).await.unwrap().0[&obs].0, 5);
+        drop((store, own));
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -33,9 +33,9 @@ pub(super) struct PublishArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     spread: u64,
     /// Keep watching: every SECONDS, take a cheap fingerprint of the records the
-    /// pointers read (per type, how many and the newest change) and, when it moved,
-    /// publish the pointers whose data hash changed; runs until stopped (a failed round
-    /// is reported and the next one tried).
+    /// pointers read (per type, how many and the newest change) and, when it moved (or
+    /// cannot tell, or every tenth round), publish the pointers whose data hash changed;
+    /// runs until stopped (a failed round is reported and the next one tried).
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     watch: Option<u64>,
     /// Print one JSON object with what changed (with --watch, one line per publication).
