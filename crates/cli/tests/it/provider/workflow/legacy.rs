@@ -179,6 +179,17 @@ fn story(net: &Net, own: &dyn Own) {
     let err = fails(&net.medrec(&data, &["serve", "--listen", "127.0.0.1:0"]).output().unwrap());
     assert!(err.contains("give --access-log"), "{err}");
 
+    // Nothing is imported into the provider's own database.
+    let bundle = write_json(
+        &net.dir.join("bundle.json"),
+        &json!({"resourceType": "Bundle", "type": "transaction", "entry": [{
+            "resource": {"resourceType": "Patient", "id": "p9"},
+            "request": {"method": "PUT", "url": "Patient/p9"}
+        }]}),
+    );
+    let err = fails(&net.medrec(&data, &["import", &bundle]).output().unwrap());
+    assert!(err.contains("never written by MedRec"), "{err}");
+
     // A mapping that does not fit the database is refused at init.
     let bad = write_json(
         &net.dir.join("bad-mapping.json"),
