@@ -36,7 +36,7 @@ use medrec_gatekeeper::offer::{Offer, OfferBody};
 use medrec_gatekeeper::pointer::{self, PointerQuery, PointerSpec};
 use medrec_primitives::{IdentityCommitment, RelationshipId};
 use medrec_store::{
-    RecordStore,
+    RecordReader,
     fhir::{ResourceId, ResourceType},
 };
 use std::collections::BTreeSet;
@@ -329,7 +329,7 @@ pub struct Offered {
 pub async fn offer_relationship(
     chain: &Chain,
     provider: &PrivateKeySigner,
-    store: &dyn RecordStore,
+    store: &dyn RecordReader,
     patient: Address,
     delegate: Address,
     patient_id: &ResourceId,

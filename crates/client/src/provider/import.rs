@@ -57,8 +57,16 @@ impl ProviderSession {
     /// names it in errors.
     ///
     /// # Errors
-    /// When the gatekeeper refuses or fails the Bundle as a whole.
+    /// When the provider's records are its own database read through a legacy mapping
+    /// (MedRec never writes it), or the gatekeeper refuses or fails the Bundle as a
+    /// whole.
     pub async fn import(&self, bundle: &Value, name: &str) -> Result<ImportReport> {
+        if let Some(mapping) = &self.config.legacy {
+            bail!(
+                "this provider's records are its own database, read through the legacy mapping {} and never written by MedRec: add {name}'s records with the database's own application",
+                mapping.display()
+            );
+        }
         let answer =
             self.client().import(bundle).await.map_err(|e| {
                 Error::gatekeeper(format!("the gatekeeper did not import {name}"), e)

@@ -11,13 +11,14 @@ pub mod import;
 pub mod publish;
 pub mod registration;
 pub mod state;
+pub mod watch;
 
 use crate::{
     chain::{Chain, ChainSpec},
     error::{Context as _, Result, ensure},
 };
 use medrec_gatekeeper::{client::GatekeeperClient, serve::StoreUrl};
-use medrec_store::RecordStore;
+use medrec_store::RecordReader;
 use medrec_wallet::Wallet;
 use state::ProviderConfig;
 use std::{
@@ -100,14 +101,28 @@ impl ProviderSession {
         self.spec.connect().await
     }
 
-    /// The provider's record store.
+    /// The provider's records, as pointers read them: its record store, or, when
+    /// `provider.json` names a legacy mapping, its own database read through that
+    /// mapping ([`medrec_store::legacy`]), which is never written (not even a schema
+    /// created). Only a reader: enrolling and publishing never write records.
     ///
     /// # Errors
-    /// When its URL is not usable or the store cannot be opened.
-    pub async fn store(&self) -> Result<Arc<dyn RecordStore>> {
+    /// When its URL is not usable, the mapping is refused or the store cannot be opened.
+    pub async fn store(&self) -> Result<Arc<dyn RecordReader>> {
         let url: StoreUrl =
             self.config.store.parse().context("the record store URL in provider.json")?;
-        url.open().await.context("cannot open the provider's record store")
+        match self.config.legacy_mapping(&self.dir) {
+            Some(mapping) => url.open_legacy(&mapping).await.with_context(|| {
+                format!(
+                    "cannot open the provider's own database through the legacy mapping {}",
+                    mapping.display()
+                )
+            }),
+            None => {
+                let store = url.open().await.context("cannot open the provider's record store")?;
+                Ok(store)
+            }
+        }
     }
 
     /// A client of the provider's own gatekeeper, acting as the provider.

@@ -84,6 +84,11 @@ pub struct ProviderConfig {
     pub endpoint: String,
     /// The record store URL (`sqlite:PATH`, `postgres://…`, `mysql://…`).
     pub store: String,
+    /// A legacy mapping (`medrec_store::legacy`): `store` is then the provider's own
+    /// database, read through this mapping file and never written, by the gatekeeper
+    /// (`provider serve`), `enroll` and `publish` alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy: Option<PathBuf>,
     /// The chain.
     pub chain: ChainConfig,
 }
@@ -100,6 +105,12 @@ impl ProviderConfig {
         })?;
         serde_json::from_str(&text)
             .with_context(|| format!("{} is not a valid provider configuration", path.display()))
+    }
+
+    /// The legacy mapping file, when there is one (a relative path is taken from the
+    /// data directory `dir`).
+    pub fn legacy_mapping(&self, dir: &Path) -> Option<PathBuf> {
+        self.legacy.as_ref().map(|m| if m.is_relative() { dir.join(m) } else { m.clone() })
     }
 
     /// Writes `provider.json` into `dir`.

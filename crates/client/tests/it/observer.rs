@@ -103,6 +103,7 @@ async fn site(chain: &Chain, rpc_url: &str, dir: &std::path::Path, i: u64) -> Si
         address,
         endpoint: gatekeeper.url(),
         store: format!("sqlite:{}", dir.join("records.db").display()),
+        legacy: None,
         chain: Recorded::new(&spec, chain.chain_id()),
     };
     provider.save(&dir).unwrap();

@@ -3,7 +3,7 @@
 //! every layer the served one has. [`super::spawn`] binds it; a test drives its
 //! [`Assembled::router`] in process (tower's `oneshot`).
 
-use super::{ServeConfig, ServeError, StoreUrl, config, http};
+use super::{ServeConfig, ServeError, config, http};
 use crate::{
     anchor::{AnchorConfig, Anchorer, AnchorerHandle},
     auth::{AuthState, Clock, RequestVerifier, SiweAuthenticator, SiweConfig},
@@ -15,13 +15,8 @@ use medrec_chain::{
     consent::ConsentIndex,
     follower::{FollowConfig, Follower, Health},
 };
-use medrec_store::{
-    RecordReader, StoreError,
-    audit::WriterConfig,
-    legacy::{LegacyConfig, LegacyMysqlStore, LegacySqliteStore},
-};
+use medrec_store::audit::WriterConfig;
 use std::{
-    path::Path,
     sync::{Arc, RwLock},
     time::Duration,
 };
@@ -96,7 +91,7 @@ pub async fn assemble(config: &ServeConfig) -> Result<Assembled, ServeError> {
     let smart_clients = crate::smart::SmartClients::parse(&config.smart_clients)?;
     let records = match &config.legacy {
         None => Records::read_write(config.store.open().await?),
-        Some(mapping) => Records::read_only(open_legacy(&config.store, mapping).await?),
+        Some(mapping) => Records::read_only(config.store.open_legacy(mapping).await?),
     };
     tracing::info!(target: "medrec::gatekeeper", store = config.store.kind(), "record store open");
     let provider = connect_chain(config).await?;
@@ -175,28 +170,6 @@ pub async fn assemble(config: &ServeConfig) -> Result<Assembled, ServeError> {
     let follower = tokio::spawn(follower.run(config.poll, health_tx));
     let router = http::router(&gatekeeper, config.body_limit, cors);
     Ok(Assembled { gatekeeper, router, health, anchorer, follower })
-}
-
-/// Opens the provider's own database at `url` through the mapping in `mapping`: a
-/// reader only.
-async fn open_legacy(url: &StoreUrl, mapping: &Path) -> Result<Arc<dyn RecordReader>, ServeError> {
-    let config = LegacyConfig::load(mapping)?;
-    let store: Arc<dyn RecordReader> = match url {
-        StoreUrl::Sqlite(path) => {
-            let path = path.clone();
-            let opened = tokio::task::spawn_blocking(move || LegacySqliteStore::open(path, config))
-                .await
-                .map_err(|e| ServeError::Store(StoreError::Database(e.to_string())))?;
-            Arc::new(opened?)
-        }
-        StoreUrl::Mysql(url) => Arc::new(LegacyMysqlStore::connect(url, config, 8).await?),
-        StoreUrl::Postgres(_) => {
-            return Err(ServeError::InvalidStoreUrl(
-                "the legacy mapping reads SQLite or MySQL/MariaDB databases".into(),
-            ));
-        }
-    };
-    Ok(store)
 }
 
 /// A sign-in domain: a host with an optional port.

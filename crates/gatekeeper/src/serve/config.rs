@@ -5,17 +5,23 @@ use crate::limits::RateLimits;
 use crate::server::{EnrollmentError, Readiness};
 use alloy::{primitives::Address, signers::local::PrivateKeySigner};
 use medrec_store::{
-    RecordStore, StoreError,
+    RecordReader, RecordStore, StoreError,
     audit::{
         AccessLog,
         sql::{MysqlAccessLog, PostgresAccessLog},
         sqlite::SqliteAccessLog,
     },
-    legacy::LegacyError,
+    legacy::{LegacyConfig, LegacyError, LegacyMysqlStore, LegacyPostgresStore, LegacySqliteStore},
     sql::{MysqlStore, PostgresStore},
     sqlite::SqliteStore,
 };
-use std::{io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    io,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use super::DEFAULT_BODY_LIMIT;
 
@@ -93,6 +99,29 @@ impl StoreUrl {
             Self::Mysql(url) => {
                 Arc::new(MysqlStore::connect(url).await.map_err(ServeError::Store)?)
             }
+        };
+        Ok(store)
+    }
+
+    /// Opens the provider's own database at this URL through the legacy mapping in the
+    /// file `mapping` ([`medrec_store::legacy`]): a reader only, never written.
+    ///
+    /// # Errors
+    /// When the mapping cannot be read or is refused, or the database cannot be opened
+    /// or does not fit the mapping.
+    pub async fn open_legacy(&self, mapping: &Path) -> Result<Arc<dyn RecordReader>, ServeError> {
+        let config = LegacyConfig::load(mapping)?;
+        let store: Arc<dyn RecordReader> = match self {
+            Self::Sqlite(path) => {
+                let path = path.clone();
+                let opened =
+                    tokio::task::spawn_blocking(move || LegacySqliteStore::open(path, config))
+                        .await
+                        .map_err(|e| ServeError::Store(StoreError::Database(e.to_string())))?;
+                Arc::new(opened?)
+            }
+            Self::Postgres(url) => Arc::new(LegacyPostgresStore::connect(url, config, 8).await?),
+            Self::Mysql(url) => Arc::new(LegacyMysqlStore::connect(url, config, 8).await?),
         };
         Ok(store)
     }

@@ -2,13 +2,14 @@
 //!
 //! A provider that already keeps records in its own tables (not MedRec's) describes,
 //! in a JSON mapping, which table and columns make which FHIR resource.
-//! [`LegacySqliteStore`] (a SQLite file) or [`LegacyMysqlStore`] (MySQL or MariaDB, the
-//! original MedRec demo database's kind) then answers reads and searches (each is a
+//! [`LegacySqliteStore`] (a SQLite file), [`LegacyMysqlStore`] (MySQL or MariaDB, the
+//! original MedRec demo database's kind) or [`LegacyPostgresStore`] (PostgreSQL) then
+//! answers reads and searches (each is a
 //! [`RecordReader`]) straight from those tables: every search condition, the paging
 //! and the order are pushed into SQL with bound parameters, and each row becomes one
 //! resource that [`Resource::parse`] accepts, so pointers and data hashes work exactly
 //! as with the native backends. The provider's tables are never written: the SQLite
-//! file is opened read-only, MySQL sessions are `READ ONLY`, and the stores have no
+//! file is opened read-only, MySQL and PostgreSQL sessions are read-only, and the stores have no
 //! writes at all: they implement no [`RecordWriter`](crate::RecordWriter), so nothing
 //! that writes can be handed one.
 //!
@@ -75,7 +76,7 @@
 //!   it (`birthDate`, `effectiveDateTime`, `period.start`, `authoredOn`,
 //!   `occurrenceDateTime`, …). It must hold `YYYY-MM-DD` or
 //!   `YYYY-MM-DD HH:MM[:SS[.fff]]` (ISO text in SQLite, a `DATE` or `DATETIME` in
-//!   MySQL), taken as UTC, fractions of a second dropped; a Patient's birth date keeps
+//!   MySQL, a `DATE` or `TIMESTAMP` in PostgreSQL), taken as UTC, fractions of a second dropped; a Patient's birth date keeps
 //!   the day only. A row whose date is in another format is a
 //!   [`StoreError::Database`] naming the column.
 //! - `last_updated`: a column with the row's last change (as `date`), becoming
@@ -119,10 +120,11 @@
 //! The code is split by concern: the mapping and its checks (`mapping`), the resource
 //! template (`template`), the check against the database's schema (`schema`), search
 //! to SQL through the builder the native backends share (`query`), rows to resources
-//! (`row`), and one module per database (`sqlite`, `mysql`).
+//! (`row`), and one module per database (`sqlite`, `mysql`, `postgres`).
 
 mod mapping;
 mod mysql;
+mod postgres;
 mod query;
 mod row;
 mod schema;
@@ -131,6 +133,7 @@ mod template;
 
 pub use mapping::LegacyConfig;
 pub use mysql::LegacyMysqlStore;
+pub use postgres::LegacyPostgresStore;
 pub use sqlite::LegacySqliteStore;
 
 #[cfg(doc)]

@@ -50,3 +50,55 @@ impl Mapping {
         Ok(())
     }
 }
+
+/// A table as the database spells it, with its columns.
+pub(super) type Spelled = (String, Vec<String>);
+
+impl Mapping {
+    /// Rewrites every table and column name to the database's own spelling, for a
+    /// database whose quoted identifiers are case-sensitive (PostgreSQL folds unquoted
+    /// names to lower case, so a table created as `PatientID` has a column
+    /// `patientid`). `names` holds, for each of [`Mapping::tables`] as the mapping
+    /// writes it, the table as the database spells it and its columns; a name spelled
+    /// exactly so is kept, else the one that differs only in case. Run after
+    /// [`Mapping::check_schema`], which found every name.
+    pub(super) fn respell(&mut self, names: &BTreeMap<String, Spelled>) {
+        let table_of = |name: &str| {
+            names.iter().find(|(t, _)| t.eq_ignore_ascii_case(name)).map(|(_, spelled)| spelled)
+        };
+        let respell_col = |col: &mut Col| {
+            if let Some((table, columns)) = table_of(&col.table) {
+                let column = columns
+                    .iter()
+                    .find(|c| **c == col.column)
+                    .or_else(|| columns.iter().find(|c| c.eq_ignore_ascii_case(&col.column)));
+                if let Some(column) = column {
+                    col.column.clone_from(column);
+                }
+                col.table.clone_from(table);
+            }
+        };
+        if let Some((table, _)) = table_of(&self.table) {
+            self.table.clone_from(table);
+        }
+        for join in &mut self.joins {
+            if let Some((table, _)) = table_of(&join.table) {
+                join.table.clone_from(table);
+            }
+            for (a, b) in &mut join.on {
+                respell_col(a);
+                respell_col(b);
+            }
+        }
+        respell_col(&mut self.id);
+        for col in self
+            .patient
+            .iter_mut()
+            .chain(self.date.iter_mut())
+            .chain(self.last_updated.iter_mut())
+            .chain(self.columns.iter_mut())
+        {
+            respell_col(col);
+        }
+    }
+}

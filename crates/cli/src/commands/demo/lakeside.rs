@@ -83,6 +83,7 @@ pub(super) async fn start(
         address,
         endpoint: running.url(),
         store: format!("sqlite:{}", dir.join("records.db").display()),
+        legacy: None,
         chain: ChainConfig::new(spec, CHAIN_ID),
     };
     provider.save(&dir)?;

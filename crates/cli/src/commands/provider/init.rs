@@ -19,7 +19,7 @@ use medrec_client::provider::{
 use medrec_gatekeeper::serve::StoreUrl;
 use medrec_wallet::{Mnemonic, PassphraseSource, Wallet, WordCount};
 use serde_json::{Value, json};
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 
 /// The environment variable `init --recover` reads the recovery phrase from.
 const MNEMONIC_ENV: &str = "MEDREC_MNEMONIC";
@@ -37,6 +37,11 @@ pub(super) struct InitArgs {
     /// The record store the gatekeeper serves: sqlite:PATH, postgres://… or mysql://….
     #[arg(long, value_name = "STORE_URL")]
     store: String,
+    /// The store is the provider's own database, read through this legacy mapping file
+    /// (see medrec_store::legacy) and never written: `provider serve`, `enroll` and
+    /// `publish` all read it so. Checked against the database now.
+    #[arg(long, value_name = "FILE")]
+    legacy_mapping: Option<PathBuf>,
     /// Recover the wallet from its recovery phrase (read from the environment variable
     /// MEDREC_MNEMONIC, else asked without echo) instead of creating a new one.
     #[arg(long)]
@@ -112,7 +117,18 @@ pub(super) async fn init(a: &InitArgs) -> anyhow::Result<ExitCode> {
     check_endpoint(&a.endpoint)?;
     anyhow::ensure!(!a.name.trim().is_empty(), "the provider's name must not be empty");
     anyhow::ensure!(a.words == 12 || a.words == 24, "--words must be 12 or 24");
-    let _: StoreUrl = a.store.parse().context("the record store URL is not usable")?;
+    let store: StoreUrl = a.store.parse().context("the record store URL is not usable")?;
+    let legacy = match &a.legacy_mapping {
+        Some(mapping) => {
+            let mapping = std::path::absolute(mapping)
+                .with_context(|| format!("the legacy mapping {}", mapping.display()))?;
+            store.open_legacy(&mapping).await.with_context(|| {
+                format!("the legacy mapping {} does not fit the database", mapping.display())
+            })?;
+            Some(mapping)
+        }
+        None => None,
+    };
     let chain = a.chain.connect().await?;
     let chain_id = chain.chain_id();
     let dir = a.wallet.dir("provider")?;
@@ -147,6 +163,7 @@ pub(super) async fn init(a: &InitArgs) -> anyhow::Result<ExitCode> {
         address: account,
         endpoint: a.endpoint.clone(),
         store: a.store.clone(),
+        legacy,
         chain: ChainConfig::new(chain.spec(), chain_id),
     };
     config.save(&dir)?;

@@ -9,7 +9,9 @@ use crate::{
 use alloy::primitives::{B256, U256};
 use clap::Args;
 use medrec_client::provider::{
-    DELEGATE_FUNDING, publish::PublishRequest, state::RELATIONSHIPS_FILE,
+    DELEGATE_FUNDING,
+    publish::{PublishReport, PublishRequest},
+    state::RELATIONSHIPS_FILE,
 };
 use serde_json::{Value, json};
 use std::process::ExitCode;
@@ -30,7 +32,13 @@ pub(super) struct PublishArgs {
     /// on chain (0: all at once).
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     spread: u64,
-    /// Print one JSON object with what changed.
+    /// Keep watching: every SECONDS, take a cheap fingerprint of the records the
+    /// pointers read (per type, how many and the newest change) and, when it moved (or
+    /// cannot tell, or every tenth round), publish the pointers whose data hash changed;
+    /// runs until stopped (a failed round is reported and the next one tried).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    watch: Option<u64>,
+    /// Print one JSON object with what changed (with --watch, one line per publication).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -50,7 +58,28 @@ pub(super) async fn publish(a: &PublishArgs) -> anyhow::Result<ExitCode> {
         delegate_funding: U256::from(a.delegate_funding),
         spread: std::time::Duration::from_secs(a.spread),
     };
+    if let Some(seconds) = a.watch {
+        output::note(&format!(
+            "watching the records every {seconds} s; publishing the pointers whose data changed"
+        ));
+        session
+            .watch(&request, std::time::Duration::from_secs(seconds), |round| {
+                match round {
+                    Ok(report) => print(&report, a.json),
+                    Err(e) => output::note(&format!("error: {e}; trying again next round")),
+                }
+                std::ops::ControlFlow::Continue(())
+            })
+            .await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = session.publish(&request).await?;
+    print(&report, a.json);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what a publication did.
+fn print(report: &PublishReport, as_json: bool) {
     if !report.waiting.is_empty() {
         output::note(&format!(
             "note: {} offered in {RELATIONSHIPS_FILE} not taken by the patient yet; nothing to publish for them",
@@ -66,7 +95,7 @@ pub(super) async fn publish(a: &PublishArgs) -> anyhow::Result<ExitCode> {
         .map(|(id, status)| json!({"relationship": id, "status": status}))
         .collect();
     let Some(bounty) = &report.bounty else {
-        if a.json {
+        if as_json {
             output::result(
                 &json!({"changes": [], "unchanged": report.unchanged, "skipped": skipped, "waiting": report.waiting, "bounty": null})
                     .to_string(),
@@ -78,12 +107,12 @@ pub(super) async fn publish(a: &PublishArgs) -> anyhow::Result<ExitCode> {
                 count(report.relationships, "relationship")
             ));
         }
-        return Ok(ExitCode::SUCCESS);
+        return;
     };
     let commitment = bounty.commitment;
     let mut sent = Vec::new();
     for c in &report.changes {
-        if !a.json {
+        if !as_json {
             output::result(&format!(
                 "relationship {} pointer {} ({}): {} → {} ({}), tx {}, bounty {commitment}",
                 c.relationship,
@@ -107,7 +136,7 @@ pub(super) async fn publish(a: &PublishArgs) -> anyhow::Result<ExitCode> {
             "bounty": commitment,
         }));
     }
-    if a.json {
+    if as_json {
         output::result(
             &json!({
                 "changes": sent,
@@ -125,5 +154,4 @@ pub(super) async fn publish(a: &PublishArgs) -> anyhow::Result<ExitCode> {
             bounty.text
         ));
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -120,9 +120,9 @@ pub(super) struct ServeArgs {
     /// enrollments.json there).
     #[arg(long, env = "MEDREC_ENROLLMENTS", value_name = "FILE")]
     enrollments: Option<PathBuf>,
-    /// Serve the provider's own database (named by --store, sqlite: or mysql://)
-    /// read-only through this mapping file (see medrec_store::legacy); needs
-    /// --access-log.
+    /// Serve the provider's own database (named by --store: sqlite:, postgres:// or
+    /// mysql://) read-only through this mapping file (see medrec_store::legacy); needs
+    /// --access-log (default: provider.json's mapping, with --data-dir and no --store).
     #[arg(long, env = "MEDREC_LEGACY_MAPPING", value_name = "FILE")]
     legacy_mapping: Option<PathBuf>,
     /// Where the access log is kept (default: the record store's database), as a store
@@ -276,7 +276,12 @@ impl ServeArgs {
             .enrollments
             .clone()
             .or_else(|| self.data_dir.as_ref().map(|d| d.join(ENROLLMENTS_FILE)));
-        config.legacy.clone_from(&self.legacy_mapping);
+        // provider.json's mapping goes with provider.json's store.
+        config.legacy = match (&self.legacy_mapping, &self.store, &saved, &self.data_dir) {
+            (Some(mapping), _, _, _) => Some(mapping.clone()),
+            (None, None, Some(c), Some(dir)) => c.legacy_mapping(dir),
+            _ => None,
+        };
         config.access_log = self.access_log.as_deref().map(str::parse).transpose()?;
         if let Some(anchors) = self.anchors {
             anyhow::ensure!(self.anchor_period > 0, "--anchor-period must be above 0");

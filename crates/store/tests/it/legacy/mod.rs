@@ -1,10 +1,11 @@
 //! The read-only mapping of a legacy schema (MedRec 2.0's demo database) to FHIR: the
-//! shared cases (`cases`) on SQLite (`sqlite`, with rows that do not fit) and on a real
-//! MariaDB (`mariadb`), and the mapping's own checks (`mapping`).
+//! shared cases (`cases`) on SQLite (`sqlite`, with rows that do not fit), on a real
+//! MariaDB (`mariadb`) and on a real PostgreSQL (`postgres`), and the mapping's own checks (`mapping`).
 
 mod cases;
 mod mapping;
 mod mariadb;
+mod postgres;
 mod sqlite;
 
 use medrec_store::{

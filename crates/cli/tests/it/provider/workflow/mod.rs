@@ -2,6 +2,7 @@
 //! against an in-process devchain (served over HTTP) and gatekeeper.
 
 mod init;
+mod legacy;
 mod publish;
 mod register;
 
@@ -50,6 +51,8 @@ struct Net {
     server: Option<ServerHandle>,
     gatekeeper: Option<RunningGatekeeper>,
     dir: PathBuf,
+    /// The record store URL the gatekeeper serves.
+    store: String,
 }
 
 impl Drop for Net {
@@ -71,7 +74,23 @@ impl Net {
     /// A chain, and a gatekeeper serving as `provider` over `dir/records.db` (when
     /// given) with research bounties on (the default policy).
     fn start(name: &str, provider: Option<Address>) -> Self {
+        Self::start_with(name, provider, |_| None)
+    }
+
+    /// As [`Net::start`], but when `legacy` (given the test's directory) names a
+    /// store URL and a legacy mapping, the gatekeeper serves that database read-only
+    /// through the mapping (its access log in `dir/access.db`).
+    fn start_with(
+        name: &str,
+        provider: Option<Address>,
+        legacy: impl FnOnce(&Path) -> Option<(String, PathBuf)>,
+    ) -> Self {
         let dir = temp_dir(name);
+        let legacy = legacy(&dir);
+        let store = legacy.as_ref().map_or_else(
+            || format!("sqlite:{}", dir.join("records.db").display()),
+            |(url, _)| url.clone(),
+        );
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -86,12 +105,16 @@ impl Net {
                 Some(provider) => {
                     let mut config = ServeConfig::new(
                         "127.0.0.1:0".parse().unwrap(),
-                        StoreUrl::Sqlite(dir.join("records.db")),
+                        store.parse().unwrap(),
                         server.url(),
                         at.relationships,
                         provider,
                         CHAIN_ID,
                     );
+                    if let Some((_, mapping)) = &legacy {
+                        config.legacy = Some(mapping.clone());
+                        config.access_log = Some(StoreUrl::Sqlite(dir.join("access.db")));
+                    }
                     config.reorg_depth = 0;
                     config.poll = Duration::from_millis(100);
                     config.research = Some(ResearchSetup {
@@ -104,7 +127,7 @@ impl Net {
             };
             (server, at, gatekeeper)
         });
-        Self { runtime, rpc: server.url(), at, server: Some(server), gatekeeper, dir }
+        Self { runtime, rpc: server.url(), at, server: Some(server), gatekeeper, dir, store }
     }
 
     fn gatekeeper_url(&self) -> String {
@@ -112,7 +135,7 @@ impl Net {
     }
 
     fn store(&self) -> String {
-        format!("sqlite:{}", self.dir.join("records.db").display())
+        self.store.clone()
     }
 
     fn reader(&self) -> impl Provider + Clone + use<> {
@@ -151,6 +174,11 @@ impl Net {
 
     /// `provider init` recovering the development mnemonic: the genesis institution.
     fn init_dev(&self, data: &Path) -> Value {
+        self.init_dev_with(data, &[])
+    }
+
+    /// `provider init` as [`Net::init_dev`], with more flags.
+    fn init_dev_with(&self, data: &Path, extra: &[&str]) -> Value {
         let out = self
             .medrec(
                 data,
@@ -174,6 +202,7 @@ impl Net {
                     "--json",
                 ],
             )
+            .args(extra)
             .env("MEDREC_MNEMONIC", DEV_MNEMONIC)
             .output()
             .unwrap();
