@@ -56,6 +56,9 @@ pub(crate) enum ApiError {
     /// The records take no writes (a provider's own database, mapped read-only: the
     /// gatekeeper holds a reader and no writer).
     ReadOnly,
+    /// A write to one of MedRec's read-only views (`Consent`, `AuditEvent`,
+    /// `Provenance`), which the chain and the access log derive.
+    ReadOnlyView,
     /// The record store failed (details logged here, not sent).
     Store(StoreError),
     /// Something this gatekeeper depends on (the chain node, the research ledger, the
@@ -112,7 +115,7 @@ impl ApiError {
             Self::Invalid(_) | Self::TooCostly { .. } => StatusCode::BAD_REQUEST,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::ReadOnly => StatusCode::METHOD_NOT_ALLOWED,
+            Self::ReadOnly | Self::ReadOnlyView => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotReady | Self::Store(_) | Self::Unavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -136,7 +139,10 @@ impl ApiError {
             Self::Body { .. } | Self::Invalid(_) => "invalid",
             Self::Denied(_) | Self::Forbidden { .. } => "forbidden",
             Self::NotFound { .. } => "not-found",
-            Self::NotSupported(_) | Self::NotAcceptable(_) | Self::ReadOnly => "not-supported",
+            Self::NotSupported(_)
+            | Self::NotAcceptable(_)
+            | Self::ReadOnly
+            | Self::ReadOnlyView => "not-supported",
             Self::Conflict { issue, .. } | Self::Unprocessable { issue, .. } => issue,
             Self::TooCostly { .. } => "too-costly",
             Self::NotReady | Self::Store(_) | Self::Unavailable { .. } => "transient",
@@ -170,6 +176,7 @@ impl ApiError {
             )
             .into(),
             Self::ReadOnly => "this gatekeeper serves the provider's own database read-only: change records in the provider's system".into(),
+            Self::ReadOnlyView => "this type is a read-only view derived from the chain and the access log: it changes only with them".into(),
             Self::Store(err) => {
                 tracing::error!(target: "medrec::gatekeeper", %err, "the record store failed");
                 "the record database is unavailable; the error is logged, try again shortly".into()
@@ -193,7 +200,7 @@ impl ApiError {
             | Self::Unavailable { reason, .. } => reason,
             Self::NotSupported(_) => "not-supported",
             Self::NotAcceptable(_) => "not-acceptable",
-            Self::ReadOnly => "read-only",
+            Self::ReadOnly | Self::ReadOnlyView => "read-only",
             Self::Store(_) => "unavailable",
             Self::Internal(_) => "failed",
         }

@@ -131,6 +131,13 @@ pub async fn update_keeps_every_version(store: &dyn RecordStore) {
     assert_eq!(old.json["gender"], "male");
     assert_eq!(old, v1);
     assert!(store.read_version(ResourceType::Patient, &id("u"), 3).await.unwrap().is_none());
+    // Every version, newest first; numbers the store does not keep are left out.
+    let all = store.read_versions(ResourceType::Patient, &id("u"), 1..=5).await.unwrap();
+    assert_eq!(all, [v2.clone(), v1.clone()]);
+    let newest = store.read_versions(ResourceType::Patient, &id("u"), 2..=2).await.unwrap();
+    assert_eq!(newest, [v2]);
+    let none = store.read_versions(ResourceType::Patient, &id("nobody"), 1..=2).await.unwrap();
+    assert!(none.is_empty());
     // Search sees only current versions.
     let page = store.search(&SearchQuery::all(ResourceType::Patient)).await.unwrap();
     assert_eq!(page.total, 1);

@@ -102,6 +102,26 @@ pub trait RecordReader: Send + Sync + std::fmt::Debug {
         version: u64,
     ) -> Result<Option<Stored>>;
 
+    /// The versions of a resource numbered in `versions`, newest first, leaving out
+    /// those the store does not keep. The native backends keep every version, numbered
+    /// 1, 2, … without gaps (and answer in one statement); the read-only mapping of
+    /// a provider's own database keeps the current one only, as version 1 ([`legacy`]).
+    /// This default reads them one by one.
+    async fn read_versions(
+        &self,
+        resource_type: ResourceType,
+        id: &ResourceId,
+        versions: std::ops::RangeInclusive<u64>,
+    ) -> Result<Vec<Stored>> {
+        let mut found = Vec::new();
+        for version in versions.rev() {
+            if let Some(stored) = self.read_version(resource_type, id, version).await? {
+                found.push(stored);
+            }
+        }
+        Ok(found)
+    }
+
     /// Current versions matching `query`, one page.
     async fn search(&self, query: &SearchQuery) -> Result<Page>;
 
@@ -202,6 +222,17 @@ macro_rules! inherent_record_methods {
                 version: u64,
             ) -> $crate::Result<Option<$crate::Stored>> {
                 $crate::RecordReader::read_version(self, resource_type, id, version).await
+            }
+
+            /// The versions of a resource numbered in `versions`, newest first
+            /// ([`RecordReader::read_versions`]).
+            pub async fn read_versions(
+                &self,
+                resource_type: $crate::fhir::ResourceType,
+                id: &$crate::fhir::ResourceId,
+                versions: std::ops::RangeInclusive<u64>,
+            ) -> $crate::Result<Vec<$crate::Stored>> {
+                $crate::RecordReader::read_versions(self, resource_type, id, versions).await
             }
 
             /// Current versions matching `query`, one page ([`RecordReader::search`]).

@@ -1,5 +1,6 @@
-//! The FHIR R4 REST API at `/fhir`: read, version read, search with paging ([`read`]),
-//! and the provider's create, update and transaction/batch import ([`write`]).
+//! The FHIR R4 REST API at `/fhir`: read, version read, history, search with paging
+//! ([`read`]), and the provider's create, update and transaction/batch import
+//! ([`write`]).
 //!
 //! Every request has been authenticated by the pipeline ([`crate::pipeline`]) and is
 //! scoped before the store is touched ([`crate::access`]): the provider reads and writes
@@ -13,7 +14,8 @@
 //! | Route | Who | What |
 //! |---|---|---|
 //! | `GET /fhir/{type}/{id}` | scoped | the current version (`_summary`, `_elements`) |
-//! | `GET /fhir/{type}/{id}/_history/{v}` | provider | one version |
+//! | `GET /fhir/{type}/{id}/_history` | scoped | a `history` Bundle of its versions, newest first (`_count`, `_offset`); a provider's own database mapped read-only keeps the current version only |
+//! | `GET /fhir/{type}/{id}/_history/{v}` | scoped | one version |
 //! | `GET /fhir/{type}?…` | scoped | a `searchset` Bundle with `self`/`next`/`previous` links; `_summary`, `_total`, `_elements`, `_include`, `_revinclude` ([`params`], [`include`]) |
 //! | `GET /fhir/Patient/{id}/$everything` | scoped | every resource of the patient's compartment the requester may see ([`include`]) |
 //! | `POST /fhir/{type}` | provider | create (201, `Location`, `ETag`) |
@@ -65,6 +67,8 @@ pub(crate) fn routes() -> Router<Gatekeeper> {
         .route("/fhir/{resource_type}/{id}/", get(read::read).put(write::update))
         .route("/fhir/Patient/{id}/$everything", get(include::everything))
         .route("/fhir/Patient/{id}/$everything/", get(include::everything))
+        .route("/fhir/{resource_type}/{id}/_history", get(read::history))
+        .route("/fhir/{resource_type}/{id}/_history/", get(read::history))
         .route("/fhir/{resource_type}/{id}/_history/{version}", get(read::vread))
         .route("/fhir/{resource_type}/{id}/_history/{version}/", get(read::vread))
         .route_layer(from_fn(format::negotiate))

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use axum::http::HeaderMap;
 use medrec_store::{
     fhir::ResourceType,
-    search::{SearchQuery, is_parameter},
+    search::{self, SearchQuery, is_parameter},
 };
 use serde_json::{Map, Value, json};
 
@@ -234,6 +234,27 @@ pub(crate) fn search(
 
 /// The subsetting a read asks for (`_summary`, `_elements`; `_format` is the
 /// negotiation layer's); anything else is unknown.
+/// A history's `_count` (default [`search::DEFAULT_COUNT`], at most
+/// [`search::MAX_COUNT`]) and `_offset` (newest versions skipped); other parameters
+/// ignored unless `strict`.
+pub(crate) fn history(pairs: &[(String, String)], strict: bool) -> Result<(u64, u64), ApiError> {
+    let (mut count, mut offset) = (u64::from(search::DEFAULT_COUNT), 0);
+    let number = |name: &str, value: &str| {
+        value
+            .parse::<u64>()
+            .map_err(|_| ApiError::Invalid(format!("{name} must be a whole number")))
+    };
+    for (name, value) in pairs {
+        match name.as_str() {
+            "_format" => {}
+            "_count" => count = number(name, value)?.min(u64::from(search::MAX_COUNT)),
+            "_offset" => offset = number(name, value)?,
+            other => unsupported(other, strict)?,
+        }
+    }
+    Ok((count, offset))
+}
+
 pub(crate) fn read(
     pairs: &[(String, String)],
     strict: bool,

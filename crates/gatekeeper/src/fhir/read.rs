@@ -1,5 +1,6 @@
-//! Reads: `GET /fhir/{type}/{id}`, `GET /fhir/{type}/{id}/_history/{version}` and
-//! `GET /fhir/{type}?…`, each within the requester's scope.
+//! Reads: `GET /fhir/{type}/{id}`, `GET /fhir/{type}/{id}/_history/{version}`,
+//! `GET /fhir/{type}/{id}/_history` and `GET /fhir/{type}?…`, each within the
+//! requester's scope.
 
 use super::{
     ApiResult, Link, SearchEntry, SearchMode, Searchset, base_url, fhir_json, include,
@@ -21,10 +22,12 @@ use axum::{
     response::Response,
 };
 use medrec_store::{
-    Page, RecordReader, Stored,
+    Page, RawStored, RecordReader, Stored,
     fhir::{Resource, ResourceId, ResourceType},
+    format_instant,
     search::{MAX_COUNT, SearchQuery, SortField},
 };
+use serde::Serialize;
 use serde_json::Value;
 use std::{cmp::Ordering, collections::HashMap};
 
@@ -45,7 +48,8 @@ pub(crate) async fn read(
     let (ty, id) = (resource_type(&ty)?, resource_id(&id)?);
     let (summary, elements) =
         params::read(&params::pairs(raw.as_deref()), params::strict(&headers))?;
-    let answer = read_within_scope(&g, ty, &id, &caller, &audit).await?;
+    let (current, _) = current_within_scope(&g, ty, &id, &caller, &audit).await?;
+    let answer = raw_response(current);
     if summary == params::Summary::Full && elements.is_none() {
         return Ok(answer);
     }
@@ -61,14 +65,16 @@ pub(crate) async fn read(
     Ok(Response::from_parts(parts, body.into()))
 }
 
-/// The current version of `ty/id` if `caller` may see it (404 otherwise).
-async fn read_within_scope(
+/// The current version of `ty/id` if `caller` may see it (404 otherwise), and whether
+/// the caller's scope is limited (anyone but the provider): the consent decision comes
+/// before any row is read, and the relationships reached are noted.
+async fn current_within_scope(
     g: &Gatekeeper,
     ty: ResourceType,
     id: &ResourceId,
     caller: &Caller,
     audit: &Audit,
-) -> ApiResult {
+) -> Result<(RawStored, bool), ApiError> {
     let (g, audit) = (g.clone(), audit.clone());
     let scope = g.scope_of(caller)?;
     let compartments = match scope.reach() {
@@ -86,7 +92,15 @@ async fn read_within_scope(
             let patient = found.as_ref().and_then(|s| patients_of([&s.json]).pop());
             note_scope(&audit, &scope, Some(ty), patient.as_deref());
             let stored = found.ok_or_else(not_found)?;
-            return Ok(resource_response(StatusCode::OK, &stored, None));
+            let current = RawStored {
+                resource_type: stored.resource_type,
+                id: stored.id,
+                version: stored.version,
+                last_updated: stored.last_updated,
+                patient,
+                json: stored.json.to_string(),
+            };
+            return Ok((current, true));
         }
     };
     // The provider, or a patient reading their own compartments: one primary-key read
@@ -97,7 +111,7 @@ async fn read_within_scope(
     match compartments {
         None => {
             note_provider_read(&g, &audit, raw.as_ref().and_then(|r| r.patient.clone()));
-            Ok(raw_response(raw.ok_or_else(not_found)?))
+            Ok((raw.ok_or_else(not_found)?, false))
         }
         Some(c) => {
             let mine = raw.filter(|r| {
@@ -105,12 +119,22 @@ async fn read_within_scope(
             });
             let patient = mine.as_ref().and_then(|r| r.patient.as_deref());
             note_scope(&audit, &scope, Some(ty), if c.len() > 1 { patient } else { None });
-            mine.map(raw_response).ok_or_else(not_found)
+            Ok((mine.ok_or_else(not_found)?, true))
         }
     }
 }
 
-/// `GET /fhir/{type}/{id}/_history/{version}` (the provider's).
+/// An earlier version is served to a requester who may read the resource now, and to
+/// one whose scope is limited only while it sits in the same patient's compartment as
+/// the current version (a resource moved between compartments shows no one the other
+/// patient's version).
+fn same_compartment(current: &RawStored, version: &Stored) -> bool {
+    patients_of([&version.json]).pop() == current.patient
+}
+
+/// `GET /fhir/{type}/{id}/_history/{version}`: one version, scoped like a read: served
+/// only if the requester may read the resource now (404 otherwise, as for an id that
+/// does not exist).
 pub(crate) async fn vread(
     State(g): State<Gatekeeper>,
     Path((ty, id, version)): Path<(String, String, String)>,
@@ -122,10 +146,110 @@ pub(crate) async fn vread(
     let version: u64 = version
         .parse()
         .map_err(|_| ApiError::Invalid("the version must be a whole number".into()))?;
-    g.provider_only(caller.address)?;
-    let stored = g.reader().read_version(ty, &id, version).await?.ok_or_else(not_found)?;
-    note_provider_read(&g, &audit, patients_of([&stored.json]));
+    let (current, limited) = current_within_scope(&g, ty, &id, &caller, &audit).await?;
+    if version == current.version {
+        return Ok(raw_response(current));
+    }
+    if version > current.version {
+        return Err(not_found());
+    }
+    let stored = g
+        .reader()
+        .read_version(ty, &id, version)
+        .await?
+        .filter(|s| !limited || same_compartment(&current, s))
+        .ok_or_else(not_found)?;
     Ok(resource_response(StatusCode::OK, &stored, None))
+}
+
+/// `GET /fhir/{type}/{id}/_history`: a `history` Bundle of the resource's versions,
+/// newest first, scoped like a read (404 when the requester may not read the resource
+/// now). `_count` (at most [`MAX_COUNT`]) and `_offset` page it.
+pub(crate) async fn history(
+    State(g): State<Gatekeeper>,
+    Path((ty, id)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
+    Extension(audit): Extension<Audit>,
+) -> ApiResult {
+    audit.resource(resource_ref(&ty, Some(&id)));
+    let (ty, id) = (resource_type(&ty)?, resource_id(&id)?);
+    let (count, offset) =
+        params::history(&params::pairs(raw.as_deref()), params::strict(&headers))?;
+    let (current, limited) = current_within_scope(&g, ty, &id, &caller, &audit).await?;
+    let total = current.version;
+    let newest = total.saturating_sub(offset);
+    let oldest = newest.saturating_sub(count).saturating_add(1).max(1);
+    let versions = if count == 0 || newest == 0 {
+        Vec::new()
+    } else {
+        g.reader().read_versions(ty, &id, oldest..=newest).await?
+    };
+    let base = base_url(&headers);
+    let link = |relation: &'static str, offset: u64| Link {
+        relation,
+        url: format!("{base}/{ty}/{id}/_history?_count={count}&_offset={offset}"),
+    };
+    let mut links = vec![link("self", offset)];
+    if count > 0 && offset + count < total {
+        links.push(link("next", offset + count));
+    }
+    if offset > 0 {
+        links.push(link("previous", offset.saturating_sub(count.max(1))));
+    }
+    let entry = versions
+        .into_iter()
+        .filter(|s| !limited || same_compartment(&current, s))
+        .map(|s| HistoryEntry {
+            full_url: format!("{base}/{}/{}", s.resource_type, s.id),
+            request: HistoryRequest { method: "PUT", url: format!("{}/{}", s.resource_type, s.id) },
+            response: HistoryResponse {
+                status: if s.version == 1 { "201 Created" } else { "200 OK" },
+                etag: format!("W/\"{}\"", s.version),
+                last_modified: format_instant(s.last_updated),
+            },
+            resource: s.json,
+        })
+        .collect();
+    let bundle = History { resource_type: "Bundle", kind: "history", total, link: links, entry };
+    Ok(fhir_json(StatusCode::OK, serde_json::to_vec(&bundle).expect("a Bundle serialises")))
+}
+
+/// A `history` Bundle (typed wire form): each entry with the request that made the
+/// version and the response it got, as FHIR R4 asks of history entries.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct History {
+    resource_type: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    total: u64,
+    link: Vec<Link>,
+    entry: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HistoryEntry {
+    full_url: String,
+    resource: Value,
+    request: HistoryRequest,
+    response: HistoryResponse,
+}
+
+#[derive(Debug, Serialize)]
+struct HistoryRequest {
+    method: &'static str,
+    url: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HistoryResponse {
+    status: &'static str,
+    etag: String,
+    last_modified: String,
 }
 
 /// `GET /fhir/{type}?…`: a `searchset` Bundle, with the resources `_include` and

@@ -111,7 +111,7 @@ pub(crate) fn routes() -> Router<Gatekeeper> {
 }
 
 async fn read_only() -> ApiResult {
-    Err(ApiError::ReadOnly)
+    Err(ApiError::ReadOnlyView)
 }
 
 /// Whom a request's views are for, decided before anything is read.

@@ -88,7 +88,7 @@ fn resource(ty: ResourceType) -> Value {
         "type": ty.as_str(),
         "interaction": [
             {"code": "read"}, {"code": "vread"}, {"code": "update"}, {"code": "create"},
-            {"code": "search-type"}
+            {"code": "history-instance"}, {"code": "search-type"}
         ],
         "versioning": "versioned",
         "readHistory": true,

@@ -84,7 +84,8 @@
 //!   every resource of the type was last updated at the Unix epoch
 //!   (`1970-01-01T00:00:00.000Z`, `Stored::last_updated == 0`), and so is a row whose
 //!   `last_updated` is `NULL`. The version is always
-//!   1: a legacy database keeps no history, so `read_version` knows version 1 only.
+//!   1: a legacy database keeps no history, so `read_version` knows version 1 only
+//!   and a resource's history (`read_versions`) is its current version alone.
 //! - `code`: `{"system": "...", "column": "..."}` (or a fixed `"code"`), with an
 //!   optional `"display"` or `"display_column"`: the coding of the type's code element
 //!   (`code`, `medicationCodeableConcept`, `vaccineCode`, Encounter `type`, …).

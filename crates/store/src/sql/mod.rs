@@ -161,6 +161,17 @@ macro_rules! delegate_record_store {
                 }
             }
 
+            async fn read_versions(
+                &self,
+                resource_type: ResourceType,
+                id: &ResourceId,
+                versions: std::ops::RangeInclusive<u64>,
+            ) -> Result<Vec<Stored>> {
+                let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                let (from, to) = (clamp(*versions.start()), clamp(*versions.end()));
+                self.inner.read_versions(resource_type, id, from, to).await
+            }
+
             async fn search(&self, query: &SearchQuery) -> Result<Page> {
                 self.inner.search(query).await
             }

@@ -34,6 +34,8 @@ pub(super) struct Statements {
     pub(super) read: &'static str,
     /// A given version: type, id, version.
     pub(super) read_version: &'static str,
+    /// The versions in a range, newest first: type, id, lowest, highest.
+    pub(super) read_versions: &'static str,
     /// Runs on the connection before a write transaction begins.
     pub(super) before_write: Option<&'static str>,
     /// Begins a search's read-only transaction, one snapshot for total and page.
@@ -103,6 +105,9 @@ pub(super) const POSTGRES: Statements = Statements {
         WHERE resource_type = $1 AND id = $2",
     read_version: "SELECT version, last_updated, json FROM resource_versions \
         WHERE resource_type = $1 AND id = $2 AND version = $3",
+    read_versions: "SELECT version, last_updated, json FROM resource_versions \
+        WHERE resource_type = $1 AND id = $2 AND version BETWEEN $3 AND $4 \
+        ORDER BY version DESC",
     before_write: None,
     begin_search: "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
 };
@@ -163,6 +168,9 @@ pub(super) const MYSQL: Statements = Statements {
     read: "SELECT version, last_updated, json FROM resources WHERE resource_type = ? AND id = ?",
     read_version: "SELECT version, last_updated, json FROM resource_versions \
         WHERE resource_type = ? AND id = ? AND version = ?",
+    read_versions: "SELECT version, last_updated, json FROM resource_versions \
+        WHERE resource_type = ? AND id = ? AND version BETWEEN ? AND ? \
+        ORDER BY version DESC",
     // Writes lock only the rows they touch: no gap locks, so fewer deadlocks.
     before_write: Some("SET TRANSACTION ISOLATION LEVEL READ COMMITTED"),
     begin_search: "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",

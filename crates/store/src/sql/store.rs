@@ -280,6 +280,25 @@ where
         row.map(|row| stored(resource_type, id.clone(), &row, 0)).transpose()
     }
 
+    /// The versions numbered `from..=to`, newest first, in one statement.
+    pub(super) async fn read_versions(
+        &self,
+        resource_type: ResourceType,
+        id: &ResourceId,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Stored>> {
+        let rows = sqlx::query(DB::STATEMENTS.read_versions)
+            .bind(resource_type.as_str())
+            .bind(id.as_str())
+            .bind(from)
+            .bind(to)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| database_error(&e))?;
+        rows.iter().map(|row| stored(resource_type, id.clone(), row, 0)).collect()
+    }
+
     pub(super) async fn search(&self, query: &SearchQuery) -> Result<Page> {
         let d = &DB::STATEMENTS;
         let mut tx = self.pool.begin_with(d.begin_search).await.map_err(|e| database_error(&e))?;

@@ -189,6 +189,31 @@ impl RecordReader for SqliteStore {
         .await
     }
 
+    async fn read_versions(
+        &self,
+        resource_type: ResourceType,
+        id: &ResourceId,
+        versions: std::ops::RangeInclusive<u64>,
+    ) -> Result<Vec<Stored>> {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let (from, to) = (clamp(*versions.start()), clamp(*versions.end()));
+        let id = id.clone();
+        self.with_reader(move |conn| {
+            let mut st = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM resource_versions r \
+                     WHERE r.type = ?1 AND r.id = ?2 AND r.version BETWEEN ?3 AND ?4 \
+                     ORDER BY r.version DESC"
+                ))
+                .db()?;
+            let rows = st
+                .query_map(params![resource_type.as_str(), id.as_str(), from, to], Row::read)
+                .db()?;
+            rows.map(|row| row.db()?.into_stored()).collect()
+        })
+        .await
+    }
+
     async fn search(&self, query: &SearchQuery) -> Result<crate::Page> {
         let query = query.clone();
         self.with_reader(move |conn| search(conn, &query)).await

@@ -361,6 +361,8 @@ async fn a_trailing_slash_is_the_same_route() {
     let read = f.get("/fhir/Patient/p1/", PATIENT).await;
     assert_eq!((read.status, read.body["id"].as_str()), (200, Some("p1")), "{}", read.body);
     assert_eq!(f.get("/fhir/Observation/a1/_history/1/", PROVIDER).await.status, 200);
+    let history = f.get("/fhir/Observation/a1/_history/", PATIENT).await;
+    assert_eq!((history.status, &history.body["type"]), (200, &json!("history")));
     assert_eq!(f.get("/fhir/Patient/p1/$everything/", PATIENT).await.status, 200);
     let metadata = f.client.get("/fhir/metadata/", &As::Nobody).await;
     assert_eq!(metadata.body["resourceType"], "CapabilityStatement");
@@ -443,7 +445,10 @@ async fn the_capability_statement_says_exactly_what_each_type_supports() {
         if ["Consent", "AuditEvent", "Provenance"].contains(&ty) {
             assert_eq!(codes, ["read", "search-type"], "{ty} is read-only");
         } else {
-            assert_eq!(codes, ["read", "vread", "update", "create", "search-type"]);
+            assert_eq!(
+                codes,
+                ["read", "vread", "update", "create", "history-instance", "search-type"]
+            );
         }
     }
     let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();

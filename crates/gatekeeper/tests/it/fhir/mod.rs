@@ -5,6 +5,7 @@
 mod api;
 mod audit;
 mod emergency;
+mod history;
 mod read;
 mod samples;
 mod state;

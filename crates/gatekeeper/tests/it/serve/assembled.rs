@@ -260,6 +260,12 @@ async fn serves_the_providers_own_database_read_only_through_a_mapping() {
     let write = client.send("PUT", "/fhir/Patient/1001", write, &as_provider).await;
     assert_eq!(write.status, 405, "{}", write.body);
     assert_eq!(write.issue_code(), "not-supported");
+    // A legacy database keeps no versions: the history is the current version alone.
+    let history = client.get("/fhir/Patient/1001/_history", &as_provider).await;
+    assert_eq!((history.status, &history.body["total"]), (200, &json!(1)), "{}", history.body);
+    assert_eq!(history.body["entry"][0]["resource"], patient.body);
+    assert_eq!(client.get("/fhir/Patient/1001/_history/1", &as_provider).await.status, 200);
+    assert_eq!(client.get("/fhir/Patient/1001/_history/2", &as_provider).await.status, 404);
     served.shutdown().await;
 }
 
@@ -281,7 +287,7 @@ fn legacy_database(dir: &Path) -> PathBuf {
 /// A chain, and the configuration of the provider's gatekeeper serving the demo
 /// database (in a fresh directory named after `name`) through the mapping, the access
 /// log in a database of its own; and the demo database's path.
-async fn legacy(name: &str) -> (Chain, ServeConfig, PathBuf) {
+pub(crate) async fn legacy(name: &str) -> (Chain, ServeConfig, PathBuf) {
     let dir = temp_dir(name);
     let legacy_db = legacy_database(&dir);
     let records = SqliteStore::open(dir.join("unused.db")).unwrap();

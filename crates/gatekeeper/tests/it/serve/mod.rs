@@ -3,7 +3,7 @@
 //! database. Most tests drive the assembled router in process (`assembled`); the few
 //! that check what only a socket does stay on one (`socket`).
 
-mod assembled;
+pub(crate) mod assembled;
 mod socket;
 
 use crate::client::{As, CHAIN_ID, Client};
@@ -21,16 +21,16 @@ use medrec_testkit::medrec::{Medrec, VIEWER};
 use serde_json::json;
 use std::{path::PathBuf, time::Duration};
 
-pub(super) const GATEKEEPER: Address = Address::repeat_byte(0x6b);
+pub(crate) const GATEKEEPER: Address = Address::repeat_byte(0x6b);
 
-pub(super) fn temp_dir(name: &str) -> PathBuf {
+pub(crate) fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("medrec-ops-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-pub(super) fn observation() -> Resource {
+pub(crate) fn observation() -> Resource {
     Resource::parse(json!({
         "resourceType": "Observation", "id": "o1", "status": "final",
         "subject": {"reference": "Patient/p1"},
@@ -42,15 +42,15 @@ pub(super) fn observation() -> Resource {
 
 /// A chain served over JSON-RPC on which the patient shares one pointer of `store`'s
 /// records with the viewer.
-pub(super) struct Chain {
-    pub(super) m: Medrec,
-    pub(super) rpc: Option<ServerHandle>,
-    pub(super) relationship: RelationshipId,
-    pub(super) query: PointerQuery,
+pub(crate) struct Chain {
+    pub(crate) m: Medrec,
+    pub(crate) rpc: Option<ServerHandle>,
+    pub(crate) relationship: RelationshipId,
+    pub(crate) query: PointerQuery,
 }
 
 impl Chain {
-    pub(super) async fn new(store: &dyn RecordStore) -> Self {
+    pub(crate) async fn new(store: &dyn RecordStore) -> Self {
         store.update(observation()).await.unwrap();
         let query = PointerQuery::parse("Observation?category=laboratory").unwrap();
         let published = run(store, &query, &"p1".parse().unwrap()).await.unwrap();
@@ -61,11 +61,11 @@ impl Chain {
         Self { m, rpc: Some(rpc), relationship, query }
     }
 
-    pub(super) fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         self.rpc.as_ref().unwrap().url()
     }
 
-    pub(super) fn config(&self, store: StoreUrl) -> ServeConfig {
+    pub(crate) fn config(&self, store: StoreUrl) -> ServeConfig {
         let mut config = ServeConfig::new(
             "127.0.0.1:0".parse().unwrap(),
             store,
@@ -80,7 +80,7 @@ impl Chain {
         config
     }
 
-    pub(super) fn enroll(&self, gatekeeper: &Gatekeeper) {
+    pub(crate) fn enroll(&self, gatekeeper: &Gatekeeper) {
         let enrollment = Enrollment {
             patient: "p1".parse().unwrap(),
             pointers: vec![self.query.clone()],
@@ -89,32 +89,32 @@ impl Chain {
         gatekeeper.enroll(self.relationship, enrollment).unwrap();
     }
 
-    pub(super) fn path(&self) -> String {
+    pub(crate) fn path(&self) -> String {
         format!("/pointers/{}/0", self.relationship.0)
     }
 
-    pub(super) fn signer(&self, who: usize) -> PrivateKeySigner {
+    pub(crate) fn signer(&self, who: usize) -> PrivateKeySigner {
         self.m.accounts[who].signer()
     }
 
     /// Dev account `who`, signing each request.
-    pub(super) fn key(&self, who: usize) -> As {
+    pub(crate) fn key(&self, who: usize) -> As {
         As::Key(self.signer(who))
     }
 }
 
 /// The test client of `running`, which serves as `gatekeeper` on chain, over a socket.
-pub(super) fn client_of(running: &RunningGatekeeper, gatekeeper: Address) -> Client {
+pub(crate) fn client_of(running: &RunningGatekeeper, gatekeeper: Address) -> Client {
     Client::over_socket(running.url(), gatekeeper, reqwest::Client::new())
 }
 
 /// The test client of `assembled`, which serves as `gatekeeper` on chain, in process.
-pub(super) fn in_process(assembled: &Assembled, gatekeeper: Address) -> Client {
+pub(crate) fn in_process(assembled: &Assembled, gatekeeper: Address) -> Client {
     Client::new(assembled.router(), gatekeeper)
 }
 
 /// Waits until `/readyz` answers `status` (the follower polls every 50 ms).
-pub(super) async fn wait_ready(client: &Client, status: u16) {
+pub(crate) async fn wait_ready(client: &Client, status: u16) {
     for _ in 0..600 {
         if client.get("/readyz", &As::Nobody).await.status == status {
             return;

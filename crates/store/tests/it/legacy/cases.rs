@@ -103,6 +103,9 @@ pub(super) async fn each_type_reads_by_id_as_fhir(store: &dyn RecordReader) {
         o
     );
     assert!(store.read_version(ResourceType::Observation, &id("9021"), 2).await.unwrap().is_none());
+    // No history: the current version alone.
+    let history = store.read_versions(ResourceType::Observation, &id("9021"), 1..=3).await.unwrap();
+    assert_eq!(history, [o]);
     assert_eq!(page(store, ResourceType::Condition, &[]).await, (0, vec![]));
 }
 
