@@ -77,22 +77,31 @@ pub(crate) async fn metrics(State(g): State<Gatekeeper>) -> Response {
 /// search parameters; the CapabilityStatement names search parameters only.
 const RESULT_PARAMS: [&str; 3] = ["_count", "_offset", "_sort"];
 
-/// What one resource type supports, as `rest.resource` says it.
-fn resource(ty: ResourceType) -> Value {
+/// What one resource type supports, as `rest.resource` says it; with no writes when
+/// the records are the provider's own database mapped read-only.
+fn resource(ty: ResourceType, writes: bool) -> Value {
     let search_params: Vec<Value> = search::parameters(ty)
         .into_iter()
         .filter(|(name, _)| !RESULT_PARAMS.contains(name))
         .map(|(name, kind)| json!({"name": name, "type": kind.as_str()}))
         .collect();
-    let mut r = json!({
-        "type": ty.as_str(),
-        "interaction": [
+    let interaction = if writes {
+        json!([
             {"code": "read"}, {"code": "vread"}, {"code": "update"}, {"code": "create"},
             {"code": "history-instance"}, {"code": "search-type"}
-        ],
+        ])
+    } else {
+        json!([
+            {"code": "read"}, {"code": "vread"}, {"code": "history-instance"},
+            {"code": "search-type"}
+        ])
+    };
+    let mut r = json!({
+        "type": ty.as_str(),
+        "interaction": interaction,
         "versioning": "versioned",
         "readHistory": true,
-        "updateCreate": true,
+        "updateCreate": writes,
         "searchInclude": params::includes(ty).iter().map(|i| i.text()).collect::<Vec<_>>(),
         "searchRevInclude": params::revincludes(ty).iter().map(|i| i.text()).collect::<Vec<_>>(),
         "searchParam": search_params,
@@ -156,11 +165,13 @@ fn security(base: &str) -> Value {
 /// `GET /fhir/metadata`: the FHIR R4 CapabilityStatement of this server (public, as
 /// FHIR requires): an `instance` statement, so with `implementation`; per type exactly
 /// the interactions, search parameters, includes and operations it serves.
-pub(crate) async fn metadata(headers: HeaderMap) -> Response {
-    let mut resources: Vec<Value> = ResourceType::ALL.into_iter().map(resource).collect();
+pub(crate) async fn metadata(State(g): State<Gatekeeper>, headers: HeaderMap) -> Response {
+    let writes = g.writer().is_ok();
+    let mut resources: Vec<Value> =
+        ResourceType::ALL.into_iter().map(|ty| resource(ty, writes)).collect();
     resources.extend(crate::fhir::state::Derived::ALL.into_iter().map(derived));
     let base = crate::fhir::base_url(&headers);
-    let body = json!({
+    let mut body = json!({
         "resourceType": "CapabilityStatement",
         "name": "MedRecGatekeeper",
         "title": "MedRec Gatekeeper",
@@ -181,5 +192,11 @@ pub(crate) async fn metadata(headers: HeaderMap) -> Response {
             "interaction": [{"code": "transaction"}, {"code": "batch"}]
         }]
     });
+    if !writes {
+        // The provider's own database, served read-only: no transaction or batch either.
+        if let Some(rest) = body["rest"][0].as_object_mut() {
+            rest.remove("interaction");
+        }
+    }
     (StatusCode::OK, [(header::CONTENT_TYPE, FHIR_JSON)], body.to_string()).into_response()
 }

@@ -178,6 +178,7 @@ async fn a_legacy_stores_refusal_and_history_are_sampled() {
     let refused = client.json("PUT", "/fhir/Patient/1001", &write, &as_provider).await;
     assert!(refused.diagnostics().contains("read-only"), "{}", refused.body);
     sample("outcome-405-legacy", &refused, 405);
+    sample("metadata-legacy", &client.get("/fhir/metadata", &As::Nobody).await, 200);
     sample("history-legacy", &client.get("/fhir/Patient/1001/_history", &as_provider).await, 200);
     served.shutdown().await;
     std::fs::remove_dir_all(database.parent().unwrap()).unwrap();

@@ -260,6 +260,19 @@ async fn serves_the_providers_own_database_read_only_through_a_mapping() {
     let write = client.send("PUT", "/fhir/Patient/1001", write, &as_provider).await;
     assert_eq!(write.status, 405, "{}", write.body);
     assert_eq!(write.issue_code(), "not-supported");
+    // The CapabilityStatement says so: reads, versions and history, no writes.
+    let metadata = client.get("/fhir/metadata", &As::Nobody).await.body;
+    assert!(metadata["rest"][0].get("interaction").is_none(), "no transaction or batch");
+    for r in metadata["rest"][0]["resource"].as_array().unwrap() {
+        let codes: Vec<&str> = r["interaction"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["code"].as_str().unwrap())
+            .collect();
+        assert!(!codes.contains(&"update") && !codes.contains(&"create"), "{r}");
+        assert_eq!(r["updateCreate"], false);
+    }
     // A legacy database keeps no versions: the history is the current version alone.
     let history = client.get("/fhir/Patient/1001/_history", &as_provider).await;
     assert_eq!((history.status, &history.body["total"]), (200, &json!(1)), "{}", history.body);
