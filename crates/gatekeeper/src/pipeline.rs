@@ -319,6 +319,8 @@ mod tests {
     fn actions_follow_the_route() {
         assert_eq!(default_action(&Method::GET, "/pointers/0x1/0"), Action::PointerRead);
         assert_eq!(default_action(&Method::GET, "/fhir/Observation/o1"), Action::FhirRead);
+        let history = "/fhir/Observation/o1/_history";
+        assert_eq!(default_action(&Method::GET, history), Action::FhirRead);
         assert_eq!(default_action(&Method::GET, "/fhir/Observation"), Action::FhirSearch);
         assert_eq!(default_action(&Method::GET, "/fhir/Observation/"), Action::FhirSearch);
         assert_eq!(default_action(&Method::POST, "/fhir"), Action::FhirWrite);

@@ -95,8 +95,10 @@ async fn history_and_versions_are_scoped_exactly_like_a_read() {
         let a = f.get(path, who).await;
         assert_eq!((a.status, &a.text), (404, &missing.text), "{path}");
     }
+    let logged = f.log_size().await;
     let granted = f.get("/fhir/Observation/a1/_history", VIEWER).await;
     assert_eq!((granted.status, versions(&granted.body)), (200, vec!["1".to_owned()]));
+    assert_eq!(f.log_size().await, logged + 1, "a history is logged like a read");
     assert_eq!(f.get("/fhir/Observation/a1/_history/1", VIEWER).await.status, 200);
     assert_eq!(f.get("/fhir/Observation/a1/_history", STRANGER).await.status, 403);
     assert_eq!(f.client.get("/fhir/Observation/a1/_history", &As::Nobody).await.status, 401);
