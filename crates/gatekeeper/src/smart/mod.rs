@@ -14,7 +14,8 @@
 //!    ([`crate::auth::SiweAuthenticator::verify_for`]), decides the grant and redirects
 //!    with a code (single use, 60 s).
 //! 4. The app trades code and verifier for an access token at `POST /token`, and later a
-//!    refresh token for another; `POST /revoke` (RFC 7009) revokes either.
+//!    refresh token for another; `POST /revoke` (RFC 7009) revokes either. With
+//!    `openid` the answer carries an id token too ([`oidc`]).
 //!
 //! **Scopes only narrow.** The grant ([`Grant`]) is what the app asked for, cut to what
 //! the chain lets the person see at that moment (the types its grants reach, reads only
@@ -26,6 +27,7 @@
 //! it at the next block. A refresh is refused once the person has no access here; a code
 //! presented twice revokes everything issued from it.
 
+pub mod oidc;
 mod page;
 pub mod pkce;
 pub(crate) mod routes;
@@ -129,6 +131,8 @@ struct Code {
     challenge: String,
     address: Address,
     grant: Arc<Grant>,
+    /// The `nonce` of the authorization request, for the id token.
+    nonce: Option<String>,
     used: bool,
 }
 
@@ -140,10 +144,14 @@ struct Refresh {
 }
 
 /// The SMART side of a gatekeeper: its registered clients, its outstanding codes and
-/// its refresh tokens (access tokens live in the sign-in token store).
+/// its refresh tokens (access tokens live in the sign-in token store), and the key that
+/// signs id tokens.
 #[derive(Debug)]
 pub(crate) struct Smart {
     clients: SmartClients,
+    /// `None` only when the operating system gave no randomness for a new key (then
+    /// `openid` gets no id token: `temporarily_unavailable`).
+    id_key: Option<Arc<oidc::IdKey>>,
     codes: Mutex<ExpiringMap<B256, Code>>,
     refresh: Mutex<ExpiringMap<B256, Refresh>>,
 }
@@ -206,6 +214,7 @@ impl Smart {
     pub(crate) fn new(clients: SmartClients) -> Self {
         Self {
             clients,
+            id_key: oidc::IdKey::generate().ok().map(Arc::new),
             codes: Mutex::new(ExpiringMap::new(CAPACITY)),
             refresh: Mutex::new(ExpiringMap::new(CAPACITY)),
         }
@@ -214,6 +223,21 @@ impl Smart {
     /// The registered clients.
     pub(crate) fn clients(&self) -> &SmartClients {
         &self.clients
+    }
+
+    /// The same registered clients, with `key` signing id tokens.
+    pub(crate) fn set_id_key(&mut self, key: oidc::IdKey) {
+        self.id_key = Some(Arc::new(key));
+    }
+
+    /// The same with other clients, keeping the id token key.
+    pub(crate) fn set_clients(&mut self, clients: SmartClients) {
+        self.clients = clients;
+    }
+
+    /// The key that signs id tokens.
+    pub(crate) fn id_key(&self) -> Option<&oidc::IdKey> {
+        self.id_key.as_deref()
     }
 
     /// A new code for `address`'s authorization of `grant`.
@@ -231,6 +255,7 @@ impl Smart {
             challenge: request.code_challenge.clone(),
             address,
             grant,
+            nonce: request.nonce.clone(),
             used: false,
         };
         let mut codes = lock(&self.codes);
@@ -240,7 +265,8 @@ impl Smart {
         Ok(code)
     }
 
-    /// Exchanges `code`: the address and grant it stands for. A code is used up by its
+    /// Exchanges `code`: the address and grant it stands for, and the authorization
+    /// request's `nonce`. A code is used up by its
     /// first presentation, right or wrong; presented again, it revokes everything issued
     /// from it.
     pub(crate) fn redeem_code(
@@ -250,7 +276,7 @@ impl Smart {
         redirect_uri: &str,
         verifier: &str,
         now: u64,
-    ) -> Result<(Address, Arc<Grant>), CodeRefusal> {
+    ) -> Result<(Address, Arc<Grant>, Option<String>), CodeRefusal> {
         let key = key(code).ok_or(CodeRefusal::Unknown)?;
         let mut codes = lock(&self.codes);
         let entry = codes.get_mut(&key, now).ok_or(CodeRefusal::Unknown)?;
@@ -268,7 +294,7 @@ impl Smart {
         if !pkce::verify(verifier, &entry.challenge) {
             return Err(CodeRefusal::BadVerifier);
         }
-        Ok((entry.address, Arc::clone(&entry.grant)))
+        Ok((entry.address, Arc::clone(&entry.grant), entry.nonce.clone()))
     }
 
     /// A refresh token for `grant`, until `expires_at`.
@@ -378,6 +404,8 @@ mod tests {
             patient: Some("p1".parse().unwrap()),
             refresh: None,
             client_id: "app".into(),
+            openid: false,
+            fhir_user: None,
             family: Arc::default(),
         }
     }
