@@ -360,8 +360,11 @@ pub fn check_route(grant: &Grant, method: &Method, path: &str) -> Result<(), Aut
     let Some(rest) = path.strip_prefix("/fhir") else {
         return refuse("a SMART token reaches the FHIR API (/fhir) only".into());
     };
-    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
-    let Some(first) = parts.first() else {
+    // Without collecting the segments: this runs on every request a SMART token sends.
+    let mut parts = rest.split('/').filter(|p| !p.is_empty());
+    let (first, second, third, more) = (parts.next(), parts.next(), parts.next(), parts.next());
+    let count = [first, second, third, more].iter().filter(|p| p.is_some()).count();
+    let Some(first) = first else {
         return if *method == Method::POST && grant.writes_everything() {
             Ok(())
         } else {
@@ -372,9 +375,9 @@ pub fn check_route(grant: &Grant, method: &Method, path: &str) -> Result<(), Aut
         // Not a type this server serves: the handler answers as for anyone.
         return Ok(());
     };
-    let interaction = match (method.as_str(), parts.len()) {
+    let interaction = match (method.as_str(), count) {
         ("GET", 1) => Interaction::Search,
-        ("GET", 3) if parts[2] == "$everything" => Interaction::Search,
+        ("GET", 3) if third == Some("$everything") => Interaction::Search,
         ("GET", _) => Interaction::Read,
         ("POST", 1) => Interaction::Create,
         ("PUT", _) => Interaction::Update,
