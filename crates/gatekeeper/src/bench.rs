@@ -339,3 +339,136 @@ mod tests {
         assert!(!s.cpu_seconds_by_thread.is_empty());
     }
 }
+
+/// One request on a connection of its own: the status, headers and body of the answer.
+async fn send_once(
+    addr: SocketAddr,
+    request: Request<http_body_util::Full<Bytes>>,
+) -> Result<(StatusCode, axum::http::HeaderMap, Bytes), SmartLaunchError> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| SmartLaunchError(format!("cannot connect to {addr}: {e}")))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| SmartLaunchError(format!("HTTP/1.1 handshake with {addr}: {e}")))?;
+    tokio::spawn(connection);
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| SmartLaunchError(format!("request to {addr}: {e}")))?;
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| SmartLaunchError(format!("answer from {addr}: {e}")))?
+        .to_bytes();
+    Ok((parts.status, parts.headers, body))
+}
+
+/// Why a SMART launch of the benchmark did not end with an access token.
+#[derive(Debug, thiserror::Error)]
+#[error("the SMART launch failed: {0}")]
+pub struct SmartLaunchError(String);
+
+/// A SMART app's standalone launch against the gatekeeper at `addr`, over HTTP as a
+/// browser and an app would do it: the consent page (`GET /authorize`), the sign-in
+/// message for `address` (`GET /authorize/message`) signed by `sign` (EIP-191
+/// `personal_sign`, the signature in hex), the answer (`POST /authorize`, a code in the
+/// redirect) and the exchange with PKCE (`POST /token`). The access token, for
+/// `Authorization: Bearer …`.
+pub async fn smart_launch(
+    addr: SocketAddr,
+    client_id: &str,
+    redirect_uri: &str,
+    scope: &str,
+    address: alloy::primitives::Address,
+    sign: &(dyn Fn(&[u8]) -> Option<String> + Sync),
+) -> Result<String, SmartLaunchError> {
+    use crate::smart::{AuthorizeRequest, pkce};
+    let fail = |what: &str, status: StatusCode, body: &[u8]| {
+        SmartLaunchError(format!("{what}: {status} {}", String::from_utf8_lossy(body)))
+    };
+    let host = addr.to_string();
+    let verifier = alloy::hex::encode(
+        crate::auth::random::bytes::<32>().map_err(|e| SmartLaunchError(e.to_string()))?,
+    );
+    let r = AuthorizeRequest {
+        response_type: Some("code".into()),
+        client_id: Some(client_id.into()),
+        redirect_uri: Some(redirect_uri.into()),
+        scope: Some(scope.into()),
+        state: Some("bench".into()),
+        aud: Some(format!("http://{host}/fhir")),
+        code_challenge: Some(pkce::s256(&verifier)),
+        code_challenge_method: Some("S256".into()),
+        nonce: None,
+    };
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in [
+        ("response_type", &r.response_type),
+        ("client_id", &r.client_id),
+        ("redirect_uri", &r.redirect_uri),
+        ("scope", &r.scope),
+        ("state", &r.state),
+        ("aud", &r.aud),
+        ("code_challenge", &r.code_challenge),
+        ("code_challenge_method", &r.code_challenge_method),
+    ] {
+        if let Some(v) = v {
+            form.append_pair(k, v);
+        }
+    }
+    let query = form.finish();
+    let get = |path: String| {
+        Request::get(path)
+            .header(header::HOST, host.as_str())
+            .body(http_body_util::Full::new(Bytes::new()))
+            .map_err(|e| SmartLaunchError(e.to_string()))
+    };
+    let post = |path: &str, body: String| {
+        Request::post(path)
+            .header(header::HOST, host.as_str())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(http_body_util::Full::new(Bytes::from(body)))
+            .map_err(|e| SmartLaunchError(e.to_string()))
+    };
+    let (status, _, body) = send_once(addr, get(format!("/authorize?{query}"))?).await?;
+    if status != StatusCode::OK {
+        return Err(fail("the consent page", status, &body));
+    }
+    let path = format!("/authorize/message?address={address}&request_id={}", r.request_id());
+    let (status, _, message) = send_once(addr, get(path)?).await?;
+    if status != StatusCode::OK {
+        return Err(fail("the sign-in message", status, &message));
+    }
+    let signature = sign(&message)
+        .ok_or_else(|| SmartLaunchError("the sign-in message was not signed".into()))?;
+    let message = String::from_utf8_lossy(&message).into_owned();
+    let answer = form_urlencoded::Serializer::new(query.clone())
+        .append_pair("message", &message)
+        .append_pair("signature", &signature)
+        .finish();
+    let (status, headers, body) = send_once(addr, post("/authorize", answer)?).await?;
+    let code = headers
+        .get(header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| l.split_once('?'))
+        .and_then(|(_, q)| {
+            form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "code").map(|(_, v)| v)
+        })
+        .ok_or_else(|| fail("no code in the redirect", status, &body))?
+        .into_owned();
+    let exchange = form_urlencoded::Serializer::new(String::new())
+        .append_pair("grant_type", "authorization_code")
+        .append_pair("code", &code)
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("code_verifier", &verifier)
+        .append_pair("client_id", client_id)
+        .finish();
+    let (status, _, body) = send_once(addr, post("/token", exchange)?).await?;
+    let token: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    match token["access_token"].as_str() {
+        Some(t) if status == StatusCode::OK => Ok(t.to_owned()),
+        _ => Err(fail("the token exchange", status, &body)),
+    }
+}

@@ -329,7 +329,18 @@ impl Gatekeeper {
     /// When called after the gatekeeper was cloned (configure it before serving).
     #[must_use]
     pub fn with_smart_clients(mut self, clients: crate::smart::SmartClients) -> Self {
-        self.configure().smart = crate::smart::Smart::new(clients);
+        self.configure().smart.set_clients(clients);
+        self
+    }
+
+    /// Signs SMART's id tokens (`openid`) with `key` instead of the key made when the
+    /// gatekeeper was built ([`crate::smart::oidc`]).
+    ///
+    /// # Panics
+    /// When called after the gatekeeper was cloned (configure it before serving).
+    #[must_use]
+    pub fn with_id_token_key(mut self, key: crate::smart::oidc::IdKey) -> Self {
+        self.configure().smart.set_id_key(key);
         self
     }
 

@@ -118,6 +118,11 @@ enum Bench {
         /// of requests without credentials or signed by unknown keys.
         #[arg(long)]
         wrk: bool,
+        /// Also read with SMART access tokens, each got through a standalone launch
+        /// (/authorize, /token with PKCE): mode `smart` right after `bearer`, the same
+        /// reads (and with --wrk, there too).
+        #[arg(long)]
+        smart: bool,
     },
     /// How long a research bounty redemption takes at the gatekeeper as the opted-in
     /// cohort grows (devchain, SQLite store and ledger in process; fresh aggregate and
@@ -252,6 +257,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             records,
             signed_rate,
             wrk,
+            smart,
         } => {
             let options = gatekeeper::Options {
                 mode,
@@ -263,6 +269,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 records,
                 signed_rate,
                 wrk,
+                smart,
             };
             let report = gatekeeper::measure(&options)?;
             let value = serde_json::json!({ "gatekeeper": report, "machine": machine() });

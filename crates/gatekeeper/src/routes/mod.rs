@@ -5,7 +5,7 @@
 //! | `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /fhir/metadata` | anyone | [`meta`] |
 //! | `GET /auth/nonce`, `POST /auth/siwe` | anyone; a token only for the provider and addresses the chain names (rate-limited per address) | [`crate::auth`] |
 //! | `GET /research/policy`, `GET /research/queries/{commitment}` | anyone | [`crate::research`] |
-//! | `GET /fhir/.well-known/smart-configuration`, `GET`/`POST /authorize`, `GET /authorize/message`, `POST /token`, `POST /revoke` | anyone (SMART App Launch; rate-limited per address like sign-in) | [`crate::smart`] |
+//! | `GET /fhir/.well-known/smart-configuration`, `GET /fhir/.well-known/openid-configuration`, `GET /.well-known/jwks.json`, `GET`/`POST /authorize`, `GET /authorize/message`, `POST /token`, `POST /revoke` | anyone (SMART App Launch; rate-limited per address like sign-in) | [`crate::smart`] |
 //! | `GET /pointers/{relationship}/{pointer}` | patient, granted viewer | [`pointer`] |
 //! | `/fhir/…` | scoped (see [`crate::access`]) | [`crate::fhir`] |
 //! | `GET /fhir/{Consent,AuditEvent,Provenance}[/{id}]` | provider; a patient, their own; a viewer, its grants and granted pointers (no log) | [`crate::fhir::state`] |
@@ -55,6 +55,11 @@ pub(crate) fn app(g: &Gatekeeper) -> Router {
             get(meta::metadata).route_layer(from_fn(crate::fhir::format::negotiate)),
         )
         .route("/fhir/.well-known/smart-configuration", get(crate::smart::routes::configuration))
+        .route(
+            "/fhir/.well-known/openid-configuration",
+            get(crate::smart::routes::openid_configuration),
+        )
+        .route("/.well-known/jwks.json", get(crate::smart::routes::jwks))
         .route("/research/policy", get(crate::research::policy))
         .route("/research/queries/{commitment}", get(crate::research::query_text));
     let members = g.clone();

@@ -126,6 +126,17 @@ pub async fn assemble(config: &ServeConfig) -> Result<Assembled, ServeError> {
         (None, None) => config.store.open_access_log().await?,
         (None, Some(_)) => return Err(ServeError::AccessLogNeeded),
     };
+    let gatekeeper = match &config.enrollments {
+        // Kept beside the enrollments, so that id tokens verify across a restart.
+        Some(path) => {
+            let key_path = crate::smart::oidc::key_path_beside(path);
+            gatekeeper.with_id_token_key(
+                crate::smart::oidc::IdKey::load_or_create(&key_path)
+                    .map_err(|e| ServeError::IdTokenKey(e.to_string()))?,
+            )
+        }
+        None => gatekeeper,
+    };
     let gatekeeper = gatekeeper
         .with_provider(config.gatekeeper)
         .with_smart_clients(smart_clients)

@@ -274,6 +274,9 @@ pub struct Anchoring {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
+    /// The key that signs SMART's id tokens could not be read or kept.
+    #[error("{0}")]
+    IdTokenKey(String),
     /// The research ledger or desk could not be set up.
     #[error("research bounties cannot be served: {0}")]
     Research(String),

@@ -14,7 +14,8 @@
 //!    ([`crate::auth::SiweAuthenticator::verify_for`]), decides the grant and redirects
 //!    with a code (single use, 60 s).
 //! 4. The app trades code and verifier for an access token at `POST /token`, and later a
-//!    refresh token for another; `POST /revoke` (RFC 7009) revokes either.
+//!    refresh token for another; `POST /revoke` (RFC 7009) revokes either. With
+//!    `openid` the answer carries an id token too ([`oidc`]).
 //!
 //! **Scopes only narrow.** The grant ([`Grant`]) is what the app asked for, cut to what
 //! the chain lets the person see at that moment (the types its grants reach, reads only
@@ -26,6 +27,7 @@
 //! it at the next block. A refresh is refused once the person has no access here; a code
 //! presented twice revokes everything issued from it.
 
+pub mod oidc;
 mod page;
 pub mod pkce;
 pub(crate) mod routes;
@@ -129,6 +131,8 @@ struct Code {
     challenge: String,
     address: Address,
     grant: Arc<Grant>,
+    /// The `nonce` of the authorization request, for the id token.
+    nonce: Option<String>,
     used: bool,
 }
 
@@ -140,10 +144,14 @@ struct Refresh {
 }
 
 /// The SMART side of a gatekeeper: its registered clients, its outstanding codes and
-/// its refresh tokens (access tokens live in the sign-in token store).
+/// its refresh tokens (access tokens live in the sign-in token store), and the key that
+/// signs id tokens.
 #[derive(Debug)]
 pub(crate) struct Smart {
     clients: SmartClients,
+    /// `None` only when the operating system gave no randomness for a new key (then
+    /// `openid` gets no id token: `temporarily_unavailable`).
+    id_key: Option<Arc<oidc::IdKey>>,
     codes: Mutex<ExpiringMap<B256, Code>>,
     refresh: Mutex<ExpiringMap<B256, Refresh>>,
 }
@@ -206,6 +214,7 @@ impl Smart {
     pub(crate) fn new(clients: SmartClients) -> Self {
         Self {
             clients,
+            id_key: oidc::IdKey::generate().ok().map(Arc::new),
             codes: Mutex::new(ExpiringMap::new(CAPACITY)),
             refresh: Mutex::new(ExpiringMap::new(CAPACITY)),
         }
@@ -214,6 +223,21 @@ impl Smart {
     /// The registered clients.
     pub(crate) fn clients(&self) -> &SmartClients {
         &self.clients
+    }
+
+    /// The same registered clients, with `key` signing id tokens.
+    pub(crate) fn set_id_key(&mut self, key: oidc::IdKey) {
+        self.id_key = Some(Arc::new(key));
+    }
+
+    /// The same with other clients, keeping the id token key.
+    pub(crate) fn set_clients(&mut self, clients: SmartClients) {
+        self.clients = clients;
+    }
+
+    /// The key that signs id tokens.
+    pub(crate) fn id_key(&self) -> Option<&oidc::IdKey> {
+        self.id_key.as_deref()
     }
 
     /// A new code for `address`'s authorization of `grant`.
@@ -231,6 +255,7 @@ impl Smart {
             challenge: request.code_challenge.clone(),
             address,
             grant,
+            nonce: request.nonce.clone(),
             used: false,
         };
         let mut codes = lock(&self.codes);
@@ -240,7 +265,8 @@ impl Smart {
         Ok(code)
     }
 
-    /// Exchanges `code`: the address and grant it stands for. A code is used up by its
+    /// Exchanges `code`: the address and grant it stands for, and the authorization
+    /// request's `nonce`. A code is used up by its
     /// first presentation, right or wrong; presented again, it revokes everything issued
     /// from it.
     pub(crate) fn redeem_code(
@@ -250,7 +276,7 @@ impl Smart {
         redirect_uri: &str,
         verifier: &str,
         now: u64,
-    ) -> Result<(Address, Arc<Grant>), CodeRefusal> {
+    ) -> Result<(Address, Arc<Grant>, Option<String>), CodeRefusal> {
         let key = key(code).ok_or(CodeRefusal::Unknown)?;
         let mut codes = lock(&self.codes);
         let entry = codes.get_mut(&key, now).ok_or(CodeRefusal::Unknown)?;
@@ -268,7 +294,7 @@ impl Smart {
         if !pkce::verify(verifier, &entry.challenge) {
             return Err(CodeRefusal::BadVerifier);
         }
-        Ok((entry.address, Arc::clone(&entry.grant)))
+        Ok((entry.address, Arc::clone(&entry.grant), entry.nonce.clone()))
     }
 
     /// A refresh token for `grant`, until `expires_at`.
@@ -334,8 +360,11 @@ pub fn check_route(grant: &Grant, method: &Method, path: &str) -> Result<(), Aut
     let Some(rest) = path.strip_prefix("/fhir") else {
         return refuse("a SMART token reaches the FHIR API (/fhir) only".into());
     };
-    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
-    let Some(first) = parts.first() else {
+    // Without collecting the segments: this runs on every request a SMART token sends.
+    let mut parts = rest.split('/').filter(|p| !p.is_empty());
+    let (first, second, third, more) = (parts.next(), parts.next(), parts.next(), parts.next());
+    let count = [first, second, third, more].iter().filter(|p| p.is_some()).count();
+    let Some(first) = first else {
         return if *method == Method::POST && grant.writes_everything() {
             Ok(())
         } else {
@@ -346,9 +375,9 @@ pub fn check_route(grant: &Grant, method: &Method, path: &str) -> Result<(), Aut
         // Not a type this server serves: the handler answers as for anyone.
         return Ok(());
     };
-    let interaction = match (method.as_str(), parts.len()) {
+    let interaction = match (method.as_str(), count) {
         ("GET", 1) => Interaction::Search,
-        ("GET", 3) if parts[2] == "$everything" => Interaction::Search,
+        ("GET", 3) if third == Some("$everything") => Interaction::Search,
         ("GET", _) => Interaction::Read,
         ("POST", 1) => Interaction::Create,
         ("PUT", _) => Interaction::Update,
@@ -378,6 +407,8 @@ mod tests {
             patient: Some("p1".parse().unwrap()),
             refresh: None,
             client_id: "app".into(),
+            openid: false,
+            fhir_user: None,
             family: Arc::default(),
         }
     }

@@ -122,6 +122,7 @@ pub(super) fn consent(c: &Consent<'_>) -> String {
         ("aud", &r.aud),
         ("code_challenge", &r.code_challenge),
         ("code_challenge_method", &r.code_challenge_method),
+        ("nonce", &r.nonce),
     ]
     .iter()
     .filter_map(|(name, value)| {

@@ -46,6 +46,8 @@ pub struct AuthorizeRequest {
     pub code_challenge: Option<String>,
     /// `S256`.
     pub code_challenge_method: Option<String>,
+    /// OpenID Connect's `nonce`, echoed in the id token.
+    pub nonce: Option<String>,
 }
 
 impl AuthorizeRequest {
@@ -67,6 +69,12 @@ impl AuthorizeRequest {
             text.push_str(field.as_deref().unwrap_or(""));
             text.push('\n');
         }
+        // Only when sent, so the ids of requests without one are what they were.
+        if let Some(nonce) = &self.nonce {
+            text.push_str("nonce=");
+            text.push_str(nonce);
+            text.push('\n');
+        }
         format!("smart-{}", alloy::hex::encode(&keccak256(text.as_bytes())[..16]))
     }
 }
@@ -81,6 +89,7 @@ pub(crate) struct Checked {
     pub(crate) code_challenge: String,
     pub(crate) requested: Requested,
     pub(crate) scope: String,
+    pub(crate) nonce: Option<String>,
 }
 
 /// Why an authorization request is refused.
@@ -181,6 +190,11 @@ fn check(g: &Gatekeeper, r: &AuthorizeRequest, headers: &HeaderMap) -> Result<Ch
     if r.aud.as_deref().map(|a| a.trim_end_matches('/')) != Some(base.as_str()) {
         return Err(back("invalid_request", "aud must be this server's FHIR base URL"));
     }
+    if r.nonce.as_deref().is_some_and(|n| {
+        n.is_empty() || n.len() > 512 || n.bytes().any(|b| !(b' '..=b'~').contains(&b))
+    }) {
+        return Err(back("invalid_request", "nonce must be 1 to 512 printable ASCII characters"));
+    }
     let scope = r.scope.clone().unwrap_or_default();
     let requested = Requested::parse(&scope);
     if requested.clinical.is_empty() {
@@ -196,13 +210,15 @@ fn check(g: &Gatekeeper, r: &AuthorizeRequest, headers: &HeaderMap) -> Result<Ch
         code_challenge: challenge.to_owned(),
         requested,
         scope,
+        nonce: r.nonce.clone(),
     })
 }
 
-/// `GET /fhir/.well-known/smart-configuration` (public).
-pub(crate) async fn configuration(headers: HeaderMap) -> Response {
-    let root = root(&headers);
+/// The scopes this server grants, for discovery.
+fn scopes_supported() -> Vec<String> {
     let mut scopes = vec![
+        "openid".to_owned(),
+        "fhirUser".to_owned(),
         "launch/patient".to_owned(),
         "offline_access".to_owned(),
         "online_access".to_owned(),
@@ -214,7 +230,17 @@ pub(crate) async fn configuration(headers: HeaderMap) -> Response {
         scopes.push(format!("patient/{ty}.rs"));
         scopes.push(format!("user/{ty}.rs"));
     }
+    scopes
+}
+
+/// `GET /fhir/.well-known/smart-configuration` (public).
+pub(crate) async fn configuration(headers: HeaderMap) -> Response {
+    let root = root(&headers);
+    let scopes = scopes_supported();
     let body = json!({
+        "issuer": crate::fhir::base_url(&headers),
+        "jwks_uri": format!("{root}/.well-known/jwks.json"),
+        "id_token_signing_alg_values_supported": ["ES256"],
         "authorization_endpoint": format!("{root}/authorize"),
         "token_endpoint": format!("{root}/token"),
         "revocation_endpoint": format!("{root}/revoke"),
@@ -232,11 +258,46 @@ pub(crate) async fn configuration(headers: HeaderMap) -> Response {
             "permission-patient",
             "permission-user",
             "permission-offline",
-            "permission-online"
+            "permission-online",
+            "sso-openid-connect"
         ],
     });
     ([(header::CACHE_CONTROL, HeaderValue::from_static("max-age=3600"))], Json(body))
         .into_response()
+}
+
+/// `GET /fhir/.well-known/openid-configuration` (public; OpenID Connect Discovery 1.0
+/// §4: the issuer is the FHIR base).
+pub(crate) async fn openid_configuration(headers: HeaderMap) -> Response {
+    let root = root(&headers);
+    let body = json!({
+        "issuer": crate::fhir::base_url(&headers),
+        "authorization_endpoint": format!("{root}/authorize"),
+        "token_endpoint": format!("{root}/token"),
+        "revocation_endpoint": format!("{root}/revoke"),
+        "jwks_uri": format!("{root}/.well-known/jwks.json"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "grant_types_supported": ["authorization_code", "refresh_token"],
+        "code_challenge_methods_supported": ["S256"],
+        "scopes_supported": scopes_supported(),
+        "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nonce", "fhirUser"],
+    });
+    ([(header::CACHE_CONTROL, HeaderValue::from_static("max-age=3600"))], Json(body))
+        .into_response()
+}
+
+/// `GET /.well-known/jwks.json` (public): the key that signs id tokens.
+pub(crate) async fn jwks(State(g): State<Gatekeeper>) -> Response {
+    match g.smart().id_key() {
+        Some(key) => {
+            ([(header::CACHE_CONTROL, HeaderValue::from_static("max-age=300"))], Json(key.jwks()))
+                .into_response()
+        }
+        None => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"keys": []}))).into_response(),
+    }
 }
 
 /// The parameters of a query string or form, refusing a parameter sent twice.
@@ -262,6 +323,7 @@ fn authorize_request(p: &HashMap<String, String>) -> AuthorizeRequest {
         aud: get("aud"),
         code_challenge: get("code_challenge"),
         code_challenge_method: get("code_challenge_method"),
+        nonce: get("nonce"),
     }
 }
 
@@ -481,11 +543,29 @@ fn decide(
     } else {
         None
     };
+    // fhirUser: the person's own Patient here (the one in context when it is theirs),
+    // never a viewer's or the provider's (see `oidc`).
+    let fhir_user = if requested.openid && requested.fhir_user {
+        let own = |p: &ResourceId| {
+            candidates
+                .iter()
+                .any(|k| matches!(k, Candidate::Compartment { patient, .. } if patient == p))
+        };
+        context
+            .as_ref()
+            .filter(|p| own(p))
+            .cloned()
+            .or_else(|| patients.iter().find(|p| own(p)).map(|p| (*p).clone()))
+    } else {
+        None
+    };
     Ok(Grant {
         clinical,
         patient: context,
         refresh,
         client_id: checked.client_id.clone(),
+        openid: requested.openid,
+        fhir_user,
         family: Arc::default(),
     })
 }
@@ -514,7 +594,11 @@ fn has_access(g: &Gatekeeper, address: Address, grant: &Grant) -> bool {
 }
 
 /// `POST /token` (form): `authorization_code` with PKCE, or `refresh_token`.
-pub(crate) async fn token(State(g): State<Gatekeeper>, body: Bytes) -> Response {
+pub(crate) async fn token(
+    State(g): State<Gatekeeper>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let p = match params(&body) {
         Ok(p) => p,
         Err(why) => return oauth_error("invalid_request", &why),
@@ -536,7 +620,7 @@ pub(crate) async fn token(State(g): State<Gatekeeper>, body: Bytes) -> Response 
         return oauth_error("invalid_client", "this client is not registered here");
     }
     let now = g.auth().clock().now();
-    let (address, grant, refresh) = match grant_type {
+    let (address, grant, refresh, nonce) = match grant_type {
         "authorization_code" => {
             let (Some(code), Some(redirect_uri)) = (get("code"), get("redirect_uri")) else {
                 return oauth_error("invalid_request", "code and redirect_uri are required");
@@ -544,7 +628,7 @@ pub(crate) async fn token(State(g): State<Gatekeeper>, body: Bytes) -> Response 
             let Some(verifier) = get("code_verifier") else {
                 return oauth_error("invalid_request", "code_verifier is missing (PKCE)");
             };
-            let (address, grant) = match g.smart().redeem_code(
+            let (address, grant, nonce) = match g.smart().redeem_code(
                 code,
                 client_id,
                 redirect_uri,
@@ -559,7 +643,7 @@ pub(crate) async fn token(State(g): State<Gatekeeper>, body: Bytes) -> Response 
                     return oauth_error("invalid_grant", refusal.description());
                 }
             };
-            (address, grant, None)
+            (address, grant, None, nonce)
         }
         "refresh_token" => {
             let Some(token) = get("refresh_token") else {
@@ -583,7 +667,7 @@ pub(crate) async fn token(State(g): State<Gatekeeper>, body: Bytes) -> Response 
                     }
                 },
             };
-            (address, grant, Some(token.to_owned()))
+            (address, grant, Some(token.to_owned()), None)
         }
         _ => {
             return oauth_error(
@@ -630,7 +714,41 @@ pub(crate) async fn token(State(g): State<Gatekeeper>, body: Bytes) -> Response 
     if let Some(r) = refresh {
         obj.insert("refresh_token".into(), Value::from(r));
     }
+    if grant.openid {
+        let Some(key) = g.smart().id_key() else {
+            return oauth_error("temporarily_unavailable", "no key to sign the id token");
+        };
+        let claims =
+            id_claims(&crate::fhir::base_url(&headers), address, &grant, nonce, now, lifetime);
+        obj.insert("id_token".into(), Value::from(key.sign(&claims)));
+    }
     (StatusCode::OK, no_store(), Json(body)).into_response()
+}
+
+/// The claims of an id token for `address` under `grant` (see [`super::oidc`]).
+fn id_claims(
+    base: &str,
+    address: Address,
+    grant: &Grant,
+    nonce: Option<String>,
+    now: u64,
+    lifetime: u64,
+) -> Value {
+    let mut claims = json!({
+        "iss": base,
+        "sub": address.to_checksum(None),
+        "aud": grant.client_id,
+        "iat": now,
+        "exp": now + lifetime,
+    });
+    let obj = claims.as_object_mut().expect("an object");
+    if let Some(nonce) = nonce {
+        obj.insert("nonce".into(), Value::from(nonce));
+    }
+    if let Some(patient) = &grant.fhir_user {
+        obj.insert("fhirUser".into(), Value::from(format!("{base}/Patient/{}", patient.as_str())));
+    }
+    claims
 }
 
 /// The grant cut to the clinical scopes of `scope` (each one already granted); `None`

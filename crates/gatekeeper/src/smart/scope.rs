@@ -4,8 +4,9 @@
 //! interactions in the order `c r u d s` (`patient/Observation.rs`); SMART v1's `read`,
 //! `write` and `*` are read as `rs`, `cud` and `cruds`. Besides them the gatekeeper
 //! grants `launch/patient` (a patient in context), `offline_access` and `online_access`
-//! (a refresh token). It grants nothing else: not `openid` / `fhirUser` (it issues no
-//! id token), not granular scopes (`…rs?category=…`), not scopes of unknown types.
+//! (a refresh token), `openid` (an id token) and `fhirUser` (the person's own `Patient`
+//! in it, for a patient with a record here: see [`super::oidc`]). It grants nothing
+//! else: not granular scopes (`…rs?category=…`), not scopes of unknown types.
 //!
 //! Scopes only ever **narrow** what the chain allows: a token's [`Grant`] is checked on
 //! top of the requester's consent scope at every request ([`crate::access::Scope`]),
@@ -137,6 +138,10 @@ pub struct Requested {
     pub offline: bool,
     /// `online_access`: a refresh token for the session.
     pub online: bool,
+    /// `openid`: an id token.
+    pub openid: bool,
+    /// `fhirUser`: the person's FHIR resource in the id token.
+    pub fhir_user: bool,
 }
 
 impl Requested {
@@ -149,6 +154,8 @@ impl Requested {
                 "launch/patient" => out.launch_patient = true,
                 "offline_access" => out.offline = true,
                 "online_access" => out.online = true,
+                "openid" => out.openid = true,
+                "fhirUser" => out.fhir_user = true,
                 other => {
                     if let Some(c) = Clinical::parse(other)
                         && !out.clinical.contains(&c)
@@ -197,19 +204,30 @@ pub struct Grant {
     pub refresh: Option<&'static str>,
     /// The client the token was issued to.
     pub client_id: String,
+    /// `openid` was granted: `/token` answers an id token.
+    pub openid: bool,
+    /// `fhirUser` was granted: the person's own `Patient` here, named in the id token.
+    pub fhir_user: Option<ResourceId>,
     /// The authorization it comes from.
     pub family: Arc<Family>,
 }
 
 impl Grant {
     /// The `scope` of the token response: the clinical scopes, then `launch/patient`
-    /// when a patient is in context, then the refresh scope.
+    /// when a patient is in context, then the refresh scope, then `openid` and
+    /// `fhirUser` when granted.
     pub fn scope_text(&self) -> String {
         let mut parts: Vec<String> = self.clinical.iter().map(ToString::to_string).collect();
         if self.patient.is_some() {
             parts.push("launch/patient".into());
         }
         parts.extend(self.refresh.map(str::to_owned));
+        if self.openid {
+            parts.push("openid".into());
+            if self.fhir_user.is_some() {
+                parts.push("fhirUser".into());
+            }
+        }
         parts.join(" ")
     }
 
@@ -291,6 +309,8 @@ mod tests {
         );
         assert_eq!(r.clinical.len(), 1);
         assert!(r.launch_patient && r.offline && !r.online && r.wants_patient());
+        assert!(r.openid && r.fhir_user);
+        assert!(!Requested::parse("patient/Observation.rs").openid);
     }
 
     #[test]
@@ -303,6 +323,8 @@ mod tests {
             patient: Some("p1".parse().unwrap()),
             refresh: Some("offline_access"),
             client_id: "app".into(),
+            openid: false,
+            fhir_user: None,
             family: Arc::default(),
         };
         let (p1, p2): (ResourceId, ResourceId) = ("p1".parse().unwrap(), "p2".parse().unwrap());

@@ -36,6 +36,7 @@ fn request(scope: &str) -> AuthorizeRequest {
         aud: Some(AUD.into()),
         code_challenge: Some(pkce::s256(VERIFIER)),
         code_challenge_method: Some("S256".into()),
+        nonce: None,
     }
 }
 
@@ -51,6 +52,7 @@ fn form(r: &AuthorizeRequest, extra: &[(&str, &str)]) -> String {
         ("aud", &r.aud),
         ("code_challenge", &r.code_challenge),
         ("code_challenge_method", &r.code_challenge_method),
+        ("nonce", &r.nonce),
     ] {
         if let Some(v) = v {
             q.append_pair(k, v);
@@ -96,7 +98,12 @@ async fn allow(f: &Fixture, r: &AuthorizeRequest, who: usize) -> Answer {
 
 /// A code for dev account `who`'s authorization of `scope`.
 async fn code(f: &Fixture, scope: &str, who: usize) -> String {
-    let back = redirected(&allow(f, &request(scope), who).await);
+    code_for(f, &request(scope), who).await
+}
+
+/// A code for dev account `who`'s authorization of `r`.
+async fn code_for(f: &Fixture, r: &AuthorizeRequest, who: usize) -> String {
+    let back = redirected(&allow(f, r, who).await);
     assert_eq!(back["state"], "xyz-state");
     back.get("code").unwrap_or_else(|| panic!("no code: {back:?}")).clone()
 }
@@ -203,7 +210,7 @@ async fn the_patient_authorizes_an_app_that_reads_observations_only() {
         assert_eq!(f.client.get(view, &bearer(&t)).await.status, 403, "{view}");
     }
     assert_eq!(t["patient"], "p1");
-    assert_eq!(t["scope"], "patient/Observation.rs launch/patient offline_access");
+    assert_eq!(t["scope"], "patient/Observation.rs launch/patient offline_access openid fhirUser");
     assert!(t["expires_in"].as_u64().unwrap() > 0);
     let app = bearer(&t);
 
@@ -479,4 +486,109 @@ async fn a_browser_completes_the_launch_and_a_public_app_refreshes_without_its_i
         .finish();
     let refused = post_form(&f, "/token", body).await;
     assert_eq!(oauth_error(&refused), "invalid_request");
+}
+
+/// The header and claims of `id_token`, after checking its ES256 signature against the
+/// gatekeeper's JWKS (found from the discovery document, as an app would).
+async fn verified(f: &Fixture, id_token: &str) -> (serde_json::Value, serde_json::Value) {
+    use data_encoding::BASE64URL_NOPAD as B64;
+    use p256::ecdsa::{Signature, VerifyingKey, signature::Verifier};
+    let config = f.client.get("/fhir/.well-known/smart-configuration", &As::Nobody).await;
+    let jwks_uri = config.body["jwks_uri"].as_str().unwrap();
+    let path = jwks_uri.strip_prefix("http://localhost").expect("on this server");
+    let jwks = f.client.get(path, &As::Nobody).await;
+    assert_eq!(jwks.status, 200, "{}", jwks.text);
+    let parts: Vec<&str> = id_token.split('.').collect();
+    assert_eq!(parts.len(), 3, "a compact JWS");
+    let json = |p: &str| -> serde_json::Value {
+        serde_json::from_slice(&B64.decode(p.as_bytes()).unwrap()).unwrap()
+    };
+    let (header, claims) = (json(parts[0]), json(parts[1]));
+    assert_eq!(header["alg"], "ES256");
+    let keys = jwks.body["keys"].as_array().unwrap();
+    let jwk = keys.iter().find(|k| k["kid"] == header["kid"]).expect("the kid is in the JWKS");
+    assert_eq!((jwk["kty"].as_str(), jwk["crv"].as_str()), (Some("EC"), Some("P-256")));
+    let coord = |k: &str| B64.decode(jwk[k].as_str().unwrap().as_bytes()).unwrap();
+    let point = p256::EncodedPoint::from_affine_coordinates(
+        coord("x").as_slice().into(),
+        coord("y").as_slice().into(),
+        false,
+    );
+    let key = VerifyingKey::from_encoded_point(&point).unwrap();
+    let signature = Signature::from_slice(&B64.decode(parts[2].as_bytes()).unwrap()).unwrap();
+    let input = format!("{}.{}", parts[0], parts[1]);
+    key.verify(input.as_bytes(), &signature).expect("the id token verifies against the JWKS");
+    (header, claims)
+}
+
+#[tokio::test]
+async fn openid_gives_an_id_token_that_verifies_against_the_jwks() {
+    let f = Fixture::new(records()).await;
+    // Discovery names the key and the capability; OpenID discovery sits at the issuer.
+    let c = f.client.get("/fhir/.well-known/smart-configuration", &As::Nobody).await.body;
+    assert_eq!(c["jwks_uri"], "http://localhost/.well-known/jwks.json");
+    assert_eq!(c["issuer"], AUD);
+    assert!(c["capabilities"].as_array().unwrap().iter().any(|v| v == "sso-openid-connect"));
+    for s in ["openid", "fhirUser"] {
+        assert!(c["scopes_supported"].as_array().unwrap().iter().any(|v| v == s), "{s}");
+    }
+    let o = f.client.get("/fhir/.well-known/openid-configuration", &As::Nobody).await;
+    assert_eq!(o.status, 200, "{}", o.text);
+    assert_eq!(o.body["issuer"], AUD);
+    assert_eq!(o.body["jwks_uri"], c["jwks_uri"]);
+    assert_eq!(o.body["token_endpoint"], "http://localhost/token");
+    assert_eq!(o.body["id_token_signing_alg_values_supported"], serde_json::json!(["ES256"]));
+
+    // The patient's app asks openid fhirUser with a nonce.
+    let mut r = request("launch/patient openid fhirUser patient/Observation.rs offline_access");
+    r.nonce = Some("n-0S6_WzA2Mj".into());
+    let code = code_for(&f, &r, PATIENT).await;
+    let answer = exchange(&f, &code, VERIFIER, REDIRECT).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let t = answer.body;
+    assert!(t["scope"].as_str().unwrap().ends_with("openid fhirUser"), "{}", t["scope"]);
+    let (_, claims) = verified(&f, t["id_token"].as_str().expect("an id_token")).await;
+    assert_eq!(claims["iss"], AUD);
+    assert_eq!(claims["sub"], f.signer(PATIENT).address().to_checksum(None));
+    assert_eq!(claims["aud"], CLIENT);
+    assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
+    let (iat, exp) = (claims["iat"].as_u64().unwrap(), claims["exp"].as_u64().unwrap());
+    assert!(exp > iat && exp - iat == t["expires_in"].as_u64().unwrap());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(iat.abs_diff(now) < 120, "iat {iat} is now ({now})");
+    // fhirUser: the patient's own Patient, which the FHIR base resolves for them.
+    assert_eq!(claims["fhirUser"], "http://localhost/fhir/Patient/p1");
+    let own = f.get("/fhir/Patient/p1", PATIENT).await;
+    assert_eq!(own.status, 200, "{}", own.text);
+
+    // A refresh brings a new id token, without the nonce of the authorization.
+    let again = refresh(&f, t["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    let (_, claims) = verified(&f, again.body["id_token"].as_str().unwrap()).await;
+    assert_eq!(claims["sub"], f.signer(PATIENT).address().to_checksum(None));
+    assert!(claims.get("nonce").is_none());
+}
+
+#[tokio::test]
+async fn no_id_token_without_openid_and_no_fhir_user_for_a_viewer() {
+    let f = Fixture::new(records()).await;
+    // fhirUser alone is not openid: no id token, and neither is granted.
+    let t = token(&f, "launch/patient fhirUser patient/Observation.rs", PATIENT).await;
+    assert!(t.get("id_token").is_none(), "{t}");
+    assert_eq!(t["scope"], "patient/Observation.rs launch/patient");
+    // openid without a nonce: an id token without one, and without fhirUser.
+    let t = token(&f, "openid patient/Observation.rs", PATIENT).await;
+    let (_, claims) = verified(&f, t["id_token"].as_str().unwrap()).await;
+    assert!(claims.get("nonce").is_none() && claims.get("fhirUser").is_none(), "{claims}");
+    assert_eq!(t["scope"], "patient/Observation.rs launch/patient openid");
+    // A viewer has no resource here that stands for them: sub only, fhirUser not granted.
+    let t = token(&f, "openid fhirUser user/Observation.rs", VIEWER).await;
+    assert_eq!(t["scope"], "user/Observation.rs openid");
+    let (_, claims) = verified(&f, t["id_token"].as_str().unwrap()).await;
+    assert_eq!(claims["sub"], f.signer(VIEWER).address().to_checksum(None));
+    assert!(claims.get("fhirUser").is_none(), "{claims}");
+    // A nonce that is no nonce goes back to the app.
+    let mut r = request("openid patient/Observation.rs");
+    r.nonce = Some("x".repeat(600));
+    assert_eq!(redirected(&allow(&f, &r, PATIENT).await)["error"], "invalid_request");
 }

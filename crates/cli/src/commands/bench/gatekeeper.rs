@@ -16,6 +16,11 @@
 //!   here and handed to the gatekeeper's authenticator) and sends the bearer token.
 //! - `off`: the same server built with authorization switched off (the baseline), the
 //!   same requests without credentials.
+//! - `smart` (with `--smart`, right after `bearer`): the patient's SMART app launched
+//!   once, standalone, over HTTP (`GET /authorize`, the sign-in message signed here,
+//!   `POST /authorize`, `POST /token` with PKCE; scope `launch/patient
+//!   patient/Observation.rs`), and the access token sent as the bearer token: the same
+//!   reads as `bearer`, through the same lookup plus the grant's narrowing.
 //! - `signed`: a fresh EIP-712 signature and nonce on every request. Signing is the
 //!   client's work, so the requests are signed before the timed window (on all cores);
 //!   they carry the time they were signed at, so the whole run must fit in the
@@ -51,10 +56,13 @@ use medrec_gatekeeper::{
         AuthState, Request, RequestVerifier, SiweAuthenticator, SiweConfig, random_nonce,
         sign_request, unix_now,
     },
-    bench::{LoadConfig, LoadReport, ProcessStats, RequestSource, RequestSpec, run_load},
+    bench::{
+        LoadConfig, LoadReport, ProcessStats, RequestSource, RequestSpec, run_load, smart_launch,
+    },
     limits::RateLimits,
     pointer::PointerSpec,
     server::{Enrollment, Gatekeeper, Readiness},
+    smart::SmartClients,
 };
 use medrec_primitives::RelationshipId;
 use medrec_store::{
@@ -82,6 +90,9 @@ pub(crate) enum Mode {
     Signed,
     /// Each of the three in turn, against the same data.
     All,
+    /// Bearer tokens from a SMART standalone launch (with `--smart`).
+    #[value(skip)]
+    Smart,
 }
 
 impl Mode {
@@ -91,6 +102,7 @@ impl Mode {
             Self::Off => "off",
             Self::Signed => "signed",
             Self::All => "all",
+            Self::Smart => "smart",
         }
     }
 }
@@ -116,6 +128,9 @@ pub(crate) struct Options {
     pub(crate) signed_rate: u64,
     /// Also measure from outside the process with wrk (see the `wrk` module).
     pub(crate) wrk: bool,
+    /// Also read with SMART access tokens (mode `smart`, after `bearer`; with `wrk`,
+    /// there too).
+    pub(crate) smart: bool,
 }
 
 /// The gatekeeper's address in the EIP-712 domain of signed requests.
@@ -136,6 +151,11 @@ const FIRST_PATIENT: usize = 3;
 /// How long a signed request is accepted after the time it carries (the verifier's
 /// default skew), less a margin.
 const SIGNED_WINDOW: Duration = Duration::from_secs(28);
+/// The SMART app of `--smart`, registered with every gatekeeper of the run.
+const SMART_CLIENT: &str = "bench-app";
+const SMART_REDIRECT: &str = "http://127.0.0.1/callback";
+/// What the patient's app asks for: their records' Observations.
+const SMART_SCOPE: &str = "launch/patient patient/Observation.rs";
 
 /// Everything the modes share: the chain, the store, the consent index.
 struct Scenario {
@@ -186,16 +206,16 @@ pub(crate) fn measure(opts: &Options) -> anyhow::Result<Value> {
             setup.elapsed().as_secs_f64()
         ));
         let before_load = ProcessStats::now();
-        let modes: &[Mode] = match opts.mode {
-            Mode::All => &[Mode::Bearer, Mode::Off, Mode::Signed],
-            one => std::slice::from_ref(match one {
-                Mode::Bearer => &Mode::Bearer,
-                Mode::Off => &Mode::Off,
-                _ => &Mode::Signed,
-            }),
+        let mut modes: Vec<Mode> = match opts.mode {
+            Mode::All => vec![Mode::Bearer, Mode::Off, Mode::Signed],
+            one => vec![one],
         };
+        if opts.smart {
+            let at = modes.iter().position(|m| *m == Mode::Bearer).map_or(modes.len(), |i| i + 1);
+            modes.insert(at, Mode::Smart);
+        }
         let mut results = BTreeMap::new();
-        for &mode in modes {
+        for &mode in &modes {
             crate::output::note(&format!(
                 "{}: {} connections, {} s warm-up, {} s measured",
                 mode.name(),
@@ -228,6 +248,7 @@ pub(crate) fn measure(opts: &Options) -> anyhow::Result<Value> {
             "modes": results,
             "bearer_over_off": ratio,
             "signed_over_bearer": per_sec("signed").zip(per_sec("bearer")).map(|(s, b)| s / b),
+            "smart_over_bearer": per_sec("smart").zip(per_sec("bearer")).map(|(s, b)| s / b),
             "external": external,
             "memory": {
                 "rss_before_load_kib": before_load.rss_kib,
@@ -351,6 +372,7 @@ impl Scenario {
             auth,
         )
         .with_provider(self.provider)
+        .with_smart_clients(SmartClients::parse(&[format!("{SMART_CLIENT}={SMART_REDIRECT}")])?)
         .with_access_log(Arc::clone(&log), WriterConfig::default());
         if mode == Mode::Off {
             gk = gk.with_authorization_off_for_benchmarks();
@@ -382,12 +404,15 @@ impl Scenario {
         let mut signing = None;
         let sources: Vec<RequestSource> = match mode {
             Mode::Off => (0..opts.connections).map(|c| self.random_reads(c, Vec::new())).collect(),
-            Mode::Bearer => {
-                let tokens = self
-                    .patients
-                    .iter()
-                    .map(|p| sign_in(&gk, &p.account.signer()))
-                    .collect::<anyhow::Result<Vec<_>>>()?;
+            Mode::Bearer | Mode::Smart => {
+                let tokens = if mode == Mode::Smart {
+                    self.smart_tokens(client, addr)?
+                } else {
+                    self.patients
+                        .iter()
+                        .map(|p| sign_in(&gk, &p.account.signer()))
+                        .collect::<anyhow::Result<Vec<_>>>()?
+                };
                 (0..opts.connections)
                     .map(|c| {
                         let token = tokens[c % tokens.len()].clone();
@@ -450,6 +475,32 @@ impl Scenario {
             value["signing"] = s;
         }
         Ok(value)
+    }
+
+    /// Each patient's SMART access token, from a standalone launch over HTTP against the
+    /// gatekeeper at `addr` (see the module documentation): `Bearer <token>`.
+    fn smart_tokens(
+        &self,
+        client: &tokio::runtime::Runtime,
+        addr: std::net::SocketAddr,
+    ) -> anyhow::Result<Vec<HeaderValue>> {
+        self.patients
+            .iter()
+            .map(|p| {
+                let signer = p.account.signer();
+                let sign =
+                    |message: &[u8]| signer.sign_message_sync(message).ok().map(|s| s.to_string());
+                let token = client.block_on(smart_launch(
+                    addr,
+                    SMART_CLIENT,
+                    SMART_REDIRECT,
+                    SMART_SCOPE,
+                    signer.address(),
+                    &sign,
+                ))?;
+                Ok(HeaderValue::from_str(&format!("Bearer {token}"))?)
+            })
+            .collect()
     }
 
     /// Requests for random Observations of connection `c`'s patient, with `headers`.

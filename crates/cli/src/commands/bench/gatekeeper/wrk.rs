@@ -107,6 +107,22 @@ pub(super) fn measure(
         "wrk: bearer reads formatted per request, 32 connections, {seconds} s"
     ));
     let bearer_lua = w.run("/", Some(&reads_lua), 32, seconds)?;
+    // `--smart`: the same reads with SMART access tokens, then bearer again, so that a
+    // drift of the machine shows.
+    let smart = if opts.smart {
+        let smart_tokens = scenario.smart_tokens(server, addr)?;
+        let smart_reads = scenario.dir.join("smart-reads.lua");
+        std::fs::write(&smart_reads, reads_script(scenario, &smart_tokens, Format::Once)?)?;
+        crate::output::note(&format!("wrk: SMART reads, 32 connections, {seconds} s"));
+        let before = logged(&gk)?;
+        let smart = w.run("/", Some(&smart_reads), 32, seconds)?;
+        let smart_logged = logged(&gk)? - before;
+        crate::output::note(&format!("wrk: bearer reads again, 32 connections, {seconds} s"));
+        let bearer_again = w.run("/", Some(&reads), 32, seconds)?;
+        Some((smart, smart_logged, bearer_again))
+    } else {
+        None
+    };
     let (signed, signed_logged, signing) = signed_run(scenario, &w, opts, &|| logged(&gk))?;
     crate::output::note(&format!("wrk: one reader alone, 16 connections, {seconds} s"));
     let alone = w.run("/", Some(&reads), 16, seconds)?;
@@ -146,7 +162,11 @@ pub(super) fn measure(
         && reads_logged(bearer_logged, &bearer, 32)
         && reads_logged(flooded_logged, &flooded, 16)
         && by_others == 0
-        && flood_run.non_2xx == flood_run.requests;
+        && flood_run.non_2xx == flood_run.requests
+        && smart.as_ref().is_none_or(|(s, logged, again)| {
+            s.non_2xx + again.non_2xx + s.socket_errors + again.socket_errors == 0
+                && reads_logged(*logged, s, 32)
+        });
     let refused =
         |f: fn(&medrec_gatekeeper::server::Refusals) -> u64| f(&refused_after) - f(&refused_before);
     Ok(json!({
@@ -171,6 +191,10 @@ pub(super) fn measure(
             "source_throttled": refused(|r| r.source_throttled),
         },
         "reader_kept": round3(flooded.per_sec / alone.per_sec),
+        "smart": smart.as_ref().map(|(s, _, _)| s.json()),
+        "smart_access_log_entries": smart.as_ref().map(|(_, l, _)| l),
+        "bearer_after_smart": smart.as_ref().map(|(_, _, b)| b.json()),
+        "smart_over_bearer": smart.as_ref().map(|(s, _, b)| round3(2.0 * s.per_sec / (bearer.per_sec + b.per_sec))),
         "flood_access_log_entries": by_others,
         "valid": valid,
     }))
