@@ -390,6 +390,7 @@ describe('the patient story in the web app (Chromium)', { timeout: 600_000 }, ()
       await p.goto(`${story.patient}${path}`);
       const over = await overflowX(p);
       if (over > 0) await shots.take(p, `phone-390-overflow${path.replace(/\//g, '-')}`);
+      if (path === '/people') await shots.take(p, 'phone-390-people');
       assert.equal(over, 0, `${path}: nothing sticks out sideways at 390 px: ${(await overflowing(p)).join('; ')}`);
     }
     // At phone width a table's rows stack, each cell naming its column.
